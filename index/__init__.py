@@ -1,0 +1,1 @@
+"""Storage and first-stage retrieval: SQLite store of record, FAISS, BM25 (tantivy), fusion."""

@@ -1,0 +1,115 @@
+"""Token-aware chunking with overlap that respects paragraph and sentence boundaries.
+
+Text is cut into units: paragraphs, then sentences inside paragraphs that are too long, then
+word runs inside sentences that are still too long. Units are packed greedily into chunks of
+at most ``size`` tokens (counted with the embedding model's tokenizer); each new chunk starts
+with the trailing units of the previous one, up to ``overlap`` tokens. A chunk's text is the
+exact span of the source it covers, so offsets point back into the document.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from tools.errors import InvalidInput
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+_PARA_RE = re.compile(r"\n\s*\n")
+_SENT_RE = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=\S)")
+_WORD_RE = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    start: int  # character offsets into the source text
+    end: int
+    tokens: int
+
+
+def approx_token_counter(texts: Sequence[str]) -> list[int]:
+    """A tokenizer-free estimate (word pieces ~ 1.3 per word), for tests and fallbacks."""
+    return [max(1, round(len(re.findall(r"\w+|[^\w\s]", t)) * 1.3)) if t.strip() else 0 for t in texts]
+
+
+def _spans(text: str, pattern: re.Pattern[str], start: int, end: int) -> list[tuple[int, int]]:
+    """Split text[start:end] at ``pattern`` into non-blank (start, end) spans."""
+    out, pos = [], start
+    for m in pattern.finditer(text, start, end):
+        if text[pos : m.start()].strip():
+            out.append((pos, m.start()))
+        pos = m.end()
+    if text[pos:end].strip():
+        out.append((pos, end))
+    return [_strip(text, s, e) for s, e in out]
+
+
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+def _words(text: str, s: int, e: int, size: int, count: TokenCounter) -> list[tuple[int, int]]:
+    """Split an over-long sentence into runs of words of at most ``size`` tokens."""
+    words = [(m.start(), m.end()) for m in _WORD_RE.finditer(text, s, e)]
+    costs = count([text[a:b] for a, b in words])
+    out: list[tuple[int, int]] = []
+    run_start, run_cost = None, 0
+    for (a, b), c in zip(words, costs):
+        if run_start is not None and run_cost + c > size:
+            out.append((run_start, prev_end))
+            run_start, run_cost = None, 0
+        if run_start is None:
+            run_start = a
+        run_cost += c
+        prev_end = b
+    if run_start is not None:
+        out.append((run_start, prev_end))
+    return out
+
+
+def chunk_text(text: str, size: int, overlap: int, count: TokenCounter = approx_token_counter) -> list[Chunk]:
+    """Chunk ``text`` into pieces of at most ``size`` tokens with ``overlap`` tokens of overlap."""
+    if size <= 0:
+        raise InvalidInput(f"chunk_size must be positive, got {size}")
+    if overlap < 0 or overlap >= size:
+        raise InvalidInput(f"chunk_overlap must be >= 0 and smaller than chunk_size ({size}), got {overlap}")
+    if not text.strip():
+        return []
+    # 1. units: paragraphs; paragraphs over size -> sentences; sentences over size -> word runs
+    units: list[tuple[int, int]] = []
+    paras = _spans(text, _PARA_RE, 0, len(text))
+    para_cost = count([text[s:e] for s, e in paras])
+    for (ps, pe), pc in zip(paras, para_cost):
+        if pc <= size:
+            units.append((ps, pe))
+            continue
+        sents = _spans(text, _SENT_RE, ps, pe)
+        for (ss, se), sc in zip(sents, count([text[s:e] for s, e in sents])):
+            units.extend([(ss, se)] if sc <= size else _words(text, ss, se, size, count))
+    costs = count([text[s:e] for s, e in units])
+    # 2. greedy packing with unit-aligned overlap
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(units):
+        j, total = i, 0
+        while j < len(units) and (j == i or total + costs[j] <= size):
+            total += costs[j]
+            j += 1
+        s, e = units[i][0], units[j - 1][1]
+        chunks.append(Chunk(text=text[s:e], start=s, end=e, tokens=total))
+        if j >= len(units):
+            break
+        # next chunk starts with the trailing units of this one, up to `overlap` tokens
+        back, k = 0, j
+        while k - 1 > i and back + costs[k - 1] <= overlap:
+            back += costs[k - 1]
+            k -= 1
+        i = k
+    return chunks

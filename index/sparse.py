@@ -1,0 +1,157 @@
+"""The corpus BM25 index: tantivy (Lucene-style segments, BM25 k1=1.2 b=0.75, block-max WAND).
+
+Derived from the store of record like the dense index. Text is analysed by
+:mod:`index.tokenize` (the same analyzer as the ``bm25`` reranker) and indexed as
+whitespace-separated terms. Adding documents writes a new small segment and merges happen
+in the background, so one new document costs a commit, never a rebuild. A JSON sidecar
+records the last applied sequence number; replay of newer changes is idempotent (delete by
+chunk id, then add). See docs/adr/0002-bm25-corpus-index.md for why tantivy.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from index.persist import atomic_write_json, read_json
+from index.store import Store
+from index.tokenize import tokenize, tokenize_query
+
+log = logging.getLogger(__name__)
+
+WRITER_HEAP = 50_000_000
+
+
+def _schema():
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("chunk_id", stored=False, indexed=True, fast=True)
+    sb.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
+    return sb.build()
+
+
+class SparseIndex:
+    def __init__(self, folder: Path, store: Store, collection: str) -> None:
+        self.folder = folder
+        self.dir = folder / "bm25"
+        self.meta_path = folder / "bm25.json"
+        self.store = store
+        self.collection = collection
+        self._lock = threading.RLock()
+        self.applied_seq = 0
+        self.index = None
+        self.writer = None
+        self.schema = None
+        self.repaired: str | None = None
+
+    def open(self) -> None:
+        import tantivy
+
+        self.schema = _schema()
+        meta = read_json(self.meta_path)
+        with self._lock:
+            ok = False
+            if meta is not None and self.dir.exists():
+                try:
+                    self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True)
+                    self.writer = self.index.writer(WRITER_HEAP, 1)
+                    self.index.reload()
+                    self.index.searcher().num_docs  # touch the segments
+                    self.applied_seq = int(meta.get("applied_seq", 0))
+                    ok = self.applied_seq <= self.store.seq()
+                    if not ok:
+                        self.repaired = "index is ahead of the store"
+                except BaseException as exc:  # tantivy panics surface as pyo3 PanicException
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    log.warning("BM25 index for %r unreadable (%s): rebuilding from the store", self.collection, exc)
+                    self.repaired = f"unreadable index ({exc})"
+                    self.writer = None
+            elif meta is not None or self.dir.exists():
+                self.repaired = "index folder or its sidecar missing"
+            if ok:
+                self.catch_up()
+            else:
+                self.rebuild()
+
+    def rebuild(self) -> None:
+        import tantivy
+
+        with self._lock:
+            self.writer = None
+            self.index = None
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True)
+            self.meta_path.unlink(missing_ok=True)
+            self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=False)
+            self.writer = self.index.writer(WRITER_HEAP, 1)
+            self.applied_seq = 0
+            self.catch_up(force_from=-1)
+
+    def catch_up(self, force_from: int | None = None) -> int:
+        import tantivy
+
+        with self._lock:
+            seq = self.store.seq()
+            start = self.applied_seq if force_from is None else force_from
+            if seq <= start and force_from is None:
+                return 0
+            changed = 0
+            dead = self.store.tombstones_since(self.collection, start) if start >= 0 else []
+            for cid in dead:
+                self.writer.delete_documents_by_term("chunk_id", int(cid))
+            changed += len(dead)
+            for rows in self.store.iter_chunks_since(self.collection, start, with_vec=False):
+                for cid, text, _ in rows:
+                    if start >= 0:
+                        self.writer.delete_documents_by_term("chunk_id", int(cid))
+                    self.writer.add_document(tantivy.Document(chunk_id=int(cid), text=" ".join(tokenize(text))))
+                changed += len(rows)
+            self.writer.commit()
+            self.index.reload()
+            self.applied_seq = seq
+            atomic_write_json(self.meta_path, {"applied_seq": seq})
+            return changed
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        import tantivy
+
+        terms = list(dict.fromkeys(tokenize_query(query)))
+        if not terms or k <= 0:
+            return []
+        q = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", t)) for t in terms]
+        )
+        if allowed is not None:
+            if len(allowed) == 0:
+                return []
+            ids = tantivy.Query.const_score_query(
+                tantivy.Query.term_set_query(self.schema, "chunk_id", [int(i) for i in allowed]), 0.0
+            )
+            q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), (tantivy.Occur.Must, ids)])
+        searcher = self.index.searcher()
+        res = searcher.search(q, k, count=False)
+        if not res.hits:
+            return []
+        cids = searcher.fast_field_values("chunk_id", [addr for _, addr in res.hits])
+        return [(int(c), float(s)) for (s, _), c in zip(res.hits, cids) if c is not None]
+
+    @property
+    def size(self) -> int:
+        return 0 if self.index is None else int(self.index.searcher().num_docs)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.writer is not None:
+                try:
+                    self.writer.wait_merging_threads()
+                except Exception:
+                    pass
+            self.writer = None
+            self.index = None

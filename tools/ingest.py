@@ -1,0 +1,233 @@
+"""Ingest: documents and files in; chunked, embedded, stored durably, indexed.
+
+Everything is validated before anything is written: one bad input fails the whole call and
+stores nothing (unless ``skip_invalid`` asks to ingest the rest and report the failures).
+Documents are written to the store in batches, one transaction each; a document's outcome
+says ``added``/``updated`` only once its transaction has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from index.chunking import chunk_text
+from index.embedding import encode_cached
+from index.engine import Engine
+from index.loaders import expand_paths, load_file
+from index.store import NewChunk, check_collection_name
+from tools.errors import InvalidInput, LimitExceeded, RerankMCPError
+from tools.models import DocOutcome, DocumentIn, IngestResult
+
+Progress = Callable[[float, float, str], None]
+
+WRITE_BATCH = 64
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_documents: int = 10_000
+    max_chars: int = 5_000_000
+    max_file_bytes: int = 50_000_000
+    max_metadata_bytes: int = 65_536
+
+
+@dataclass
+class _Pending:
+    doc_id: str
+    text: str
+    metadata: dict[str, Any]
+    source: str | None
+    hash: str = ""
+
+
+def _check_metadata(meta: Any, where: str, limit: int) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise InvalidInput(f"{where}: metadata must be a JSON object")
+    try:
+        raw = json.dumps(meta, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{where}: metadata is not plain JSON ({exc})") from None
+    if len(raw.encode()) > limit:
+        raise LimitExceeded(f"{where}: metadata is {len(raw.encode())} bytes, over the limit of {limit}")
+    return meta
+
+
+def _check_text(text: Any, where: str, limit: int) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{where}: text must be a string")
+    if not text.strip():
+        raise InvalidInput(f"{where}: text is empty")
+    if len(text) > limit:
+        raise LimitExceeded(f"{where}: text is {len(text)} characters, over the limit of {limit}")
+    if "\x00" in text:
+        raise InvalidInput(f"{where}: text contains NUL characters (binary data?)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: text contains unpaired surrogates (invalid Unicode)") from None
+    return text
+
+
+def _content_hash(text: str, meta: dict[str, Any], size: int, overlap: int, model: str) -> str:
+    h = hashlib.sha256()
+    for part in (text, json.dumps(meta, sort_keys=True, ensure_ascii=False), f"{size}/{overlap}/{model}"):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def ingest(
+    engine: Engine,
+    collection: str,
+    documents: Sequence[DocumentIn | dict] = (),
+    paths: Sequence[str] = (),
+    *,
+    roots: Sequence[Path] = (),
+    glob: str | None = None,
+    chunk_size: int = 200,
+    chunk_overlap: int = 40,
+    skip_invalid: bool = False,
+    limits: IngestLimits = IngestLimits(),
+    progress: Progress | None = None,
+) -> IngestResult:
+    t0 = time.perf_counter()
+    check_collection_name(collection)
+    if not documents and not paths:
+        raise InvalidInput("nothing to ingest: give documents and/or paths")
+    if not isinstance(chunk_size, int) or not 16 <= chunk_size <= 8192:
+        raise InvalidInput(f"chunk_size must be an integer from 16 to 8192, got {chunk_size!r}")
+    if not isinstance(chunk_overlap, int) or not 0 <= chunk_overlap < chunk_size:
+        raise InvalidInput(f"chunk_overlap must be >= 0 and smaller than chunk_size, got {chunk_overlap!r}")
+    if len(documents) > limits.max_documents:
+        raise LimitExceeded(f"{len(documents)} documents in one call, over the limit of {limits.max_documents}")
+
+    failed: list[DocOutcome] = []
+    pending: list[_Pending] = []
+
+    def fail(doc_id: str | None, source: str | None, exc: Exception) -> None:
+        if not skip_invalid:
+            raise exc
+        failed.append(DocOutcome(id=doc_id, source=source, status="failed", reason=str(exc)))
+
+    # 1. validate and load everything
+    for i, d in enumerate(documents):
+        where = f"documents[{i}]"
+        try:
+            doc = d if isinstance(d, DocumentIn) else DocumentIn.model_validate(d)
+            text = _check_text(doc.text, where, limits.max_chars)
+            meta = _check_metadata(doc.metadata, where, limits.max_metadata_bytes)
+            if doc.id is not None and (not doc.id.strip() or len(doc.id) > 512 or "\x00" in doc.id):
+                raise InvalidInput(f"{where}: id must be 1-512 characters without NUL")
+            doc_id = doc.id if doc.id is not None else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:24]
+            pending.append(_Pending(doc_id, text, meta, None))
+        except RerankMCPError as exc:
+            fail(getattr(d, "id", None) if not isinstance(d, dict) else d.get("id"), None, exc)
+        except Exception as exc:  # pydantic ValidationError and friends
+            fail(None, None, InvalidInput(f"{where}: invalid document: {_first_error(exc)}"))
+    if paths:
+        if isinstance(paths, str):
+            paths = [paths]
+        files = expand_paths(paths, list(roots), glob)
+        if len(files) + len(pending) > limits.max_documents:
+            raise LimitExceeded(
+                f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents}"
+            )
+        for n, f in enumerate(files):
+            try:
+                lf = load_file(f, limits.max_file_bytes)
+                _check_text(lf.text, str(f), limits.max_chars)
+                meta = {"source": str(f), "type": lf.kind}
+                if lf.title:
+                    meta["title"] = lf.title
+                pending.append(_Pending(str(f), lf.text, meta, str(f)))
+            except RerankMCPError as exc:
+                fail(str(f), str(f), exc)
+            if progress and n % 20 == 0:
+                progress(n, len(files), f"reading files ({n}/{len(files)})")
+    seen: dict[str, int] = {}
+    for p in pending:
+        seen[p.doc_id] = seen.get(p.doc_id, 0) + 1
+    dups = [k for k, v in seen.items() if v > 1]
+    if dups:
+        raise InvalidInput(f"duplicate document id(s) in one call: {', '.join(map(repr, dups[:5]))}")
+
+    # 2. skip unchanged content
+    col = engine.collection(collection, create=True)
+    engine.check_model(col.info)
+    model = col.info.embedding_model
+    for p in pending:
+        p.hash = _content_hash(p.text, p.metadata, chunk_size, chunk_overlap, model)
+    stored = engine.store.doc_hashes(collection, [p.doc_id for p in pending])
+    outcomes: list[DocOutcome] = []
+    todo: list[_Pending] = []
+    for p in pending:
+        if stored.get(p.doc_id) == p.hash:
+            outcomes.append(DocOutcome(id=p.doc_id, source=p.source, status="unchanged"))
+        else:
+            todo.append(p)
+
+    # 3. chunk, embed, write in batches
+    emb = engine.embedder
+    total_docs = len(todo)
+    chunks_written = 0
+    for b in range(0, total_docs, WRITE_BATCH):
+        batch = todo[b : b + WRITE_BATCH]
+        chunked = [chunk_text(p.text, chunk_size, chunk_overlap, emb.count_tokens) for p in batch]
+        flat = [c.text for cs in chunked for c in cs]
+        vecs = []
+        for e in range(0, len(flat), EMBED_BATCH):
+            vecs.append(encode_cached(emb, flat[e : e + EMBED_BATCH], engine.cache))
+            if progress:
+                progress(b + len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))), total_docs,
+                         f"embedding chunks of documents {b + 1}-{b + len(batch)} of {total_docs}")
+        import numpy as np
+
+        allv = np.concatenate(vecs) if vecs else np.zeros((0, emb.dim), np.float32)
+        rows, k = [], 0
+        for p, cs in zip(batch, chunked):
+            news = [NewChunk(c.text, c.start, c.end, c.tokens, allv[k + j]) for j, c in enumerate(cs)]
+            k += len(cs)
+            rows.append((p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
+        with col.write_lock:
+            engine.store.upsert_documents(collection, rows)
+        for p, cs in zip(batch, chunked):
+            outcomes.append(
+                DocOutcome(id=p.doc_id, source=p.source, status="updated" if p.doc_id in stored else "added",
+                           chunks=len(cs))
+            )
+            chunks_written += len(cs)
+        col.catch_up()
+        if progress:
+            progress(min(b + WRITE_BATCH, total_docs), total_docs, f"stored {min(b + WRITE_BATCH, total_docs)} of {total_docs} documents")
+    col.save()
+    outcomes.extend(failed)
+    elapsed = time.perf_counter() - t0
+    return IngestResult(
+        collection=collection,
+        documents=outcomes,
+        added=sum(o.status == "added" for o in outcomes),
+        updated=sum(o.status == "updated" for o in outcomes),
+        unchanged=sum(o.status == "unchanged" for o in outcomes),
+        failed=len(failed),
+        chunks_written=chunks_written,
+        elapsed_ms=elapsed * 1000,
+        chunks_per_s=(chunks_written / elapsed) if chunks_written and elapsed > 0 else None,
+    )
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            e = errors()[0]
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            return f"{loc}: {e.get('msg')}" if loc else str(e.get("msg"))
+        except Exception:
+            pass
+    return str(exc).splitlines()[0]

@@ -1,0 +1,115 @@
+"""Request and response types shared by the library, the CLI and the MCP tools.
+
+Frozen pydantic models end to end: the MCP tools return these very objects, so clients get
+an ``outputSchema`` and structured content for free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
+
+Mode = Literal["dense", "bm25", "hybrid"]
+Fusion = Literal["rrf", "minmax", "zscore"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class DocumentIn(BaseModel):
+    """A document to ingest. Without an id, one is derived from its content."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str | None = Field(None, description="stable id; re-ingesting the same id replaces the document")
+    text: str = Field(description="the document's text")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="JSON metadata, filterable in search")
+
+
+class DocOutcome(Frozen):
+    id: str | None
+    source: str | None = None
+    status: Literal["added", "updated", "unchanged", "failed"]
+    chunks: int = 0
+    reason: str | None = None
+
+
+class IngestResult(Frozen):
+    collection: str
+    documents: list[DocOutcome]
+    added: int
+    updated: int
+    unchanged: int
+    failed: int
+    chunks_written: int
+    elapsed_ms: float
+    chunks_per_s: float | None = None
+
+
+class Provenance(Frozen):
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+    fused_rank: int | None = None
+    fused_score: float | None = None
+    rerank_rank: int | None = None
+    rerank_score: float | None = None
+
+
+class Hit(Frozen):
+    rank: int
+    chunk_id: int
+    doc_id: str
+    text: str
+    score: float = Field(description="the final score: rerank score if reranked, else fused or arm score")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    start: int = Field(description="character offset of the chunk in its document")
+    end: int
+    provenance: Provenance
+
+
+class RerankStep(BaseModel):
+    """An optional rerank step inside ``search``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reranker: str = Field(description="reranker family, see list_rerankers")
+    options: dict[str, Any] = Field(default_factory=dict, description="family options, e.g. {'model': ...}")
+    candidates: int = Field(50, ge=1, le=1000, description="how many first-stage hits to rerank")
+
+
+class SearchResult(Frozen):
+    query: str
+    collection: str
+    mode: Mode
+    fusion: Fusion | None = None
+    hits: list[Hit]
+    reranker: str | None = None
+    rerank_model: str | None = None
+    rerank_fallback: str | None = None
+    truncated: list[int] = Field(default_factory=list, description="chunk ids truncated by the reranker")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class CollectionSummary(Frozen):
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str
+    dim: int
+    dense_index: str | None = None
+
+
+class CollectionList(Frozen):
+    collections: list[CollectionSummary]
+
+
+class DeleteResult(Frozen):
+    collection: str
+    deleted_documents: list[str]
+    collection_dropped: bool = False

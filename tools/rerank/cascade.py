@@ -1,0 +1,120 @@
+"""``cascade``: a cheap reranker over many candidates, then an expensive one over the top few.
+
+``stages`` is a list of ``{"reranker": name, "options": {...}, "top_k": int}``. Stage 1 ranks
+every candidate and keeps its ``top_k``; stage 2 ranks those and keeps its ``top_k``; and so
+on. The final order is the last stage's order of the survivors, followed by the passages
+each earlier stage dropped, in that stage's order (those dropped later first). Scores from
+different stages are not comparable, so cascade scores are ``1 / rank`` of the final order;
+truncation is the union over stages; each stage adds a note.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tools.errors import InvalidInput
+from tools.rerank.base import Reranker, Scored
+
+DEFAULT_STAGES: list[dict[str, Any]] = [
+    {"reranker": "flashrank", "options": {}, "top_k": 20},
+    {"reranker": "cross-encoder", "options": {}},
+]
+
+
+def _validate(stages: Any, registry: Any) -> list[dict[str, Any]]:
+    if not isinstance(stages, list) or not stages:
+        raise InvalidInput("cascade option stages must be a non-empty list of {reranker, options, top_k}")
+    out = []
+    for n, st in enumerate(stages, start=1):
+        if not isinstance(st, dict):
+            raise InvalidInput(f"cascade stage {n} must be an object with reranker, options and top_k")
+        unknown = set(st) - {"reranker", "options", "top_k"}
+        if unknown:
+            raise InvalidInput(f"cascade stage {n} has unknown key(s) {', '.join(sorted(unknown))}")
+        name = st.get("reranker")
+        if not isinstance(name, str) or not name:
+            raise InvalidInput(f"cascade stage {n} needs a reranker name")
+        if name == "cascade":
+            raise InvalidInput("a cascade stage cannot itself be a cascade")
+        registry.family(name)  # NotFound for an unknown name
+        options = st.get("options") or {}
+        if not isinstance(options, dict):
+            raise InvalidInput(f"cascade stage {n} options must be an object")
+        top_k = st.get("top_k")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0):
+            raise InvalidInput(f"cascade stage {n} top_k must be a positive integer, got {top_k!r}")
+        if top_k is None and n < len(stages):
+            raise InvalidInput(f"cascade stage {n} needs top_k: how many passages go on to stage {n + 1}")
+        out.append({"reranker": name, "options": dict(options), "top_k": top_k})
+    return out
+
+
+class CascadeReranker(Reranker):
+    """Options: ``stages`` (default: flashrank top_k 20, then cross-encoder)."""
+
+    family = "cascade"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        context: Any,
+        registry: Any,
+        stages: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if model is not None:
+            raise InvalidInput("the cascade reranker has no model of its own: set each stage's options.model")
+        self.stages = _validate(stages if stages is not None else [dict(s) for s in DEFAULT_STAGES], registry)
+        super().__init__(None, stages=self.stages)
+        self.registry = registry
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        from tools.rerank.registry import RerankerRegistry
+
+        reg = RerankerRegistry(context)
+        for st in DEFAULT_STAGES:
+            cls = reg.resolve_class(st["reranker"])
+            check = getattr(cls, "availability", None)
+            reason = check(context) if check else None
+            if reason:
+                return f"default stage {st['reranker']} unavailable: {reason} (pass options.stages to choose others)"
+        return None
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        n = len(texts)
+        survivors = list(range(n))
+        dropped: list[list[int]] = []  # per stage, in that stage's order
+        truncated = [False] * n
+        notes: list[str] = []
+        fallbacks: list[str] = []
+        final: list[int] = []
+        for s, st in enumerate(self.stages, start=1):
+            rr = self.registry.get(st["reranker"], st["options"])
+            scored = rr._score(query, [texts[i] for i in survivors])
+            if len(scored.scores) != len(survivors):
+                raise RuntimeError(f"cascade stage {s} ({st['reranker']}) returned {len(scored.scores)} scores for {len(survivors)} passages")
+            pos = sorted(range(len(survivors)), key=lambda k: -float(scored.scores[k]))  # stable
+            ranked = [survivors[k] for k in pos]
+            for k, t in enumerate(scored.truncated or []):
+                if t:
+                    truncated[survivors[k]] = True
+            last = s == len(self.stages)
+            keep = len(ranked) if last or st["top_k"] is None else min(st["top_k"], len(ranked))
+            notes.append(
+                f"stage {s}: {st['reranker']}" + (f" ({rr.model})" if rr.model else "")
+                + f" ranked {len(survivors)}" + ("" if last else f", kept {keep}")
+            )
+            notes.extend(f"stage {s}: {m}" for m in scored.notes)
+            if scored.fallback:
+                fallbacks.append(f"stage {s}: {scored.fallback}")
+            if last:
+                final = ranked
+            else:
+                dropped.append(ranked[keep:])
+                survivors = ranked[:keep]
+        order = final + [i for d in reversed(dropped) for i in d]
+        scores = [0.0] * n
+        for rank, i in enumerate(order, start=1):
+            scores[i] = 1.0 / rank
+        return Scored(scores, truncated=truncated, notes=notes, fallback="; ".join(fallbacks) or None)

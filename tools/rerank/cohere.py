@@ -1,0 +1,236 @@
+"""``cohere``: the Cohere Rerank API (or any Cohere-compatible endpoint) via the real SDK.
+
+``cohere.ClientV2(api_key=..., base_url=..., timeout=...)`` posts to ``{base_url}/v2/rerank``.
+The SDK's own retries are switched off (``max_retries=0`` on the client and per request) so
+that retries are ours and deterministic: bounded, with exponential backoff (honouring
+``Retry-After``), on 429 and 5xx and on connection failures. 400 / 401 / other 4xx and
+timeouts are clear :class:`UpstreamError`s at once. The API key is never logged and never
+appears in an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Sequence
+
+from tools.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
+from tools.rerank.base import Passage, Reranker, RerankResult, Scored
+
+log = logging.getLogger(__name__)
+
+MAX_DOCS_PER_REQUEST = 1000
+NO_KEY = "no API key: set RERANK_MCP_COHERE_API_KEY or CO_API_KEY"
+
+
+def _api_key(context: Any) -> str | None:
+    return getattr(context, "cohere_api_key", None) or os.environ.get("CO_API_KEY") or None
+
+
+class CohereReranker(Reranker):
+    """Options: ``base_url`` (Cohere-compatible endpoint), ``timeout`` (s), ``max_retries`` (3),
+    ``backoff`` (0.5 s, doubled per retry, capped by ``max_backoff`` 8 s), ``batch_size``
+    (1000 docs per request, the API's limit), ``max_tokens_per_doc``, ``fallback`` (name of a
+    local reranker used when Cohere fails)."""
+
+    family = "cohere"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        context: Any,
+        registry: Any = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        batch_size: int = MAX_DOCS_PER_REQUEST,
+        max_tokens_per_doc: int | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        model = model or getattr(context, "cohere_model", None) or "rerank-v3.5"
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_DOCS_PER_REQUEST:
+            raise InvalidInput(f"cohere option batch_size must be an integer in [1, {MAX_DOCS_PER_REQUEST}], got {batch_size!r}")
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not 0 <= max_retries <= 10:
+            raise InvalidInput(f"cohere option max_retries must be an integer in [0, 10], got {max_retries!r}")
+        if max_tokens_per_doc is not None and (not isinstance(max_tokens_per_doc, int) or max_tokens_per_doc <= 0):
+            raise InvalidInput(f"cohere option max_tokens_per_doc must be a positive integer, got {max_tokens_per_doc!r}")
+        timeout = float(timeout if timeout is not None else getattr(context, "timeout_s", 30.0))
+        if timeout <= 0:
+            raise InvalidInput(f"cohere option timeout must be > 0 seconds, got {timeout}")
+        if fallback is not None:
+            if fallback in ("cohere", "rankllm", "cascade"):
+                raise InvalidInput(f"cohere option fallback must name a local reranker, got {fallback!r}")
+            if registry is None:
+                raise InvalidInput("cohere option fallback needs a registry")
+            registry.family(fallback)  # NotFound for an unknown name
+        super().__init__(
+            model,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            batch_size=batch_size,
+            max_tokens_per_doc=max_tokens_per_doc,
+            fallback=fallback,
+        )
+        self.registry = registry
+        self.base_url = base_url or getattr(context, "cohere_base_url", None)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.batch_size = batch_size
+        self.max_tokens_per_doc = max_tokens_per_doc
+        self.fallback = fallback
+        self._local = threading.local()
+        self.__key = _api_key(context)  # read at construction, never at import
+        if self.__key is None and fallback is None:
+            raise DependencyMissing(NO_KEY)
+        self._client: Any = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"CohereReranker(model={self.model!r}, base_url={self.base_url!r})"
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        return None if _api_key(context) else NO_KEY
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import cohere
+
+            self._client = cohere.ClientV2(
+                api_key=self.__key,
+                base_url=self.base_url,  # None: Cohere's production endpoint
+                timeout=self.timeout,
+                max_retries=0,
+            )
+        return self._client
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__key, "***") if self.__key else text
+
+    # top_n of the public call is passed on to the API (fewer results to send back).
+    def rerank(self, query: str, passages: Sequence[Passage | str], top_n: int | None = None) -> RerankResult:
+        self._local.top_n = top_n
+        try:
+            return super().rerank(query, passages, top_n=top_n)
+        finally:
+            self._local.top_n = None
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        if self.__key is None:
+            return self._fall_back(query, texts, NO_KEY)
+        try:
+            return self._score_remote(query, texts)
+        except UpstreamError as exc:
+            if self.fallback is None:
+                raise
+            return self._fall_back(query, texts, str(exc))
+
+    def _fall_back(self, query: str, texts: Sequence[str], why: str) -> Scored:
+        if self.fallback is None:
+            raise DependencyMissing(why)
+        log.warning("cohere failed, using fallback reranker %s: %s", self.fallback, why)
+        scored = self.registry.get(self.fallback)._score(query, texts)
+        scored.fallback = f"cohere failed ({why}); ranked by {self.fallback} instead"
+        return scored
+
+    def _score_remote(self, query: str, texts: Sequence[str]) -> Scored:
+        top_n = getattr(self._local, "top_n", None)
+        scores: dict[int, float] = {}
+        n_batches = 0
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            k = min(top_n, len(batch)) if top_n else None
+            for item in self._call(query, batch, k):
+                idx = int(item.index)
+                if not 0 <= idx < len(batch):
+                    raise UpstreamError(f"Cohere answered with index {idx} for {len(batch)} documents")
+                scores[start + idx] = float(item.relevance_score)
+            n_batches += 1
+        notes = []
+        if n_batches > 1:
+            notes.append(f"{len(texts)} documents sent in {n_batches} requests of at most {self.batch_size}; merged by relevance_score")
+        missing = [i for i in range(len(texts)) if i not in scores]
+        if missing:
+            if not top_n:
+                raise UpstreamError(f"Cohere returned no score for {len(missing)} of {len(texts)} documents")
+            floor = min(scores.values(), default=0.0) - 1.0
+            for i in missing:
+                scores[i] = floor
+            notes.append(f"{len(missing)} documents outside Cohere's top_n={top_n} were not scored")
+        return Scored([scores[i] for i in range(len(texts))], notes=notes)
+
+    def _call(self, query: str, documents: list[str], top_n: int | None) -> list[Any]:
+        import httpx
+        from cohere.core.api_error import ApiError
+
+        client = self._get_client()
+        kwargs: dict[str, Any] = {"model": self.model, "query": query, "documents": documents}
+        if top_n:
+            kwargs["top_n"] = top_n
+        if self.max_tokens_per_doc:
+            kwargs["max_tokens_per_doc"] = self.max_tokens_per_doc
+        where = self.base_url or "api.cohere.com"
+        attempts = self.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            retry_after: float | None = None
+            try:
+                resp = client.rerank(
+                    **kwargs, request_options={"max_retries": 0, "timeout_in_seconds": self.timeout}
+                )
+                return list(resp.results)
+            except ApiError as exc:
+                status = exc.status_code or 0
+                detail = self._redact(_message(exc.body))
+                if status == 401:
+                    raise UpstreamError(
+                        f"Cohere rejected the API key (401 Unauthorized) at {where}: check "
+                        f"RERANK_MCP_COHERE_API_KEY / CO_API_KEY"
+                    ) from None
+                if status == 429 or status >= 500:
+                    last = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+                    retry_after = _retry_after(exc.headers)
+                else:
+                    raise UpstreamError(f"Cohere rejected the request (HTTP {status}) at {where}: {detail or 'no detail'}") from None
+            except httpx.TimeoutException:
+                raise UpstreamError(f"Cohere did not answer within {self.timeout:g} s at {where} (timeout)") from None
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {self._redact(str(exc))}"
+            except RerankMCPError:
+                raise
+            except Exception as exc:  # an answer the SDK cannot parse
+                raise UpstreamError(f"Cohere answered something unexpected at {where}: {type(exc).__name__}: {self._redact(str(exc))}") from None
+            if attempt + 1 < attempts:
+                delay = min(self.backoff * (2**attempt), self.max_backoff)
+                if retry_after is not None:
+                    delay = min(max(delay, retry_after), self.max_backoff)
+                log.info("cohere rerank attempt %d/%d failed (%s); retrying in %.2f s", attempt + 1, attempts, last, delay)
+                time.sleep(delay)
+        raise UpstreamError(f"Cohere rerank failed after {attempts} attempt(s) at {where}: last error {last}")
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])[:500]
+    return str(body)[:500] if body else ""
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    for k, v in dict(headers).items():
+        if k.lower() == "retry-after":
+            try:
+                return max(0.0, float(v))
+            except (TypeError, ValueError):
+                return None
+    return None

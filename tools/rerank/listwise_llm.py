@@ -1,0 +1,315 @@
+"""``rankllm``: listwise LLM reranking over any OpenAI-compatible chat endpoint.
+
+RankGPT and RankZephyr prompt formats; a sliding window from the bottom of the list up
+(``window_size`` 20, ``stride`` 10 by default), so the best ``window_size - stride``
+candidates of the list are carried to the top. Each window is one ``POST
+{base_url}/chat/completions`` over httpx (vLLM serving RankZephyr, Ollama, llama.cpp
+server, OpenAI...). The ``rank-llm`` package is not used: it cannot import here (vllm,
+transformers pins) and its OpenAI path sets global state.
+
+Answers like ``[3] > [1] > [2]`` are parsed leniently: unknown, out-of-range and repeated
+ids are dropped, and candidates the model did not mention keep their prior order after the
+ranked ones, so every candidate comes back exactly once. A window whose calls all fail
+keeps its input order and the result says so (``fallback``). Scores are ``1 / rank``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any, Sequence
+
+from tools.errors import DependencyMissing, InvalidInput, UpstreamError
+from tools.rerank.base import Reranker, Scored
+
+log = logging.getLogger(__name__)
+
+NO_BASE_URL = (
+    "no LLM endpoint: set RERANK_MCP_LLM_BASE_URL (an OpenAI-compatible base URL such as "
+    "http://localhost:8000/v1) or pass options.base_url"
+)
+PROMPTS = ("rankgpt", "rankzephyr")
+_BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
+_NUMBER = re.compile(r"\d+")
+
+
+def parse_permutation(answer: str, n: int) -> list[int]:
+    """0-based positions the model ranked, in its order: valid, de-duplicated, possibly partial."""
+    ids = _BRACKETED.findall(answer) or _NUMBER.findall(answer)
+    seen: set[int] = set()
+    out = []
+    for s in ids:
+        k = int(s) - 1
+        if 0 <= k < n and k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
+
+
+def complete_permutation(ranked: list[int], n: int) -> list[int]:
+    """``ranked`` followed by every position it misses, in input order."""
+    seen = set(ranked)
+    return list(ranked) + [i for i in range(n) if i not in seen]
+
+
+def _words(text: str, max_words: int) -> tuple[str, bool]:
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words), False
+    return " ".join(words[:max_words]), True
+
+
+def build_messages(prompt: str, query: str, passages: list[str]) -> list[dict[str, str]]:
+    num = len(passages)
+    if prompt == "rankzephyr":
+        body = "".join(f"[{i + 1}] {p}\n" for i, p in enumerate(passages))
+        return [
+            {
+                "role": "system",
+                "content": "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query.",
+            },
+            {
+                "role": "user",
+                "content": (
+                    f"I will provide you with {num} passages, each indicated by a numerical identifier []. "
+                    f"Rank the passages based on their relevance to the search query: {query}.\n\n{body}\n"
+                    f"Search Query: {query}.\nRank the {num} passages above based on their relevance to the "
+                    "search query. All the passages should be included and listed using identifiers, in "
+                    "descending order of relevance. The output format should be [] > [], e.g., [4] > [2]. "
+                    "Only respond with the ranking results, do not say any word or explain."
+                ),
+            },
+        ]
+    # RankGPT (Sun et al., 2023): one turn per passage.
+    messages = [
+        {
+            "role": "system",
+            "content": "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query.",
+        },
+        {
+            "role": "user",
+            "content": f"I will provide you with {num} passages, each indicated by number identifier []. \n"
+            f"Rank the passages based on their relevance to query: {query}.",
+        },
+        {"role": "assistant", "content": "Okay, please provide the passages."},
+    ]
+    for i, p in enumerate(passages):
+        messages.append({"role": "user", "content": f"[{i + 1}] {p}"})
+        messages.append({"role": "assistant", "content": f"Received passage [{i + 1}]."})
+    messages.append(
+        {
+            "role": "user",
+            "content": f"Search Query: {query}. \nRank the {num} passages above based on their relevance to the "
+            "search query. The passages should be listed in descending order using identifiers. The most "
+            "relevant passages should be listed first. The output format should be [] > [], e.g., [1] > [2]. "
+            "Only response the ranking results, do not say any word or explain.",
+        }
+    )
+    return messages
+
+
+class _WindowFailed(Exception):
+    pass
+
+
+class ListwiseLLMReranker(Reranker):
+    """Options: ``base_url``, ``api_key``, ``prompt`` (rankgpt | rankzephyr), ``window_size`` (20),
+    ``stride`` (10), ``max_words`` (300 per passage), ``timeout`` (s), ``max_retries`` (2),
+    ``backoff`` (0.5 s, doubled), ``temperature`` (0), ``max_tokens`` (default from the window),
+    ``fallback`` (name of a local reranker used when the endpoint fails)."""
+
+    family = "rankllm"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        context: Any,
+        registry: Any = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        prompt: str = "rankgpt",
+        window_size: int = 20,
+        stride: int = 10,
+        max_words: int = 300,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        model = model or getattr(context, "llm_model", None) or "default"
+        if prompt not in PROMPTS:
+            raise InvalidInput(f"rankllm option prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+        for name, val, lo in (("window_size", window_size, 2), ("stride", stride, 1), ("max_words", max_words, 1)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < lo:
+                raise InvalidInput(f"rankllm option {name} must be an integer >= {lo}, got {val!r}")
+        if stride >= window_size:
+            raise InvalidInput(f"rankllm option stride ({stride}) must be smaller than window_size ({window_size})")
+        if not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
+            raise InvalidInput(f"rankllm option max_retries must be an integer in [0, 10], got {max_retries!r}")
+        timeout = float(timeout if timeout is not None else getattr(context, "timeout_s", 30.0))
+        if timeout <= 0:
+            raise InvalidInput(f"rankllm option timeout must be > 0 seconds, got {timeout}")
+        if fallback is not None:
+            if fallback in ("cohere", "rankllm", "cascade"):
+                raise InvalidInput(f"rankllm option fallback must name a local reranker, got {fallback!r}")
+            if registry is None:
+                raise InvalidInput("rankllm option fallback needs a registry")
+            registry.family(fallback)  # NotFound for an unknown name
+        super().__init__(
+            model, base_url=base_url, prompt=prompt, window_size=window_size, stride=stride,
+            max_words=max_words, timeout=timeout, max_retries=max_retries, fallback=fallback,
+        )
+        self.registry = registry
+        self.base_url = (base_url or getattr(context, "llm_base_url", None) or "").rstrip("/") or None
+        self.__key = api_key or getattr(context, "llm_api_key", None)
+        self.prompt = prompt
+        self.window_size = window_size
+        self.stride = stride
+        self.max_words = max_words
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = float(backoff)
+        self.temperature = float(temperature)
+        self.max_tokens = max_tokens
+        self.fallback = fallback
+        if self.base_url is None and fallback is None:
+            raise DependencyMissing(NO_BASE_URL)
+        self._http: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ListwiseLLMReranker(model={self.model!r}, base_url={self.base_url!r})"
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        return None if getattr(context, "llm_base_url", None) else NO_BASE_URL
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._http is None:
+                import httpx
+
+                headers = {"Authorization": f"Bearer {self.__key}"} if self.__key else {}
+                self._http = httpx.Client(timeout=self.timeout, headers=headers)
+            return self._http
+
+    # -- one window ----------------------------------------------------------------------
+
+    def _ask(self, query: str, passages: list[str]) -> tuple[list[int], str]:
+        """One window: the model's (possibly partial) permutation, or _WindowFailed after retries."""
+        import httpx
+
+        n = len(passages)
+        body = {
+            "model": self.model,
+            "messages": build_messages(self.prompt, query, passages),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens or 8 * n + 16,
+        }
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), 10.0))
+            try:
+                resp = self._client().post(url, json=body)
+            except httpx.TimeoutException:
+                last = f"timeout after {self.timeout:g} s"
+                continue
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}"
+                continue
+            if resp.status_code in (401, 403):
+                raise UpstreamError(f"the LLM endpoint {self.base_url} rejected the API key (HTTP {resp.status_code})")
+            if resp.status_code in (400, 404, 422):
+                raise UpstreamError(
+                    f"the LLM endpoint {url} rejected the request (HTTP {resp.status_code}): {resp.text[:300]}"
+                )
+            if resp.status_code != 200:
+                last = f"HTTP {resp.status_code}"
+                continue
+            try:
+                answer = resp.json()["choices"][0]["message"]["content"] or ""
+            except Exception:
+                last = "an answer that is not an OpenAI chat completion"
+                continue
+            ranked = parse_permutation(answer, n)
+            if not ranked:
+                last = f"no passage ids in the answer {answer[:80]!r}"
+                continue
+            return ranked, answer
+        raise _WindowFailed(last or "no answer")
+
+    # -- the sliding window --------------------------------------------------------------
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        if self.base_url is None:
+            return self._fall_back(query, texts, NO_BASE_URL)
+        try:
+            return self._score_remote(query, texts)
+        except UpstreamError as exc:
+            if self.fallback is None:
+                raise
+            return self._fall_back(query, texts, str(exc))
+
+    def _fall_back(self, query: str, texts: Sequence[str], why: str) -> Scored:
+        if self.fallback is None:
+            raise DependencyMissing(why)
+        log.warning("rankllm failed, using fallback reranker %s: %s", self.fallback, why)
+        scored = self.registry.get(self.fallback)._score(query, texts)
+        scored.fallback = f"rankllm failed ({why}); ranked by {self.fallback} instead"
+        return scored
+
+    def _score_remote(self, query: str, texts: Sequence[str]) -> Scored:
+        n = len(texts)
+        shown: list[str] = []
+        truncated: list[bool] = []
+        for t in texts:
+            s, cut = _words(t, self.max_words)
+            shown.append(s)
+            truncated.append(cut)
+        order = list(range(n))  # order[k] = input index at rank k
+        windows = failed = partial = 0
+        failures: list[str] = []
+        end = n
+        start = max(0, end - self.window_size)
+        while True:
+            window = order[start:end]
+            windows += 1
+            try:
+                ranked, _ = self._ask(query, [shown[i] for i in window])
+                if len(ranked) < len(window):
+                    partial += 1
+                perm = complete_permutation(ranked, len(window))
+                order[start:end] = [window[k] for k in perm]
+            except _WindowFailed as exc:
+                failed += 1
+                failures.append(f"window {start + 1}-{end}: {exc}")
+            if start == 0:
+                break
+            end -= self.stride
+            start = max(0, end - self.window_size)
+
+        notes = [f"{windows} window(s) of up to {self.window_size} (stride {self.stride}), prompt {self.prompt}"]
+        if partial:
+            notes.append(f"{partial} window answer(s) were partial; unranked passages kept their prior order after the ranked ones")
+        if any(truncated):
+            notes.append(f"{sum(truncated)} passage(s) cut to {self.max_words} words for the prompt")
+        fallback = None
+        if failed:
+            if failed == windows and self.fallback is not None:
+                return self._fall_back(query, texts, "; ".join(failures))
+            notes.extend(failures)
+            fallback = (
+                f"the LLM failed on {failed} of {windows} window(s) after {self.max_retries + 1} attempt(s) each; "
+                "those windows kept their input order"
+            )
+        scores = [0.0] * n
+        for rank, i in enumerate(order, start=1):
+            scores[i] = 1.0 / rank
+        return Scored(scores, truncated=truncated, notes=notes, fallback=fallback)

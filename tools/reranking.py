@@ -1,0 +1,63 @@
+"""Rerank: reorder passages the agent already holds, with any registered reranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tools.errors import InvalidInput, LimitExceeded
+from tools.rerank.base import Passage, RerankResult
+from tools.rerank.registry import RerankerRegistry
+from tools.search import check_query
+
+
+@dataclass(frozen=True)
+class RerankLimits:
+    max_passages: int = 1000
+    max_passage_chars: int = 100_000
+    max_query_chars: int = 10_000
+
+
+def to_passages(passages: Any, limits: RerankLimits) -> list[Passage]:
+    if not isinstance(passages, (list, tuple)):
+        raise InvalidInput("passages must be a list of strings or {id, text, metadata} objects")
+    if len(passages) > limits.max_passages:
+        raise LimitExceeded(f"{len(passages)} passages, over the limit of {limits.max_passages} per rerank")
+    out = []
+    for i, p in enumerate(passages):
+        if isinstance(p, Passage):
+            item = p
+        elif isinstance(p, str):
+            item = Passage(text=p)
+        elif isinstance(p, dict):
+            try:
+                item = Passage.model_validate(p)
+            except Exception as exc:
+                raise InvalidInput(f"passages[{i}] is malformed: give {{id?, text, metadata?}} ({str(exc).splitlines()[0]})") from None
+        else:
+            raise InvalidInput(f"passages[{i}] must be a string or an object with a text field, got {type(p).__name__}")
+        if len(item.text) > limits.max_passage_chars:
+            raise LimitExceeded(
+                f"passages[{i}] is {len(item.text)} characters, over the limit of {limits.max_passage_chars}"
+            )
+        out.append(item)
+    return out
+
+
+def rerank(
+    registry: RerankerRegistry,
+    query: str,
+    passages: Sequence[Passage | str | dict],
+    reranker: str,
+    options: dict[str, Any] | None = None,
+    top_n: int | None = None,
+    limits: RerankLimits = RerankLimits(),
+) -> RerankResult:
+    check_query(query, limits.max_query_chars)
+    if options is not None and not isinstance(options, dict):
+        raise InvalidInput("options must be a JSON object")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
+        raise InvalidInput(f"top_n must be a positive integer, got {top_n!r}")
+    items = to_passages(passages, limits)
+    registry.family(reranker)
+    return registry.get(reranker, options or {}).rerank(query, items, top_n)

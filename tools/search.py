@@ -1,0 +1,154 @@
+"""Search: dense, BM25 or hybrid first-stage retrieval, optionally reranked in the same call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from index.engine import Engine
+from index.filters import compile_filter, parse_filter
+from index.fusion import fuse
+from tools.errors import InvalidInput, LimitExceeded
+from tools.models import Hit, Provenance, RerankStep, SearchResult
+from tools.rerank.base import Passage
+from tools.rerank.registry import RerankerRegistry
+
+MODES = ("dense", "bm25", "hybrid")
+FUSIONS = ("rrf", "minmax", "zscore")
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    max_k: int = 1000
+    max_query_chars: int = 10_000
+
+
+def check_query(query: Any, limit: int) -> str:
+    if not isinstance(query, str):
+        raise InvalidInput(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidInput("query is empty: give the words or question to search for")
+    if len(query) > limit:
+        raise LimitExceeded(f"query is {len(query)} characters, over the limit of {limit}")
+    if "\x00" in query:
+        raise InvalidInput("query contains NUL characters")
+    return query
+
+
+def search(
+    engine: Engine,
+    registry: RerankerRegistry | None,
+    query: str,
+    collection: str,
+    k: int = 10,
+    mode: str = "hybrid",
+    fusion: str = "rrf",
+    weights: Mapping[str, float] | None = None,
+    filter: Any = None,
+    rerank: RerankStep | dict | None = None,
+    depth: int | None = None,
+    limits: SearchLimits = SearchLimits(),
+) -> SearchResult:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    check_query(query, limits.max_query_chars)
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+    if k > limits.max_k:
+        raise LimitExceeded(f"k={k} is over the limit of {limits.max_k}")
+    if mode not in MODES:
+        raise InvalidInput(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if fusion not in FUSIONS:
+        raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+    if weights is not None:
+        bad = [n for n in weights if n not in ("dense", "bm25")]
+        if bad or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v for v in weights.values()):
+            raise InvalidInput("weights must map 'dense' and/or 'bm25' to non-negative numbers")
+    step = None
+    if rerank is not None:
+        step = rerank if isinstance(rerank, RerankStep) else RerankStep.model_validate(rerank)
+        if registry is None:
+            raise InvalidInput("reranking is not available here")
+        registry.family(step.reranker)  # unknown name -> NotFound before any work
+    flt = parse_filter(filter)
+    where = compile_filter(flt, "d.metadata") if flt else None
+
+    col = engine.collection(collection)
+    engine.check_model(col.info)
+    col.catch_up()  # another process or a crash may have left the derived indexes behind
+
+    n_first = max(k, step.candidates if step else 0)
+    arm_depth = depth or max(n_first, 100 if mode == "hybrid" else n_first)
+    arm_depth = min(arm_depth, limits.max_k * 2)
+    allowed = None
+    if where is not None:
+        t = time.perf_counter()
+        allowed = engine.store.chunk_ids_matching(collection, where[0], where[1])
+        timings["filter_ms"] = (time.perf_counter() - t) * 1000
+
+    arms: dict[str, list[tuple[int, float]]] = {}
+    if mode in ("dense", "hybrid"):
+        t = time.perf_counter()
+        qv = engine.embedder.encode([query])[0]
+        timings["embed_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        arms["dense"] = col.dense.search(qv, arm_depth, allowed)
+        timings["dense_ms"] = (time.perf_counter() - t) * 1000
+    if mode in ("bm25", "hybrid"):
+        t = time.perf_counter()
+        arms["bm25"] = col.sparse.search(query, arm_depth, allowed)
+        timings["bm25_ms"] = (time.perf_counter() - t) * 1000
+
+    prov: dict[int, dict[str, Any]] = {}
+    for name, ranked in arms.items():
+        for r, (cid, s) in enumerate(ranked, start=1):
+            prov.setdefault(cid, {})[f"{name}_rank"] = r
+            prov[cid][f"{name}_score"] = s
+    if mode == "hybrid":
+        t = time.perf_counter()
+        fused = fuse(arms, fusion, weights)  # type: ignore[arg-type]
+        timings["fuse_ms"] = (time.perf_counter() - t) * 1000
+        for r, (cid, s) in enumerate(fused, start=1):
+            prov[cid]["fused_rank"] = r
+            prov[cid]["fused_score"] = s
+        first = fused
+    else:
+        first = arms[mode]
+
+    # keep only chunks the store still holds (the derived indexes may briefly lag a delete)
+    t = time.perf_counter()
+    rows = engine.store.chunks_by_id(collection, [cid for cid, _ in first[: n_first + 50]])
+    first = [(cid, s) for cid, s in first if cid in rows][:n_first]
+    timings["fetch_ms"] = (time.perf_counter() - t) * 1000
+
+    final = first
+    rr = None
+    if step is not None and first:
+        t = time.perf_counter()
+        reranker = registry.get(step.reranker, step.options)
+        passages = [Passage(text=rows[cid].text, id=str(cid)) for cid, _ in first[: step.candidates]]
+        rr = reranker.rerank(query, passages)
+        timings["rerank_ms"] = (time.perf_counter() - t) * 1000
+        final = []
+        for p in rr.passages:
+            cid = int(p.id)
+            prov[cid]["rerank_rank"] = p.rank
+            prov[cid]["rerank_score"] = p.score
+            final.append((cid, p.score))
+        final += first[step.candidates :]  # beyond the reranked candidates: first-stage order
+    hits = []
+    for rank, (cid, s) in enumerate(final[:k], start=1):
+        row = rows[cid]
+        hits.append(
+            Hit(rank=rank, chunk_id=cid, doc_id=row.doc_id, text=row.text, score=float(s), metadata=row.metadata,
+                start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})))
+        )
+    timings["total_ms"] = (time.perf_counter() - t0) * 1000
+    return SearchResult(
+        query=query, collection=collection, mode=mode, fusion=fusion if mode == "hybrid" else None,  # type: ignore[arg-type]
+        hits=hits, reranker=step.reranker if step else None, rerank_model=rr.model if rr else None,
+        rerank_fallback=rr.fallback if rr else None,
+        truncated=[int(p.id) for p in rr.passages if p.truncated] if rr else [],
+        timings_ms={k_: round(v, 3) for k_, v in timings.items()},
+    )
