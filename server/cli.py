@@ -1,0 +1,171 @@
+"""The command line: the same verbs as the MCP tools, for people and scripts.
+
+Tables and progress bars go to the terminal (stderr for progress); ``--json`` prints the
+structured result on stdout. ``serve`` runs the MCP server (stdio by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tools.errors import RerankMCPError
+
+log = logging.getLogger("rerank_mcp")
+
+
+def _setup_logging(level: str) -> None:
+    # stdout is the MCP stream in stdio mode: logs always go to stderr.
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "sentence_transformers", "transformers", "mcp", "faiss", "faiss.loader"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _offline_env() -> None:
+    # Loading models must never hang on an unreachable hub; ONNX Runtime must not write telemetry.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rerank-mcp", description="Retrieve-then-rerank MCP server and CLI.")
+    p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)")
+    p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)")
+    p.add_argument("--allowed-root", action="append", dest="allowed_roots",
+                   help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS as a JSON list)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)")
+    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    s.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    s.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="HTTP port (default 8765)")
+    s.add_argument("--read-only", action="store_true", default=None, help="remove the write tools")
+
+    s = sub.add_parser("ingest", help="ingest files, folders or text")
+    s.add_argument("paths", nargs="*", help="files or folders")
+    s.add_argument("-c", "--collection")
+    s.add_argument("--glob", help="file name pattern inside folders, e.g. '*.md'")
+    s.add_argument("--text", action="append", help="a document's text (repeatable)")
+    s.add_argument("--id", action="append", dest="ids", help="id for each --text, in order")
+    s.add_argument("--metadata", help="JSON metadata for every --text document")
+    s.add_argument("--jsonl", help="a JSON-lines file of {id, text, metadata} documents")
+    s.add_argument("--chunk-size", type=int)
+    s.add_argument("--chunk-overlap", type=int)
+    s.add_argument("--skip-invalid", action="store_true")
+
+    s = sub.add_parser("search", help="search a collection")
+    s.add_argument("query")
+    s.add_argument("-c", "--collection")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    s.add_argument("--fusion", default="rrf", choices=["rrf", "minmax", "zscore"])
+    s.add_argument("--weights", help='JSON, e.g. {"dense": 0.7, "bm25": 0.3}')
+    s.add_argument("--filter", help="JSON metadata filter")
+    s.add_argument("--rerank", help="reranker family for a rerank step")
+    s.add_argument("--rerank-options", help="JSON options of the reranker")
+    s.add_argument("--candidates", type=int, default=50, help="first-stage hits to rerank")
+
+    s = sub.add_parser("rerank", help="rerank passages (arguments, or one per line on stdin with -)")
+    s.add_argument("query")
+    s.add_argument("passages", nargs="*")
+    s.add_argument("-r", "--reranker")
+    s.add_argument("--options", help="JSON options")
+    s.add_argument("--top-n", type=int)
+
+    sub.add_parser("collections", help="list collections")
+    sub.add_parser("rerankers", help="list reranker families and their availability")
+
+    s = sub.add_parser("delete", help="delete documents or a collection")
+    s.add_argument("collection")
+    s.add_argument("--id", action="append", dest="ids")
+    s.add_argument("--filter", help="JSON metadata filter")
+    s.add_argument("--all", action="store_true", help="drop the whole collection")
+
+    s = sub.add_parser("reindex", help="re-embed a collection with the current embedding model")
+    s.add_argument("collection")
+
+    from server.commands import add_extra_parsers
+
+    add_extra_parsers(sub)
+    return p
+
+
+def _settings(args: argparse.Namespace):
+    from server.settings import load_settings
+
+    over: dict[str, Any] = {
+        "data_dir": args.data_dir,
+        "embedding_model": args.embedding_model,
+        "log_level": args.log_level,
+        "allowed_roots": args.allowed_roots,
+    }
+    if args.command == "serve":
+        over.update(http_host=args.host, http_port=args.port, read_only=args.read_only)
+    return load_settings(**over)
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *argv])
+    _offline_env()
+    try:
+        settings = _settings(args)
+    except Exception as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    if args.command == "serve":
+        return _serve(args, settings)
+    from server.output import Output
+
+    out = Output(as_json=args.json)
+    try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return handler(args, settings, out)
+        return _commands()[args.command](args, settings, out)
+    except RerankMCPError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace, settings) -> int:
+    from server.app import build_server
+
+    server = build_server(settings)
+    if args.http:
+        from server.http import serve_http
+
+        serve_http(server, settings)
+    else:
+        server.run("stdio")
+    return 0
+
+
+def _commands():
+    from server import commands
+
+    return {
+        "ingest": commands.ingest,
+        "search": commands.search,
+        "rerank": commands.rerank,
+        "collections": commands.collections,
+        "rerankers": commands.rerankers,
+        "delete": commands.delete,
+        "reindex": commands.reindex,
+    }

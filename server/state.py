@@ -1,0 +1,105 @@
+"""The heavy state the server owns for its lifetime: the index engine and the reranker registry.
+
+Built from the settings in the MCP lifespan (or by the CLI), closed when it ends. Nothing here
+is a module-level cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from index.engine import Engine, IndexConfig
+from server.settings import Settings
+from tools.ingest import IngestLimits
+from tools.rerank.registry import RerankContext, RerankerRegistry
+from tools.reranking import RerankLimits
+from tools.search import SearchLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    registry: RerankerRegistry
+    ingest_limits: IngestLimits
+    search_limits: SearchLimits
+    rerank_limits: RerankLimits
+    repairs: list[str]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _secret(v) -> str | None:
+    return v.get_secret_value() if v is not None else None
+
+
+def build_state(settings: Settings, warm: bool = True) -> AppState:
+    engine = Engine(
+        IndexConfig(
+            data_dir=settings.data_dir,
+            embedding_model=settings.embedding_model,
+            device=settings.device,
+            embedding_batch_size=settings.embedding_batch_size,
+            dense_index=settings.dense_index,
+            ann_threshold=settings.ann_threshold,
+        )
+    )
+    repairs = engine.open_all()
+    for note in repairs:
+        log.warning("repaired on start: %s", note)
+
+    def embedder_for(model: str | None):
+        from index.embedding import Embedder, canonical_name
+
+        if model is None or canonical_name(model) == engine.model_name:
+            return engine.embedder
+        return Embedder(model, settings.device, settings.embedding_batch_size)
+
+    registry = RerankerRegistry(
+        RerankContext(
+            default_cross_encoder_model=settings.cross_encoder_model,
+            default_flashrank_model=settings.flashrank_model,
+            flashrank_cache_dir=str(settings.flashrank_cache_dir or settings.data_dir / "flashrank"),
+            cohere_api_key=_secret(settings.cohere_api_key),
+            cohere_base_url=settings.cohere_base_url,
+            cohere_model=settings.cohere_model,
+            llm_base_url=settings.llm_base_url,
+            llm_model=settings.llm_model,
+            llm_api_key=_secret(settings.llm_api_key),
+            timeout_s=settings.reranker_timeout_s,
+            device=settings.device,
+            embedder=embedder_for,
+        )
+    )
+    if warm:
+        # Load the embedding model in the background so the first search does not pay for it.
+        threading.Thread(target=lambda: _warm(engine), name="warm-embedder", daemon=True).start()
+    return AppState(
+        settings=settings,
+        engine=engine,
+        registry=registry,
+        ingest_limits=IngestLimits(
+            max_documents=settings.max_documents_per_ingest,
+            max_chars=settings.max_request_bytes,
+            max_file_bytes=settings.max_file_bytes,
+        ),
+        search_limits=SearchLimits(max_k=settings.max_k, max_query_chars=settings.max_query_chars),
+        rerank_limits=RerankLimits(
+            max_passages=settings.max_passages,
+            max_passage_chars=settings.max_passage_chars,
+            max_query_chars=settings.max_query_chars,
+        ),
+        repairs=repairs,
+    )
+
+
+def _warm(engine: Engine) -> None:
+    try:
+        engine.embedder.encode(["warm up"])
+    except Exception as exc:  # reported again, clearly, on first real use
+        log.warning("could not load the embedding model: %s", exc)

@@ -1,0 +1,50 @@
+"""Shared fixtures for the reranker tests.
+
+Offline switches are set before anything imports transformers / onnxruntime. Fixture models
+(see tests/fixtures/models.py) are built once per session under a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest
+
+from tests.fixtures.models import build_cross_encoder, build_flashrank
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fixture-models")
+
+
+@pytest.fixture(scope="session")
+def ce_model(models_dir) -> str:
+    """Local folder of the MiniLM-L-6 cross-encoder fixture."""
+    return str(build_cross_encoder(models_dir / "ms-marco-MiniLM-L-6-v2"))
+
+
+@pytest.fixture(scope="session")
+def flashrank_cache(models_dir) -> str:
+    """A FlashRank cache dir holding the TinyBERT-L-2 fixture."""
+    cache = models_dir / "flashrank"
+    build_flashrank(cache)
+    return str(cache)
+
+
+@pytest.fixture
+def no_cohere_env(monkeypatch):
+    monkeypatch.delenv("CO_API_KEY", raising=False)
+    monkeypatch.delenv("RERANK_MCP_COHERE_API_KEY", raising=False)
