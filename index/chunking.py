@@ -111,5 +111,10 @@ def chunk_text(text: str, size: int, overlap: int, count: TokenCounter = approx_
         while k - 1 > i and back + costs[k - 1] <= overlap:
             back += costs[k - 1]
             k -= 1
+        # the overlap must leave room for the next unit, else the next chunk would only
+        # repeat the tail of this one
+        while k < j and back + costs[j] > size:
+            back -= costs[k]
+            k += 1
         i = k
     return chunks

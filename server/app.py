@@ -83,12 +83,16 @@ def _root_paths(roots: ListRootsResult) -> list[Path]:
 def build_server(settings: Settings, state: AppState | None = None) -> MCPServer:
     """The MCP server. ``state`` lets tests share one already-built state."""
 
+    live: dict[str, AppState] = {}  # for static resources, which get no Context
+
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
         st = state or await anyio.to_thread.run_sync(build_state, settings)
+        live["state"] = st
         try:
             yield st
         finally:
+            live.pop("state", None)
             if state is None:
                 await anyio.to_thread.run_sync(st.close)
 
@@ -242,8 +246,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
 
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
-    async def collections_resource(ctx: Context) -> str:
-        res = await _resource(ctx, coll_tools.list_collections, _state(ctx).engine)
+    async def collections_resource() -> str:
+        res = await _resource(coll_tools.list_collections, live["state"].engine)
         return res.model_dump_json(indent=1)
 
     @server.resource(
@@ -260,7 +264,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 "documents": st.engine.store.documents(name, limit=100),
             }
 
-        return json.dumps(await _resource(ctx, read), indent=1, ensure_ascii=False)
+        return json.dumps(await _resource(read), indent=1, ensure_ascii=False)
 
     @server.resource(
         "documents://{collection}/{+doc_id}", description="One document with its chunks",
@@ -268,13 +272,13 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     )
     async def document_resource(collection: str, doc_id: str, ctx: Context) -> str:
         st = _state(ctx)
-        doc = await _resource(ctx, st.engine.store.document, collection, doc_id)
+        doc = await _resource(st.engine.store.document, collection, doc_id)
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
     return server
 
 
-async def _resource(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+async def _resource(fn: Callable[..., T], *args: Any) -> T:
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args))
     except RerankMCPError as exc:

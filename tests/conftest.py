@@ -1,0 +1,89 @@
+"""Shared, generic fixtures: offline switches, one real embedder per session, a fresh engine,
+and a small SciFact slice read in place from ../shared/datasets (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports transformers / onnxruntime.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from index.embedding import Embedder
+
+    return Embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def engine(tmp_path, embedder):
+    from index.engine import Engine, IndexConfig
+
+    eng = Engine(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: embedder))
+    yield eng
+    eng.close()
+
+
+@dataclass(frozen=True)
+class SciFactSlice:
+    docs: list[dict]  # {"id", "text", "title"}
+    queries: dict[str, str]  # query id -> text
+    qrels: dict[str, set[str]]  # query id -> relevant doc ids (all inside ``docs``)
+
+
+def load_scifact(n_queries: int = 20, n_docs: int = 300, max_chars: int = 500) -> SciFactSlice:
+    """The first ``n_queries`` test queries, every doc judged for them, and distractors up to
+    ``n_docs``. Abstracts are cut to about ``max_chars`` (at a word) to keep embedding cheap."""
+    base = DATASETS / "scifact"
+    needed = [base / "corpus.jsonl", base / "queries.jsonl", base / "qrels" / "test.tsv"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        pytest.skip(f"SciFact dataset not found (expected BEIR files at {', '.join(missing)})")
+    qrels: dict[str, set[str]] = {}
+    with open(base / "qrels" / "test.tsv") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if int(row["score"]) > 0:
+                qrels.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    qids = sorted(qrels, key=int)[:n_queries]
+    qrels = {q: qrels[q] for q in qids}
+    judged = set().union(*qrels.values())
+    queries = {}
+    with open(base / "queries.jsonl") as fh:
+        for line in fh:
+            q = json.loads(line)
+            if q["_id"] in qrels:
+                queries[q["_id"]] = q["text"]
+    docs = []
+    with open(base / "corpus.jsonl") as fh:
+        for line in fh:
+            d = json.loads(line)
+            if d["_id"] in judged or len(docs) < n_docs - len(judged) + sum(x["id"] in judged for x in docs):
+                body = d["text"]
+                if len(body) > max_chars:
+                    body = body[:max_chars].rsplit(" ", 1)[0]
+                docs.append({"id": d["_id"], "title": d["title"], "text": f"{d['title']}\n\n{body}"})
+    assert judged <= {d["id"] for d in docs}
+    return SciFactSlice(docs=docs, queries=queries, qrels=qrels)
+
+
+@pytest.fixture(scope="session")
+def scifact() -> SciFactSlice:
+    return load_scifact()
