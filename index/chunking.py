@@ -65,12 +65,32 @@ def _words(text: str, s: int, e: int, size: int, count: TokenCounter) -> list[tu
         if run_start is not None and run_cost + c > size:
             out.append((run_start, prev_end))
             run_start, run_cost = None, 0
+        if c > size:  # one whitespace-free word over the size (a URL, a base64 blob): cut it
+            out.extend(_split_word(text, a, b, size, count))
+            continue
         if run_start is None:
             run_start = a
         run_cost += c
         prev_end = b
     if run_start is not None:
         out.append((run_start, prev_end))
+    return out
+
+
+def _split_word(text: str, a: int, b: int, size: int, count: TokenCounter) -> list[tuple[int, int]]:
+    """Cut text[a:b] into the longest pieces of at most ``size`` tokens (binary search)."""
+    out: list[tuple[int, int]] = []
+    s = a
+    while s < b:
+        lo, hi = s + 1, b
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count([text[s:mid]])[0] <= size:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append((s, lo))
+        s = lo
     return out
 
 

@@ -136,6 +136,42 @@ class EmbeddingCache:
         self._db.close()
 
 
+def model_folder(name: str) -> Path:
+    """A local folder holding the model's files (the packaged default, a path, or the HF cache)."""
+    resolved = _resolve_path(name)
+    if Path(resolved).expanduser().is_dir():
+        return Path(resolved).expanduser()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(resolved, local_files_only=True))
+    except Exception:
+        raise DependencyMissing(
+            f"embedding model {name!r} is not available offline: download it first "
+            f"(`huggingface-cli download {name}`) or give a local folder"
+        ) from None
+
+
+def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int = 32,
+                  cache_dir: Path | None = None):
+    """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32)
+    or ``onnx`` (ONNX Runtime int8, exported and cached under ``cache_dir`` on first use)."""
+    if backend == "torch":
+        return Embedder(name, device, batch_size)
+    if backend == "onnx":
+        from index.onnx_embed import OnnxEmbedder
+
+        folder = model_folder(name)
+        max_len = 256
+        cfg = folder / "sentence_bert_config.json"
+        if cfg.exists():
+            import json
+
+            max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
+        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size, max_len)
+    raise DependencyMissing(f"unknown embedding backend {backend!r}: use torch or onnx")
+
+
 def encode_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None) -> np.ndarray:
     """Encode ``texts``, reusing cached vectors and caching new ones."""
     if cache is None or not texts:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from index.dense import DenseIndex
-from index.embedding import Embedder, EmbeddingCache, canonical_name
+from index.embedding import Embedder, EmbeddingCache, canonical_name, load_embedder
 from index.sparse import SparseIndex
 from index.store import CollectionInfo, Store, check_collection_name
 from tools.errors import ModelMismatch
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class IndexConfig:
     data_dir: Path
     embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_backend: str = "torch"
     device: str = "cpu"
     embedding_batch_size: int = 32
     dense_index: str = "auto"
@@ -85,8 +86,9 @@ class Engine:
                 if self.config.embedder_factory is not None:
                     self._embedder = self.config.embedder_factory()
                 else:
-                    self._embedder = Embedder(
-                        self.config.embedding_model, self.config.device, self.config.embedding_batch_size
+                    self._embedder = load_embedder(
+                        self.config.embedding_model, self.config.embedding_backend, self.config.device,
+                        self.config.embedding_batch_size, self.config.data_dir / "onnx",
                     )
                 self.model_name = self._embedder.name
             return self._embedder

@@ -7,6 +7,8 @@ value is either a plain value (equality) or an object of operators::
     {"$or": [{"lang": "en"}, {"lang": "de"}]}
 
 Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``; combinators ``$and $or $not``.
+As in MongoDB, ``$ne`` and ``$nin`` also match documents without the field, and ``$not`` is
+the exact complement of its filter.
 Field names are validated and values are bound as parameters, so a filter can never inject SQL.
 """
 
@@ -67,7 +69,8 @@ class _Compiler:
                 joiner = " AND " if key == "$and" else " OR "
                 parts.append("(" + joiner.join(self.compile(v, depth + 1) for v in value) + ")")
             elif key == "$not":
-                parts.append("NOT (" + self.compile(value, depth + 1) + ")")
+                # the complement: a condition that is NULL (field missing) counts as false
+                parts.append("NOT COALESCE(" + self.compile(value, depth + 1) + ", 0)")
             elif key.startswith("$"):
                 raise InvalidInput(f"malformed filter: unknown operator {key!r} at top level")
             else:
@@ -90,16 +93,25 @@ class _Compiler:
                 if arg is None and op in ("$eq", "$ne"):
                     parts.append(f"{col} IS {'NOT ' if op == '$ne' else ''}NULL")
                     continue
+                if op == "$ne":  # like MongoDB: true where the field is missing or null
+                    col2 = self.field(name)
+                    self.params.append(_scalar(arg, f"{name}.{op}"))
+                    parts.append(f"({col} IS NULL OR {col2} != ?)")
+                    continue
                 self.params.append(_scalar(arg, f"{name}.{op}"))
                 parts.append(f"{col} {_CMP[op]} ?")
             elif op in ("$in", "$nin"):
                 if not isinstance(arg, list) or not arg or len(arg) > 1000:
                     raise InvalidInput(f"malformed filter: {name}.{op} takes a list of 1 to 1000 values")
                 col = self.field(name)
+                col2 = self.field(name) if op == "$nin" else ""
                 vals = [_scalar(v, f"{name}.{op}") for v in arg]
                 self.params.extend(vals)
                 marks = ",".join("?" * len(vals))
-                parts.append(f"{col} {'NOT ' if op == '$nin' else ''}IN ({marks})")
+                if op == "$nin":  # like MongoDB: true where the field is missing or null
+                    parts.append(f"({col} IS NULL OR {col2} NOT IN ({marks}))")
+                else:
+                    parts.append(f"{col} IN ({marks})")
             elif op == "$exists":
                 if not isinstance(arg, bool):
                     raise InvalidInput(f"malformed filter: {name}.$exists takes true or false")

@@ -51,7 +51,8 @@ def score_fusion(
     all_ids = {d for n in norms.values() for d in n}
     for name, norm in norms.items():
         w = 1.0 if weights is None else float(weights.get(name, 1.0))
-        floor = min(norm.values()) if norm else 0.0
+        # min-max: 0, even when an arm has one hit (or all equal scores, normalised to 1)
+        floor = 0.0 if how == "minmax" or not norm else min(norm.values())
         for d in all_ids:
             out[d] = out.get(d, 0.0) + w * norm.get(d, floor)
     return out

@@ -35,6 +35,8 @@ def resolve_allowed(path: str | os.PathLike, roots: Sequence[Path]) -> Path:
         raise InvalidInput("file path is empty")
     if "\x00" in str(path):
         raise InvalidInput("file path contains a NUL character")
+    # roots may be given through symlinks (client roots, /tmp on macOS): compare real paths
+    roots = [Path(r).expanduser().resolve() for r in roots]
     raw = Path(path).expanduser()
     if not raw.is_absolute():
         raw = roots[0] / raw if roots else raw

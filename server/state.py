@@ -43,6 +43,7 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
         IndexConfig(
             data_dir=settings.data_dir,
             embedding_model=settings.embedding_model,
+            embedding_backend=settings.embedding_backend,
             device=settings.device,
             embedding_batch_size=settings.embedding_batch_size,
             dense_index=settings.dense_index,
@@ -54,11 +55,12 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
         log.warning("repaired on start: %s", note)
 
     def embedder_for(model: str | None):
-        from index.embedding import Embedder, canonical_name
+        from index.embedding import canonical_name, load_embedder
 
         if model is None or canonical_name(model) == engine.model_name:
             return engine.embedder
-        return Embedder(model, settings.device, settings.embedding_batch_size)
+        return load_embedder(model, settings.embedding_backend, settings.device, settings.embedding_batch_size,
+                             settings.data_dir / "onnx")
 
     registry = RerankerRegistry(
         RerankContext(

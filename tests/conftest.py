@@ -49,7 +49,7 @@ class SciFactSlice:
     qrels: dict[str, set[str]]  # query id -> relevant doc ids (all inside ``docs``)
 
 
-def load_scifact(n_queries: int = 20, n_docs: int = 300, max_chars: int = 500) -> SciFactSlice:
+def load_scifact(n_queries: int = 20, n_docs: int = 300, max_chars: int = 300) -> SciFactSlice:
     """The first ``n_queries`` test queries, every doc judged for them, and distractors up to
     ``n_docs``. Abstracts are cut to about ``max_chars`` (at a word) to keep embedding cheap."""
     base = DATASETS / "scifact"

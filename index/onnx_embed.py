@@ -1,0 +1,144 @@
+"""ONNX Runtime int8 path for bi-encoders (and the same recipe for cross-encoders).
+
+The transformer is exported once with ``torch.onnx.export``, quantised with ONNX Runtime's
+dynamic int8 quantisation, and cached on disk next to the index (keyed by the model's
+files). Inference tokenises with the model's own fast tokenizer, sorts texts by length so
+each batch pads only to its own longest text, and mean-pools and normalises in NumPy,
+exactly like the sentence-transformers pipeline of all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from index.persist import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def _model_key(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        p = folder / name
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
+    """Export the HF model in ``model_dir`` to ONNX and quantise it to int8; returns the file.
+
+    ``kind`` is ``encoder`` (outputs last_hidden_state) or ``classifier`` (outputs logits).
+    Cached: a second call with the same model files returns the existing file.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8.onnx"
+    if target.exists():
+        return target
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    loader = AutoModel if kind == "encoder" else AutoModelForSequenceClassification
+    model = loader.from_pretrained(str(model_dir)).eval()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state if kind == "encoder" else out.logits
+
+    enc = tok(["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt")
+    if "token_type_ids" not in enc:
+        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    fp32 = out_dir / f".{target.stem}-fp32.onnx"
+    dyn = {0: "batch", 1: "seq"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Wrapped(model), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(fp32),
+            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["out"],
+            dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "token_type_ids": dyn, "out": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+    try:
+        atomic_write(target, lambda p: quantize_dynamic(str(fp32), str(p), weight_type=QuantType.QInt8, per_channel=True))
+    finally:
+        fp32.unlink(missing_ok=True)
+    log.info("exported %s to %s", model_dir, target)
+    return target
+
+
+def ort_session(path: Path, threads: int | None = None):
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxEmbedder:
+    """Same interface as :class:`index.embedding.Embedder`, on ONNX Runtime int8."""
+
+    def __init__(self, name: str, model_dir: Path, cache_dir: Path, batch_size: int = 32, max_seq_length: int = 256):
+        from transformers import AutoTokenizer
+
+        from index.embedding import canonical_name
+
+        self.name = canonical_name(name)
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.path = export_int8(model_dir, cache_dir, "encoder")
+        self.session = ort_session(self.path)
+        self.dim = int(self.encode(["dimension probe"]).shape[1])
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length, return_attention_mask=False,
+                             return_token_type_ids=False, verbose=False)["input_ids"]
+        order = np.argsort([len(e) for e in enc], kind="stable")
+        out: np.ndarray | None = None
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            width = max(len(enc[i]) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                ids[r, : len(enc[i])] = enc[i]
+                mask[r, : len(enc[i])] = 1
+            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                             "token_type_ids": np.zeros_like(ids)})[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[idx] = pooled
+        return out

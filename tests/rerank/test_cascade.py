@@ -1,0 +1,77 @@
+"""The ``cascade`` reranker: FlashRank fixture (stage 1) -> cross-encoder fixture (stage 2),
+both real models of the published shapes (tests/fixtures/models.py). Checks the stage
+semantics against each stage run on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.errors import InvalidInput, NotFound
+from tools.rerank.registry import RerankContext, RerankerRegistry
+
+QUERY = "what lowers blood pressure"
+TEXTS = [f"passage {i}: " + w for i, w in enumerate(
+    "salt reduction lowers blood pressure|exercise helps the heart|the moon orbits earth|"
+    "potassium rich diets and hypertension|stock prices rose|beta blockers reduce pressure|"
+    "a poem about rain|sleep and cardiovascular risk|football results|meditation and blood pressure|"
+    "volcanoes erupt|diuretics treat hypertension|coffee and blood pressure spikes|cats purr".split("|")
+)] + ["long " + " ".join(["filler words about nothing in particular"] * 30)]
+
+
+@pytest.fixture
+def registry(ce_model, flashrank_cache):
+    return RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model, flashrank_cache_dir=flashrank_cache))
+
+
+def test_two_stages(registry):
+    stages = [
+        {"reranker": "flashrank", "top_k": 5},
+        {"reranker": "cross-encoder", "options": {"max_length": 24}},
+    ]
+    res = registry.get("cascade", {"stages": stages}).rerank(QUERY, TEXTS)
+    s1 = registry.get("flashrank").rerank(QUERY, TEXTS)
+    s1_order = [p.index for p in s1.passages]
+    survivors = s1_order[:5]
+    s2 = registry.get("cross-encoder", {"max_length": 24}).rerank(QUERY, [TEXTS[i] for i in survivors])
+    expected = [survivors[p.index] for p in s2.passages] + s1_order[5:]
+    assert [p.index for p in res.passages] == expected
+    assert sorted(p.index for p in res.passages) == list(range(len(TEXTS)))
+    scores = [p.score for p in res.passages]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
+    # Truncation: stage 2 ran with max_length 24, only over the survivors; union over stages.
+    assert set(res.truncated) == {survivors[i] for i in s2.truncated} | set(s1.truncated)
+    assert any(n.startswith("stage 1: flashrank") and "kept 5" in n for n in res.notes)
+    assert any(n.startswith("stage 2: cross-encoder") and "ranked 5" in n for n in res.notes)
+
+
+def test_three_stages_drop_order(registry):
+    stages = [
+        {"reranker": "bm25", "top_k": 8},
+        {"reranker": "flashrank", "top_k": 3},
+        {"reranker": "cross-encoder"},
+    ]
+    res = registry.get("cascade", {"stages": stages}).rerank(QUERY, TEXTS, top_n=10)
+    b = [p.index for p in registry.get("bm25").rerank(QUERY, TEXTS).passages]
+    f = [b[:8][p.index] for p in registry.get("flashrank").rerank(QUERY, [TEXTS[i] for i in b[:8]]).passages]
+    c = [f[:3][p.index] for p in registry.get("cross-encoder").rerank(QUERY, [TEXTS[i] for i in f[:3]]).passages]
+    assert [p.index for p in res.passages] == (c + f[3:] + b[8:])[:10]
+
+
+def test_default_stages_are_flashrank_then_cross_encoder(registry):
+    texts = TEXTS * 2  # 30 candidates: flashrank keeps 20 for the cross-encoder
+    res = registry.get("cascade").rerank(QUERY, texts)
+    assert any("stage 1: flashrank" in n and "ranked 30, kept 20" in n for n in res.notes)
+    assert any("stage 2: cross-encoder" in n and "ranked 20" in n for n in res.notes)
+    info = {i.name: i for i in registry.describe()}["cascade"]
+    assert info.available
+
+
+def test_bad_stages(registry):
+    with pytest.raises(InvalidInput, match="top_k"):
+        registry.get("cascade", {"stages": [{"reranker": "bm25"}, {"reranker": "flashrank"}]})
+    with pytest.raises(NotFound, match="nope"):
+        registry.get("cascade", {"stages": [{"reranker": "nope"}]})
+    with pytest.raises(InvalidInput, match="non-empty"):
+        registry.get("cascade", {"stages": []})
+    with pytest.raises(InvalidInput, match="cascade"):
+        registry.get("cascade", {"stages": [{"reranker": "cascade"}]})

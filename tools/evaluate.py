@@ -1,0 +1,679 @@
+"""Evaluation: retrieval and reranking quality on BEIR-format data or agent-supplied judgments.
+
+Everything goes through :func:`tools.search.search`, the same path the ``search`` tool takes,
+so the numbers measure the product. Search returns chunks; a document's rank is the rank of
+its best chunk (first occurrence in the ranked list). Metrics come from ``ranx``
+(nDCG@10 with linear gains as in trec_eval / BEIR, Recall@100, MRR@10).
+
+Pipelines are named by strings:
+
+``bm25`` | ``dense`` | ``hybrid`` (the search defaults) | ``hybrid-rrf`` | ``hybrid-minmax`` |
+``hybrid-zscore``, optionally with per-arm weights ``hybrid-zscore(dense=1,bm25=0.5)``, and
+optionally ``+<reranker>`` (any registered family, e.g. ``hybrid+embedding``, ``bm25+flashrank``)
+which reranks the first-stage top ``candidates`` (100). ``+cascade(bm25:30,embedding)`` is a
+cascade whose stages are given inline (``name:top_k``, last stage without top_k).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.errors import InvalidInput, NotFound
+from tools.models import RerankStep
+
+Progress = Callable[[float, float, str], None]
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+DEFAULT_K = 100  # chunks fetched per query; documents are aggregated from them
+DEFAULT_CANDIDATES = 100  # first-stage hits a reranker sees
+INGEST_BATCH = 1000
+
+
+# --------------------------------------------------------------------------- result models
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PipelineMetrics(Frozen):
+    pipeline: str = Field(description="pipeline name, e.g. 'hybrid-rrf+embedding'")
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    latency_p50_ms: float = Field(description="median wall time of one search call")
+    latency_p95_ms: float
+    queries: int
+    errors: int = Field(0, description="queries whose search call failed (scored as empty results)")
+
+
+class Finding(Frozen):
+    kind: str = Field(description="'rerank_below_first_stage' or 'hybrid_below_best_arm'")
+    dataset: str
+    pipeline: str
+    baseline: str = Field(description="the pipeline it is compared with")
+    ndcg_at_10: float
+    baseline_ndcg_at_10: float
+    delta: float
+    wins: int = Field(description="queries where the pipeline's nDCG@10 is higher than the baseline's")
+    losses: int
+    message: str
+
+
+class DatasetReport(Frozen):
+    dataset: str
+    path: str | None = None
+    split: str | None = None
+    collection: str
+    documents: int
+    skipped_empty_documents: int = 0
+    queries: int
+    judgments: int
+    chunks: int
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+    ingest_s: float | None = None
+    pipelines: list[PipelineMetrics]
+
+
+class EvalReport(Frozen):
+    command: str | None = None
+    embedding_model: str
+    datasets: list[DatasetReport]
+    findings: list[Finding]
+    floors: dict[str, float] = Field(default_factory=dict)
+    floor_failures: list[str] = Field(default_factory=list)
+    environment: dict[str, Any] = Field(default_factory=dict)
+
+
+class Judgment(BaseModel):
+    """One query with the documents an agent judges relevant (binary list or graded map)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    query_id: str | None = Field(None, description="optional id; defaults to q<position>")
+    query: str
+    relevant: list[str] | dict[str, int] = Field(description="relevant doc ids, or {doc_id: grade}")
+
+
+class QueryOutcome(Frozen):
+    query_id: str
+    query: str
+    ndcg_at_10: dict[str, float] = Field(description="per pipeline")
+    top_docs: dict[str, list[str]] = Field(description="per pipeline, the first 10 document ids")
+
+
+class CollectionEvalResult(Frozen):
+    collection: str
+    queries: int
+    pipelines: list[PipelineMetrics]
+    findings: list[Finding]
+    per_query: list[QueryOutcome]
+
+
+# --------------------------------------------------------------------------- BEIR loading
+@dataclass
+class BeirDataset:
+    name: str
+    path: str
+    split: str
+    documents: dict[str, str]  # doc id -> text to ingest (title + blank line + text)
+    queries: dict[str, str]  # only the judged queries of the split
+    qrels: dict[str, dict[str, int]]
+    skipped_empty: int = 0
+    empty_ids: set[str] = field(default_factory=set)
+
+    @property
+    def judgments(self) -> int:
+        return sum(len(v) for v in self.qrels.values())
+
+
+def _read_jsonl(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise InvalidInput(f"{path}: file not found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path} line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise InvalidInput(f"{path} line {n}: expected a JSON object, got {type(obj).__name__}")
+            missing = [f for f in required if f not in obj]
+            if missing:
+                raise InvalidInput(f"{path} line {n}: missing field(s) {', '.join(missing)}")
+            for f in required:
+                if f == "_id" and not isinstance(obj[f], (str, int)) or f != "_id" and not isinstance(obj[f], str):
+                    raise InvalidInput(f"{path} line {n}: field {f!r} must be a string")
+            yield n, obj
+
+
+def doc_text(title: str | None, text: str | None) -> str:
+    """The text ingested for a BEIR document: title, blank line, text (either alone if the other is empty)."""
+    t = (title or "").strip()
+    x = (text or "").strip()
+    if t and x:
+        return f"{t}\n\n{x}"
+    return t or x
+
+
+def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
+    """Load a BEIR folder; keeps only queries judged in ``qrels/<split>.tsv``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidInput(f"{root}: not a folder (expected a BEIR dataset folder)")
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", split):
+        raise InvalidInput(f"invalid split name {split!r}")
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        raise InvalidInput(
+            f"{qrels_path}: file not found" + (f" (splits here: {', '.join(have)})" if have else "")
+        )
+    corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
+    for p in (corpus_path, queries_path):
+        if not p.is_file():
+            raise InvalidInput(f"{p}: file not found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+
+    documents: dict[str, str] = {}
+    empty: set[str] = set()
+    for n, obj in _read_jsonl(corpus_path, ("_id",)):
+        did = str(obj["_id"])
+        if did in documents or did in empty:
+            raise InvalidInput(f"{corpus_path} line {n}: duplicate document id {did!r}")
+        title, text = obj.get("title"), obj.get("text")
+        if "title" not in obj and "text" not in obj:
+            raise InvalidInput(f"{corpus_path} line {n}: missing field(s) title, text")
+        for f, v in (("title", title), ("text", text)):
+            if v is not None and not isinstance(v, str):
+                raise InvalidInput(f"{corpus_path} line {n}: field {f!r} must be a string")
+        body = doc_text(title, text)
+        if body:
+            documents[did] = body
+        else:
+            empty.add(did)
+
+    all_queries: dict[str, str] = {}
+    for n, obj in _read_jsonl(queries_path, ("_id", "text")):
+        all_queries[str(obj["_id"])] = obj["text"]
+
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t")
+            if n == 1 and parts and not _is_int(parts[-1]):
+                continue  # header: query-id corpus-id score
+            if len(parts) == 4:  # TREC layout: qid iter docid grade
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                raise InvalidInput(f"{qrels_path} line {n}: expected 3 tab-separated columns (query-id, corpus-id, score)")
+            qid, did, grade = parts
+            if not _is_int(grade):
+                raise InvalidInput(f"{qrels_path} line {n}: score {grade!r} is not an integer")
+            if qid not in all_queries:
+                raise InvalidInput(f"{qrels_path} line {n}: query {qid!r} is not in {queries_path.name}")
+            if did not in documents and did not in empty:
+                raise InvalidInput(f"{qrels_path} line {n}: document {did!r} is not in {corpus_path.name}")
+            qrels.setdefault(qid, {})[did] = int(grade)
+    if not qrels:
+        raise InvalidInput(f"{qrels_path}: no judgments")
+    queries = {q: all_queries[q] for q in qrels}
+    return BeirDataset(root.name, str(root), split, documents, queries, qrels, len(empty), empty)
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def slice_dataset(ds: BeirDataset, max_docs: int | None = None, max_queries: int | None = None) -> BeirDataset:
+    """The first ``max_queries`` judged queries, and at most ``max_docs`` documents that always
+    include every judged document of those queries (then corpus order fills the rest)."""
+    qids = list(ds.qrels)
+    if max_queries is not None:
+        if max_queries <= 0:
+            raise InvalidInput(f"max_queries must be positive, got {max_queries}")
+        qids = qids[:max_queries]
+    qrels = {q: ds.qrels[q] for q in qids}
+    docs = ds.documents
+    if max_docs is not None:
+        if max_docs <= 0:
+            raise InvalidInput(f"max_docs must be positive, got {max_docs}")
+        judged = [d for q in qids for d in qrels[q] if d in ds.documents]
+        keep = dict.fromkeys(judged)
+        for d in ds.documents:
+            if len(keep) >= max_docs:
+                break
+            keep.setdefault(d, None)
+        docs = {d: ds.documents[d] for d in ds.documents if d in keep}
+    return BeirDataset(ds.name, ds.path, ds.split, docs, {q: ds.queries[q] for q in qids}, qrels,
+                       ds.skipped_empty, ds.empty_ids)
+
+
+def ingest_dataset(engine: Any, collection: str, ds: BeirDataset, chunk_size: int, chunk_overlap: int,
+                   progress: Progress | None = None, batch: int = INGEST_BATCH) -> int:
+    """Ingest the dataset's documents (upsert by id); returns the number of chunks written."""
+    from tools.ingest import IngestLimits, ingest
+
+    items = list(ds.documents.items())
+    total = len(items)
+    written = 0
+    for b in range(0, total, batch):
+        part = [{"id": d, "text": t} for d, t in items[b : b + batch]]
+
+        def sub(done: float, _total: float, _msg: str, b: int = b) -> None:
+            if progress:
+                progress(b + done, total, f"{ds.name}: ingesting documents")
+
+        res = ingest(engine, collection, part, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                     limits=IngestLimits(max_documents=max(batch, 1)), progress=sub)
+        written += res.chunks_written
+        if progress:
+            progress(min(b + batch, total), total, f"{ds.name}: ingesting documents")
+    return written
+
+
+# --------------------------------------------------------------------------- pipelines
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    mode: str
+    fusion: str | None = None  # None: the search default
+    weights: Mapping[str, float] | None = None
+    reranker: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def first_stage(self) -> str:
+        return self.name.split("+", 1)[0]
+
+
+_FIRST_RE = re.compile(r"^(bm25|dense|hybrid)(?:-(rrf|minmax|zscore))?(?:\(([^)]*)\))?$")
+_RERANK_RE = re.compile(r"^([A-Za-z0-9_\-]+)(?:\(([^)]*)\))?$")
+
+
+def parse_pipeline(name: str) -> Pipeline:
+    """Parse a pipeline name such as ``hybrid-zscore(dense=1,bm25=0.5)+embedding``."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("pipeline name is empty")
+    name = name.strip()
+    first, _, rr = name.partition("+")
+    m = _FIRST_RE.match(first)
+    if not m:
+        raise InvalidInput(
+            f"unknown pipeline {name!r}: the first stage must be bm25, dense, hybrid, hybrid-rrf, "
+            "hybrid-minmax or hybrid-zscore (optionally with weights, e.g. hybrid-zscore(dense=1,bm25=0.5)), "
+            "then optionally +<reranker>"
+        )
+    mode, fusion, wtxt = m.groups()
+    if fusion and mode != "hybrid":
+        raise InvalidInput(f"pipeline {name!r}: only hybrid takes a fusion method")
+    weights = None
+    if wtxt:
+        if mode != "hybrid":
+            raise InvalidInput(f"pipeline {name!r}: only hybrid takes weights")
+        weights = {}
+        for part in wtxt.split(","):
+            k, eq, v = part.partition("=")
+            k = k.strip()
+            try:
+                val = float(v)
+            except ValueError:
+                val = -1.0
+            if not eq or k not in ("dense", "bm25") or not val >= 0:
+                raise InvalidInput(f"pipeline {name!r}: weights look like (dense=1,bm25=0.5)")
+            weights[k] = val
+    reranker, options = None, {}
+    if rr:
+        mr = _RERANK_RE.match(rr.strip())
+        if not mr:
+            raise InvalidInput(f"pipeline {name!r}: the part after '+' must be a reranker name")
+        reranker, args = mr.groups()
+        if args is not None:
+            if reranker != "cascade":
+                raise InvalidInput(f"pipeline {name!r}: only cascade takes inline stages")
+            stages = []
+            for part in args.split(","):
+                st, _, top = part.strip().partition(":")
+                if not st:
+                    raise InvalidInput(f"pipeline {name!r}: cascade stages look like cascade(bm25:30,embedding)")
+                if top and not top.isdigit():
+                    raise InvalidInput(f"pipeline {name!r}: cascade stage top_k must be an integer")
+                stages.append({"reranker": st, "options": {}, "top_k": int(top) if top else None})
+            options = {"stages": stages}
+    return Pipeline(name, mode, fusion, weights, reranker, options)
+
+
+def split_pipelines(text: str) -> list[str]:
+    """Split a comma-separated list of pipeline names, ignoring commas inside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            if cur.strip():
+                out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def with_baselines(names: Sequence[str]) -> list[str]:
+    """The pipelines plus what the findings compare them with: first stages and both arms."""
+    out = list(dict.fromkeys(names))
+    extra: list[str] = []
+    for n in out:
+        p = parse_pipeline(n)
+        if p.reranker:
+            extra.append(p.first_stage)
+        if p.mode == "hybrid":
+            extra += ["bm25", "dense"]
+    for e in extra:
+        if e not in out:
+            out.append(e)
+    # stable, readable order: arms first, then hybrids, then reranked
+    def key(n: str) -> tuple[int, int]:
+        p = parse_pipeline(n)
+        return (1 if p.reranker else 0, {"bm25": 0, "dense": 1, "hybrid": 2}[p.mode])
+
+    return sorted(out, key=key)
+
+
+# --------------------------------------------------------------------------- running
+def doc_ranking(hits: Sequence[Any], limit: int = DEFAULT_K) -> list[str]:
+    """Chunk hits to document ids: a document takes the rank of its first (best) chunk."""
+    out: dict[str, None] = {}
+    for h in hits:
+        out.setdefault(h.doc_id, None)
+        if len(out) >= limit:
+            break
+    return list(out)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
+def _metrics(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Sequence[str]]) -> tuple[dict[str, float], dict[str, float]]:
+    """ranx means and per-query nDCG@10 for one pipeline's document rankings."""
+    from ranx import Qrels, Run, evaluate
+
+    run_dict = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in runs.items() if docs}
+    qr = Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()})
+    run = Run(run_dict) if run_dict else Run({})
+    if not run_dict:
+        return {m: 0.0 for m in METRICS}, {q: 0.0 for q in qrels}
+    means = evaluate(qr, run, list(METRICS), make_comparable=True)
+    per = evaluate(qr, run, "ndcg@10", return_mean=False, make_comparable=True)
+    order = list(Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()}).keys())
+    per_q = {q: float(v) for q, v in zip(order, per)}
+    return {m: float(means[m]) for m in METRICS}, per_q
+
+
+@dataclass
+class PipelineRun:
+    metrics: PipelineMetrics
+    per_query_ndcg: dict[str, float]
+    rankings: dict[str, list[str]]
+
+
+def run_pipeline(
+    engine: Any,
+    registry: Any,
+    collection: str,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    pipeline: str | Pipeline,
+    *,
+    k: int = DEFAULT_K,
+    candidates: int = DEFAULT_CANDIDATES,
+    limits: Any = None,
+    progress: Progress | None = None,
+    label: str = "",
+) -> PipelineRun:
+    from tools.search import SearchLimits, search
+
+    p = pipeline if isinstance(pipeline, Pipeline) else parse_pipeline(pipeline)
+    kwargs: dict[str, Any] = {"k": k, "mode": p.mode, "limits": limits or SearchLimits()}
+    if p.fusion:
+        kwargs["fusion"] = p.fusion
+    if p.weights is not None:
+        kwargs["weights"] = dict(p.weights)
+    if p.reranker:
+        kwargs["rerank"] = RerankStep(reranker=p.reranker, options=dict(p.options), candidates=candidates)
+    rankings: dict[str, list[str]] = {}
+    lat: list[float] = []
+    errors = 0
+    qids = list(queries)
+    if qids:  # one untimed call first: model loading is not query latency
+        try:
+            search(engine, registry, queries[qids[0]], collection, **kwargs)
+        except (InvalidInput, NotFound):
+            raise
+        except Exception:
+            pass
+    for i, qid in enumerate(qids):
+        t = time.perf_counter()
+        try:
+            res = search(engine, registry, queries[qid], collection, **kwargs)
+            hits = res.hits
+        except InvalidInput:
+            raise
+        except NotFound:
+            raise
+        except Exception:  # a failing reranker call is scored as an empty result, and counted
+            errors += 1
+            hits = []
+            if errors > max(3, len(qids) // 10):
+                raise
+        lat.append((time.perf_counter() - t) * 1000)
+        rankings[qid] = doc_ranking(hits, k)
+        if progress and (i % 5 == 0 or i == len(qids) - 1):
+            progress(i + 1, len(qids), f"{label}{p.name}: queries")
+    means, per_q = _metrics(qrels, rankings)
+    return PipelineRun(
+        PipelineMetrics(
+            pipeline=p.name,
+            ndcg_at_10=round(means["ndcg@10"], 4),
+            recall_at_100=round(means["recall@100"], 4),
+            mrr_at_10=round(means["mrr@10"], 4),
+            latency_p50_ms=round(_percentile(lat, 0.5), 2),
+            latency_p95_ms=round(_percentile(lat, 0.95), 2),
+            queries=len(qids),
+            errors=errors,
+        ),
+        per_q,
+        rankings,
+    )
+
+
+def compare(dataset: str, runs: Mapping[str, PipelineRun], tolerance: float = 0.0) -> list[Finding]:
+    """Where a reranker lowers quality vs its first stage; where hybrid is below its better arm."""
+    out: list[Finding] = []
+
+    def wl(a: str, b: str) -> tuple[int, int]:
+        pa, pb = runs[a].per_query_ndcg, runs[b].per_query_ndcg
+        wins = sum(1 for q in pa if pa[q] > pb.get(q, 0.0) + 1e-12)
+        losses = sum(1 for q in pa if pa[q] < pb.get(q, 0.0) - 1e-12)
+        return wins, losses
+
+    for name, r in runs.items():
+        p = parse_pipeline(name)
+        base = None
+        if p.reranker and p.first_stage in runs:
+            base, kind = p.first_stage, "rerank_below_first_stage"
+        elif not p.reranker and p.mode == "hybrid" and "bm25" in runs and "dense" in runs:
+            base = max(("bm25", "dense"), key=lambda n: runs[n].metrics.ndcg_at_10)
+            kind = "hybrid_below_best_arm"
+        if base is None:
+            continue
+        a, b = r.metrics.ndcg_at_10, runs[base].metrics.ndcg_at_10
+        if a < b - tolerance:
+            wins, losses = wl(name, base)
+            what = (f"reranking with {p.reranker} lowers nDCG@10" if kind == "rerank_below_first_stage"
+                    else "hybrid is below its better arm")
+            out.append(Finding(
+                kind=kind, dataset=dataset, pipeline=name, baseline=base, ndcg_at_10=a, baseline_ndcg_at_10=b,
+                delta=round(a - b, 4), wins=wins, losses=losses,
+                message=f"{dataset}: {name} {a:.4f} < {base} {b:.4f} ({a - b:+.4f}; {what}; "
+                        f"better on {wins} queries, worse on {losses})",
+            ))
+    return out
+
+
+# --------------------------------------------------------------------------- existing collections
+def _judgments(judgments: Any) -> list[Judgment]:
+    if not isinstance(judgments, (list, tuple)) or not judgments:
+        raise InvalidInput("judgments must be a non-empty list of {query_id?, query, relevant}")
+    out = []
+    for i, j in enumerate(judgments):
+        try:
+            jj = j if isinstance(j, Judgment) else Judgment.model_validate(j)
+        except Exception as exc:
+            errs = getattr(exc, "errors", None)
+            msg = str(exc).splitlines()[0]
+            if callable(errs):
+                e = errs()[0]
+                msg = f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}"
+            raise InvalidInput(f"judgments[{i}]: {msg}") from None
+        if not jj.query.strip():
+            raise InvalidInput(f"judgments[{i}]: query is empty")
+        if not jj.relevant:
+            raise InvalidInput(f"judgments[{i}]: relevant is empty: name at least one relevant document id")
+        if isinstance(jj.relevant, dict) and any(g < 0 for g in jj.relevant.values()):
+            raise InvalidInput(f"judgments[{i}]: grades must be non-negative integers")
+        out.append(jj)
+    return out
+
+
+def evaluate_collection(
+    engine: Any,
+    registry: Any,
+    collection: str,
+    judgments: Sequence[Judgment | dict],
+    pipelines: Sequence[str] = ("bm25", "dense", "hybrid"),
+    *,
+    k: int = DEFAULT_K,
+    candidates: int = DEFAULT_CANDIDATES,
+    limits: Any = None,
+    progress: Progress | None = None,
+) -> CollectionEvalResult:
+    """Evaluate pipelines on an existing collection against agent-supplied judgments."""
+    js = _judgments(judgments)
+    if isinstance(pipelines, str):
+        pipelines = split_pipelines(pipelines)
+    if not pipelines:
+        raise InvalidInput("pipelines is empty: name at least one, e.g. ['bm25', 'dense', 'hybrid']")
+    specs = [parse_pipeline(p) for p in pipelines]
+    for s in specs:
+        if s.reranker:
+            if registry is None:
+                raise InvalidInput("reranking is not available here")
+            registry.family(s.reranker)
+    engine.store.require_collection(collection)
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for i, j in enumerate(js):
+        qid = j.query_id or f"q{i + 1}"
+        if qid in queries:
+            raise InvalidInput(f"judgments[{i}]: duplicate query_id {qid!r}")
+        queries[qid] = j.query
+        qrels[qid] = dict.fromkeys(j.relevant, 1) if isinstance(j.relevant, list) else dict(j.relevant)
+    wanted = sorted({d for rel in qrels.values() for d in rel})
+    have = engine.store.doc_hashes(collection, wanted)
+    unknown = [d for d in wanted if d not in have]
+    if unknown:
+        raise InvalidInput(
+            f"judgments name document id(s) not in collection {collection!r}: "
+            + ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        )
+    names = [s.name for s in specs]
+    all_names = with_baselines(names)
+    runs: dict[str, PipelineRun] = {}
+    for n, name in enumerate(all_names):
+        runs[name] = run_pipeline(engine, registry, collection, queries, qrels, name, k=k, candidates=candidates,
+                                  limits=limits, progress=progress, label=f"[{n + 1}/{len(all_names)}] ")
+    findings = compare(collection, runs)
+    per_query = [
+        QueryOutcome(
+            query_id=q, query=queries[q],
+            ndcg_at_10={n: round(runs[n].per_query_ndcg.get(q, 0.0), 4) for n in all_names},
+            top_docs={n: runs[n].rankings.get(q, [])[:10] for n in all_names},
+        )
+        for q in queries
+    ]
+    return CollectionEvalResult(
+        collection=collection, queries=len(queries), pipelines=[runs[n].metrics for n in all_names],
+        findings=findings, per_query=per_query,
+    )
+
+
+# --------------------------------------------------------------------------- BEIR datasets
+def evaluate_dataset(
+    engine: Any,
+    registry: Any,
+    ds: BeirDataset,
+    collection: str,
+    pipelines: Sequence[str],
+    *,
+    chunk_size: int,
+    chunk_overlap: int,
+    k: int = DEFAULT_K,
+    candidates: int = DEFAULT_CANDIDATES,
+    limits: Any = None,
+    progress: Progress | None = None,
+) -> tuple[DatasetReport, list[Finding]]:
+    """Ingest a BEIR dataset into ``collection`` (upsert) and evaluate the pipelines on it."""
+    t0 = time.perf_counter()
+    ingest_dataset(engine, collection, ds, chunk_size, chunk_overlap, progress)
+    ingest_s = time.perf_counter() - t0
+    all_names = with_baselines(pipelines)
+    runs: dict[str, PipelineRun] = {}
+    for n, name in enumerate(all_names):
+        runs[name] = run_pipeline(engine, registry, collection, ds.queries, ds.qrels, name, k=k,
+                                  candidates=candidates, limits=limits, progress=progress,
+                                  label=f"{ds.name} [{n + 1}/{len(all_names)}] ")
+    report = DatasetReport(
+        dataset=ds.name, path=ds.path, split=ds.split, collection=collection, documents=len(ds.documents),
+        skipped_empty_documents=ds.skipped_empty, queries=len(ds.queries), judgments=ds.judgments,
+        chunks=engine.store.count_chunks(collection), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        ingest_s=round(ingest_s, 2), pipelines=[runs[n].metrics for n in all_names],
+    )
+    return report, compare(ds.name, runs)
+
+
+def check_floors(datasets: Sequence[DatasetReport], floors: Mapping[str, float]) -> list[str]:
+    """Messages for every (dataset, pipeline) whose nDCG@10 is below its floor."""
+    out = []
+    for ds in datasets:
+        by = {p.pipeline: p for p in ds.pipelines}
+        for name, floor in floors.items():
+            m = by.get(name)
+            if m is None:
+                out.append(f"{ds.dataset}: pipeline {name} was not evaluated (floor {floor})")
+            elif m.ndcg_at_10 < floor:
+                out.append(f"{ds.dataset}: {name} nDCG@10 {m.ndcg_at_10:.4f} is below the floor {floor:.4f}")
+    return out
