@@ -177,11 +177,12 @@ def encode_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCach
     if cache is None or not texts:
         return embedder.encode(texts)
     keys = [EmbeddingCache.key(t) for t in texts]
-    have = cache.get_many(embedder.name, list(dict.fromkeys(keys)))
+    model = getattr(embedder, "cache_key", embedder.name)  # backends differ slightly: cache apart
+    have = cache.get_many(model, list(dict.fromkeys(keys)))
     missing = [i for i, k in enumerate(keys) if k not in have]
     if missing:
         new = embedder.encode([texts[i] for i in missing])
-        cache.put_many(embedder.name, [(keys[i], v) for i, v in zip(missing, new)])
+        cache.put_many(model, [(keys[i], v) for i, v in zip(missing, new)])
         for i, v in zip(missing, new):
             have[keys[i]] = v
     return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)

@@ -103,6 +103,7 @@ class OnnxEmbedder:
         from index.embedding import canonical_name
 
         self.name = canonical_name(name)
+        self.cache_key = self.name + "#onnx-int8"
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
