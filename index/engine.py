@@ -94,6 +94,8 @@ class Engine:
             return self._embedder
 
     def check_model(self, info: CollectionInfo) -> None:
+        if self._embedder is None and self.config.embedder_factory is not None:
+            self.embedder  # an injected embedder's name is only known once built
         if info.embedding_model != self.model_name:
             raise ModelMismatch(
                 f"collection {info.name!r} was built with embedding model {info.embedding_model!r} "

@@ -95,7 +95,13 @@ def ingest(
     skip_invalid: bool = False,
     limits: IngestLimits = IngestLimits(),
     progress: Progress | None = None,
+    on_commit: Callable[[list[str]], None] | None = None,
 ) -> IngestResult:
+    """Ingest ``documents`` and files under ``paths`` into ``collection``.
+
+    ``on_commit`` is called with the ids of each batch right after its transaction commits:
+    from then on those documents survive any crash.
+    """
     t0 = time.perf_counter()
     check_collection_name(collection)
     if not documents and not paths:
@@ -196,6 +202,8 @@ def ingest(
             rows.append((p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
         with col.write_lock:
             engine.store.upsert_documents(collection, rows)
+        if on_commit:
+            on_commit([p.doc_id for p in batch])
         for p, cs in zip(batch, chunked):
             outcomes.append(
                 DocOutcome(id=p.doc_id, source=p.source, status="updated" if p.doc_id in stored else "added",

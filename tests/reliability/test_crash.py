@@ -1,0 +1,148 @@
+"""kill -9 the writer at random points during a large ingest; nothing acknowledged is lost.
+
+After each kill: a fresh engine opens the same data dir (repairing derived indexes from the
+store of record), and we check that every document the journal says was committed is stored
+with exactly the chunks a clean ingest produces, that every stored document is whole, and
+that no search in any mode returns a chunk the store does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from index.chunking import chunk_text
+from index.engine import Engine, IndexConfig
+from tests.reliability.hash_embedder import HashEmbedder
+from tools.search import search
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = int(os.environ.get("RERANK_MCP_CRASH_KILLS", "5" if os.environ.get("CI") else "20"))
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+         "tau upsilon phi chi psi omega vector index search rerank store chunk crash recover").split()
+
+
+def _docs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        paras = ["  ".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))) + "."
+                           for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 3))]
+        docs.append({"id": f"doc-{i}", "text": "\n\n".join(paras), "metadata": {"i": i}})
+    return docs
+
+
+def _check(data_dir: Path, docs: dict[str, dict], committed: set[str]) -> int:
+    emb = HashEmbedder()
+    engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+    try:
+        if engine.store.collection("crash") is None:
+            assert not committed, "committed documents but the collection is gone"
+            return 0
+        col = engine.collection("crash")
+        stored = {d["id"]: d for d in engine.store.documents("crash", limit=10**6)}
+        missing = committed - set(stored)
+        assert not missing, f"acknowledged documents lost: {sorted(missing)[:5]}"
+        for doc_id, meta in stored.items():
+            full = engine.store.document("crash", doc_id)
+            want = [c.text for c in chunk_text(docs[doc_id]["text"], 32, 8, emb.count_tokens)]
+            assert [c["text"] for c in full["chunks"]] == want, f"{doc_id} is not whole"
+            assert meta["chunks"] == len(want)
+        live = set(int(i) for i in engine.store.chunk_ids_matching("crash", "1", []))
+        assert col.dense.size == len(live), "dense index disagrees with the store"
+        assert col.sparse.size == len(live), "BM25 index disagrees with the store"
+        for q in ("alpha vector", "crash recover omega", "sigma tau"):
+            for mode in ("dense", "bm25", "hybrid"):
+                res = search(engine, None, q, "crash", k=50, mode=mode)
+                assert {h.chunk_id for h in res.hits} <= live
+                assert all(h.doc_id in stored for h in res.hits)
+        return len(stored)
+    finally:
+        engine.close()
+
+
+@pytest.mark.timeout(900)
+def test_kill_dash_nine_during_ingest_loses_nothing(tmp_path):
+    data_dir = tmp_path / "data"
+    rng = random.Random(1234)
+    all_docs = _docs(400, seed=7)
+    by_id = {d["id"]: d for d in all_docs}
+    committed: set[str] = set()
+    survived = 0
+    for cycle in range(KILLS):
+        docs_file = tmp_path / f"docs-{cycle}.jsonl"
+        # each cycle ingests a window of documents, re-ingesting some earlier ones
+        start = rng.randint(0, 300)
+        docs_file.write_text("\n".join(json.dumps(d) for d in all_docs[start : start + 100]))
+        journal = tmp_path / f"journal-{cycle}.txt"
+        journal.write_text("")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.crash_worker", str(data_dir),
+                                 str(docs_file), str(journal)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # kill at a random moment after the first commit (or after a random delay)
+        deadline = time.monotonic() + 60
+        delay = rng.uniform(0.0, 1.5)
+        while time.monotonic() < deadline and proc.poll() is None and not journal.read_text().strip():
+            time.sleep(0.01)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            survived += 1
+        proc.wait(timeout=30)
+        lines = journal.read_text().splitlines()
+        for line in lines:
+            if line != "DONE":
+                committed.update(json.loads(line))
+        _check(data_dir, by_id, committed)
+    assert survived >= KILLS // 2, f"only {survived} of {KILLS} runs were killed mid-ingest"
+
+
+def test_truncated_and_missing_index_files_are_rebuilt(tmp_path):
+    from tools.ingest import ingest
+
+    data_dir = tmp_path / "data"
+    emb = HashEmbedder()
+    docs = _docs(60, seed=3)
+    engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+    ingest(engine, "crash", docs, chunk_size=32, chunk_overlap=8)
+    want = {m: [h.chunk_id for h in search(engine, None, "alpha beta", "crash", k=20, mode=m).hits]
+            for m in ("dense", "bm25", "hybrid")}
+    engine.close()
+    folder = data_dir / "collections" / "crash"
+    damage = [
+        lambda: (folder / "dense.faiss").write_bytes((folder / "dense.faiss").read_bytes()[:100]),
+        lambda: (folder / "dense.faiss").unlink(),
+        lambda: (folder / "dense.json").unlink(),
+        lambda: [p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]) for p in (folder / "bm25").iterdir()
+                 if p.is_file() and p.stat().st_size > 0],
+        lambda: __import__("shutil").rmtree(folder / "bm25"),
+        lambda: (folder / "bm25.json").write_text("{not json"),
+    ]
+    for i, hurt in enumerate(damage):
+        hurt()
+        engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+        notes = engine.open_all()
+        assert notes, f"damage #{i} went unnoticed"
+        got = {m: [h.chunk_id for h in search(engine, None, "alpha beta", "crash", k=20, mode=m).hits]
+               for m in ("dense", "bm25", "hybrid")}
+        assert got == want, f"after damage #{i}"
+        engine.close()
+
+
+def test_corrupt_sqlite_is_a_clear_error(tmp_path):
+    from tools.errors import StoreCorrupt
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "rerank-mcp.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreCorrupt, match="unreadable"):
+        Engine(IndexConfig(data_dir=data_dir, embedder_factory=HashEmbedder))
