@@ -92,7 +92,12 @@ class DenseIndex:
                 return
             self.catch_up()
             n = int(self.index.ntotal)
-            if self._wanted_kind(n) != self.kind:
+            live = self.store.count_chunks(self.collection)
+            if n != live:  # a stale or foreign index file: the store decides
+                log.warning("dense index for %r holds %d vectors, the store %d: rebuilding", self.collection, n, live)
+                self.repaired = f"index held {n} vectors, the store {live}"
+                self.rebuild()
+            elif self._wanted_kind(n) != self.kind:
                 self.rebuild()
 
     def _new_index(self, kind: str, train: np.ndarray | None):

@@ -56,7 +56,8 @@ class SparseIndex:
         meta = read_json(self.meta_path)
         with self._lock:
             ok = False
-            if meta is not None and self.dir.exists():
+            # without its meta.json tantivy would silently open a new, empty index here
+            if meta is not None and (self.dir / "meta.json").exists():
                 try:
                     self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True)
                     self.writer = self.index.writer(WRITER_HEAP, 1)
@@ -76,6 +77,12 @@ class SparseIndex:
                 self.repaired = "index folder or its sidecar missing"
             if ok:
                 self.catch_up()
+                live = self.store.count_chunks(self.collection)
+                if self.size != live:  # segments lost or stale: the store decides
+                    log.warning("BM25 index for %r holds %d chunks, the store %d: rebuilding",
+                                self.collection, self.size, live)
+                    self.repaired = f"index held {self.size} chunks, the store {live}"
+                    self.rebuild()
             else:
                 self.rebuild()
 

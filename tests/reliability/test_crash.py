@@ -81,7 +81,7 @@ def test_kill_dash_nine_during_ingest_loses_nothing(tmp_path):
         docs_file = tmp_path / f"docs-{cycle}.jsonl"
         # each cycle ingests a window of documents, re-ingesting some earlier ones
         start = rng.randint(0, 300)
-        docs_file.write_text("\n".join(json.dumps(d) for d in all_docs[start : start + 100]))
+        docs_file.write_text("\n".join(json.dumps(d) for d in all_docs[start : start + 150]))
         journal = tmp_path / f"journal-{cycle}.txt"
         journal.write_text("")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -90,7 +90,7 @@ def test_kill_dash_nine_during_ingest_loses_nothing(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # kill at a random moment after the first commit (or after a random delay)
         deadline = time.monotonic() + 60
-        delay = rng.uniform(0.0, 1.5)
+        delay = rng.uniform(0.0, 0.25)
         while time.monotonic() < deadline and proc.poll() is None and not journal.read_text().strip():
             time.sleep(0.01)
         time.sleep(delay)
