@@ -1,0 +1,146 @@
+"""Bad inputs to ingest, search and delete raise the right error class and store nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.collections import delete
+from tools.errors import InvalidInput, LimitExceeded, NotFound, PathNotAllowed
+from tools.ingest import IngestLimits, ingest
+from tools.search import search
+
+DOCS = [
+    {"id": "a", "text": "The mitochondria is the powerhouse of the cell.", "metadata": {"k": 1}},
+    {"id": "b", "text": "Ribosomes translate messenger RNA into proteins.", "metadata": {"k": 2}},
+    {"id": "c", "text": "The Krebs cycle runs inside mitochondria.", "metadata": {"k": 3}},
+]
+
+
+@pytest.fixture
+def eng(engine):
+    r = ingest(engine, "bio", DOCS)
+    assert r.added == 3
+    return engine
+
+
+def unchanged(eng, fn, exc, needle):
+    seq = eng.store.seq()
+    chunks = eng.store.count_chunks("bio")
+    with pytest.raises(exc) as ei:
+        fn()
+    assert needle in str(ei.value), str(ei.value)
+    assert eng.store.seq() == seq and eng.store.count_chunks("bio") == chunks
+    assert [c.name for c in eng.store.collections()] == ["bio"]
+    return ei.value
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,needle",
+    [
+        ({"query": ""}, InvalidInput, "query is empty"),
+        ({"query": "   \n"}, InvalidInput, "query is empty"),
+        ({"query": "a\x00b"}, InvalidInput, "NUL"),
+        ({"query": 42}, InvalidInput, "query must be a string"),
+        ({"query": "x" * 20_000}, LimitExceeded, "over the limit"),
+        ({"k": 0}, InvalidInput, "k must be a positive integer"),
+        ({"k": -3}, InvalidInput, "k must be a positive integer"),
+        ({"k": True}, InvalidInput, "k must be a positive integer"),
+        ({"k": 10**9}, LimitExceeded, "over the limit"),
+        ({"collection": "nope"}, NotFound, "unknown collection 'nope'"),
+        ({"collection": "bad name!"}, InvalidInput, "invalid collection name"),
+        ({"mode": "semantic"}, InvalidInput, "unknown mode 'semantic'"),
+        ({"fusion": "borda"}, InvalidInput, "unknown fusion"),
+        ({"weights": {"dense": -1}}, InvalidInput, "weights"),
+        ({"weights": {"sparse": 1}}, InvalidInput, "weights"),
+        ({"filter": {"k": {"$regex": "x"}}}, InvalidInput, "unknown operator '$regex'"),
+        ({"filter": {"a') OR 1=1 --": 1}}, InvalidInput, "field name"),
+        ({"filter": "{oops"}, InvalidInput, "not valid JSON"),
+        ({"filter": [1]}, InvalidInput, "expected a JSON object"),
+        ({"rerank": {"reranker": "bm25"}}, InvalidInput, "not available"),
+    ],
+)
+def test_search_bad_inputs(eng, kwargs, exc, needle):
+    args = {"query": "mitochondria", "collection": "bio", "k": 5, "mode": "hybrid", **kwargs}
+    q = args.pop("query")
+    c = args.pop("collection")
+    unchanged(eng, lambda: search(eng, None, q, c, **args), exc, needle)
+
+
+def test_search_k_above_corpus_size_and_no_match(eng):
+    assert len(search(eng, None, "mitochondria", "bio", k=1000, mode="dense").hits) == 3
+    assert search(eng, None, "zzzyzx qqqq", "bio", k=5, mode="bm25").hits == []  # no hits is not an error
+    assert search(eng, None, "the of and", "bio", k=5, mode="bm25").hits == []  # stopwords only
+
+
+@pytest.mark.parametrize(
+    "docs,kwargs,exc,needle",
+    [
+        ([], {}, InvalidInput, "nothing to ingest"),
+        ([{"id": "x", "text": ""}], {}, InvalidInput, "text is empty"),
+        ([{"id": "x", "text": "  \n\t "}], {}, InvalidInput, "text is empty"),
+        ([{"id": "x", "text": "ok\x00bin"}], {}, InvalidInput, "NUL"),
+        ([{"id": "x", "text": "bad \ud800 surrogate"}], {}, InvalidInput, "surrogate"),
+        ([{"id": "x", "text": 5}], {}, InvalidInput, "documents[0]"),
+        ([{"id": "x", "txt": "typo"}], {}, InvalidInput, "documents[0]"),
+        ([{"id": "", "text": "t"}], {}, InvalidInput, "id must be"),
+        ([{"id": "x", "text": "t", "metadata": {"v": float("nan")}}], {}, InvalidInput, "metadata"),
+        ([{"id": "x", "text": "t", "metadata": "notadict"}], {}, InvalidInput, "documents[0]"),
+        ([{"id": "d", "text": "one"}, {"id": "d", "text": "two"}], {}, InvalidInput, "duplicate"),
+        ([{"id": "ok", "text": "fine"}, {"id": "x", "text": ""}], {}, InvalidInput, "documents[1]"),
+        ([{"id": "x", "text": "t"}], {"chunk_size": 4}, InvalidInput, "chunk_size"),
+        ([{"id": "x", "text": "t"}], {"chunk_overlap": 500}, InvalidInput, "chunk_overlap"),
+        ([{"id": "x", "text": "t"}], {"collection": "no/slash"}, InvalidInput, "invalid collection name"),
+        ([{"id": "x", "text": "t" * 50}], {"limits": IngestLimits(max_chars=10)}, LimitExceeded, "over the limit"),
+        ([{"id": str(i), "text": "t"} for i in range(3)], {"limits": IngestLimits(max_documents=2)}, LimitExceeded, "over the limit"),
+    ],
+)
+def test_ingest_bad_inputs(eng, docs, kwargs, exc, needle):
+    coll = kwargs.pop("collection", "bio")
+    unchanged(eng, lambda: ingest(eng, coll, docs, **kwargs), exc, needle)
+
+
+def test_ingest_new_collection_bad_input_creates_nothing(eng):
+    unchanged(eng, lambda: ingest(eng, "fresh", [{"id": "x", "text": ""}]), InvalidInput, "text is empty")
+
+
+def test_ingest_paths_outside_roots(eng, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
+    for p in ("../secret.txt", str(tmp_path / "secret.txt"), str(root / "link.txt")):
+        unchanged(eng, lambda: ingest(eng, "bio", paths=[p], roots=[root]), PathNotAllowed, "outside the allowed roots")
+    (root / "bin.dat").write_bytes(b"\x00\x01")
+    unchanged(eng, lambda: ingest(eng, "bio", paths=[str(root / "bin.dat")], roots=[root]), InvalidInput, "binary")
+
+
+def test_ingest_files_and_skip_invalid(eng, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "good.md").write_text("# Enzymes\n\nEnzymes catalyse reactions in the cell.")
+    (root / "bad.txt").write_bytes("caf\xe9".encode("latin-1"))
+    r = ingest(eng, "bio", paths=[str(root)], roots=[root], skip_invalid=True)
+    assert (r.added, r.failed) == (1, 1)
+    failed = [o for o in r.documents if o.status == "failed"][0]
+    assert "bad.txt" in failed.id and "UTF-8" in failed.reason
+    hit = search(eng, None, "enzymes catalyse", "bio", k=1, mode="bm25").hits[0]
+    assert hit.doc_id == str(root / "good.md") and hit.metadata["type"] == "markdown"
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,needle",
+    [
+        ({}, InvalidInput, "nothing to delete"),
+        ({"ids": []}, InvalidInput, "nothing to delete"),
+        ({"ids": "a"}, InvalidInput, "ids must be a list"),
+        ({"ids": [1, 2]}, InvalidInput, "ids must be a list"),
+        ({"filter": {"k": {"$bogus": 1}}}, InvalidInput, "unknown operator"),
+        ({"filter": {"a') OR 1=1 --": 1}}, InvalidInput, "field name"),
+        ({"ids": ["a"], "drop_collection": True}, InvalidInput, "not both"),
+        ({"collection": "nope", "ids": ["a"]}, NotFound, "unknown collection"),
+    ],
+)
+def test_delete_bad_inputs(eng, kwargs, exc, needle):
+    coll = kwargs.pop("collection", "bio")
+    unchanged(eng, lambda: delete(eng, coll, **kwargs), exc, needle)
+    assert len(search(eng, None, "mitochondria", "bio", k=10, mode="dense").hits) == 3
