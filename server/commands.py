@@ -26,16 +26,14 @@ def _json(value: str | None, what: str) -> Any:
 
 def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
     """Verbs beyond the tools: evaluation and benchmarks."""
-    try:
-        from server.eval_command import add_parser as add_eval
-    except ImportError:  # pragma: no cover
-        return
-    add_eval(sub)
-    try:
-        from server.bench_command import add_parser as add_bench
-    except ImportError:  # pragma: no cover
-        return
-    add_bench(sub)
+    import importlib
+
+    for module in ("server.eval_command", "server.bench_command"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # pragma: no cover - a partial checkout
+            continue
+        mod.add_parser(sub)
 
 
 def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:

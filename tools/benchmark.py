@@ -1,0 +1,320 @@
+"""Benchmarks measured in-process: embedding, ingest, search at scale, BM25, rerankers.
+
+Every figure is printed beside its baseline measured in the same run (machines are shared and
+noisy; ratios from one run are what can be compared). The MCP round-trip part lives in
+``server/bench_command.py`` because only ``server/`` speaks MCP.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from index.chunking import chunk_text
+from index.embedding import Embedder, load_embedder
+from index.engine import Engine, IndexConfig
+from index.store import NewChunk
+
+
+def pctl(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def load_beir_texts(folder: Path, limit: int | None = None) -> list[tuple[str, str]]:
+    out = []
+    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            j = json.loads(line)
+            text = (j.get("title", "") + "\n\n" + j.get("text", "")).strip()
+            if text:
+                out.append((str(j["_id"]), text))
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def load_beir_queries(folder: Path, limit: int = 200) -> list[str]:
+    qids = set()
+    qrels = folder / "qrels" / "test.tsv"
+    if qrels.exists():
+        for i, line in enumerate(qrels.read_text().splitlines()):
+            if i and line.strip():
+                qids.add(line.split("\t")[0])
+    out = []
+    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            j = json.loads(line)
+            if not qids or str(j["_id"]) in qids:
+                out.append(j["text"])
+            if len(out) >= limit:
+                break
+    return out
+
+
+class TimedEmbedder:
+    """Wraps an embedder and accumulates the time spent inside ``encode``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.name, self.dim = inner.name, inner.dim
+        self.cache_key = getattr(inner, "cache_key", inner.name)
+        self.max_seq_length = inner.max_seq_length
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        t = time.perf_counter()
+        try:
+            return self.inner.encode(texts)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------- embedding
+def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path, log: Callable[[str], None]) -> Section:
+    sec = Section("Embedding: torch fp32 vs ONNX Runtime int8 (all-MiniLM-L6-v2, 128-token chunks)")
+    torch_e = Embedder("all-MiniLM-L6-v2")
+    chunks = [c.text for _, t in docs for c in chunk_text(t, 128, 0, torch_e.count_tokens)][:n_chunks]
+    onnx_e = load_embedder("all-MiniLM-L6-v2", "onnx", cache_dir=cache_dir)
+    torch_e.encode(chunks[:32])
+    onnx_e.encode(chunks[:32])
+    log(f"embedding {len(chunks)} chunks with each backend")
+    t = time.perf_counter()
+    a = torch_e.encode(chunks)
+    t_torch = time.perf_counter() - t
+    t = time.perf_counter()
+    b = onnx_e.encode(chunks)
+    t_onnx = time.perf_counter() - t
+    cos = (a * b).sum(axis=1)
+    toks = torch_e.count_tokens(chunks)
+    sec.rows.append({"backend": "torch fp32 (baseline)", "chunks/s": round(len(chunks) / t_torch, 1),
+                     "speed-up": 1.0, "cosine vs fp32 (mean / min)": "1 / 1"})
+    sec.rows.append({"backend": "onnx int8", "chunks/s": round(len(chunks) / t_onnx, 1),
+                     "speed-up": round(t_torch / t_onnx, 2),
+                     "cosine vs fp32 (mean / min)": f"{cos.mean():.4f} / {cos.min():.4f}"})
+    sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens; goal: >= 2x at cosine >= 0.99.")
+    return sec
+
+
+# ---------------------------------------------------------------------------- ingest
+def bench_ingest(docs: list[tuple[str, str]], backends: Sequence[str], log: Callable[[str], None]) -> Section:
+    from tools.ingest import ingest
+
+    sec = Section("Ingest end to end (SciFact documents, 128-token chunks, fresh index, no embedding cache)")
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as d:
+            inner = load_embedder("all-MiniLM-L6-v2", backend, cache_dir=Path(tempfile.gettempdir()) / "rerank-mcp-onnx")
+            timed = TimedEmbedder(inner)
+            engine = Engine(IndexConfig(data_dir=Path(d), embedder_factory=lambda: timed))
+            engine.cache = None  # measure embedding, not cache hits
+            log(f"ingesting {len(docs)} documents with the {backend} backend")
+            t = time.perf_counter()
+            res = ingest(engine, "bench", [{"id": i, "text": x} for i, x in docs], chunk_size=128, chunk_overlap=0)
+            wall = time.perf_counter() - t
+            engine.close()
+        outside = wall - timed.seconds
+        sec.rows.append({"backend": backend, "documents": len(docs), "chunks": res.chunks_written,
+                         "chunks/s": round(res.chunks_written / wall, 1),
+                         "wall s": round(wall, 1), "embedding s": round(timed.seconds, 1),
+                         "outside embedding": f"{100 * outside / wall:.1f}%"})
+    sec.notes.append("'outside embedding' is chunking + SQLite + FAISS + tantivy; goal: < 10% of wall time.")
+    return sec
+
+
+# ---------------------------------------------------------------------------- synthetic collections at scale
+@dataclass
+class Pool:
+    texts: list[str]
+    vecs: np.ndarray
+    queries: list[str]
+    qvecs: np.ndarray
+
+
+def build_pool(docs: list[tuple[str, str]], queries: list[str], embedder: Any, engine_cache: Any | None) -> Pool:
+    from index.embedding import encode_cached
+
+    texts = [c.text for _, t in docs for c in chunk_text(t, 128, 0, embedder.count_tokens)]
+    vecs = encode_cached(embedder, texts, engine_cache)
+    qvecs = encode_cached(embedder, queries, engine_cache)
+    return Pool(texts, vecs, queries, qvecs)
+
+
+def synth(pool: Pool, n: int, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """``n`` chunks: the real pool first, then mixtures of two real chunks (text: a real chunk's
+    sentences with a second chunk's words; vector: the normalised mix plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    p = len(pool.texts)
+    for i in range(n):
+        if i < p:
+            yield pool.texts[i], pool.vecs[i]
+            continue
+        a, b = rng.integers(0, p, size=2)
+        w = rng.uniform(0.55, 0.9)
+        v = w * pool.vecs[a] + (1 - w) * pool.vecs[b] + rng.normal(0, 0.02, pool.vecs.shape[1]).astype(np.float32)
+        v /= np.linalg.norm(v)
+        words = pool.texts[b].split()
+        k = max(1, int(len(words) * (1 - w)))
+        start = int(rng.integers(0, max(1, len(words) - k)))
+        yield pool.texts[a] + " " + " ".join(words[start : start + k]), v.astype(np.float32)
+
+
+def fill_collection(engine: Engine, name: str, items: Iterator[tuple[str, np.ndarray]], n: int, dim: int,
+                    model: str, log: Callable[[str], None], per_doc: int = 4) -> None:
+    """Write ``n`` chunks straight into the store (vectors precomputed), then let the derived
+    indexes catch up exactly as they do on start."""
+    engine.store.create_collection(name, model, dim)
+    batch: list = []
+    written = 0
+    doc = 0
+    for text, vec in items:
+        batch.append((text, vec))
+        if len(batch) == per_doc * 500:
+            written += _write(engine, name, batch, per_doc, doc)
+            doc += len(batch) // per_doc + 1
+            batch = []
+            if written % 100_000 < per_doc * 500:
+                log(f"  stored {written}/{n} chunks")
+    if batch:
+        written += _write(engine, name, batch, per_doc, doc)
+
+
+def _write(engine: Engine, name: str, batch: list, per_doc: int, doc0: int) -> int:
+    rows = []
+    for d in range(0, len(batch), per_doc):
+        part = batch[d : d + per_doc]
+        chunks = [NewChunk(t, 0, len(t), len(t.split()), v) for t, v in part]
+        rows.append((f"s{doc0 + d // per_doc}", f"h{doc0 + d}", {"i": doc0 + d // per_doc % 10}, None,
+                     sum(len(t) for t, _ in part), chunks))
+    engine.store.upsert_documents(name, rows)
+    return len(batch)
+
+
+def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Callable[[str], None],
+                         n_queries: int = 200) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Search latency per mode (query embedding excluded), recall of the ANN index, BM25 vs
+    rank-bm25, adding one document."""
+    from index.fusion import fuse
+
+    col = engine.collection(name)
+    qs = list(zip(pool.queries, pool.qvecs))[:n_queries]
+    rows = []
+    lat: dict[str, list[float]] = {"dense": [], "bm25": [], "hybrid": []}
+    exact = None
+    if col.dense.kind != "flat":
+        import faiss
+
+        exact = faiss.IndexFlatIP(col.dense.dim)
+        ids_list, vec_list = [], []
+        for r in engine.store.iter_chunks_since(name, -1, with_text=False):
+            ids_list.append(np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r)))
+            vec_list.append(np.frombuffer(b"".join(x[2] for x in r), dtype=np.float32).reshape(-1, col.dense.dim))
+        exact_ids = np.concatenate(ids_list)
+        exact.add(np.concatenate(vec_list))
+    recalls = []
+    for rep in range(2):  # first pass warms caches
+        for q, qv in qs:
+            t = time.perf_counter()
+            d = col.dense.search(qv, 100)
+            t1 = time.perf_counter()
+            s = col.sparse.search(q, 100)
+            t2 = time.perf_counter()
+            fused = fuse({"dense": d, "bm25": s}, "rrf")
+            engine.store.chunks_by_id(name, [c for c, _ in fused[:10]])
+            t3 = time.perf_counter()
+            if rep:
+                lat["dense"].append((t1 - t) * 1000)
+                lat["bm25"].append((t2 - t1) * 1000)
+                lat["hybrid"].append((t3 - t) * 1000)
+                if exact is not None:
+                    _, ei = exact.search(qv.reshape(1, -1), 100)
+                    truth = set(exact_ids[ei[0]].tolist())
+                    recalls.append(len(truth & {c for c, _ in d}) / len(truth))
+    for mode in ("dense", "bm25", "hybrid"):
+        rows.append({"chunks": n, "mode": mode, "index": col.dense.kind if mode != "bm25" else "tantivy",
+                     "p50 ms": round(pctl(lat[mode], 50), 2), "p95 ms": round(pctl(lat[mode], 95), 2)})
+    extra: dict[str, Any] = {"chunks": n, "dense index": col.dense.kind}
+    if recalls:
+        extra["ANN recall@100 vs exact"] = round(float(np.mean(recalls)), 4)
+    # add one document: store transaction + both derived indexes (embedding excluded)
+    adds = []
+    for i in range(5):
+        text, vec = pool.texts[i], pool.vecs[i]
+        t = time.perf_counter()
+        engine.store.upsert_documents(name, [(f"new-{i}", f"hn{i}", {}, None, len(text),
+                                              [NewChunk(text, 0, len(text), 100, vec)])])
+        col.catch_up()
+        adds.append((time.perf_counter() - t) * 1000)
+    extra["add one document ms (p50)"] = round(pctl(adds, 50), 1)
+    return rows, extra
+
+
+def bench_rank_bm25(pool_texts: list[str], queries: list[str], n: int, sparse_search: Callable[[str], Any]) -> dict[str, Any]:
+    """rank-bm25 over the same corpus vs the tantivy index, per query."""
+    from rank_bm25 import BM25Okapi
+
+    from index.tokenize import tokenize
+
+    corpus = [tokenize(t) for t in pool_texts[:n]]
+    t = time.perf_counter()
+    bm = BM25Okapi(corpus)
+    build = time.perf_counter() - t
+    times_rb, times_tv = [], []
+    for q in queries[:5]:
+        qt = tokenize(q)
+        t = time.perf_counter()
+        scores = bm.get_scores(qt)
+        np.argpartition(-scores, 100)[:100]
+        times_rb.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        sparse_search(q)
+        times_tv.append((time.perf_counter() - t) * 1000)
+    rb, tv = statistics.median(times_rb), statistics.median(times_tv)
+    return {"chunks": n, "rank-bm25 ms/query": round(rb, 1), "tantivy ms/query": round(tv, 2),
+            "speed-up": round(rb / tv, 1), "rank-bm25 build s": round(build, 1)}
+
+
+# ---------------------------------------------------------------------------- rerankers
+def bench_rerankers(registry: Any, queries: list[str], passages: list[str], families: Sequence[tuple[str, dict]],
+                    log: Callable[[str], None], reps: int = 5) -> Section:
+    sec = Section("Rerank latency (passages of <= 128 tokens), p50 over repetitions")
+    for name, options in families:
+        try:
+            r = registry.get(name, options)
+            r.rerank(queries[0], passages[:5])
+        except Exception as exc:
+            sec.rows.append({"reranker": name, "options": json.dumps(options), "20": "-", "50": "-", "100": "-",
+                             "note": f"not run here: {str(exc)[:120]}"})
+            continue
+        row: dict[str, Any] = {"reranker": name, "options": json.dumps(options)}
+        for n in (20, 50, 100):
+            times = []
+            for i in range(reps):
+                t = time.perf_counter()
+                r.rerank(queries[i % len(queries)], passages[i * 7 % 50 : i * 7 % 50 + n])
+                times.append((time.perf_counter() - t) * 1000)
+            row[str(n)] = f"{statistics.median(times):.1f} ms"
+        row["note"] = ""
+        sec.rows.append(row)
+        log(f"  {name}: {row['20']} / {row['50']} / {row['100']}")
+    return sec
