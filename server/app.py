@@ -152,9 +152,13 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         reranker: Annotated[str, Field(description="reranker family name")] = settings.reranker_default,
         options: Annotated[dict[str, Any] | None, Field(description="reranker options")] = None,
         top_n: Annotated[int | None, Field(description="return only the best top_n")] = None,
+        return_text: Annotated[
+            bool, Field(description="echo passage texts; false keeps large results small (index and id remain)")
+        ] = True,
     ) -> RerankResult:
         st = _state(ctx)
-        return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits)
+        return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits,
+                          return_text)
 
     # ------------------------------------------------------------------ read-only helpers
     @server.tool(

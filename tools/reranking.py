@@ -52,6 +52,7 @@ def rerank(
     options: dict[str, Any] | None = None,
     top_n: int | None = None,
     limits: RerankLimits = RerankLimits(),
+    return_text: bool = True,
 ) -> RerankResult:
     check_query(query, limits.max_query_chars)
     if options is not None and not isinstance(options, dict):
@@ -60,4 +61,7 @@ def rerank(
         raise InvalidInput(f"top_n must be a positive integer, got {top_n!r}")
     items = to_passages(passages, limits)
     registry.family(reranker)
-    return registry.get(reranker, options or {}).rerank(query, items, top_n)
+    result = registry.get(reranker, options or {}).rerank(query, items, top_n)
+    if not return_text:
+        result = result.model_copy(update={"passages": [p.model_copy(update={"text": None}) for p in result.passages]})
+    return result

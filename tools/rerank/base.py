@@ -36,7 +36,7 @@ class RankedPassage(BaseModel):
     rank: int = Field(description="1-based position in the reranked list")
     index: int = Field(description="position of the passage in the input list (0-based)")
     id: str | None = None
-    text: str
+    text: str | None = Field(None, description="the passage text (omitted when return_text is false)")
     score: float
     truncated: bool = Field(False, description="the passage was cut to fit the model's input")
     metadata: dict[str, Any] = Field(default_factory=dict)

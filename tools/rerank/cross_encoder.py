@@ -1,24 +1,40 @@
-"""``cross-encoder``: a sentence-transformers CrossEncoder scoring (query, passage) pairs.
+"""``cross-encoder``: a sequence-classification reranker scoring (query, passage) pairs.
 
 The model is an HF name already in the local HF cache or a local folder (default
 ``context.default_cross_encoder_model``, cross-encoder/ms-marco-MiniLM-L-6-v2;
 BAAI/bge-reranker-base and other sequence-classification rerankers work the same way).
 Nothing is downloaded unless ``allow_download`` is set.
 
-Truncation is always reported: each (query, passage) pair is tokenized and compared with
-the model's max length. With ``window=True`` a long passage is split into overlapping token
-windows and scored by its best window instead of being truncated.
+Two backends run the same model:
+
+- ``torch`` (default): sentence-transformers ``CrossEncoder``, fp32.
+- ``onnx``: the model exported once to ONNX and quantised to int8 (dynamic, per channel) by
+  :func:`index.onnx_embed.export_int8`, run with ONNX Runtime; about 2x faster on CPU, scores
+  within int8 rounding of the torch ones. The exported file is cached (keyed by the model's
+  files) under ``onnx_cache_dir`` (default: the user cache dir, ``rerank-mcp/cross-encoder-onnx``).
+
+Everything but the forward pass is shared: truncation is always reported (each (query,
+passage) pair is tokenized and compared with the model's max length); with ``window=True`` a
+long passage is split into overlapping token windows and scored by its best window instead
+of being truncated; pairs are sorted by token length and batched so that each batch pads only
+to its own longest pair; ``normalize`` applies the sigmoid (or the softmax probability of the
+last class for multi-label models).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 from tools.errors import DependencyMissing, InvalidInput
 from tools.rerank.base import Reranker, Scored
+
+BACKENDS = ("torch", "onnx")
 
 
 def _resolve_device(device: str) -> str:
@@ -50,11 +66,132 @@ def _not_available(model: str) -> str:
     )
 
 
+def default_onnx_cache_dir() -> str:
+    from platformdirs import user_cache_dir
+
+    return os.path.join(user_cache_dir("rerank-mcp"), "cross-encoder-onnx")
+
+
+def _model_folder(model: str, allow_download: bool) -> Path:
+    """The local folder holding ``model``'s files (a local path, or its HF cache snapshot)."""
+    if os.path.isdir(model):
+        return Path(model).resolve()
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model, local_files_only=not allow_download))
+
+
+def _score_of(row: Any) -> tuple[float, bool]:
+    """One model output row -> (score, multi_label).
+
+    ``num_labels == 1``: the scalar logit. More labels: the last ("relevant") class logit
+    minus the log-sum-exp, i.e. its log-probability.
+    """
+    if getattr(row, "ndim", 0) == 0 or len(row) == 1:
+        return float(row if getattr(row, "ndim", 0) == 0 else row[0]), False
+    vals = [float(v) for v in row]
+    m = max(vals)
+    lse = m + math.log(sum(math.exp(v - m) for v in vals))
+    return vals[-1] - lse, True
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length (longest first, stable), cut into batches of ``batch_size``:
+    each batch then pads only to its own longest member (dynamic padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+class _TorchBackend:
+    """sentence-transformers ``CrossEncoder`` (fp32 on CPU)."""
+
+    name = "torch"
+
+    def __init__(self, ce: Any, max_length: int | None) -> None:
+        self.ce = ce
+        self.tokenizer = ce.tokenizer
+        limit = max_length or getattr(ce, "max_seq_length", None) or getattr(ce.tokenizer, "model_max_length", 512)
+        self.limit = int(min(limit, 100_000))
+
+    def run(self, query: str, texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+        import torch
+
+        rows: list[Any] = [None] * len(texts)
+        for batch in length_sorted_batches(lengths, batch_size):
+            # One predict call per batch: CrossEncoder pads the batch to its own longest pair.
+            out = self.ce.predict(
+                [(query, texts[i]) for i in batch],
+                batch_size=len(batch),
+                show_progress_bar=False,
+                activation_fn=torch.nn.Identity(),
+                convert_to_numpy=True,
+            )
+            for i, row in zip(batch, out):
+                rows[i] = row
+        return rows
+
+
+class _OnnxBackend:
+    """The same model exported to ONNX, quantised to int8, run by ONNX Runtime."""
+
+    name = "onnx"
+
+    def __init__(self, folder: Path, cache_dir: Path, max_length: int | None) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from index import onnx_embed
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        config = AutoConfig.from_pretrained(str(folder))
+        limit = max_length or getattr(self.tokenizer, "model_max_length", None) or 512
+        if limit > 100_000:  # tokenizer without a declared limit
+            limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+        self.limit = int(limit)
+        try:
+            self.path = onnx_embed.export_int8(folder, cache_dir, "classifier")
+        except OSError as exc:
+            raise DependencyMissing(
+                f"cannot write the ONNX export of the cross-encoder to {cache_dir} ({exc}): "
+                f"set options.onnx_cache_dir to a writable folder"
+            ) from None
+        self.session = onnx_embed.ort_session(self.path)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.pad_id = self.tokenizer.pad_token_id or 0
+
+    def run(self, query: str, texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+        import numpy as np
+
+        enc = self.tokenizer(
+            [query] * len(texts), texts, truncation=True, max_length=self.limit,
+            return_attention_mask=False, verbose=False,
+        )
+        ids_all = enc["input_ids"]
+        types_all = enc.get("token_type_ids")
+        rows: list[Any] = [None] * len(texts)
+        for batch in length_sorted_batches([len(x) for x in ids_all], batch_size):
+            width = max(len(ids_all[i]) for i in batch)
+            ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            types = np.zeros((len(batch), width), dtype=np.int64)
+            for r, i in enumerate(batch):
+                n = len(ids_all[i])
+                ids[r, :n] = ids_all[i]
+                mask[r, :n] = 1
+                if types_all is not None:
+                    types[r, :n] = types_all[i]
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+            for i, row in zip(batch, logits):
+                rows[i] = row
+        return rows
+
+
 class CrossEncoderReranker(Reranker):
-    """Options: ``device`` (cpu | cuda | auto), ``batch_size`` (32), ``max_length`` (model's),
-    ``normalize`` (sigmoid the logits to [0, 1]; default False: raw logits),
-    ``window`` (False) and ``window_stride`` (tokens; default half a window),
-    ``allow_download`` (False)."""
+    """Options: ``backend`` (torch | onnx; onnx = ONNX Runtime int8, CPU), ``onnx_cache_dir``
+    (where the int8 export is cached; default the user cache dir), ``device`` (cpu | cuda |
+    auto; torch backend), ``batch_size`` (32), ``max_length`` (model's), ``normalize``
+    (sigmoid the logits to [0, 1]; default False: raw logits), ``window`` (False) and
+    ``window_stride`` (tokens; default half a window), ``allow_download`` (False)."""
 
     family = "cross-encoder"
 
@@ -64,6 +201,8 @@ class CrossEncoderReranker(Reranker):
         *,
         context: Any,
         registry: Any = None,
+        backend: str = "torch",
+        onnx_cache_dir: str | None = None,
         device: str | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
@@ -74,8 +213,14 @@ class CrossEncoderReranker(Reranker):
     ) -> None:
         model = model or context.default_cross_encoder_model
         device = device or getattr(context, "device", None) or "cpu"
+        if backend not in BACKENDS:
+            raise InvalidInput(f"cross-encoder option backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
             raise InvalidInput(f"cross-encoder option device must be cpu, cuda or auto, got {device!r}")
+        if backend == "onnx" and device not in ("cpu", "auto"):
+            raise InvalidInput("cross-encoder backend 'onnx' runs on the CPU; use backend 'torch' for device cuda")
+        if onnx_cache_dir is not None and (not isinstance(onnx_cache_dir, str) or not onnx_cache_dir):
+            raise InvalidInput(f"cross-encoder option onnx_cache_dir must be a folder path, got {onnx_cache_dir!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise InvalidInput(f"cross-encoder option batch_size must be a positive integer, got {batch_size!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 8):
@@ -84,6 +229,7 @@ class CrossEncoderReranker(Reranker):
             raise InvalidInput(f"cross-encoder option window_stride must be a positive integer, got {window_stride!r}")
         super().__init__(
             model,
+            backend=backend,
             device=device,
             batch_size=batch_size,
             max_length=max_length,
@@ -91,6 +237,8 @@ class CrossEncoderReranker(Reranker):
             window=window,
             window_stride=window_stride,
         )
+        self.backend = backend
+        self.onnx_cache_dir = onnx_cache_dir or getattr(context, "onnx_cache_dir", None)
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
@@ -98,7 +246,7 @@ class CrossEncoderReranker(Reranker):
         self.window = bool(window)
         self.window_stride = window_stride
         self.allow_download = bool(allow_download)
-        self._ce: Any = None
+        self._backend: Any = None
         self._multi_label = False
         self._lock = threading.Lock()
 
@@ -111,45 +259,72 @@ class CrossEncoderReranker(Reranker):
 
     def _load(self) -> Any:
         with self._lock:
-            if self._ce is not None:
-                return self._ce
+            if self._backend is not None:
+                return self._backend
             if not self.allow_download and not _hf_cached(self.model):
                 raise DependencyMissing(_not_available(self.model))
-            try:
-                from sentence_transformers import CrossEncoder
-            except ImportError:  # pragma: no cover - dependency of the project
-                raise DependencyMissing("the cross-encoder reranker needs sentence-transformers: pip install sentence-transformers") from None
-            try:
-                ce = CrossEncoder(
-                    self.model,
-                    device=_resolve_device(self.device),
-                    max_length=self.max_length,
-                    local_files_only=not self.allow_download,
-                )
-            except Exception as exc:
-                raise DependencyMissing(f"{_not_available(self.model)} (loading failed: {type(exc).__name__}: {exc})") from None
-            self._ce = ce
-            return ce
+            self._backend = self._load_onnx() if self.backend == "onnx" else self._load_torch()
+            return self._backend
 
-    def _limit(self, ce: Any) -> int:
-        limit = self.max_length or ce.max_seq_length or getattr(ce.tokenizer, "model_max_length", 512)
-        return int(min(limit, 100_000))
+    def _load_torch(self) -> _TorchBackend:
+        try:
+            from sentence_transformers import CrossEncoder
+        except ImportError:  # pragma: no cover - dependency of the project
+            raise DependencyMissing("the cross-encoder reranker needs sentence-transformers: pip install sentence-transformers") from None
+        try:
+            ce = CrossEncoder(
+                self.model,
+                device=_resolve_device(self.device),
+                max_length=self.max_length,
+                local_files_only=not self.allow_download,
+            )
+        except Exception as exc:
+            raise DependencyMissing(f"{_not_available(self.model)} (loading failed: {type(exc).__name__}: {exc})") from None
+        return _TorchBackend(ce, self.max_length)
+
+    def _onnx_dir(self, folder: Path) -> Path:
+        if self.onnx_cache_dir:
+            return Path(self.onnx_cache_dir)
+        # One sub-folder per model source, so that two models never share an export.
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")[-60:] or "model"
+        tag = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+        return Path(default_onnx_cache_dir()) / f"{slug}-{tag}"
+
+    def _load_onnx(self) -> _OnnxBackend:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise DependencyMissing("the cross-encoder onnx backend needs onnxruntime: pip install onnxruntime") from None
+        try:
+            folder = _model_folder(self.model, self.allow_download)
+        except Exception as exc:
+            raise DependencyMissing(f"{_not_available(self.model)} (loading failed: {type(exc).__name__}: {exc})") from None
+        try:
+            return _OnnxBackend(folder, self._onnx_dir(folder), self.max_length)
+        except DependencyMissing:
+            raise
+        except Exception as exc:
+            raise DependencyMissing(
+                f"cross-encoder model {self.model!r} could not be exported to / run with ONNX Runtime "
+                f"({type(exc).__name__}: {exc}); use backend 'torch'"
+            ) from None
 
     # -- scoring -----------------------------------------------------------------------
 
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
-        ce = self._load()
-        tok = ce.tokenizer
-        limit = self._limit(ce)
+        be = self._load()
+        tok = be.tokenizer
+        limit = be.limit
         specials = tok.num_special_tokens_to_add(pair=True)
         q_len = len(tok(query, add_special_tokens=False)["input_ids"])
         need_offsets = self.window and getattr(tok, "is_fast", False)
-        enc = tok(list(texts), add_special_tokens=False, return_offsets_mapping=need_offsets)
+        enc = tok(list(texts), add_special_tokens=False, return_offsets_mapping=need_offsets, verbose=False)
         lengths = [q_len + len(ids) + specials for ids in enc["input_ids"]]
         notes: list[str] = []
 
-        # Pairs to score: (passage index, passage text or window of it).
-        pairs: list[tuple[int, str]] = []
+        # Pairs to score: (passage index, passage text or window of it, its pair length in tokens).
+        pairs: list[tuple[int, str, int]] = []
         truncated = [n > limit for n in lengths]
         budget = limit - q_len - specials
         if self.window and budget >= 8:
@@ -159,7 +334,7 @@ class CrossEncoderReranker(Reranker):
             for i, text in enumerate(texts):
                 n_tok = len(enc["input_ids"][i])
                 if n_tok <= budget or not need_offsets:
-                    pairs.append((i, text))
+                    pairs.append((i, text, min(lengths[i], limit)))
                     continue
                 offsets = enc["offset_mapping"][i]
                 windowed += 1
@@ -167,7 +342,7 @@ class CrossEncoderReranker(Reranker):
                 start = 0
                 while True:
                     end = min(start + budget, n_tok)
-                    pairs.append((i, text[offsets[start][0] : offsets[end - 1][1]]))
+                    pairs.append((i, text[offsets[start][0] : offsets[end - 1][1]], q_len + specials + end - start))
                     if end >= n_tok:
                         break
                     start += stride
@@ -179,13 +354,15 @@ class CrossEncoderReranker(Reranker):
         else:
             if self.window:
                 notes.append("query too long to window passages; long passages were truncated")
-            pairs = [(i, t) for i, t in enumerate(texts)]
+            pairs = [(i, t, min(lengths[i], limit)) for i, t in enumerate(texts)]
         if self.window and not need_offsets:
             notes.append("windowing needs a fast tokenizer; long passages were truncated")
 
-        raw = self._predict(ce, query, [t for _, t in pairs])
+        rows = be.run(query, [t for _, t, _ in pairs], [n for _, _, n in pairs], self.batch_size)
         best = [-math.inf] * len(texts)
-        for (i, _), s in zip(pairs, raw):
+        for (i, _, _), row in zip(pairs, rows):
+            s, multi = _score_of(row)
+            self._multi_label = self._multi_label or multi
             if s > best[i]:
                 best[i] = s
         if self.normalize:
@@ -195,32 +372,6 @@ class CrossEncoderReranker(Reranker):
                 best = [1.0 / (1.0 + math.exp(-s)) if s > -700 else 0.0 for s in best]
         if any(truncated):
             notes.append(f"{sum(truncated)} passage(s) truncated to {limit} tokens (query + passage)")
+        if be.name == "onnx":
+            notes.append("backend: onnx int8 (ONNX Runtime)")
         return Scored(best, truncated=truncated, notes=notes)
-
-    def _predict(self, ce: Any, query: str, texts: list[str]) -> list[float]:
-        import torch
-
-        # Sort by length so each batch pads to similar lengths (dynamic padding), then restore order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        scores = ce.predict(
-            [(query, texts[i]) for i in order],
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            activation_fn=torch.nn.Identity(),
-            convert_to_numpy=True,
-        )
-        out = [0.0] * len(texts)
-        for pos, i in enumerate(order):
-            row = scores[pos]
-            # num_labels == 1: a scalar logit; more labels: the last ("relevant") class logit
-            # minus the log-sum-exp, i.e. its log-probability.
-            if getattr(row, "ndim", 0) == 0:
-                val = float(row)
-            else:
-                self._multi_label = True
-                vals = [float(v) for v in row]
-                m = max(vals)
-                lse = m + math.log(sum(math.exp(v - m) for v in vals))
-                val = vals[-1] - lse
-            out[i] = val
-        return out
