@@ -11,13 +11,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
+from tools.schema import compact_nullable
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["rrf", "minmax", "zscore"]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)
 
 
 class DocumentIn(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import InvalidInput
+from tools.schema import compact_nullable
 
 
 class Passage(BaseModel):
@@ -31,7 +32,7 @@ class Passage(BaseModel):
 class RankedPassage(BaseModel):
     """One passage in a reranked list."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)
 
     rank: int = Field(description="1-based position in the reranked list")
     index: int = Field(description="position of the passage in the input list (0-based)")
@@ -45,7 +46,7 @@ class RankedPassage(BaseModel):
 class RerankResult(BaseModel):
     """The shared result shape of every reranker family."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)
 
     reranker: str = Field(description="family name, e.g. 'cross-encoder'")
     model: str | None = None
