@@ -20,6 +20,7 @@ from server.settings import Settings
 from server.state import AppState, build_state
 from tools import collections as coll_tools
 from tools.errors import PathNotAllowed, RerankMCPError
+from tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
 from tools.ingest import ingest as do_ingest
 from tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
 from tools.rerank.base import Passage, RerankResult
@@ -62,6 +63,18 @@ async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     except Exception as exc:  # never leak a traceback to the client; log it on stderr
         log.exception("internal error")
         raise ToolError(f"internal error ({type(exc).__name__}); see the server log") from None
+
+
+def _progress(ctx: Context) -> Callable[[float, float, str], None]:
+    """A progress callback for worker threads: sends MCP progress notifications (best effort)."""
+
+    def report(done: float, total: float, message: str) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+        except Exception:  # the client went away or sent no progress token
+            pass
+
+    return report
 
 
 def _client_roots(ctx: Context) -> ListRoots | ListRootsResult:
@@ -177,6 +190,27 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:
         return await _run(ctx, _state(ctx).registry.describe)
 
+    @server.tool(
+        name="evaluate",
+        description=(
+            "Measure retrieval quality on a collection against judgments you supply, to choose a pipeline "
+            "on the user's own data. judgments: [{query, relevant: [doc ids] or {doc_id: grade}, query_id?}]. "
+            "pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', 'hybrid-zscore', 'hybrid-rrf+embedding'] "
+            "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
+            "latency per pipeline, findings (e.g. a reranker that lowers quality), and per-query results."
+        ),
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+    )
+    async def evaluate(
+        collection: Annotated[str, Field(description="collection to evaluate")],
+        judgments: Annotated[list[Judgment], Field(description="queries with their relevant document ids")],
+        ctx: Context,
+        pipelines: Annotated[list[str], Field(description="pipelines to compare")] = ["bm25", "dense", "hybrid"],  # noqa: B006
+    ) -> CollectionEvalResult:
+        st = _state(ctx)
+        return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
+                          limits=st.search_limits, progress=_progress(ctx))
+
     # ------------------------------------------------------------------ write tools
     if not settings.read_only:
 
@@ -216,19 +250,11 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                         raise ToolError(f"path {p} is outside the client's roots ({', '.join(map(str, client_roots))})") from None
                     except RerankMCPError as exc:
                         raise ToolError(str(exc)) from None
-            send = anyio.from_thread.run
-
-            def progress(done: float, total: float, message: str) -> None:
-                try:
-                    send(ctx.report_progress, done, total, message)
-                except Exception:  # progress is best effort
-                    pass
-
             return await _run(
                 ctx, do_ingest, st.engine, collection, documents or [], paths or [], roots=allowed, glob=glob,
                 chunk_size=chunk_size or st.settings.chunk_size,
                 chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
-                skip_invalid=skip_invalid, limits=st.ingest_limits, progress=progress,
+                skip_invalid=skip_invalid, limits=st.ingest_limits, progress=_progress(ctx),
             )
 
         @server.tool(

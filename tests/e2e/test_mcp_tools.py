@@ -36,7 +36,7 @@ async def _ingest(c, docs=DOCS, collection="kb"):
 async def test_tools_are_listed_with_schemas_and_annotations(settings):
     async with Client(build_server(settings)) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == {"ingest", "search", "rerank", "list_collections", "list_rerankers", "delete"}
+    assert set(tools) == {"ingest", "search", "rerank", "list_collections", "list_rerankers", "delete", "evaluate"}
     for t in tools.values():
         assert t.output_schema is not None, t.name
         assert t.description and len(t.description) > 40
@@ -105,6 +105,16 @@ async def test_ingest_search_rerank_delete_roundtrip(settings):
                                          "passages": [{"id": d["id"], "text": d["text"]} for d in DOCS]})
         assert not r.is_error, r.content
         assert [p["id"] for p in r.structured_content["passages"]] == ["faiss"]
+
+        r = await c.call_tool("evaluate", {"collection": "kb", "pipelines": ["bm25", "dense", "hybrid-rrf+bm25"],
+                                           "judgments": [{"query": "vitamin D bones", "relevant": ["vitd"]},
+                                                         {"query": "similarity search library", "relevant": ["faiss"]}]})
+        assert not r.is_error, r.content
+        ev = {p["pipeline"]: p for p in r.structured_content["pipelines"]}
+        assert ev["bm25"]["queries"] == 2 and 0.0 <= ev["dense"]["ndcg_at_10"] <= 1.0
+        assert "hybrid-rrf+bm25" in ev and len(r.structured_content["per_query"]) == 2
+        r = await c.call_tool("evaluate", {"collection": "kb", "judgments": [{"query": "x", "relevant": ["nope"]}]})
+        assert r.is_error and "not in collection" in r.content[0].text
 
         r = await c.call_tool("list_collections", {})
         cols = r.structured_content["collections"]
