@@ -88,7 +88,11 @@ def ort_session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the host's
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or max(1, min(4, cores))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -75,6 +75,7 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
             llm_api_key=_secret(settings.llm_api_key),
             timeout_s=settings.reranker_timeout_s,
             device=settings.device,
+            onnx_cache_dir=str(settings.data_dir / "onnx"),
             embedder=embedder_for,
         )
     )

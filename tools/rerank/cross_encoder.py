@@ -286,7 +286,8 @@ class CrossEncoderReranker(Reranker):
         if self.onnx_cache_dir:
             return Path(self.onnx_cache_dir)
         # One sub-folder per model source, so that two models never share an export.
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")[-60:] or "model"
+        name = os.path.basename(os.path.normpath(self.model)) if os.path.isdir(self.model) else self.model.replace("/", "--")
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[-60:] or "model"
         tag = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
         return Path(default_onnx_cache_dir()) / f"{slug}-{tag}"
 

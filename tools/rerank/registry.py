@@ -35,6 +35,7 @@ class RerankContext:
     llm_api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
     device: str = "cpu"
+    onnx_cache_dir: str | None = None  # where ONNX int8 exports of local models are cached
     # Returns a bi-encoder for the ``embedding`` reranker: ``embedder(model_name_or_None)``.
     embedder: Callable[[str | None], Any] | None = None
 

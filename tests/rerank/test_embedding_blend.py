@@ -1,0 +1,59 @@
+"""The ``embedding`` reranker's ``blend`` option: weighted RRF (k=60) of the input order and
+the cosine order. A fake bi-encoder (fixed vectors) is the collaborator; the fusion is real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tools.errors import InvalidInput
+from tools.rerank.registry import RerankContext, RerankerRegistry
+
+# Cosine with the query [1, 0]: d0 0.0, d1 0.6, d2 1.0, d3 0.8, d4 -1.0
+VECS = {"q": [1.0, 0.0], "d0": [0.0, 1.0], "d1": [0.6, 0.8], "d2": [1.0, 0.0], "d3": [0.8, 0.6], "d4": [-1.0, 0.0]}
+TEXTS = ["d0", "d1", "d2", "d3", "d4"]
+
+
+class FakeEmbedder:
+    name = "fake"
+
+    def encode(self, texts):
+        return np.array([VECS[t] for t in texts], dtype=np.float32)
+
+
+@pytest.fixture
+def reg():
+    return RerankerRegistry(RerankContext(embedder=lambda model: FakeEmbedder()))
+
+
+def order(res):
+    return [p.index for p in res.passages]
+
+
+def test_blend_zero_is_pure_cosine(reg):
+    res = reg.get("embedding").rerank("q", TEXTS)
+    assert order(res) == [2, 3, 1, 0, 4]
+    assert [round(p.score, 4) for p in res.passages] == [1.0, 0.8, 0.6, 0.0, -1.0]
+    assert order(reg.get("embedding", {"blend": 0}).rerank("q", TEXTS)) == [2, 3, 1, 0, 4]
+
+
+def test_blend_one_keeps_the_input_order(reg):
+    res = reg.get("embedding", {"blend": 1.0}).rerank("q", TEXTS)
+    assert order(res) == [0, 1, 2, 3, 4]
+
+
+def test_blend_is_weighted_rrf(reg):
+    b = 0.7
+    res = reg.get("embedding", {"blend": b}).rerank("q", TEXTS)
+    cos_rank = {2: 1, 3: 2, 1: 3, 0: 4, 4: 5}
+    want = {i: b / (60 + i + 1) + (1 - b) / (60 + cos_rank[i]) for i in range(5)}
+    for p in res.passages:
+        assert p.score == pytest.approx(want[p.index], rel=1e-12)
+    assert order(res) == sorted(range(5), key=lambda i: -want[i])
+    assert any("weighted RRF" in n for n in res.notes)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "0.5", True, None])
+def test_blend_must_be_in_unit_interval(reg, bad):
+    with pytest.raises(InvalidInput, match="blend"):
+        reg.get("embedding", {"blend": bad})
