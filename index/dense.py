@@ -64,6 +64,7 @@ class DenseIndex:
         self.index = None
         self.kind = "flat"
         self.repaired: str | None = None
+        self.owner = True  # False in a second process on the same data dir: never writes files
 
     # ------------------------------------------------------------------ lifecycle
     def _wanted_kind(self, n: int) -> str:
@@ -175,7 +176,7 @@ class DenseIndex:
     def save(self) -> None:
         faiss = _faiss()
         with self._lock:
-            if not self.dirty or self.index is None:
+            if not self.dirty or self.index is None or not self.owner:
                 return
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, lambda p: faiss.write_index(self.index, str(p)))

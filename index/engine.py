@@ -50,6 +50,7 @@ class Collection:
             engine.config.nprobe,
         )
         self.sparse = SparseIndex(folder, engine.store, info.name)
+        self.dense.owner = self.sparse.owner = engine.owner
         self.dense.open()
         self.sparse.open()
         self.write_lock = threading.Lock()
@@ -70,6 +71,7 @@ class Engine:
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.owner = self._take_owner_lock(config.data_dir / "owner.lock")
         self.store = Store(config.data_dir / "rerank-mcp.sqlite")
         self.cache = EmbeddingCache(config.data_dir / "embedding-cache.sqlite")
         self._embedder: Embedder | None = None
@@ -77,6 +79,24 @@ class Engine:
         self._lock = threading.RLock()
         self._embed_lock = threading.Lock()
         self.model_name = canonical_name(config.embedding_model)
+
+    def _take_owner_lock(self, path: Path) -> bool:
+        """One process per data dir owns the derived index files (writes, saves, repairs).
+
+        A second process (the CLI while the server runs, say) still reads and writes the
+        store of record: SQLite handles that. It keeps its derived indexes in memory, never
+        rewrites or repairs their files, and the owner replays the second process's writes
+        from the store on its next call.
+        """
+        import fcntl
+
+        self._owner_fd = open(path, "a+")
+        try:
+            fcntl.flock(self._owner_fd.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log.info("another process owns the index files in %s: opening them read-only", path.parent)
+            return False
+        return True
 
     # ------------------------------------------------------------------ model
     @property
@@ -192,3 +212,4 @@ class Engine:
             self._collections.clear()
             self.store.close()
             self.cache.close()
+            self._owner_fd.close()  # releases the owner lock

@@ -48,11 +48,15 @@ class SparseIndex:
         self.writer = None
         self.schema = None
         self.repaired: str | None = None
+        self.owner = True  # False in a second process on the same data dir: read-only
 
     def open(self) -> None:
         import tantivy
 
         self.schema = _schema()
+        if not self.owner:
+            self._open_follower()
+            return
         meta = read_json(self.meta_path)
         with self._lock:
             ok = False
@@ -86,6 +90,22 @@ class SparseIndex:
             else:
                 self.rebuild()
 
+    def _open_follower(self) -> None:
+        """Another process owns this index: read what it has committed, change nothing."""
+        import tantivy
+
+        with self._lock:
+            try:
+                self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True) \
+                    if (self.dir / "meta.json").exists() else None
+                if self.index is not None:
+                    self.index.reload()
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                log.warning("BM25 index for %r unreadable while another process owns it: %s", self.collection, exc)
+                self.index = None
+
     def rebuild(self) -> None:
         import tantivy
 
@@ -105,6 +125,10 @@ class SparseIndex:
         import tantivy
 
         with self._lock:
+            if not self.owner:  # the owning process applies changes; pick up its commits
+                if self.index is not None:
+                    self.index.reload()
+                return 0
             seq = self.store.seq()
             start = self.applied_seq if force_from is None else force_from
             if seq <= start and force_from is None:
@@ -132,6 +156,13 @@ class SparseIndex:
         terms = list(dict.fromkeys(tokenize_query(query)))
         if not terms or k <= 0:
             return []
+        if self.index is None:
+            from tools.errors import RerankMCPError
+
+            raise RerankMCPError(
+                f"the BM25 index of {self.collection!r} is held by another rerank-mcp process and is not "
+                "readable yet; retry in a moment, or use mode 'dense'"
+            )
         q = tantivy.Query.boolean_query(
             [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", t)) for t in terms]
         )

@@ -118,7 +118,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "Search a collection and return the best chunks with per-stage provenance. "
             "mode: 'hybrid' (default; dense + BM25 fused, best overall), 'bm25' (exact terms, names, "
             "identifiers, rare words), 'dense' (meaning, paraphrases, questions). fusion for hybrid: "
-            "'rrf' (robust default) or 'minmax'/'zscore' (normalised scores; use weights to favour an arm). "
+            "'zscore' (default: z-normalised scores summed, best on our BEIR evals), 'minmax', or 'rrf' (ranks only); "
+            "weights favour an arm. "
             "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
             "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call: "
             "'flashrank' fast, 'cross-encoder' best local quality, 'cascade' both, 'embedding' always "
@@ -132,7 +133,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         collection: Annotated[str, Field(description="collection name")] = settings.default_collection,
         k: Annotated[int, Field(description="number of hits to return")] = 10,
         mode: Literal["dense", "bm25", "hybrid"] = "hybrid",
-        fusion: Literal["rrf", "minmax", "zscore"] = "rrf",
+        fusion: Literal["rrf", "minmax", "zscore"] = "zscore",
         weights: Annotated[
             dict[str, float] | None, Field(description="fusion weights, e.g. {\"dense\": 0.7, \"bm25\": 0.3}")
         ] = None,

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--collection")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
-    s.add_argument("--fusion", default="rrf", choices=["rrf", "minmax", "zscore"])
+    s.add_argument("--fusion", default="zscore", choices=["rrf", "minmax", "zscore"])
     s.add_argument("--weights", help='JSON, e.g. {"dense": 0.7, "bm25": 0.3}')
     s.add_argument("--filter", help="JSON metadata filter")
     s.add_argument("--rerank", help="reranker family for a rerank step")

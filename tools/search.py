@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -11,10 +12,11 @@ from index.filters import compile_filter, parse_filter
 from index.fusion import fuse
 from tools.errors import InvalidInput, LimitExceeded
 from tools.models import Hit, Provenance, RerankStep, SearchResult
-from tools.rerank.base import Passage
+from tools.rerank.base import Passage, RerankResult
 from tools.rerank.registry import RerankerRegistry
 
 MODES = ("dense", "bm25", "hybrid")
+MAX_WEIGHT = 1e6
 FUSIONS = ("rrf", "minmax", "zscore")
 
 
@@ -30,10 +32,49 @@ def check_query(query: Any, limit: int) -> str:
     if not query.strip():
         raise InvalidInput("query is empty: give the words or question to search for")
     if len(query) > limit:
-        raise LimitExceeded(f"query is {len(query)} characters, over the limit of {limit}")
+        raise LimitExceeded(f"query is {len(query)} characters, over the limit of {limit} (RERANK_MCP_MAX_QUERY_CHARS)")
     if "\x00" in query:
         raise InvalidInput("query contains NUL characters")
+    check_unicode(query, "query")
     return query
+
+
+def check_options(options: Any, where: str = "options") -> Any:
+    """Reranker options must be plain, finite JSON: NaN and infinity (``1e400`` in JSON) are refused
+    here, before they turn into scores that no JSON result can carry."""
+
+    def walk(v: Any, depth: int) -> None:
+        if depth > 32:
+            raise InvalidInput(f"{where} are nested too deeply")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidInput(f"{where} contain a non-finite number ({v}); use finite numbers")
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x, depth + 1)
+
+    walk(options, 0)
+    return options
+
+
+def check_scores(result: RerankResult, reranker: str) -> RerankResult:
+    """A reranker whose options drove its scores to NaN or infinity is an error, not a ranking."""
+    if any(not math.isfinite(p.score) for p in result.passages):
+        raise InvalidInput(
+            f"reranker {reranker!r} produced non-finite scores with these options; use smaller, finite option values"
+        )
+    return result
+
+
+def check_unicode(text: str, where: str) -> str:
+    """Refuse strings that are not valid Unicode (lone surrogates): no transport or index can carry them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where} contains unpaired surrogates (invalid Unicode)") from None
+    return text
 
 
 def search(
@@ -43,7 +84,7 @@ def search(
     collection: str,
     k: int = 10,
     mode: str = "hybrid",
-    fusion: str = "rrf",
+    fusion: str = "zscore",
     weights: Mapping[str, float] | None = None,
     filter: Any = None,
     rerank: RerankStep | dict | None = None,
@@ -56,21 +97,30 @@ def search(
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise InvalidInput(f"k must be a positive integer, got {k!r}")
     if k > limits.max_k:
-        raise LimitExceeded(f"k={k} is over the limit of {limits.max_k}")
+        raise LimitExceeded(f"k={k} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)")
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if fusion not in FUSIONS:
         raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if weights is not None:
         bad = [n for n in weights if n not in ("dense", "bm25")]
-        if bad or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v for v in weights.values()):
-            raise InvalidInput("weights must map 'dense' and/or 'bm25' to non-negative numbers")
+        if bad or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= MAX_WEIGHT
+                      for v in weights.values()):  # NaN and infinity fail the range test too
+            raise InvalidInput(
+                f"weights must map 'dense' and/or 'bm25' to numbers from 0 to {MAX_WEIGHT:g} (they are relative, "
+                "e.g. {\"dense\": 0.7, \"bm25\": 0.3})"
+            )
     step = None
     if rerank is not None:
         step = rerank if isinstance(rerank, RerankStep) else RerankStep.model_validate(rerank)
+        check_options(step.options, "rerank.options")
         if registry is None:
             raise InvalidInput("reranking is not available here")
         registry.family(step.reranker)  # unknown name -> NotFound before any work
+        if step.candidates > limits.max_k:
+            raise LimitExceeded(
+                f"rerank.candidates={step.candidates} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)"
+            )
     flt = parse_filter(filter)
     where = compile_filter(flt, "d.metadata") if flt else None
 
@@ -128,7 +178,7 @@ def search(
         t = time.perf_counter()
         reranker = registry.get(step.reranker, step.options)
         passages = [Passage(text=rows[cid].text, id=str(cid)) for cid, _ in first[: step.candidates]]
-        rr = reranker.rerank(query, passages)
+        rr = check_scores(reranker.rerank(query, passages), step.reranker)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         final = []
         for p in rr.passages:

@@ -98,7 +98,7 @@ def test_hits_are_well_formed(built, mode):
                 assert (p.dense_rank is None) == (p.dense_score is None)
                 assert (p.bm25_rank is None) == (p.bm25_score is None)
             assert p.rerank_rank is None
-        assert res.fusion == ("rrf" if mode == "hybrid" else None)
+        assert res.fusion == ("zscore" if mode == "hybrid" else None)
 
 
 @pytest.mark.parametrize("fusion", ["minmax", "zscore"])
