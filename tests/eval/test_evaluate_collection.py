@@ -52,7 +52,6 @@ def test_metrics_per_pipeline_and_query(engine, registry, collection):
         assert p.queries == 4 and p.errors == 0 and p.latency_p95_ms >= p.latency_p50_ms >= 0
     by = {p.pipeline: p for p in res.pipelines}
     assert by["dense"].ndcg_at_10 > 0.8 and by["hybrid-rrf"].ndcg_at_10 > 0.8
-    assert by["bm25"].recall_at_100 < 1.0  # 'pets that descend from wolves' shares no stem with the dogs text... except wolves
     ids = [q.query_id for q in res.per_query]
     assert ids == ["energy", "q2", "q3", "q4"]
     first = res.per_query[0]

@@ -1,0 +1,96 @@
+"""The ``rerank-mcp eval`` command end to end: outputs, exit status, and a quality floor on a
+SciFact slice (read in place from ../shared/datasets) that fails if ranking breaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATASETS
+from tests.eval.test_evaluate_collection import DOCS
+
+SCIFACT = DATASETS / "scifact"
+
+# Measured on this slice (150 documents incl. every judged one, first 30 test queries, chunk 256/32):
+# bm25 0.9113, dense 0.9196, hybrid (the zscore default) 0.9394; the floors sit about 0.05 below.
+# (A small slice makes easy queries: the numbers are far above full-SciFact ones; what matters is
+# that broken ranking, e.g. a wrong chunk-to-document mapping or a broken arm, falls well below.)
+FLOORS = {"bm25": 0.86, "dense": 0.87, "hybrid": 0.89}
+
+
+def tiny_beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    with (root / "corpus.jsonl").open("w") as fh:
+        for k, v in DOCS.items():
+            fh.write(json.dumps({"_id": k, "title": k.capitalize(), "text": v}) + "\n")
+        fh.write(json.dumps({"_id": "empty", "title": "", "text": ""}) + "\n")
+    queries = {"q1": "photovoltaic solar electricity", "q2": "sourdough bread baking", "q3": "magma eruption"}
+    with (root / "queries.jsonl").open("w") as fh:
+        for k, v in queries.items():
+            fh.write(json.dumps({"_id": k, "text": v}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tsolar\t1\nq2\tbread\t1\nq3\tvolcano\t1\nq3\tcats\t1\n")
+    return root
+
+
+def run_cli(argv: list[str]) -> int:
+    from server.cli import run
+
+    return run(argv)
+
+
+def test_outputs_and_floor_exit_status(tmp_path, capsys):
+    data = tiny_beir(tmp_path / "tiny")
+    out = tmp_path / "report"
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "bm25,hybrid-rrf+bm25",
+                  "--out", str(out), "--min-ndcg", "bm25=0.5"])
+    first = capsys.readouterr()
+    assert rc == 0, first.err[-2000:]
+    assert "hybrid-rrf+bm25" in first.out  # the terminal table
+    res = json.loads((out / "results.json").read_text())
+    ds = res["datasets"][0]
+    assert ds["dataset"] == "tiny" and ds["documents"] == 8 and ds["skipped_empty_documents"] == 1
+    assert {p["pipeline"] for p in ds["pipelines"]} == {"bm25", "dense", "hybrid-rrf", "hybrid-rrf+bm25"}
+    report = (out / "report.md").read_text()
+    assert report.splitlines()[0].startswith("#") and "rerank-mcp --data-dir" in report and " eval " in report
+    assert "| bm25 |" in report and "cross-encoder" in report
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the throwaway collection is gone
+    from index.store import Store
+
+    st = Store(tmp_path / "d" / "rerank-mcp.sqlite")
+    try:
+        assert st.collections() == []
+    finally:
+        st.close()
+    # an unreachable floor fails with exit status 3 and says why
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "--json", "eval", str(data), "--pipelines", "bm25",
+                  "--min-ndcg", "bm25=1.0,dense=1.0"])
+    assert rc == 3
+    captured = capsys.readouterr()
+    assert "quality floor" in captured.err and "below the floor" in captured.err
+    assert json.loads(captured.out)["floor_failures"]
+
+
+def test_bad_arguments(tmp_path, capsys):
+    data = tiny_beir(tmp_path / "tiny")
+    assert run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "sparse"]) == 1
+    assert "unknown pipeline" in capsys.readouterr().err
+    assert run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--min-ndcg", "bm25"]) == 1
+    assert "PIPELINE=FLOAT" in capsys.readouterr().err
+    assert run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(tmp_path / "nope")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").exists(), reason="SciFact not present in ../shared/datasets")
+def test_scifact_slice_quality_floor(tmp_path, capsys):
+    floors = ",".join(f"{k}={v}" for k, v in FLOORS.items())
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "--json", "eval", str(SCIFACT), "--max-docs", "150",
+                  "--max-queries", "30", "--chunk-size", "256", "--chunk-overlap", "32",
+                  "--pipelines", "bm25,dense,hybrid", "--min-ndcg", floors])
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    got = {p["pipeline"]: p["ndcg_at_10"] for p in res["datasets"][0]["pipelines"]}
+    print("measured", got)
+    assert rc == 0, (got, captured.err[-2000:])
