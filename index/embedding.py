@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -186,3 +186,40 @@ def encode_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCach
         for i, v in zip(missing, new):
             have[keys[i]] = v
     return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)
+
+
+class CacheReadingEncoder:
+    """A bi-encoder for reranking: vectors cached at ingest (by model and text hash) are read,
+    the rest computed, and nothing new is cached (rerank passages are transient).
+
+    Reranking a search's candidates with the collection's own model then costs a cache lookup
+    instead of a forward pass per candidate; the scores are the same.
+    """
+
+    def __init__(self, embedder: Callable[[], Any], cache: EmbeddingCache | None) -> None:
+        self._embedder = embedder  # called lazily: the model loads on first use
+        self._cache = cache
+
+    @property
+    def name(self) -> str:
+        return self._embedder().name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        emb = self._embedder()
+        texts = list(texts)
+        if self._cache is None or not texts:
+            return emb.encode(texts)
+        keys = [EmbeddingCache.key(t) for t in texts]
+        have = self._cache.get_many(getattr(emb, "cache_key", emb.name), list(dict.fromkeys(keys)))
+        missing = [i for i, k in enumerate(keys) if k not in have]
+        if missing:
+            for i, v in zip(missing, emb.encode([texts[i] for i in missing])):
+                have[keys[i]] = v
+        return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        emb = self._embedder()
+        limit = getattr(emb, "max_seq_length", None)
+        if not limit:
+            return [False] * len(texts)
+        return [n + 2 > limit for n in emb.count_tokens(list(texts))]  # +2: [CLS] and [SEP]

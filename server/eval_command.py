@@ -82,30 +82,6 @@ def parse_floors(values: Sequence[str]) -> dict[str, float]:
     return floors
 
 
-class _CachedEncoder:
-    """The collection's bi-encoder behind the embedding cache, for the ``embedding`` reranker.
-
-    Chunk vectors were cached at ingest time (by model and text hash), so reranking 100
-    candidates costs a cache lookup instead of 100 forward passes; the scores are the same.
-    """
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.name = engine.model_name
-
-    def encode(self, texts: list[str]):
-        from index.embedding import encode_cached
-
-        return encode_cached(self.engine.embedder, list(texts), self.engine.cache)
-
-    def truncated(self, texts: Sequence[str]) -> list[bool]:
-        emb = self.engine.embedder
-        limit = getattr(emb, "max_seq_length", None)
-        if not limit:
-            return [False] * len(texts)
-        return [n + 2 > limit for n in emb.count_tokens(list(texts))]
-
-
 class _CachingEmbedder:
     """The engine's embedder with ``encode`` going through the embedding cache (queries included)."""
 
@@ -120,23 +96,6 @@ class _CachingEmbedder:
         from index.embedding import encode_cached
 
         return encode_cached(self._inner, list(texts), self._cache)
-
-
-def _eval_registry(state: Any) -> Any:
-    import dataclasses
-
-    from index.embedding import canonical_name
-    from tools.rerank.registry import RerankerRegistry
-
-    base = state.registry.context.embedder
-    cached = _CachedEncoder(state.engine)
-
-    def embedder_for(model: str | None):
-        if model is None or canonical_name(model) == state.engine.model_name:
-            return cached
-        return base(model) if base else None
-
-    return RerankerRegistry(dataclasses.replace(state.registry.context, embedder=embedder_for))
 
 
 def _collection_name(args: argparse.Namespace, ds_name: str, many: bool) -> tuple[str, bool]:
@@ -176,7 +135,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         datasets.append(ds)
 
     state = build_state(settings, warm=False)
-    registry = _eval_registry(state)
+    registry = state.registry
     if args.cache_query_embeddings:
         state.engine._embedder = _CachingEmbedder(state.engine.embedder, state.engine.cache)
     reports, findings = [], []

@@ -54,11 +54,15 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
     for note in repairs:
         log.warning("repaired on start: %s", note)
 
+    from index.embedding import CacheReadingEncoder
+
+    reading = CacheReadingEncoder(lambda: engine.embedder, engine.cache)
+
     def embedder_for(model: str | None):
         from index.embedding import canonical_name, load_embedder
 
         if model is None or canonical_name(model) == engine.model_name:
-            return engine.embedder
+            return reading
         return load_embedder(model, settings.embedding_backend, settings.device, settings.embedding_batch_size,
                              settings.data_dir / "onnx")
 

@@ -342,9 +342,9 @@ def parse_pipeline(name: str) -> Pipeline:
         if not mr:
             raise InvalidInput(f"pipeline {name!r}: the part after '+' must be a reranker name")
         reranker, args = mr.groups()
-        if args is not None:
-            if reranker != "cascade":
-                raise InvalidInput(f"pipeline {name!r}: only cascade takes inline stages")
+        if args is not None and reranker != "cascade":
+            options = _parse_options(name, args)
+        elif args is not None:
             stages = []
             for part in args.split(","):
                 st, _, top = part.strip().partition(":")
@@ -355,6 +355,27 @@ def parse_pipeline(name: str) -> Pipeline:
                 stages.append({"reranker": st, "options": {}, "top_k": int(top) if top else None})
             options = {"stages": stages}
     return Pipeline(name, mode, fusion, weights, reranker, options)
+
+
+def _parse_options(name: str, text: str) -> dict[str, Any]:
+    """``blend=0.5,model=x`` -> {"blend": 0.5, "model": "x"} (numbers, true/false, else strings)."""
+    out: dict[str, Any] = {}
+    for part in text.split(","):
+        k, eq, v = part.partition("=")
+        k, v = k.strip(), v.strip()
+        if not eq or not k:
+            raise InvalidInput(f"pipeline {name!r}: reranker options look like embedding(blend=0.5)")
+        if v.lower() in ("true", "false"):
+            out[k] = v.lower() == "true"
+            continue
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
 
 
 def split_pipelines(text: str) -> list[str]:
