@@ -32,6 +32,11 @@ def _scalar(value: Any, where: str) -> Any:
     if value is None or isinstance(value, (int, float, str)):
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise InvalidInput(f"filter value at {where} is out of the 64-bit integer range")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(f"filter value at {where} contains unpaired surrogates (invalid Unicode)") from None
         return value
     raise InvalidInput(f"filter value at {where} must be a string, number, boolean or null, got {type(value).__name__}")
 

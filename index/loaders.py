@@ -40,19 +40,45 @@ def resolve_allowed(path: str | os.PathLike, roots: Sequence[Path]) -> Path:
     raw = Path(path).expanduser()
     if not raw.is_absolute():
         raw = roots[0] / raw if roots else raw
+    # Containment first, existence second: a path outside the roots is refused the same way
+    # whether or not it exists, and the message never says where a symlink leads, so the tool
+    # cannot be used to probe the file system outside the roots.
     try:
-        real = raw.resolve(strict=True)
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file or folder: {path}") from None
-    except (OSError, RuntimeError) as exc:
-        raise InvalidInput(f"cannot resolve path {path}: {exc}") from None
-    for root in roots:
-        if real == root or root in real.parents:
-            return real
-    raise PathNotAllowed(
-        f"path {path} resolves to {real}, outside the allowed roots ({', '.join(map(str, roots))}); "
-        "add its folder to RERANK_MCP_ALLOWED_ROOTS to allow it"
-    )
+        real = raw.resolve(strict=False)
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, name the OS cannot encode
+        raise InvalidInput(f"cannot resolve path {path!r}: {_why(exc)}") from None
+    for candidate in (real, None):
+        if candidate is None:  # it is inside: now it must exist (resolved again, and checked again)
+            try:
+                candidate = real = raw.resolve(strict=True)
+            except FileNotFoundError:
+                raise InvalidInput(f"no such file or folder: {_show(path)}") from None
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise InvalidInput(f"cannot resolve path {path!r}: {_why(exc)}") from None
+        if not any(candidate == root or root in candidate.parents for root in roots):
+            raise PathNotAllowed(
+                f"path {_show(path)} is outside the allowed roots ({', '.join(map(str, roots))}; symlinks and "
+                "'..' are followed); add its folder to RERANK_MCP_ALLOWED_ROOTS to allow it"
+            )
+    return real
+
+
+def _show(path: str | os.PathLike) -> str:
+    """The path for a message: as given, or escaped if it is not valid Unicode."""
+    s = str(path)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return repr(s)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ValueError):
+        return "the name is not valid for this file system"
+    if isinstance(exc, RuntimeError):
+        return "symlink loop"
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None = None) -> list[Path]:

@@ -50,7 +50,9 @@ async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     st = _state(ctx)
     try:
         with anyio.fail_after(st.settings.tool_timeout_s):
-            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+            # On timeout the worker thread is abandoned, not killed: it finishes in the background;
+            # every write it makes is still one atomic transaction per batch.
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), abandon_on_cancel=True)
     except TimeoutError:
         raise ToolError(
             f"timed out after {st.settings.tool_timeout_s:g} s (RERANK_MCP_TOOL_TIMEOUT_S); "

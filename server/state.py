@@ -93,6 +93,7 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
         ingest_limits=IngestLimits(
             max_documents=settings.max_documents_per_ingest,
             max_chars=settings.max_request_bytes,
+            max_request_bytes=settings.max_request_bytes,
             max_file_bytes=settings.max_file_bytes,
         ),
         search_limits=SearchLimits(max_k=settings.max_k, max_query_chars=settings.max_query_chars),

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from index.engine import Engine
 from index.filters import compile_filter, parse_filter
+from index.store import check_collection_name
 from tools.errors import InvalidInput
 from tools.models import CollectionList, CollectionSummary, DeleteResult
 
@@ -30,6 +31,7 @@ def delete(
     drop_collection: bool = False,
 ) -> DeleteResult:
     """Delete documents by id or metadata filter, or the whole collection."""
+    check_collection_name(collection)
     engine.store.require_collection(collection)
     if drop_collection:
         if ids or filter:
@@ -42,6 +44,11 @@ def delete(
     if ids:
         if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
             raise InvalidInput("ids must be a list of document id strings")
+        for i in ids:
+            try:
+                i.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(f"document id {i!r} contains unpaired surrogates (invalid Unicode)") from None
         if len(ids) > 10_000:
             raise InvalidInput("at most 10000 ids per delete call")
         clauses.append(f"doc_id IN ({','.join('?' * len(ids))})")

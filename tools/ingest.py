@@ -35,6 +35,9 @@ class IngestLimits:
     max_chars: int = 5_000_000
     max_file_bytes: int = 50_000_000
     max_metadata_bytes: int = 65_536
+    # The documents' total UTF-8 size per call (ids, texts, metadata): what one request carries.
+    # None (library callers such as the evaluator) checks only each document against max_chars.
+    max_request_bytes: int | None = None
 
 
 @dataclass
@@ -64,7 +67,9 @@ def _check_text(text: Any, where: str, limit: int) -> str:
     if not text.strip():
         raise InvalidInput(f"{where}: text is empty")
     if len(text) > limit:
-        raise LimitExceeded(f"{where}: text is {len(text)} characters, over the limit of {limit}")
+        raise LimitExceeded(
+            f"{where}: text is {len(text)} characters, over the limit of {limit} (RERANK_MCP_MAX_REQUEST_BYTES)"
+        )
     if "\x00" in text:
         raise InvalidInput(f"{where}: text contains NUL characters (binary data?)")
     try:
@@ -72,6 +77,27 @@ def _check_text(text: Any, where: str, limit: int) -> str:
     except UnicodeEncodeError:
         raise InvalidInput(f"{where}: text contains unpaired surrogates (invalid Unicode)") from None
     return text
+
+
+def _request_bytes(documents: Sequence[Any]) -> int:
+    """The UTF-8 size of the documents' ids, texts and metadata: what the call carries."""
+    total = 0
+    for d in documents:
+        if isinstance(d, DocumentIn):
+            parts: tuple[Any, ...] = (d.id, d.text, d.metadata)
+        elif isinstance(d, dict):
+            parts = (d.get("id"), d.get("text"), d.get("metadata"))
+        else:
+            continue  # malformed: refused by validation
+        for part in parts:
+            if isinstance(part, str):
+                total += len(part.encode("utf-8", "surrogatepass"))
+            elif part:  # metadata; an empty one costs nothing
+                try:
+                    total += len(json.dumps(part, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+                except (TypeError, ValueError, RecursionError):
+                    pass  # malformed: refused by validation
+    return total
 
 
 def _content_hash(text: str, meta: dict[str, Any], size: int, overlap: int, model: str) -> str:
@@ -110,8 +136,19 @@ def ingest(
         raise InvalidInput(f"chunk_size must be an integer from 16 to 8192, got {chunk_size!r}")
     if not isinstance(chunk_overlap, int) or not 0 <= chunk_overlap < chunk_size:
         raise InvalidInput(f"chunk_overlap must be >= 0 and smaller than chunk_size, got {chunk_overlap!r}")
+    if not isinstance(documents, (list, tuple)) or not isinstance(paths, (list, tuple, str)):
+        raise InvalidInput("documents must be a list of {id?, text, metadata?} objects and paths a list of strings")
     if len(documents) > limits.max_documents:
-        raise LimitExceeded(f"{len(documents)} documents in one call, over the limit of {limits.max_documents}")
+        raise LimitExceeded(
+            f"{len(documents)} documents in one call, over the limit of {limits.max_documents} "
+            "(RERANK_MCP_MAX_DOCUMENTS_PER_INGEST)"
+        )
+    size = _request_bytes(documents) if limits.max_request_bytes is not None else 0
+    if limits.max_request_bytes is not None and size > limits.max_request_bytes:
+        raise LimitExceeded(
+            f"the documents total {size} bytes of text and metadata, over the limit of {limits.max_request_bytes} "
+            "bytes per call (RERANK_MCP_MAX_REQUEST_BYTES); split them over several calls"
+        )
 
     failed: list[DocOutcome] = []
     pending: list[_Pending] = []
@@ -130,6 +167,11 @@ def ingest(
             meta = _check_metadata(doc.metadata, where, limits.max_metadata_bytes)
             if doc.id is not None and (not doc.id.strip() or len(doc.id) > 512 or "\x00" in doc.id):
                 raise InvalidInput(f"{where}: id must be 1-512 characters without NUL")
+            if doc.id is not None:
+                try:
+                    doc.id.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidInput(f"{where}: id contains unpaired surrogates (invalid Unicode)") from None
             doc_id = doc.id if doc.id is not None else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:24]
             pending.append(_Pending(doc_id, text, meta, None))
         except RerankMCPError as exc:
@@ -142,18 +184,25 @@ def ingest(
         files = expand_paths(paths, list(roots), glob)
         if len(files) + len(pending) > limits.max_documents:
             raise LimitExceeded(
-                f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents}"
+                f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents} "
+                "(RERANK_MCP_MAX_DOCUMENTS_PER_INGEST); narrow the paths or the glob"
             )
         for n, f in enumerate(files):
+            name = str(f)
             try:
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:  # a name in another encoding: it cannot be an id or a source
+                    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    raise InvalidInput(f"{name}: the file name is not valid UTF-8; rename the file to ingest it")
                 lf = load_file(f, limits.max_file_bytes)
-                _check_text(lf.text, str(f), limits.max_chars)
+                _check_text(lf.text, str(f), max(limits.max_chars, limits.max_file_bytes))  # files: size-capped
                 meta = {"source": str(f), "type": lf.kind}
                 if lf.title:
                     meta["title"] = lf.title
                 pending.append(_Pending(str(f), lf.text, meta, str(f)))
             except RerankMCPError as exc:
-                fail(str(f), str(f), exc)
+                fail(name, name, exc)
             if progress and n % 20 == 0:
                 progress(n, len(files), f"reading files ({n}/{len(files)})")
     seen: dict[str, int] = {}

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from tools.errors import InvalidInput, LimitExceeded
 from tools.rerank.base import Passage, RerankResult
 from tools.rerank.registry import RerankerRegistry
-from tools.search import check_query
+from tools.search import check_options, check_query, check_scores, check_unicode
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ def to_passages(passages: Any, limits: RerankLimits) -> list[Passage]:
     if not isinstance(passages, (list, tuple)):
         raise InvalidInput("passages must be a list of strings or {id, text, metadata} objects")
     if len(passages) > limits.max_passages:
-        raise LimitExceeded(f"{len(passages)} passages, over the limit of {limits.max_passages} per rerank")
+        raise LimitExceeded(
+            f"{len(passages)} passages, over the limit of {limits.max_passages} per rerank (RERANK_MCP_MAX_PASSAGES)"
+        )
     out = []
     for i, p in enumerate(passages):
         if isinstance(p, Passage):
@@ -38,8 +40,12 @@ def to_passages(passages: Any, limits: RerankLimits) -> list[Passage]:
             raise InvalidInput(f"passages[{i}] must be a string or an object with a text field, got {type(p).__name__}")
         if len(item.text) > limits.max_passage_chars:
             raise LimitExceeded(
-                f"passages[{i}] is {len(item.text)} characters, over the limit of {limits.max_passage_chars}"
+                f"passages[{i}] is {len(item.text)} characters, over the limit of {limits.max_passage_chars} "
+                "(RERANK_MCP_MAX_PASSAGE_CHARS)"
             )
+        check_unicode(item.text, f"passages[{i}].text")
+        if item.id is not None:
+            check_unicode(item.id, f"passages[{i}].id")
         out.append(item)
     return out
 
@@ -57,11 +63,12 @@ def rerank(
     check_query(query, limits.max_query_chars)
     if options is not None and not isinstance(options, dict):
         raise InvalidInput("options must be a JSON object")
+    check_options(options)
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
         raise InvalidInput(f"top_n must be a positive integer, got {top_n!r}")
     items = to_passages(passages, limits)
     registry.family(reranker)
-    result = registry.get(reranker, options or {}).rerank(query, items, top_n)
+    result = check_scores(registry.get(reranker, options or {}).rerank(query, items, top_n), reranker)
     if not return_text:
         result = result.model_copy(update={"passages": [p.model_copy(update={"text": None}) for p in result.passages]})
     return result

@@ -137,7 +137,11 @@ class RerankerRegistry:
 
     def __init__(self, context: RerankContext | None = None) -> None:
         self.context = context or RerankContext()
-        self._cache: dict[tuple[str, str], Reranker] = {}
+        # Bounded LRU: every distinct options dict is its own instance (a cross-encoder holds a model).
+        from collections import OrderedDict
+
+        self._cache: OrderedDict[tuple[str, str], Reranker] = OrderedDict()
+        self.max_cached = 16
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -169,6 +173,8 @@ class RerankerRegistry:
         key = (name, _freeze(options))
         with self._lock:
             inst = self._cache.get(key)
+            if inst is not None:
+                self._cache.move_to_end(key)
         if inst is not None:
             return inst
         cls = self.resolve_class(name)
@@ -178,7 +184,11 @@ class RerankerRegistry:
         except TypeError as exc:
             raise InvalidInput(f"bad options for reranker {name!r}: {exc}") from None
         with self._lock:
-            return self._cache.setdefault(key, inst)
+            inst = self._cache.setdefault(key, inst)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+            return inst
 
     def describe(self) -> list[RerankerInfo]:
         out = []
