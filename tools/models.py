@@ -94,6 +94,7 @@ class SearchResult(Frozen):
     rerank_model: str | None = None
     rerank_fallback: str | None = None
     truncated: list[int] = Field(default_factory=list, description="chunk ids truncated by the reranker")
+    notes: list[str] = Field(default_factory=list, description="advice about this search's configuration")
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

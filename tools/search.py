@@ -194,11 +194,20 @@ def search(
             Hit(rank=rank, chunk_id=cid, doc_id=row.doc_id, text=row.text, score=float(s), metadata=row.metadata,
                 start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})))
         )
+    notes = []
+    if step is not None and step.reranker == "embedding" and mode != "bm25" and not step.options.get("model") \
+            and not step.options.get("blend"):
+        notes.append(
+            "the embedding reranker with the collection's own model repeats the dense arm: over a dense or "
+            "hybrid first stage it cannot add information and measured lower nDCG@10 than hybrid alone "
+            "(docs/eval/report.md); use options {\"blend\": 0.5}, or a cross-encoder"
+        )
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return SearchResult(
         query=query, collection=collection, mode=mode, fusion=fusion if mode == "hybrid" else None,  # type: ignore[arg-type]
         hits=hits, reranker=step.reranker if step else None, rerank_model=rr.model if rr else None,
         rerank_fallback=rr.fallback if rr else None,
         truncated=[int(p.id) for p in rr.passages if p.truncated] if rr else [],
+        notes=notes,
         timings_ms={k_: round(v, 3) for k_, v in timings.items()},
     )
