@@ -127,11 +127,12 @@ def bench_ingest(docs: list[tuple[str, str]], backends: Sequence[str], log: Call
             inner = load_embedder("all-MiniLM-L6-v2", backend, cache_dir=Path(tempfile.gettempdir()) / "rerank-mcp-onnx")
             timed = TimedEmbedder(inner)
             engine = Engine(IndexConfig(data_dir=Path(d), embedder_factory=lambda: timed))
-            engine.cache = None  # measure embedding, not cache hits
+            cache, engine.cache = engine.cache, None  # measure embedding, not cache hits
             log(f"ingesting {len(docs)} documents with the {backend} backend")
             t = time.perf_counter()
             res = ingest(engine, "bench", [{"id": i, "text": x} for i, x in docs], chunk_size=128, chunk_overlap=0)
             wall = time.perf_counter() - t
+            engine.cache = cache
             engine.close()
         outside = wall - timed.seconds
         sec.rows.append({"backend": backend, "documents": len(docs), "chunks": res.chunks_written,
