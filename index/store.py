@@ -288,7 +288,7 @@ class Store:
             rows = self._q(
                 f"""SELECT k.chunk_id, k.doc_id, k.ord, k.text, k.start, k.end, d.metadata
                     FROM chunks k JOIN documents d ON d.collection=k.collection AND d.doc_id=k.doc_id
-                    WHERE k.collection=? AND k.chunk_id IN ({','.join('?' * len(part))})""",
+                    WHERE +k.collection=? AND k.chunk_id IN ({','.join('?' * len(part))})""",
                 [collection, *part],
             )
             for r in rows:
