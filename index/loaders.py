@@ -37,6 +37,11 @@ def resolve_allowed(path: str | os.PathLike, roots: Sequence[Path]) -> Path:
         raise InvalidInput("file path contains a NUL character")
     # roots may be given through symlinks (client roots, /tmp on macOS): compare real paths
     roots = [Path(r).expanduser().resolve() for r in roots]
+    if not roots:
+        raise PathNotAllowed(
+            "file ingest is off: no allowed roots are configured; set RERANK_MCP_ALLOWED_ROOTS "
+            '(a JSON list of folders, e.g. ["/home/me/notes"]) or pass --allowed-root'
+        )
     raw = Path(path).expanduser()
     if not raw.is_absolute():
         raw = roots[0] / raw if roots else raw

@@ -92,8 +92,13 @@ class Settings(BaseSettings):
         return Path(p).expanduser()
 
     def roots(self) -> list[Path]:
-        """The allowed roots, defaulting to the current working directory."""
-        return self.allowed_roots or [Path.cwd().resolve()]
+        """The allowed roots, defaulting to the current working directory, except when that is
+        the file system root (as for servers that desktop clients start): then file ingest stays
+        off until roots are configured."""
+        if self.allowed_roots:
+            return self.allowed_roots
+        cwd = Path.cwd().resolve()
+        return [] if cwd == Path(cwd.anchor) else [cwd]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -219,3 +219,15 @@ async def test_wrong_argument_types_are_rejected(settings):
         assert r.is_error and "query" in r.content[0].text
         r = await c.call_tool("search", {"query": "x", "k": "ten"})
         assert r.is_error and "k" in r.content[0].text
+
+
+async def test_no_roots_when_started_in_the_filesystem_root(tmp_path, monkeypatch):
+    """Desktop clients often start servers with cwd '/': that must not open the whole disk."""
+    from server.settings import Settings
+
+    monkeypatch.chdir("/")
+    s = Settings(data_dir=tmp_path / "data", log_level="WARNING")
+    assert s.roots() == []
+    async with Client(build_server(s)) as c:
+        r = await c.call_tool("ingest", {"paths": ["/etc/hostname"]})
+        assert r.is_error and "RERANK_MCP_ALLOWED_ROOTS" in r.content[0].text
