@@ -8,6 +8,7 @@ latency in the shared result shape.
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InvalidInput
+from tools.errors import DependencyMissing, InvalidInput, UpstreamError
 from tools.schema import compact_nullable
+
+log = logging.getLogger(__name__)
 
 
 class Passage(BaseModel):
@@ -127,3 +130,42 @@ class Reranker(ABC):
             fallback=scored.fallback,
             notes=scored.notes,
         )
+
+
+class RemoteReranker(Reranker):
+    """A reranker backed by a network service, with an optional local ``fallback`` reranker.
+
+    Subclasses set ``self.fallback`` (a family name or None) and ``self.registry``, and
+    implement ``_unavailable()`` (why the service cannot be called at all, or None) and
+    ``_score_remote``. A service failure (:class:`UpstreamError`) uses the fallback when one is
+    named, and the result says so; otherwise it is raised.
+    """
+
+    fallback: str | None = None
+    registry: Any = None
+
+    def _unavailable(self) -> str | None:
+        return None
+
+    @abstractmethod
+    def _score_remote(self, query: str, texts: Sequence[str]) -> Scored:
+        """Score ``texts`` by calling the service."""
+
+    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+        why = self._unavailable()
+        if why is not None:
+            return self._fall_back(query, texts, why)
+        try:
+            return self._score_remote(query, texts)
+        except UpstreamError as exc:
+            if self.fallback is None:
+                raise
+            return self._fall_back(query, texts, str(exc))
+
+    def _fall_back(self, query: str, texts: Sequence[str], why: str) -> Scored:
+        if self.fallback is None:
+            raise DependencyMissing(why)
+        log.warning("%s failed, using fallback reranker %s: %s", self.family, self.fallback, why)
+        scored = self.registry.get(self.fallback)._score(query, texts)
+        scored.fallback = f"{self.family} failed ({why}); ranked by {self.fallback} instead"
+        return scored

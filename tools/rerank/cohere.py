@@ -17,7 +17,7 @@ import time
 from typing import Any, Sequence
 
 from tools.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
-from tools.rerank.base import Passage, Reranker, RerankResult, Scored
+from tools.rerank.base import Passage, RemoteReranker, RerankResult, Scored
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _api_key(context: Any) -> str | None:
     return getattr(context, "cohere_api_key", None) or os.environ.get("CO_API_KEY") or None
 
 
-class CohereReranker(Reranker):
+class CohereReranker(RemoteReranker):
     """Options: ``base_url`` (Cohere-compatible endpoint), ``timeout`` (s), ``max_retries`` (3),
     ``backoff`` (0.5 s, doubled per retry, capped by ``max_backoff`` 8 s), ``batch_size``
     (1000 docs per request, the API's limit), ``max_tokens_per_doc``, ``fallback`` (name of a
@@ -122,23 +122,10 @@ class CohereReranker(Reranker):
         finally:
             self._local.top_n = None
 
-    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+    def _unavailable(self) -> str | None:
         if self.__key is None:
-            return self._fall_back(query, texts, NO_KEY)
-        try:
-            return self._score_remote(query, texts)
-        except UpstreamError as exc:
-            if self.fallback is None:
-                raise
-            return self._fall_back(query, texts, str(exc))
-
-    def _fall_back(self, query: str, texts: Sequence[str], why: str) -> Scored:
-        if self.fallback is None:
-            raise DependencyMissing(why)
-        log.warning("cohere failed, using fallback reranker %s: %s", self.fallback, why)
-        scored = self.registry.get(self.fallback)._score(query, texts)
-        scored.fallback = f"cohere failed ({why}); ranked by {self.fallback} instead"
-        return scored
+            return NO_KEY
+        return None
 
     def _score_remote(self, query: str, texts: Sequence[str]) -> Scored:
         top_n = getattr(self._local, "top_n", None)

@@ -22,7 +22,7 @@ import time
 from typing import Any, Sequence
 
 from tools.errors import DependencyMissing, InvalidInput, UpstreamError
-from tools.rerank.base import Reranker, Scored
+from tools.rerank.base import RemoteReranker, Scored
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _WindowFailed(Exception):
     pass
 
 
-class ListwiseLLMReranker(Reranker):
+class ListwiseLLMReranker(RemoteReranker):
     """Options: ``base_url``, ``api_key``, ``prompt`` (rankgpt | rankzephyr), ``window_size`` (20),
     ``stride`` (10), ``max_words`` (300 per passage), ``timeout`` (s), ``max_retries`` (2),
     ``backoff`` (0.5 s, doubled), ``temperature`` (0), ``max_tokens`` (default from the window),
@@ -247,23 +247,8 @@ class ListwiseLLMReranker(Reranker):
 
     # -- the sliding window --------------------------------------------------------------
 
-    def _score(self, query: str, texts: Sequence[str]) -> Scored:
-        if self.base_url is None:
-            return self._fall_back(query, texts, NO_BASE_URL)
-        try:
-            return self._score_remote(query, texts)
-        except UpstreamError as exc:
-            if self.fallback is None:
-                raise
-            return self._fall_back(query, texts, str(exc))
-
-    def _fall_back(self, query: str, texts: Sequence[str], why: str) -> Scored:
-        if self.fallback is None:
-            raise DependencyMissing(why)
-        log.warning("rankllm failed, using fallback reranker %s: %s", self.fallback, why)
-        scored = self.registry.get(self.fallback)._score(query, texts)
-        scored.fallback = f"rankllm failed ({why}); ranked by {self.fallback} instead"
-        return scored
+    def _unavailable(self) -> str | None:
+        return NO_BASE_URL if self.base_url is None else None
 
     def _score_remote(self, query: str, texts: Sequence[str]) -> Scored:
         n = len(texts)
