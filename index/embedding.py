@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -52,7 +51,6 @@ class Embedder:
     """A loaded bi-encoder. Thread-safe for ``encode``."""
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1") if not Path(name).exists() and name.lower() in _DEFAULT_ALIASES else None
         from sentence_transformers import SentenceTransformer
 
         self.name = canonical_name(name)
