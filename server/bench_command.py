@@ -205,6 +205,20 @@ def _raw_jsonrpc(exe: str, data_dir: Path, queries: list[str]) -> dict[str, list
                     if "error" in reply or reply["result"].get("isError"):
                         raise RuntimeError(f"search failed: {str(reply)[:300]}")
             out[mode] = times
+        # the floor: a protocol ping, and a tool that does no work (where the time goes)
+        for label, method, params in (("ping", "ping", None),
+                                      ("list_rerankers", "tools/call", {"name": "list_rerankers", "arguments": {}})):
+            times = []
+            for i in range(120):
+                n += 1
+                msg: dict = {"jsonrpc": "2.0", "id": n, "method": method}
+                if params is not None:
+                    msg["params"] = params
+                t = time.perf_counter()
+                call(msg)
+                if i >= 20:
+                    times.append((time.perf_counter() - t) * 1000)
+            out[label] = times
         return out
     finally:
         proc.stdin.close()
@@ -315,6 +329,11 @@ def _bench_mcp(pool, work: Path, log) -> Any:
         sec.rows.append({"mode": mode, "in-process p50 ms": round(a, 2),
                          "stdio JSON-RPC p50 ms": round(b, 2), "server + transport overhead ms": round(b - a, 2),
                          "mcp Python Client p50 ms": round(c, 2), "client overhead ms": round(c - a, 2)})
+    for label in ("ping", "list_rerankers"):
+        sec.rows.append({"mode": f"({label}: no search)", "stdio JSON-RPC p50 ms": round(statistics.median(raw_times[label]), 2)})
+    sec.notes.append("The last two rows are the floor under every call: a JSON-RPC ping (the SDK's stdio transport "
+                     "alone) and a tool call that does no work (adding argument validation, the worker-thread "
+                     "hand-off and result serialisation).")
     sec.notes.append("Same data, same queries, same search function. 'stdio JSON-RPC' writes requests to the "
                      "server's stdin and reads its answers: what the server and the transport add (argument "
                      "validation, thread hand-off, serialisation). 'mcp Python Client' adds the official "
