@@ -16,8 +16,8 @@ def main(stats_path: str, out: str) -> None:
     c = s.get("crash")
     if c:
         lines += ["## Crash safety (SIGKILL during ingest)", "",
-                  f"- {c['cycles']} cycles; the writer was killed mid-ingest in {c['killed_mid_ingest']} of them "
-                  "(the others finished before the randomly timed kill).",
+                  f"- {c['cycles']} cycles; the writer was killed mid-ingest in {c['killed_mid_ingest']} of them, "
+                  "each after a random number of committed batches.",
                   f"- {c['acknowledged_documents']} documents acknowledged as committed across the run; after every "
                   f"restart all were present with exactly their chunks: {c['acknowledged_documents_lost']} lost, "
                   f"{c['partial_documents']} partial.",
