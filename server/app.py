@@ -41,6 +41,9 @@ Use `list_collections` to see what is stored and `list_rerankers` to see which r
 """
 
 
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
 def _state(ctx: Context) -> AppState:
     return ctx.request_context.lifespan_context
 
@@ -127,7 +130,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "'flashrank' fast, 'cross-encoder' best local quality, 'cascade' both, 'embedding' always "
             "offline, 'cohere'/'rankllm' remote. No hits is an empty list, not an error."
         ),
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=READ_ONLY,
     )
     async def search(
         query: Annotated[str, Field(description="what to look for")],
@@ -180,7 +183,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     @server.tool(
         name="list_collections",
         description="List the collections with their document and chunk counts and embedding model.",
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=READ_ONLY,
     )
     async def list_collections(ctx: Context) -> CollectionList:
         return await _run(ctx, coll_tools.list_collections, _state(ctx).engine)
@@ -188,7 +191,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     @server.tool(
         name="list_rerankers",
         description="List every reranker family, whether it is available on this server and, if not, why.",
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=READ_ONLY,
     )
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:
         return await _run(ctx, _state(ctx).registry.describe)
@@ -202,7 +205,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
             "latency per pipeline, findings (e.g. a reranker that lowers quality), and per-query results."
         ),
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=READ_ONLY,
     )
     async def evaluate(
         collection: Annotated[str, Field(description="collection to evaluate")],
