@@ -1,4 +1,4 @@
-"""``bm25`` and ``embedding`` rerankers on SciFact (BEIR format, /work/shared/datasets/scifact),
+"""``bm25`` and ``embedding`` rerankers on SciFact (BEIR format, ../shared/datasets/scifact),
 nDCG@10 computed with ranx.
 
 Setup: the first 50 test queries; a corpus slice holding every judged document of those
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path("/work/shared/datasets/scifact")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "scifact"  # ../shared beside the repo
 N_QUERIES, N_OTHERS, DEPTH = 50, 400, 100
 
 pytestmark = pytest.mark.skipif(not (DATA / "corpus.jsonl").exists(), reason="SciFact not present")
