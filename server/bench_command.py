@@ -53,12 +53,12 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
-        print(f"error: unknown section(s) {bad}; choose from {SECTIONS}", file=sys.stderr)
+        sys.stderr.write(f"error: unknown section(s) {bad}; choose from {SECTIONS}" + "\n")
         return 2
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     ds = Path(args.datasets)
     if not (ds / "scifact" / "corpus.jsonl").exists():
-        print(f"error: {ds}/scifact/corpus.jsonl not found; pass --datasets", file=sys.stderr)
+        sys.stderr.write(f"error: {ds}/scifact/corpus.jsonl not found; pass --datasets" + "\n")
         return 2
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="rerank-mcp-bench-"))
     work.mkdir(parents=True, exist_ok=True)

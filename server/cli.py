@@ -124,7 +124,7 @@ def run(argv: list[str]) -> int:
     try:
         settings = _settings(args)
     except Exception as exc:
-        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: invalid settings: {exc}" + "\n")
         return 2
     _setup_logging(settings.log_level)
     if args.command == "serve":
@@ -138,7 +138,7 @@ def run(argv: list[str]) -> int:
             return handler(args, settings, out)
         return _commands()[args.command](args, settings, out)
     except RerankMCPError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}" + "\n")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -203,7 +203,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         if args.out:
             out.line(f"wrote {Path(args.out) / 'report.md'}, results.json, chart.png")
     for msg in failures:
-        print(f"quality floor: {msg}", file=sys.stderr)
+        sys.stderr.write(f"quality floor: {msg}" + "\n")
     return FLOOR_EXIT if failures else 0
 
 

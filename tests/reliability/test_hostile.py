@@ -34,17 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from mcp import Client
 from pydantic import TypeAdapter
 
 import server as server_pkg
-from server.app import build_server
 from server.settings import Settings
-from server.state import build_state
+from tests.reliability.mcp_driver import Mcp as BaseMcp, serve
 from tests.reliability.stats import record
 from tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
 from tools.rerank.base import RerankResult
@@ -76,25 +72,14 @@ PROPS = hsettings(
 
 # ---------------------------------------------------------------------------- the shared server
 
-class Mcp:
+class Mcp(BaseMcp):
     def __init__(self, portal, client, state, root: Path) -> None:
-        self.portal, self.client, self.state, self.root = portal, client, state, root
+        super().__init__(portal, client, state)
+        self.root = root
         self.data_dir = str(state.settings.data_dir)
 
     def call(self, tool: str, args: Any, timeout: float = 60.0):
-        async def go():
-            with anyio.fail_after(timeout):
-                return await self.client.call_tool(tool, args)
-
-        return self.portal.call(go)
-
-    def seq(self) -> int:
-        return self.state.engine.store.seq()
-
-    def collections(self) -> list[dict]:
-        r = self.call("list_collections", {})
-        assert not r.is_error, f"the server stopped answering: {_text(r)}"
-        return r.structured_content["collections"]
+        return super().call(tool, args, timeout)
 
     def check(self, tool: str, args: Any) -> Any:
         """Make one hostile call and assert every property; returns the result."""
@@ -195,17 +180,11 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mcp(root):
     settings = Settings(data_dir=root / "data", allowed_roots=[root / "files"], log_level="WARNING")
-    state = build_state(settings, warm=False)
-    try:
-        with start_blocking_portal() as portal:
-            with portal.wrap_async_context_manager(Client(build_server(settings, state))) as client:
-                m = Mcp(portal, client, state, root)
-                for name in ("kb", "victim"):
-                    r = m.call("ingest", {"collection": name, "documents": SEED})
-                    assert not r.is_error, _text(r)
-                yield m
-    finally:
-        state.close()
+    with serve(settings, Mcp, root=root) as m:
+        for name in ("kb", "victim"):
+            r = m.call("ingest", {"collection": name, "documents": SEED})
+            assert not r.is_error, _text(r)
+        yield m
         _write_stats()
 
 

@@ -10,17 +10,12 @@ checked on its own server with ``tool_timeout_s`` tiny.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import anyio
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp import Client
 
-from server.app import build_server
 from server.settings import Settings
-from server.state import build_state
+from tests.reliability.mcp_driver import serve
 
 LIMITS = dict(
     max_request_bytes=2048,
@@ -31,39 +26,6 @@ LIMITS = dict(
     max_documents_per_ingest=3,
     max_k=7,
 )
-
-
-class Mcp:
-    """One in-memory MCP client session on a shared server, driven from sync test code."""
-
-    def __init__(self, portal, client, state) -> None:
-        self.portal, self.client, self.state = portal, client, state
-
-    def call(self, tool: str, args: dict, timeout: float = 120.0):
-        async def go():
-            with anyio.fail_after(timeout):
-                return await self.client.call_tool(tool, args)
-
-        return self.portal.call(go)
-
-    def seq(self) -> int:
-        return self.state.engine.store.seq()
-
-    def collections(self) -> list[dict]:
-        r = self.call("list_collections", {})
-        assert not r.is_error, r.content
-        return r.structured_content["collections"]
-
-
-@contextmanager
-def serve(settings: Settings):
-    state = build_state(settings, warm=False)
-    try:
-        with start_blocking_portal() as portal:
-            with portal.wrap_async_context_manager(Client(build_server(settings, state))) as client:
-                yield Mcp(portal, client, state)
-    finally:
-        state.close()
 
 
 @pytest.fixture(scope="module")
