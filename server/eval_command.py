@@ -248,6 +248,10 @@ def write_chart(report: Any, path: Path) -> None:
             ax.scatter(max(p.latency_p50_ms, 0.01), p.ndcg_at_10, marker=markers[di % len(markers)],
                        color=colors[p.pipeline], s=60, edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis overlap
     ax.set_xlabel("latency p50 per query (ms, log scale)")
     ax.set_ylabel("nDCG@10")
     ax.set_title(f"Quality vs latency ({report.embedding_model.split('/')[-1]})")
