@@ -144,6 +144,11 @@ class Engine:
             self._collections[name] = col
             return col
 
+    def loaded(self, name: str) -> Collection | None:
+        """The collection if it is already open, without opening it."""
+        with self._lock:
+            return self._collections.get(name)
+
     def open_all(self) -> list[str]:
         """Open every collection (repairing derived indexes); returns repair notes."""
         notes = []

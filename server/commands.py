@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from server.output import Output, short
 from server.settings import Settings
-from server.state import build_state
+from server.state import AppState, build_state
 
 
 def _json(value: str | None, what: str) -> Any:
@@ -22,6 +23,16 @@ def _json(value: str | None, what: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+
+
+@contextmanager
+def _opened(settings: Settings, open_collections: bool = False) -> Iterator[AppState]:
+    """The server's state for one CLI verb. Collections open lazily, when the verb touches one."""
+    state = build_state(settings, warm=False, open_collections=open_collections)
+    try:
+        yield state
+    finally:
+        state.close()
 
 
 def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +65,7 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                         from tools.errors import InvalidInput
 
                         raise InvalidInput(f"{args.jsonl} line {n}: not valid JSON ({exc.msg})") from None
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         with out.progress("ingesting") as progress:
             res = do_ingest(
                 state.engine, args.collection or settings.default_collection, docs, args.paths,
@@ -64,8 +74,6 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 chunk_overlap=args.chunk_overlap if args.chunk_overlap is not None else settings.chunk_overlap,
                 skip_invalid=args.skip_invalid, limits=state.ingest_limits, progress=progress,
             )
-    finally:
-        state.close()
     if out.as_json:
         out.json(res)
     else:
@@ -84,13 +92,10 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if args.rerank:
         step = {"reranker": args.rerank, "options": _json(args.rerank_options, "--rerank-options") or {},
                 "candidates": args.candidates}
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         res = do_search(state.engine, state.registry, args.query, args.collection or settings.default_collection,
                         k=args.k, mode=args.mode, fusion=args.fusion, weights=_json(args.weights, "--weights"),
                         filter=_json(args.filter, "--filter"), rerank=step, limits=state.search_limits)
-    finally:
-        state.close()
     if out.as_json:
         out.json(res)
     else:
@@ -107,12 +112,9 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     passages = list(args.passages)
     if passages == ["-"] or not passages:
         passages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         res = do_rerank(state.registry, args.query, passages, args.reranker or settings.reranker_default,
                         _json(args.options, "--options"), args.top_n, state.rerank_limits)
-    finally:
-        state.close()
     if out.as_json:
         out.json(res)
     else:
@@ -127,11 +129,8 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def collections(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from tools.collections import list_collections
 
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings, open_collections=True) as state:  # shows each collection's dense index
         res = list_collections(state.engine)
-    finally:
-        state.close()
     if out.as_json:
         out.json(res)
     else:
@@ -141,13 +140,8 @@ def collections(args: argparse.Namespace, settings: Settings, out: Output) -> in
 
 
 def rerankers(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.rerank.registry import RerankContext, RerankerRegistry
-
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         infos = state.registry.describe()
-    finally:
-        state.close()
     if out.as_json:
         out.json(infos)
     else:
@@ -159,11 +153,8 @@ def rerankers(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def delete(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from tools.collections import delete as do_delete
 
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         res = do_delete(state.engine, args.collection, args.ids, _json(args.filter, "--filter"), args.all)
-    finally:
-        state.close()
     if out.as_json:
         out.json(res)
     elif res.collection_dropped:
@@ -174,12 +165,9 @@ def delete(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def reindex(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    state = build_state(settings, warm=False)
-    try:
+    with _opened(settings) as state:
         with out.progress("re-embedding") as progress:
             n = state.engine.reindex(args.collection, lambda d, t: progress(d, t, "re-embedding"))
-    finally:
-        state.close()
     if out.as_json:
         out.json({"collection": args.collection, "chunks": n})
     else:

@@ -38,7 +38,9 @@ def _secret(v) -> str | None:
     return v.get_secret_value() if v is not None else None
 
 
-def build_state(settings: Settings, warm: bool = True) -> AppState:
+def build_state(settings: Settings, warm: bool = True, open_collections: bool = True) -> AppState:
+    """``open_collections`` opens (and repairs) every collection now, as the server does on start;
+    otherwise each opens on first use."""
     engine = Engine(
         IndexConfig(
             data_dir=settings.data_dir,
@@ -50,7 +52,7 @@ def build_state(settings: Settings, warm: bool = True) -> AppState:
             ann_threshold=settings.ann_threshold,
         )
     )
-    repairs = engine.open_all()
+    repairs = engine.open_all() if open_collections else []
     for note in repairs:
         log.warning("repaired on start: %s", note)
 

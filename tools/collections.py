@@ -15,7 +15,7 @@ def list_collections(engine: Engine) -> CollectionList:
     out = []
     for c in engine.store.collections():
         kind = None
-        col = engine._collections.get(c.name)
+        col = engine.loaded(c.name)
         if col is not None:
             kind = col.dense.kind
         out.append(CollectionSummary(name=c.name, documents=c.documents, chunks=c.chunks,

@@ -15,7 +15,6 @@ keeps its input order and the result says so (``fallback``). Scores are ``1 / ra
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -23,8 +22,6 @@ from typing import Any, Sequence
 
 from tools.errors import DependencyMissing, InvalidInput, UpstreamError
 from tools.rerank.base import RemoteReranker, Scored
-
-log = logging.getLogger(__name__)
 
 NO_BASE_URL = (
     "no LLM endpoint: set RERANK_MCP_LLM_BASE_URL (an OpenAI-compatible base URL such as "
