@@ -37,10 +37,16 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
     """Export the HF model in ``model_dir`` to ONNX and quantise it to int8; returns the file.
 
     ``kind`` is ``encoder`` (outputs last_hidden_state) or ``classifier`` (outputs logits).
-    Cached: a second call with the same model files returns the existing file.
+    Classifiers (cross-encoders) are exported with eager attention and passed through ONNX
+    Runtime's transformer optimizer before quantisation, which fuses each layer's attention,
+    bias + GELU and residual + LayerNorm into single kernels (quantised attention included):
+    about 20% faster on 2 cores (docs/adr/0005). Encoders are not: the fused graph was only
+    5-10% faster there and lowered the worst chunk's cosine to fp32. Cached: a second call
+    with the same model files returns the existing file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8.onnx"
+    fuse = kind == "classifier"
+    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8{'-fused' if fuse else ''}.onnx"
     if target.exists():
         return target
     import torch
@@ -49,7 +55,8 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     loader = AutoModel if kind == "encoder" else AutoModelForSequenceClassification
-    model = loader.from_pretrained(str(model_dir)).eval()
+    extra = {"attn_implementation": "eager"} if fuse else {}  # the pattern the optimizer fuses
+    model = loader.from_pretrained(str(model_dir), **extra).eval()
 
     class Wrapped(torch.nn.Module):
         def __init__(self, m):
@@ -75,12 +82,43 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
             dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "token_type_ids": dyn, "out": {0: "batch"}},
             opset_version=17, dynamo=False,
         )
+    source = fp32
     try:
-        atomic_write(target, lambda p: quantize_dynamic(str(fp32), str(p), weight_type=QuantType.QInt8, per_channel=True))
+        if fuse:
+            source = _fuse(fp32, model.config) or fp32
+        import onnx
+
+        atomic_write(target, lambda p: quantize_dynamic(
+            str(source), str(p), weight_type=QuantType.QInt8, per_channel=True,
+            # fused contrib ops have no shape inference: their outputs are float tensors
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}))
     finally:
         fp32.unlink(missing_ok=True)
+        if source != fp32:
+            source.unlink(missing_ok=True)
     log.info("exported %s to %s", model_dir, target)
     return target
+
+
+def _fuse(fp32: Path, config) -> Path | None:
+    """ONNX Runtime's BERT graph fusions on ``fp32``; the fused file, or None where they do not apply."""
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not heads or not hidden:
+        return None
+    try:
+        from onnxruntime.transformers import optimizer
+
+        fused = optimizer.optimize_model(str(fp32), model_type="bert", num_heads=int(heads), hidden_size=int(hidden), opt_level=1)
+        if not fused.get_fused_operator_statistics().get("Attention"):
+            log.info("no attention fusion for %s: exporting it unfused", fp32.name)
+            return None
+        out = fp32.with_name(fp32.stem + "-fused.onnx")
+        fused.save_model_to_file(str(out))
+        return out
+    except Exception as exc:  # an architecture the optimizer does not know: the plain graph still works
+        log.info("graph fusion failed (%s: %s): exporting unfused", type(exc).__name__, exc)
+        return None
 
 
 def ort_session(path: Path, threads: int | None = None):

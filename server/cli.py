@@ -153,7 +153,11 @@ def _serve(args: argparse.Namespace, settings) -> int:
 
         serve_http(server, settings)
     else:
-        server.run("stdio")
+        import anyio
+
+        from server.stdio import run_stdio
+
+        anyio.run(run_stdio, server, settings.stdio_transport)
     return 0
 
 

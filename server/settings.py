@@ -75,6 +75,9 @@ class Settings(BaseSettings):
 
     # Server
     read_only: bool = False
+    # stdio: "asyncio" reads and writes the pipes on the event loop (server/stdio.py);
+    # "sdk" uses the mcp SDK's transport, which hands every line to a worker thread.
+    stdio_transport: Literal["asyncio", "sdk"] = "asyncio"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
     http_token: SecretStr | None = None

@@ -297,7 +297,7 @@ def bench_rank_bm25(pool_texts: list[str], queries: list[str], n: int, sparse_se
 
 # ---------------------------------------------------------------------------- rerankers
 def bench_rerankers(registry: Any, queries: list[str], passages: list[str], families: Sequence[tuple[str, dict]],
-                    log: Callable[[str], None], reps: int = 5) -> Section:
+                    log: Callable[[str], None], reps: int = 11) -> Section:
     sec = Section("Rerank latency (passages of <= 128 tokens), p50 over repetitions")
     for name, options in families:
         try:

@@ -5,6 +5,7 @@ model with ms-marco-TinyBERT-L-2-v2's architecture exported to ONNX in FlashRank
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,39 @@ def test_unknown_model_and_options(registry):
 def test_available_when_cached(registry):
     info = {i.name: i for i in registry.describe()}["flashrank"]
     assert info.available and info.reason is None and info.default_model == "ms-marco-TinyBERT-L-2-v2"
+
+
+def test_scores_equal_flashranks_own_rerank(registry):
+    """The reranker tokenises once and runs FlashRank's session in length-sorted batches
+    instead of calling ``Ranker.rerank``; the scores must be the ones FlashRank computes."""
+    from flashrank import RerankRequest
+
+    texts = TEXTS + [LONG[: 37 * k] for k in range(1, 9)]
+    rr = registry.get("flashrank", {"batch_size": 4})
+    ours = {p.index: p.score for p in rr.rerank(QUERY, texts).passages}
+    theirs = rr._load().rerank(RerankRequest(query=QUERY, passages=[{"id": i, "text": t} for i, t in enumerate(texts)]))
+    assert len(theirs) == len(texts)
+    for p in theirs:
+        assert ours[p["id"]] == pytest.approx(float(p["score"]), abs=1e-5)
+
+
+def test_int8_build_is_the_published_size_and_ranks_like_fp32(tmp_path, flashrank_cache, direct):
+    """The benchmark's FlashRank model is int8 like the published ~4 MB file; its ranking must
+    follow the fp32 weights' (quantisation noise only)."""
+    from scipy.stats import spearmanr
+
+    from tests.fixtures.models import FLASHRANK_FILE, build_flashrank
+
+    mdir = build_flashrank(tmp_path, int8=True)
+    int8_mb = (mdir / FLASHRANK_FILE).stat().st_size / 1e6
+    fp32_mb = (Path(flashrank_cache) / "ms-marco-TinyBERT-L-2-v2" / FLASHRANK_FILE).stat().st_size / 1e6
+    assert 3.0 < int8_mb < 6.0 and fp32_mb > 15.0, (int8_mb, fp32_mb)
+    texts = TEXTS + [LONG[: 41 * k] for k in range(1, 12)]
+    res = RerankerRegistry(RerankContext(flashrank_cache_dir=str(tmp_path))).get("flashrank").rerank(QUERY, texts)
+    got = [p.score for p in sorted(res.passages, key=lambda p: p.index)]
+    ref = direct(QUERY, texts)
+    rho = spearmanr(got, ref).statistic
+    diff = max(abs(a - b) for a, b in zip(got, ref))
+    # random weights put the scores close together, so small quantisation errors swap near-ties
+    assert rho > 0.8 and diff < 0.05, (rho, diff)
+    assert build_flashrank(tmp_path, int8=True) == mdir  # cached: no rebuild

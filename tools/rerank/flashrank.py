@@ -59,7 +59,7 @@ def _missing_reason(model: str, cache_dir: str) -> str | None:
 
 
 class FlashRankReranker(Reranker):
-    """Options: ``max_length`` (512 tokens), ``batch_size`` (64 pairs per ONNX run),
+    """Options: ``max_length`` (512 tokens), ``batch_size`` (16 pairs per ONNX run),
     ``cache_dir`` (default: the context's, else the user cache dir), ``allow_download`` (False)."""
 
     family = "flashrank"
@@ -71,7 +71,7 @@ class FlashRankReranker(Reranker):
         context: Any,
         registry: Any = None,
         max_length: int = 512,
-        batch_size: int = 64,
+        batch_size: int = 16,
         cache_dir: str | None = None,
         allow_download: bool = False,
     ) -> None:
@@ -119,27 +119,47 @@ class FlashRankReranker(Reranker):
             return self._ranker
 
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
-        from flashrank import RerankRequest
-
         ranker = self._load()
         if self.model in LISTWISE:
+            from flashrank import RerankRequest
+
             out = ranker.rerank(RerankRequest(query=query, passages=[{"id": i, "text": t} for i, t in enumerate(texts)]))
             scores = [0.0] * len(texts)
             for rank, p in enumerate(out, start=1):
                 scores[p["id"]] = 1.0 / rank
             return Scored(scores, notes=["listwise FlashRank model: scores are 1/rank"])
 
+        # FlashRank's own ``rerank`` tokenises and runs one padded batch per call; here the pairs
+        # are tokenised once with FlashRank's tokenizer and run through its ONNX session in
+        # length-sorted batches (each pads only to its own longest pair), with FlashRank's
+        # score function (sigmoid of a single logit, else softmax of the positive class).
+        import numpy as np
+
         tok = ranker.tokenizer
+        session = ranker.session
         enc = tok.encode_batch([[query, t] for t in texts])
         truncated = [bool(e.overflowing) for e in enc]
+        lengths = [sum(e.attention_mask) for e in enc]
+        inputs = {i.name for i in session.get_inputs()}
         scores = [0.0] * len(texts)
-        # Length-sorted batches: each ONNX run pads only to its own longest pair.
-        order = sorted(range(len(texts)), key=lambda i: len(enc[i].ids), reverse=True)
+        order = sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            out = ranker.rerank(RerankRequest(query=query, passages=[{"id": i, "text": texts[i]} for i in chunk]))
-            for p in out:
-                scores[p["id"]] = float(p["score"])
+            width = max(lengths[i] for i in chunk)
+            feed = {
+                "input_ids": np.array([enc[i].ids[:width] for i in chunk], dtype=np.int64),
+                "attention_mask": np.array([enc[i].attention_mask[:width] for i in chunk], dtype=np.int64),
+            }
+            if "token_type_ids" in inputs:
+                feed["token_type_ids"] = np.array([enc[i].type_ids[:width] for i in chunk], dtype=np.int64)
+            logits = session.run(None, feed)[0]
+            if logits.shape[1] == 1:
+                out = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            else:
+                e = np.exp(logits - logits.max(axis=1, keepdims=True))
+                out = e[:, 1] / e.sum(axis=1)
+            for i, v in zip(chunk, out):
+                scores[i] = float(v)
         notes = []
         if any(truncated):
             limit = tok.truncation["max_length"] if tok.truncation else self.max_length

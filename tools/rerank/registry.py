@@ -121,8 +121,22 @@ class RerankerInfo(BaseModel):
     needs_network: bool = False
 
 
+_FOUND: set[str] = set()
+
+
 def _missing_modules(family: Family) -> list[str]:
-    return [m for m in family.requires if importlib.util.find_spec(m) is None]
+    """Modules of ``family`` that cannot be imported. A module found once stays found (the
+    file-system search is not repeated on every ``list_rerankers``); a missing one is looked
+    for again, so installing it while the server runs is noticed."""
+    missing = []
+    for m in family.requires:
+        if m in _FOUND:
+            continue
+        if importlib.util.find_spec(m) is None:
+            missing.append(m)
+        else:
+            _FOUND.add(m)
+    return missing
 
 
 def _freeze(options: dict[str, Any]) -> str:

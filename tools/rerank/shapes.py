@@ -128,21 +128,29 @@ def build_cross_encoder(out_dir: Path | str, shape: str = "ms-marco-MiniLM-L-6-v
     return out_dir
 
 
-def build_flashrank(cache_dir: Path | str, model_name: str = "ms-marco-TinyBERT-L-2-v2", seed: int = 4321) -> Path:
+def build_flashrank(
+    cache_dir: Path | str, model_name: str = "ms-marco-TinyBERT-L-2-v2", seed: int = 4321, int8: bool = True
+) -> Path:
     """Build an **untrained** FlashRank model ``model_name`` under ``cache_dir``; return its folder.
 
     All weights random: the scores are meaningless; the cost is that of the real model. The
     layout is FlashRank's (``cache_dir/<model_name>/<file>.onnx`` + tokenizer files), so
     ``flashrank.Ranker(model_name=..., cache_dir=cache_dir)`` loads it without downloading.
-    Cached: returns the folder untouched when the ONNX file is already there.
+    ``int8`` (default) quantises the ONNX file like the published one (FlashRank ships
+    TinyBERT-L-2 as a ~4 MB int8 file; fp32 would be ~17 MB); ``int8=False`` keeps fp32, so the
+    scores equal the torch weights' exactly (what the tests compare against).
+    Cached: returns the folder untouched when the ONNX file is already there (a folder built
+    with the other precision is rebuilt).
     """
     if model_name not in FLASHRANK_SHAPES:
         raise ValueError(f"unknown FlashRank shape {model_name!r}; known: {', '.join(FLASHRANK_SHAPES)}")
     shape, onnx_file = FLASHRANK_SHAPES[model_name]
     cache_dir = Path(cache_dir)
     model_dir = cache_dir / model_name
-    if (model_dir / onnx_file).exists():
+    marker = model_dir / ("INT8" if int8 else "FP32")
+    if (model_dir / onnx_file).exists() and marker.exists():
         return model_dir
+    shutil.rmtree(model_dir, ignore_errors=True)
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -194,6 +202,14 @@ def build_flashrank(cache_dir: Path | str, model_name: str = "ms-marco-TinyBERT-
             opset_version=17,
             dynamo=False,
         )
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fp32 = tmp / (onnx_file + ".fp32")
+        (tmp / onnx_file).rename(fp32)
+        quantize_dynamic(str(fp32), str(tmp / onnx_file), weight_type=QuantType.QInt8, per_channel=True)
+        fp32.unlink()
+    (tmp / ("INT8" if int8 else "FP32")).write_text("precision of the ONNX file\n")
     for name in ("tokenizer.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(src / name, tmp / name)
     tok_cfg = json.loads((src / "tokenizer_config.json").read_text())
