@@ -33,7 +33,7 @@ def _model_key(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
+def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
     """Export the HF model in ``model_dir`` to ONNX and quantise it to int8; returns the file.
 
     ``kind`` is ``encoder`` (outputs last_hidden_state) or ``classifier`` (outputs logits).
@@ -41,12 +41,15 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
     Runtime's transformer optimizer before quantisation, which fuses each layer's attention,
     bias + GELU and residual + LayerNorm into single kernels (quantised attention included):
     about 20% faster on 2 cores (docs/adr/0005). Encoders are not: the fused graph was only
-    5-10% faster there and lowered the worst chunk's cosine to fp32. Cached: a second call
-    with the same model files returns the existing file.
+    5-10% faster there and lowered the worst chunk's cosine to fp32. ``keep_fp32``: a regular
+    expression; MatMul nodes whose names match stay in fp32 (a precision / speed trade-off the
+    benchmark measures). Cached: a second call with the same model files returns the existing
+    file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     fuse = kind == "classifier"
-    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8{'-fused' if fuse else ''}.onnx"
+    tag = ("-fused" if fuse else "") + (f"-keep{hashlib.sha256(keep_fp32.encode()).hexdigest()[:8]}" if keep_fp32 else "")
+    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8{tag}.onnx"
     if target.exists():
         return target
     import torch
@@ -88,8 +91,14 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder") -> Path:
             source = _fuse(fp32, model.config) or fp32
         import onnx
 
+        exclude = []
+        if keep_fp32:
+            import re
+
+            exclude = [n.name for n in onnx.load(str(source)).graph.node
+                       if n.op_type == "MatMul" and re.search(keep_fp32, n.name)]
         atomic_write(target, lambda p: quantize_dynamic(
-            str(source), str(p), weight_type=QuantType.QInt8, per_channel=True,
+            str(source), str(p), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
             # fused contrib ops have no shape inference: their outputs are float tensors
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}))
     finally:
@@ -121,7 +130,13 @@ def _fuse(fp32: Path, config) -> Path | None:
         return None
 
 
-def ort_session(path: Path, threads: int | None = None):
+def ort_session(path: Path, threads: int | None = None, spin: bool = True):
+    """An ONNX Runtime CPU session using the cores this process may run on.
+
+    ``spin=False`` stops the worker threads from busy-waiting for more work after each run:
+    right for rerankers, whose sessions run one after another (a cascade's stages, FlashRank
+    then a cross-encoder): a finished session's spinning threads otherwise compete for the same
+    two cores with the next one (docs/adr/0005)."""
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
@@ -133,23 +148,26 @@ def ort_session(path: Path, threads: int | None = None):
     opts.intra_op_num_threads = threads or max(1, min(4, cores))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxEmbedder:
     """Same interface as :class:`index.embedding.Embedder`, on ONNX Runtime int8."""
 
-    def __init__(self, name: str, model_dir: Path, cache_dir: Path, batch_size: int = 32, max_seq_length: int = 256):
+    def __init__(self, name: str, model_dir: Path, cache_dir: Path, batch_size: int = 32, max_seq_length: int = 256,
+                 keep_fp32: str | None = None):
         from transformers import AutoTokenizer
 
         from index.embedding import canonical_name
 
         self.name = canonical_name(name)
-        self.cache_key = self.name + "#onnx-int8"
+        self.cache_key = self.name + "#onnx-int8" + (f"-keep:{keep_fp32}" if keep_fp32 else "")
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.path = export_int8(model_dir, cache_dir, "encoder")
+        self.path = export_int8(model_dir, cache_dir, "encoder", keep_fp32)
         self.session = ort_session(self.path)
         self.dim = int(self.encode(["dimension probe"]).shape[1])
         self._lock = threading.Lock()

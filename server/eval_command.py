@@ -164,7 +164,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         state.close()
     failures = check_floors(reports, floors)
     report = EvalReport(
-        command=_command_line(args),
+        command=_command_line(args, settings),
         embedding_model=state.engine.model_name,
         datasets=reports,
         findings=findings,
@@ -184,6 +184,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             "max_queries": args.max_queries,
             "split": args.split,
             "cached_query_embeddings": bool(args.cache_query_embeddings),
+            "embedding_backend": settings.embedding_backend,
         },
     )
     if args.out:
@@ -207,9 +208,11 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     return FLOOR_EXIT if failures else 0
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    """The eval command as typed (reconstructed from the parsed arguments)."""
-    parts = ["rerank-mcp"] + (["--data-dir", str(args.data_dir)] if getattr(args, "data_dir", None) else [])
+def _command_line(args: argparse.Namespace, settings: Settings | None = None) -> str:
+    """The eval command as typed (reconstructed from the parsed arguments; a non-default
+    embedding backend, which comes from the environment, is shown as its variable)."""
+    backend = getattr(settings, "embedding_backend", "torch")
+    parts = ([f"RERANK_MCP_EMBEDDING_BACKEND={backend}"] if backend != "torch" else []) + ["rerank-mcp"] + (["--data-dir", str(args.data_dir)] if getattr(args, "data_dir", None) else [])
     parts += ["eval", *args.datasets, "--pipelines", args.pipelines]
     for flag, value in (("--split", args.split if args.split != "test" else None), ("--collection", args.collection),
                         ("--max-docs", args.max_docs), ("--max-queries", args.max_queries),
@@ -221,7 +224,7 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--cache-query-embeddings")
     for f in args.min_ndcg:
         parts += ["--min-ndcg", f]
-    return " ".join(shlex.quote(p) for p in parts)
+    return " ".join(p if p.startswith("RERANK_MCP_") else shlex.quote(p) for p in parts)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -282,7 +285,9 @@ def render_markdown(report: Any) -> str:
         report.command or "rerank-mcp eval ...",
         "```",
         "",
-        f"Embedding model: `{report.embedding_model}`. Chunking: {env.get('chunk_size')} tokens, "
+        f"Embedding model: `{report.embedding_model}`"
+        + (" on the ONNX Runtime int8 backend" if env.get("embedding_backend") == "onnx" else "")
+        + f". Chunking: {env.get('chunk_size')} tokens, "
         f"{env.get('chunk_overlap')} overlap. Rerankers see the first-stage top {env.get('candidates')}. "
         f"Split: {env.get('split')}. Machine: {env.get('cpus')} CPUs ({env.get('machine')}), Python {env.get('python')}; "
         f"whole run {env.get('elapsed_s')} s.",

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from index.chunking import chunk_text
-from index.embedding import Embedder, load_embedder
+from index.embedding import Embedder, load_embedder, model_folder
 from index.engine import Engine, IndexConfig
 from index.store import NewChunk
 
@@ -92,28 +92,37 @@ class TimedEmbedder:
 
 
 # ---------------------------------------------------------------------------- embedding
+# MatMuls of the FFN output projections (intermediate -> hidden) in the exported BERT graph
+FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
+
+
 def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path, log: Callable[[str], None]) -> Section:
+    from index.onnx_embed import OnnxEmbedder
+
     sec = Section("Embedding: torch fp32 vs ONNX Runtime int8 (all-MiniLM-L6-v2, 128-token chunks)")
     torch_e = Embedder("all-MiniLM-L6-v2")
     chunks = [c.text for _, t in docs for c in chunk_text(t, 128, 0, torch_e.count_tokens)][:n_chunks]
     onnx_e = load_embedder("all-MiniLM-L6-v2", "onnx", cache_dir=cache_dir)
-    torch_e.encode(chunks[:32])
-    onnx_e.encode(chunks[:32])
+    variant = OnnxEmbedder("all-MiniLM-L6-v2", model_folder("all-MiniLM-L6-v2"),
+                           cache_dir, onnx_e.batch_size, onnx_e.max_seq_length, keep_fp32=FFN_OUTPUT)
+    backends = [("torch fp32 (baseline)", torch_e), ("onnx int8 (the onnx backend)", onnx_e),
+                ("onnx int8, FFN output projections fp32 (not adopted)", variant)]
+    for _, e in backends:
+        e.encode(chunks[:32])
     log(f"embedding {len(chunks)} chunks with each backend")
-    t = time.perf_counter()
-    a = torch_e.encode(chunks)
-    t_torch = time.perf_counter() - t
-    t = time.perf_counter()
-    b = onnx_e.encode(chunks)
-    t_onnx = time.perf_counter() - t
-    cos = (a * b).sum(axis=1)
+    out = {}
+    for label, e in backends:
+        t = time.perf_counter()
+        out[label] = (e.encode(chunks), time.perf_counter() - t)
+    ref, t_torch = out[backends[0][0]]
+    for label, (v, secs) in out.items():
+        cos = (ref * v).sum(axis=1)
+        sec.rows.append({"backend": label, "chunks/s": round(len(chunks) / secs, 1), "speed-up": round(t_torch / secs, 2),
+                         "cosine mean": round(float(cos.mean()), 4), "cosine 1st percentile": round(float(np.percentile(cos, 1)), 4),
+                         "cosine min": round(float(cos.min()), 4), "chunks >= 0.99": f"{100 * float((cos >= 0.99).mean()):.1f}%"})
     toks = torch_e.count_tokens(chunks)
-    sec.rows.append({"backend": "torch fp32 (baseline)", "chunks/s": round(len(chunks) / t_torch, 1),
-                     "speed-up": 1.0, "cosine vs fp32 (mean / min)": "1 / 1"})
-    sec.rows.append({"backend": "onnx int8", "chunks/s": round(len(chunks) / t_onnx, 1),
-                     "speed-up": round(t_torch / t_onnx, 2),
-                     "cosine vs fp32 (mean / min)": f"{cos.mean():.4f} / {cos.min():.4f}"})
-    sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens; goal: >= 2x at cosine >= 0.99.")
+    sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens; goal: >= 2x at cosine >= 0.99. "
+                     "Cosine is between each chunk's vector and the fp32 (torch) vector of the same chunk.")
     return sec
 
 

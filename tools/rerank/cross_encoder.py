@@ -156,7 +156,7 @@ class _OnnxBackend:
                 f"cannot write the ONNX export of the cross-encoder to {cache_dir} ({exc}): "
                 f"set options.onnx_cache_dir to a writable folder"
             ) from None
-        self.session = onnx_embed.ort_session(self.path)
+        self.session = onnx_embed.ort_session(self.path, spin=False)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pad_id = self.tokenizer.pad_token_id or 0
 

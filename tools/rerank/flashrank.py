@@ -116,6 +116,12 @@ class FlashRankReranker(Reranker):
                 raise DependencyMissing(f"FlashRank model {self.model!r} needs llama-cpp-python: pip install 'flashrank[listwise]' ({exc})") from None
             except Exception as exc:
                 raise DependencyMissing(f"FlashRank model {self.model!r} could not be loaded from {self.cache_dir}: {type(exc).__name__}: {exc}") from None
+            if self.model not in LISTWISE:
+                # FlashRank's session, reopened with this project's CPU settings (threads on the
+                # cores we may use, no busy-waiting between runs; see index.onnx_embed.ort_session)
+                from index.onnx_embed import ort_session
+
+                self._ranker.session = ort_session(Path(self.cache_dir) / self.model / _model_map()[self.model], spin=False)
             return self._ranker
 
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
