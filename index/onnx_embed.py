@@ -97,10 +97,16 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
 
             exclude = [n.name for n in onnx.load(str(source)).graph.node
                        if n.op_type == "MatMul" and re.search(keep_fp32, n.name)]
-        atomic_write(target, lambda p: quantize_dynamic(
-            str(source), str(p), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
-            # fused contrib ops have no shape inference: their outputs are float tensors
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantiser logs every tensor at INFO on the root logger
+        try:
+            atomic_write(target, lambda p: quantize_dynamic(
+                str(source), str(p), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
+                # fused contrib ops have no shape inference: their outputs are float tensors
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}))
+        finally:
+            root.setLevel(level)
     finally:
         fp32.unlink(missing_ok=True)
         if source != fp32:

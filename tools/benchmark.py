@@ -225,6 +225,7 @@ def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Cal
     """Search latency per mode (query embedding excluded), recall of the ANN index, BM25 vs
     rank-bm25, adding one document."""
     from index.fusion import fuse
+    from tools.search import DEFAULT_FUSION
 
     col = engine.collection(name)
     qs = list(zip(pool.queries, pool.qvecs))[:n_queries]
@@ -249,7 +250,7 @@ def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Cal
             t1 = time.perf_counter()
             s = col.sparse.search(q, 100)
             t2 = time.perf_counter()
-            fused = fuse({"dense": d, "bm25": s}, "rrf")
+            fused = fuse({"dense": d, "bm25": s}, DEFAULT_FUSION)
             engine.store.chunks_by_id(name, [c for c, _ in fused[:10]])
             t3 = time.perf_counter()
             if rep:

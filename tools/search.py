@@ -18,6 +18,7 @@ from tools.rerank.registry import RerankerRegistry
 MODES = ("dense", "bm25", "hybrid")
 MAX_WEIGHT = 1e6
 FUSIONS = ("rrf", "minmax", "zscore")
+DEFAULT_FUSION = "zscore"  # docs/adr/0003
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def search(
     collection: str,
     k: int = 10,
     mode: str = "hybrid",
-    fusion: str = "zscore",
+    fusion: str = DEFAULT_FUSION,
     weights: Mapping[str, float] | None = None,
     filter: Any = None,
     rerank: RerankStep | dict | None = None,
