@@ -39,9 +39,9 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
     ``kind`` is ``encoder`` (outputs last_hidden_state) or ``classifier`` (outputs logits).
     Classifiers (cross-encoders) are exported with eager attention and passed through ONNX
     Runtime's transformer optimizer before quantisation, which fuses each layer's attention,
-    bias + GELU and residual + LayerNorm into single kernels (quantised attention included):
-    about 20% faster on 2 cores (docs/adr/0005). Encoders are not: the fused graph was only
-    5-10% faster there and lowered the worst chunk's cosine to fp32. ``keep_fp32``: a regular
+    bias + GELU and residual + LayerNorm into single kernels (quantised attention included),
+    which ran faster on 2 cores (docs/adr/0005). Encoders are not: there the fused graph gained
+    less and lowered the worst chunk's cosine to fp32. ``keep_fp32``: a regular
     expression; MatMul nodes whose names match stay in fp32 (a precision / speed trade-off the
     benchmark measures). Cached: a second call with the same model files returns the existing
     file.
