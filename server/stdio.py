@@ -81,14 +81,26 @@ class PipeWriter:
         await self._writer.drain()
 
 
-def _pipe_like(fd: int) -> bool:
+def _watchable(fd: int, events: int) -> bool:
+    """A pipe, socket or terminal that the event loop's selector accepts (epoll refuses
+    ``/dev/null`` and regular files)."""
+    import selectors
     import stat
 
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        return False
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(fd, events)
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        sel.close()
 
 
 @asynccontextmanager
@@ -96,9 +108,11 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
     """Claim fds 0 and 1 and serve them through asyncio pipe transports.
 
     Yields ``(lines, writer)`` for ``mcp.server.stdio.stdio_server(stdin=..., stdout=...)``,
-    or ``None`` when the descriptors are not pipes, sockets or terminals (then nothing was
-    claimed and the caller falls back to the SDK's transport)."""
-    if sys.platform == "win32" or not (_pipe_like(0) and _pipe_like(1)):
+    or ``None`` when asyncio cannot watch the descriptors (regular files, ``/dev/null``,
+    Windows); then nothing was claimed and the caller falls back to the SDK's transport."""
+    import selectors
+
+    if sys.platform == "win32" or not (_watchable(0, selectors.EVENT_READ) and _watchable(1, selectors.EVENT_WRITE)):
         yield None
         return
     import fcntl
@@ -107,22 +121,40 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
     # asyncio makes the pipes non-blocking; that flag lives on the open file, which a terminal
     # shares with the shell, so it is put back on exit.
     flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (0, 1)}
-    in_fd = os.dup(0)
-    out_fd = os.dup(1)
-    saved_in = os.dup(0)
-    saved_out = os.dup(1)
+
+    def restore_flags() -> None:
+        for fd, fl in flags.items():
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fl)
+            except OSError:
+                pass
+
+    in_file = os.fdopen(os.dup(0), "rb", buffering=0)
+    out_file = os.fdopen(os.dup(1), "wb", buffering=0)
+    reader = asyncio.StreamReader(limit=_CHUNK, loop=loop)
+    r_transport = w_transport = None
+    try:
+        r_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), in_file)
+        w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out_file)
+    except (OSError, ValueError) as exc:  # e.g. epoll refuses /dev/null
+        log.debug("asyncio cannot watch stdin/stdout (%s)", exc)
+        for transport, file in ((r_transport, in_file), (w_transport, out_file)):
+            if transport is not None:
+                transport.close()
+            else:
+                file.close()
+        await asyncio.sleep(0)  # let the transports' close callbacks run
+        restore_flags()
+        yield None
+        return
+    writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
+    saved_in, saved_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     try:
         # Divert the standard descriptors: stray output goes to stderr, stray reads get EOF.
         os.dup2(null, 0)
         os.dup2(2, 1)
         sys.stdout.flush()
-        in_file = os.fdopen(in_fd, "rb", buffering=0)
-        out_file = os.fdopen(out_fd, "wb", buffering=0)
-        reader = asyncio.StreamReader(limit=_CHUNK, loop=loop)
-        r_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), in_file)
-        w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out_file)
-        writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
         try:
             yield PipeLines(reader), PipeWriter(writer)
         finally:
@@ -135,11 +167,7 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
     finally:
         os.dup2(saved_in, 0)
         os.dup2(saved_out, 1)
-        for fd, fl in flags.items():
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, fl)
-            except OSError:
-                pass
+        restore_flags()
         for fd in (saved_in, saved_out, null):
             os.close(fd)
 
@@ -156,7 +184,7 @@ async def run_stdio(server, transport: str = "asyncio") -> None:
         return
     async with stdio_streams() as streams:
         if streams is None:
-            log.debug("stdin/stdout are not pipes: using the SDK's threaded stdio transport")
+            log.debug("stdin/stdout are not pipes asyncio can watch: using the SDK's threaded stdio transport")
             await server.run_stdio_async()
             return
         lines, writer = streams

@@ -141,3 +141,12 @@ asyncio.run(main())
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode() == "echo:one\necho:twoé\necho:threeafter\n"
     assert "stray print" in proc.stderr.decode() and "stray fd write" in proc.stderr.decode()
+
+
+def test_stdin_from_dev_null_exits_cleanly(tmp_path):
+    """epoll refuses /dev/null: the server must notice, fall back, read end of input and exit."""
+    with open(os.devnull, "rb") as stdin:
+        proc = subprocess.run([EXE, "serve"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=_env(tmp_path, "asyncio"), timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout == b"" and b"Traceback" not in proc.stderr
