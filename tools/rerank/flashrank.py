@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from tools.errors import DependencyMissing, InvalidInput
 from tools.rerank.base import Reranker, Scored
+from tools.rerank.cross_encoder import length_sorted_batches
 
 # Mirrors flashrank.Config.model_file_map (checked against it at load time) so that names can
 # be validated without importing flashrank / onnxruntime.
@@ -148,9 +149,7 @@ class FlashRankReranker(Reranker):
         lengths = [sum(e.attention_mask) for e in enc]
         inputs = {i.name for i in session.get_inputs()}
         scores = [0.0] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in length_sorted_batches(lengths, self.batch_size):
             width = max(lengths[i] for i in chunk)
             feed = {
                 "input_ids": np.array([enc[i].ids[:width] for i in chunk], dtype=np.int64),
