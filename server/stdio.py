@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import selectors
+import stat
 import sys
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -84,9 +86,6 @@ class PipeWriter:
 def _watchable(fd: int, events: int) -> bool:
     """A pipe, socket or terminal that the event loop's selector accepts (epoll refuses
     ``/dev/null`` and regular files)."""
-    import selectors
-    import stat
-
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
@@ -110,8 +109,6 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
     Yields ``(lines, writer)`` for ``mcp.server.stdio.stdio_server(stdin=..., stdout=...)``,
     or ``None`` when asyncio cannot watch the descriptors (regular files, ``/dev/null``,
     Windows); then nothing was claimed and the caller falls back to the SDK's transport."""
-    import selectors
-
     if sys.platform == "win32" or not (_watchable(0, selectors.EVENT_READ) and _watchable(1, selectors.EVENT_WRITE)):
         yield None
         return
