@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tools.errors import InvalidInput
+from rerank_mcp.errors import InvalidInput
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.persist import atomic_write, atomic_write_json, read_json
-from index.store import Store
+from rerank_mcp.index.persist import atomic_write, atomic_write_json, read_json
+from rerank_mcp.index.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tools.errors import DependencyMissing
+from rerank_mcp.errors import DependencyMissing
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
     if backend == "torch":
         return Embedder(name, device, batch_size)
     if backend == "onnx":
-        from index.onnx_embed import OnnxEmbedder
+        from rerank_mcp.index.onnx_embed import OnnxEmbedder
 
         folder = model_folder(name)
         max_len = 256

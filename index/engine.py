@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from index.dense import DenseIndex
-from index.embedding import Embedder, EmbeddingCache, canonical_name, load_embedder
-from index.sparse import SparseIndex
-from index.store import CollectionInfo, Store, check_collection_name
-from tools.errors import ModelMismatch
+from rerank_mcp.index.dense import DenseIndex
+from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, load_embedder
+from rerank_mcp.index.sparse import SparseIndex
+from rerank_mcp.index.store import CollectionInfo, Store, check_collection_name
+from rerank_mcp.errors import ModelMismatch
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Engine:
 
     def reindex(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
         """Re-embed every chunk of a collection with the current model; returns the chunk count."""
-        from index.embedding import encode_cached
+        from rerank_mcp.index.embedding import encode_cached
 
         emb = self.embedder
         with self._lock:

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from tools.errors import InvalidInput
+from rerank_mcp.errors import InvalidInput
 
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}

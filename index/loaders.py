@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tools.errors import InvalidInput, LimitExceeded, PathNotAllowed
+from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text", ".csv", ".json", ".jsonl", ".log"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}

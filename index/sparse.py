@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.persist import atomic_write_json, read_json
-from index.store import Store
-from index.tokenize import tokenize, tokenize_query
+from rerank_mcp.index.persist import atomic_write_json, read_json
+from rerank_mcp.index.store import Store
+from rerank_mcp.index.tokenize import tokenize, tokenize_query
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class SparseIndex:
         if not terms or k <= 0:
             return []
         if self.index is None:
-            from tools.errors import RerankMCPError
+            from rerank_mcp.errors import RerankMCPError
 
             raise RerankMCPError(
                 f"the BM25 index of {self.collection!r} is held by another rerank-mcp process and is not "

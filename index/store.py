@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tools.errors import InvalidInput, NotFound, StoreCorrupt
+from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
 
 SCHEMA_VERSION = 1
 

@@ -16,17 +16,17 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ListRootsResult, ToolAnnotations
 from pydantic import Field
 
-from server.settings import Settings
-from server.state import AppState, build_state
-from tools import collections as coll_tools
-from tools.errors import PathNotAllowed, RerankMCPError
-from tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
-from tools.ingest import ingest as do_ingest
-from tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
-from tools.rerank.base import Passage, RerankResult
-from tools.rerank.registry import RerankerInfo
-from tools.reranking import rerank as do_rerank
-from tools.search import search as do_search
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.server.state import AppState, build_state
+from rerank_mcp.tools import collections as coll_tools
+from rerank_mcp.errors import PathNotAllowed, RerankMCPError
+from rerank_mcp.tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
+from rerank_mcp.tools.ingest import ingest as do_ingest
+from rerank_mcp.tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
+from rerank_mcp.tools.rerank.base import Passage, RerankResult
+from rerank_mcp.tools.rerank.registry import RerankerInfo
+from rerank_mcp.tools.reranking import rerank as do_rerank
+from rerank_mcp.tools.search import search as do_search
 
 log = logging.getLogger("rerank_mcp")
 T = TypeVar("T")
@@ -247,7 +247,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             allowed = st.settings.roots()
             client_roots = _root_paths(roots)
             if paths and client_roots:
-                from index.loaders import resolve_allowed
+                from rerank_mcp.index.loaders import resolve_allowed
 
                 for p in paths:
                     try:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.output import Output
-from server.settings import Settings
+from rerank_mcp.server.output import Output
+from rerank_mcp.server.settings import Settings
 
 SECTIONS = ("embed", "ingest", "search", "rerank", "mcp")
 
@@ -48,7 +48,7 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools import benchmark as B
+    from rerank_mcp.tools import benchmark as B
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
@@ -77,7 +77,7 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
     pool = None
     if "search" in sections or "mcp" in sections:
-        from index.embedding import EmbeddingCache, load_embedder
+        from rerank_mcp.index.embedding import EmbeddingCache, load_embedder
 
         log(f"== embedding the real-vector pool ({len(docs)} SciFact documents; cached in {work})")
         emb = load_embedder("all-MiniLM-L6-v2", "onnx", cache_dir=work / "onnx")
@@ -87,7 +87,7 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         log(f"   pool: {len(pool.texts)} real chunks, {len(pool.queries)} queries")
 
     if "search" in sections:
-        from index.engine import Engine, IndexConfig
+        from rerank_mcp.index.engine import Engine, IndexConfig
 
         sec = B.Section("Search latency per mode, in-process, query embedding excluded (top 100 per arm)")
         ext = B.Section("Index figures at each size")
@@ -238,10 +238,10 @@ def _machine() -> str:
 
 
 def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: Path, log) -> Any:
-    from index.chunking import chunk_text
-    from index.embedding import Embedder
-    from tools import benchmark as B
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.index.chunking import chunk_text
+    from rerank_mcp.index.embedding import Embedder
+    from rerank_mcp.tools import benchmark as B
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     emb = Embedder("all-MiniLM-L6-v2")
     passages = [c.text for _, t in docs[:400] for c in chunk_text(t, 128, 0, emb.count_tokens)][:200]
@@ -249,7 +249,7 @@ def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: P
     ce_dir = fr_dir = None
     notes = []
     try:
-        from tools.rerank import shapes
+        from rerank_mcp.tools.rerank import shapes
 
         ce_dir = shapes.build_cross_encoder(work / "shapes" / "ms-marco-MiniLM-L-6-v2")
         fr_dir = work / "shapes" / "flashrank"
@@ -283,10 +283,10 @@ def _bench_mcp(pool, work: Path, log) -> Any:
     import anyio
     import numpy as np
 
-    from server.settings import Settings
-    from server.state import build_state
-    from tools import benchmark as B
-    from tools.search import search
+    from rerank_mcp.server.settings import Settings
+    from rerank_mcp.server.state import build_state
+    from rerank_mcp.tools import benchmark as B
+    from rerank_mcp.tools.search import search
 
     d = work / "mcp"
     n = 10_000

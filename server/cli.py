@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.errors import RerankMCPError
+from rerank_mcp.errors import RerankMCPError
 
 log = logging.getLogger("rerank_mcp")
 
@@ -95,14 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reindex", help="re-embed a collection with the current embedding model")
     s.add_argument("collection")
 
-    from server.commands import add_extra_parsers
+    from rerank_mcp.server.commands import add_extra_parsers
 
     add_extra_parsers(sub)
     return p
 
 
 def _settings(args: argparse.Namespace):
-    from server.settings import load_settings
+    from rerank_mcp.server.settings import load_settings
 
     over: dict[str, Any] = {
         "data_dir": args.data_dir,
@@ -129,7 +129,7 @@ def run(argv: list[str]) -> int:
     _setup_logging(settings.log_level)
     if args.command == "serve":
         return _serve(args, settings)
-    from server.output import Output
+    from rerank_mcp.server.output import Output
 
     out = Output(as_json=args.json)
     try:
@@ -145,24 +145,24 @@ def run(argv: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, settings) -> int:
-    from server.app import build_server
+    from rerank_mcp.server.app import build_server
 
     server = build_server(settings)
     if args.http:
-        from server.http import serve_http
+        from rerank_mcp.server.http import serve_http
 
         serve_http(server, settings)
     else:
         import anyio
 
-        from server.stdio import run_stdio
+        from rerank_mcp.server.stdio import run_stdio
 
         anyio.run(run_stdio, server, settings.stdio_transport)
     return 0
 
 
 def _commands():
-    from server import commands
+    from rerank_mcp.server import commands
 
     return {
         "ingest": commands.ingest,

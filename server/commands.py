@@ -9,13 +9,13 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from server.output import Output, short
-from server.settings import Settings
-from server.state import AppState, build_state
+from rerank_mcp.server.output import Output, short
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.server.state import AppState, build_state
 
 
 def _json(value: str | None, what: str) -> Any:
-    from tools.errors import InvalidInput
+    from rerank_mcp.errors import InvalidInput
 
     if value is None:
         return None
@@ -39,7 +39,7 @@ def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
     """Verbs beyond the tools: evaluation and benchmarks."""
     import importlib
 
-    for module in ("server.eval_command", "server.bench_command"):
+    for module in ("rerank_mcp.server.eval_command", "rerank_mcp.server.bench_command"):
         try:
             mod = importlib.import_module(module)
         except ImportError:  # pragma: no cover - a partial checkout
@@ -48,7 +48,7 @@ def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.ingest import ingest as do_ingest
+    from rerank_mcp.tools.ingest import ingest as do_ingest
 
     docs: list[dict] = []
     meta = _json(args.metadata, "--metadata") or {}
@@ -62,7 +62,7 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                     try:
                         docs.append(json.loads(line))
                     except json.JSONDecodeError as exc:
-                        from tools.errors import InvalidInput
+                        from rerank_mcp.errors import InvalidInput
 
                         raise InvalidInput(f"{args.jsonl} line {n}: not valid JSON ({exc.msg})") from None
     with _opened(settings) as state:
@@ -86,7 +86,7 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.search import search as do_search
+    from rerank_mcp.tools.search import search as do_search
 
     step = None
     if args.rerank:
@@ -107,7 +107,7 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.reranking import rerank as do_rerank
+    from rerank_mcp.tools.reranking import rerank as do_rerank
 
     passages = list(args.passages)
     if passages == ["-"] or not passages:
@@ -127,7 +127,7 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def collections(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.collections import list_collections
+    from rerank_mcp.tools.collections import list_collections
 
     with _opened(settings, open_collections=True) as state:  # shows each collection's dense index
         res = list_collections(state.engine)
@@ -151,7 +151,7 @@ def rerankers(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def delete(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from tools.collections import delete as do_delete
+    from rerank_mcp.tools.collections import delete as do_delete
 
     with _opened(settings) as state:
         res = do_delete(state.engine, args.collection, args.ids, _json(args.filter, "--filter"), args.all)

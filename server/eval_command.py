@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from server.output import Output
-from server.settings import Settings
+from rerank_mcp.server.output import Output
+from rerank_mcp.server.settings import Settings
 
 DEFAULT_PIPELINES = "bm25,dense,hybrid-rrf,hybrid,hybrid+embedding,bm25+embedding"
 FLOOR_EXIT = 3
@@ -64,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_floors(values: Sequence[str]) -> dict[str, float]:
-    from tools.errors import InvalidInput
-    from tools.evaluate import parse_pipeline, split_pipelines
+    from rerank_mcp.errors import InvalidInput
+    from rerank_mcp.tools.evaluate import parse_pipeline, split_pipelines
 
     floors: dict[str, float] = {}
     for v in values:
@@ -93,7 +93,7 @@ class _CachingEmbedder:
         return getattr(self._inner, name)
 
     def encode(self, texts: Sequence[str]):
-        from index.embedding import encode_cached
+        from rerank_mcp.index.embedding import encode_cached
 
         return encode_cached(self._inner, list(texts), self._cache)
 
@@ -108,9 +108,9 @@ def _collection_name(args: argparse.Namespace, ds_name: str, many: bool) -> tupl
 
 
 def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from server.state import build_state
-    from tools.errors import InvalidInput
-    from tools.evaluate import (EvalReport, check_floors, evaluate_dataset, load_beir, parse_pipeline,
+    from rerank_mcp.server.state import build_state
+    from rerank_mcp.errors import InvalidInput
+    from rerank_mcp.tools.evaluate import (EvalReport, check_floors, evaluate_dataset, load_beir, parse_pipeline,
                                 slice_dataset, split_pipelines, with_baselines)
 
     pipelines = split_pipelines(args.pipelines)
@@ -273,7 +273,7 @@ def write_chart(report: Any, path: Path) -> None:
 
 
 def render_markdown(report: Any) -> str:
-    from tools.evaluate import parse_pipeline
+    from rerank_mcp.tools.evaluate import parse_pipeline
 
     env = report.environment
     lines = [

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.settings import Settings
+from rerank_mcp.server.settings import Settings
 
 log = logging.getLogger("rerank_mcp.http")
 

@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.cli import run
+    from rerank_mcp.server.cli import run
 
     return run(sys.argv[1:] if argv is None else argv)
 

@@ -10,12 +10,12 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from index.engine import Engine, IndexConfig
-from server.settings import Settings
-from tools.ingest import IngestLimits
-from tools.rerank.registry import RerankContext, RerankerRegistry
-from tools.reranking import RerankLimits
-from tools.search import SearchLimits
+from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.tools.ingest import IngestLimits
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.tools.reranking import RerankLimits
+from rerank_mcp.tools.search import SearchLimits
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     for note in repairs:
         log.warning("repaired on start: %s", note)
 
-    from index.embedding import CacheReadingEncoder
+    from rerank_mcp.index.embedding import CacheReadingEncoder
 
     reading = CacheReadingEncoder(lambda: engine.embedder, engine.cache)
 
     def embedder_for(model: str | None):
-        from index.embedding import canonical_name, load_embedder
+        from rerank_mcp.index.embedding import canonical_name, load_embedder
 
         if model is None or canonical_name(model) == engine.model_name:
             return reading

@@ -28,14 +28,14 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from index.embedding import Embedder
+    from rerank_mcp.index.embedding import Embedder
 
     return Embedder("all-MiniLM-L6-v2")
 
 
 @pytest.fixture
 def engine(tmp_path, embedder):
-    from index.engine import Engine, IndexConfig
+    from rerank_mcp.index.engine import Engine, IndexConfig
 
     eng = Engine(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: embedder))
     yield eng

@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from index.chunking import chunk_text
-from index.embedding import Embedder, load_embedder, model_folder
-from index.engine import Engine, IndexConfig
-from index.store import NewChunk
+from rerank_mcp.index.chunking import chunk_text
+from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
+from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.store import NewChunk
 
 
 def pctl(values: Sequence[float], q: float) -> float:
@@ -97,7 +97,7 @@ FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
 
 
 def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path, log: Callable[[str], None]) -> Section:
-    from index.onnx_embed import OnnxEmbedder
+    from rerank_mcp.index.onnx_embed import OnnxEmbedder
 
     sec = Section("Embedding: torch fp32 vs ONNX Runtime int8 (all-MiniLM-L6-v2, 128-token chunks)")
     torch_e = Embedder("all-MiniLM-L6-v2")
@@ -128,7 +128,7 @@ def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path,
 
 # ---------------------------------------------------------------------------- ingest
 def bench_ingest(docs: list[tuple[str, str]], backends: Sequence[str], log: Callable[[str], None]) -> Section:
-    from tools.ingest import ingest
+    from rerank_mcp.tools.ingest import ingest
 
     sec = Section("Ingest end to end (SciFact documents, 128-token chunks, fresh index, no embedding cache)")
     for backend in backends:
@@ -162,7 +162,7 @@ class Pool:
 
 
 def build_pool(docs: list[tuple[str, str]], queries: list[str], embedder: Any, engine_cache: Any | None) -> Pool:
-    from index.embedding import encode_cached
+    from rerank_mcp.index.embedding import encode_cached
 
     texts = [c.text for _, t in docs for c in chunk_text(t, 128, 0, embedder.count_tokens)]
     vecs = encode_cached(embedder, texts, engine_cache)
@@ -224,8 +224,8 @@ def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Cal
                          n_queries: int = 200) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Search latency per mode (query embedding excluded), recall of the ANN index, BM25 vs
     rank-bm25, adding one document."""
-    from index.fusion import fuse
-    from tools.search import DEFAULT_FUSION
+    from rerank_mcp.index.fusion import fuse
+    from rerank_mcp.tools.search import DEFAULT_FUSION
 
     col = engine.collection(name)
     qs = list(zip(pool.queries, pool.qvecs))[:n_queries]
@@ -284,7 +284,7 @@ def bench_rank_bm25(pool_texts: list[str], queries: list[str], n: int, sparse_se
     """rank-bm25 over the same corpus vs the tantivy index, per query."""
     from rank_bm25 import BM25Okapi
 
-    from index.tokenize import tokenize
+    from rerank_mcp.index.tokenize import tokenize
 
     corpus = [tokenize(t) for t in pool_texts[:n]]
     t = time.perf_counter()

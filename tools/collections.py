@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from index.engine import Engine
-from index.filters import compile_filter, parse_filter
-from index.store import check_collection_name
-from tools.errors import InvalidInput
-from tools.models import CollectionList, CollectionSummary, DeleteResult
+from rerank_mcp.index.engine import Engine
+from rerank_mcp.index.filters import compile_filter, parse_filter
+from rerank_mcp.index.store import check_collection_name
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.models import CollectionList, CollectionSummary, DeleteResult
 
 
 def list_collections(engine: Engine) -> CollectionList:

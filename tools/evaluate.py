@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InvalidInput, NotFound
-from tools.models import RerankStep
+from rerank_mcp.errors import InvalidInput, NotFound
+from rerank_mcp.tools.models import RerankStep
 
 Progress = Callable[[float, float, str], None]
 
@@ -266,7 +266,7 @@ def slice_dataset(ds: BeirDataset, max_docs: int | None = None, max_queries: int
 def ingest_dataset(engine: Any, collection: str, ds: BeirDataset, chunk_size: int, chunk_overlap: int,
                    progress: Progress | None = None, batch: int = INGEST_BATCH) -> int:
     """Ingest the dataset's documents (upsert by id); returns the number of chunks written."""
-    from tools.ingest import IngestLimits, ingest
+    from rerank_mcp.tools.ingest import IngestLimits, ingest
 
     items = list(ds.documents.items())
     total = len(items)
@@ -475,7 +475,7 @@ def run_pipeline(
     progress: Progress | None = None,
     label: str = "",
 ) -> PipelineRun:
-    from tools.search import SearchLimits, search
+    from rerank_mcp.tools.search import SearchLimits, search
 
     p = pipeline if isinstance(pipeline, Pipeline) else parse_pipeline(pipeline)
     kwargs: dict[str, Any] = {"k": k, "mode": p.mode, "limits": limits or SearchLimits()}

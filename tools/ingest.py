@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from index.chunking import chunk_text
-from index.embedding import encode_cached
-from index.engine import Engine
-from index.loaders import expand_paths, load_file
-from index.store import NewChunk, check_collection_name
-from tools.errors import InvalidInput, LimitExceeded, RerankMCPError
-from tools.models import DocOutcome, DocumentIn, IngestResult
+from rerank_mcp.index.chunking import chunk_text
+from rerank_mcp.index.embedding import encode_cached
+from rerank_mcp.index.engine import Engine
+from rerank_mcp.index.loaders import expand_paths, load_file
+from rerank_mcp.index.store import NewChunk, check_collection_name
+from rerank_mcp.errors import InvalidInput, LimitExceeded, RerankMCPError
+from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
 
 Progress = Callable[[float, float, str], None]
 

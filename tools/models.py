@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
-from tools.schema import compact_nullable
+from rerank_mcp.tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
+from rerank_mcp.tools.schema import compact_nullable
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["rrf", "minmax", "zscore"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tools.errors import InvalidInput, LimitExceeded
-from tools.rerank.base import Passage, RerankResult
-from tools.rerank.registry import RerankerRegistry
-from tools.search import check_options, check_query, check_scores, check_unicode
+from rerank_mcp.errors import InvalidInput, LimitExceeded
+from rerank_mcp.tools.rerank.base import Passage, RerankResult
+from rerank_mcp.tools.rerank.registry import RerankerRegistry
+from rerank_mcp.tools.search import check_options, check_query, check_scores, check_unicode
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from index.engine import Engine
-from index.filters import compile_filter, parse_filter
-from index.fusion import fuse
-from tools.errors import InvalidInput, LimitExceeded
-from tools.models import Hit, Provenance, RerankStep, SearchResult
-from tools.rerank.base import Passage, RerankResult
-from tools.rerank.registry import RerankerRegistry
+from rerank_mcp.index.engine import Engine
+from rerank_mcp.index.filters import compile_filter, parse_filter
+from rerank_mcp.index.fusion import fuse
+from rerank_mcp.errors import InvalidInput, LimitExceeded
+from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
+from rerank_mcp.tools.rerank.base import Passage, RerankResult
+from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
 MODES = ("dense", "bm25", "hybrid")
 MAX_WEIGHT = 1e6

@@ -18,7 +18,7 @@ def anyio_backend():
 
 @pytest.fixture
 def settings(tmp_path):
-    from server.settings import Settings
+    from rerank_mcp.server.settings import Settings
 
     files = tmp_path / "files"
     files.mkdir()

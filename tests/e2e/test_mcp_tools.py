@@ -12,7 +12,7 @@ import json
 import pytest
 from mcp import Client
 
-from server.app import build_server
+from rerank_mcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -223,7 +223,7 @@ async def test_wrong_argument_types_are_rejected(settings):
 
 async def test_no_roots_when_started_in_the_filesystem_root(tmp_path, monkeypatch):
     """Desktop clients often start servers with cwd '/': that must not open the whole disk."""
-    from server.settings import Settings
+    from rerank_mcp.server.settings import Settings
 
     monkeypatch.chdir("/")
     s = Settings(data_dir=tmp_path / "data", log_level="WARNING")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from server.app import build_server
+from rerank_mcp.server.app import build_server
 from tests.fixtures.models import build_cross_encoder, build_flashrank
 from tests.fixtures.servers import FakeCohere, FakeOpenAI
 

@@ -121,7 +121,7 @@ def test_stray_stdout_writes_do_not_reach_the_stream():
     code = r'''
 import asyncio, os, sys
 sys.path.insert(0, sys.argv[1])
-from server.stdio import stdio_streams
+from rerank_mcp.server.stdio import stdio_streams
 
 async def main():
     async with stdio_streams() as streams:

@@ -35,7 +35,7 @@ def tiny_beir(root: Path) -> Path:
 
 
 def run_cli(argv: list[str]) -> int:
-    from server.cli import run
+    from rerank_mcp.server.cli import run
 
     return run(argv)
 
@@ -57,7 +57,7 @@ def test_outputs_and_floor_exit_status(tmp_path, capsys):
     assert "| bm25 |" in report and "cross-encoder" in report
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the throwaway collection is gone
-    from index.store import Store
+    from rerank_mcp.index.store import Store
 
     st = Store(tmp_path / "d" / "rerank-mcp.sqlite")
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.errors import InvalidInput, NotFound
-from tools.evaluate import CollectionEvalResult, evaluate_collection
-from tools.ingest import ingest
+from rerank_mcp.errors import InvalidInput, NotFound
+from rerank_mcp.tools.evaluate import CollectionEvalResult, evaluate_collection
+from rerank_mcp.tools.ingest import ingest
 
 DOCS = {
     "solar": "Solar panels convert sunlight into electricity using photovoltaic cells.",
@@ -35,7 +35,7 @@ def collection(engine):
 
 @pytest.fixture
 def registry(embedder):
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     return RerankerRegistry(RerankContext(embedder=lambda model: embedder))
 

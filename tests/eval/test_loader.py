@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.errors import InvalidInput
-from tools.evaluate import load_beir, parse_pipeline, slice_dataset, split_pipelines, with_baselines
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.evaluate import load_beir, parse_pipeline, slice_dataset, split_pipelines, with_baselines
 
 
 def make(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from index.engine import Engine, IndexConfig
-from tools.ingest import ingest
-from tools.models import IngestResult, SearchResult
-from tools.search import search
+from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.models import IngestResult, SearchResult
+from rerank_mcp.tools.search import search
 
 COLLECTION = "scifact"
 MODES = ("dense", "bm25", "hybrid")

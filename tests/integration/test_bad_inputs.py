@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tools.collections import delete
-from tools.errors import InvalidInput, LimitExceeded, NotFound, PathNotAllowed
-from tools.ingest import IngestLimits, ingest
-from tools.search import search
+from rerank_mcp.tools.collections import delete
+from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound, PathNotAllowed
+from rerank_mcp.tools.ingest import IngestLimits, ingest
+from rerank_mcp.tools.search import search
 
 DOCS = [
     {"id": "a", "text": "The mitochondria is the powerhouse of the cell.", "metadata": {"k": 1}},

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from index.engine import Engine, IndexConfig
-from tools.errors import ModelMismatch, StoreCorrupt
-from tools.ingest import ingest
-from tools.search import search
+from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.errors import ModelMismatch, StoreCorrupt
+from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.search import search
 
 COLLECTION = "scifact"  # as built by the session fixture in conftest.py
 MODES = ("dense", "bm25", "hybrid")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.collections import delete, list_collections
-from tools.ingest import ingest
-from tools.search import search
+from rerank_mcp.tools.collections import delete, list_collections
+from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.search import search
 
 COLLECTION = "scifact"  # as built by the session fixture in conftest.py
 MODES = ("dense", "bm25", "hybrid")

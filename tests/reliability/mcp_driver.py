@@ -10,9 +10,9 @@ import anyio
 from anyio.from_thread import start_blocking_portal
 from mcp import Client
 
-from server.app import build_server
-from server.settings import Settings
-from server.state import build_state
+from rerank_mcp.server.app import build_server
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.server.state import build_state
 
 
 class Mcp:

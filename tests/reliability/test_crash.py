@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from index.chunking import chunk_text
-from index.engine import Engine, IndexConfig
+from rerank_mcp.index.chunking import chunk_text
+from rerank_mcp.index.engine import Engine, IndexConfig
 from tests.reliability.hash_embedder import HashEmbedder
 from tests.reliability.stats import record
-from tools.search import search
+from rerank_mcp.tools.search import search
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("RERANK_MCP_CRASH_KILLS", "5" if os.environ.get("CI") else "20"))
@@ -113,7 +113,7 @@ def test_kill_dash_nine_during_ingest_loses_nothing(tmp_path):
 
 
 def test_truncated_and_missing_index_files_are_rebuilt(tmp_path):
-    from tools.ingest import ingest
+    from rerank_mcp.tools.ingest import ingest
 
     data_dir = tmp_path / "data"
     emb = HashEmbedder()
@@ -146,7 +146,7 @@ def test_truncated_and_missing_index_files_are_rebuilt(tmp_path):
 
 
 def test_corrupt_sqlite_is_a_clear_error(tmp_path):
-    from tools.errors import StoreCorrupt
+    from rerank_mcp.errors import StoreCorrupt
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -38,13 +38,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from pydantic import TypeAdapter
 
-import server as server_pkg
-from server.settings import Settings
+import rerank_mcp.server as server_pkg
+from rerank_mcp.server.settings import Settings
 from tests.reliability.mcp_driver import Mcp as BaseMcp, serve
 from tests.reliability.stats import record
-from tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
-from tools.rerank.base import RerankResult
-from tools.rerank.registry import RerankerInfo
+from rerank_mcp.tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
+from rerank_mcp.tools.rerank.base import RerankResult
+from rerank_mcp.tools.rerank.registry import RerankerInfo
 
 SERVER_SRC = str(Path(server_pkg.__file__).resolve().parents[1])
 TRIED = {"n": 0}
@@ -280,7 +280,7 @@ good_filters = st.sampled_from([
     {"topic": {"$nin": ["health"], "$ne": None}}, {"year": {"$in": [2019, 2021.0, True, None, "2023"]}},
 ])
 collection = st.one_of(st.sampled_from(["kb", "nope", "default", "KB", "kb ", "-kb", "a" * 65, "a/b", "..", "kb\x00"]), text)
-RERANKERS = ["bm25", "embedding", "nosuch", "BM25", "bm25 ", "", "../bm25", "tools.rerank.bm25:BM25Reranker",
+RERANKERS = ["bm25", "embedding", "nosuch", "BM25", "bm25 ", "", "../bm25", "rerank_mcp.tools.rerank.bm25:BM25Reranker",
              "__class__", "cohere", "rankllm"]
 reranker_name = st.one_of(st.sampled_from(RERANKERS), text)
 bm25_options = st.one_of(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import Settings
+from rerank_mcp.server.settings import Settings
 from tests.reliability.mcp_driver import serve
 
 LIMITS = dict(

@@ -7,10 +7,10 @@ like two processes do.
 
 from __future__ import annotations
 
-from index.engine import Engine, IndexConfig
+from rerank_mcp.index.engine import Engine, IndexConfig
 from tests.reliability.hash_embedder import HashEmbedder
-from tools.ingest import ingest
-from tools.search import search
+from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.search import search
 
 
 def _ids(engine, q, mode):

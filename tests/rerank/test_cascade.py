@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.errors import InvalidInput, NotFound
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import InvalidInput, NotFound
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 QUERY = "what lowers blood pressure"
 TEXTS = [f"passage {i}: " + w for i, w in enumerate(

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.fixtures.servers import FakeCohere, hidden_rel
-from tools.errors import DependencyMissing, InvalidInput, UpstreamError
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from tools.errors import DependencyMissing, InvalidInput
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 QUERY = "how do cats communicate with humans"
 TEXTS = [

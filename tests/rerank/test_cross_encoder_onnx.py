@@ -17,8 +17,8 @@ import re
 import numpy as np
 import pytest
 
-from tools.errors import InvalidInput
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 QUERY = "how to parse and format dates and times from strings"
 FILLER = " ".join(["the river flows past green hills and quiet villages"] * 12)
@@ -128,7 +128,7 @@ def test_onnx_second_call_loads_nothing_and_export_is_cached(ce_model, onnx_dir,
     import sentence_transformers
     import torch
 
-    from index import onnx_embed
+    from rerank_mcp.index import onnx_embed
 
     calls = {"export": 0, "session": 0}
     real_export, real_session = onnx_embed.export_int8, onnx_embed.ort_session
@@ -165,7 +165,7 @@ def test_onnx_second_call_loads_nothing_and_export_is_cached(ce_model, onnx_dir,
 
 
 def test_onnx_default_cache_dir_is_per_model_and_writable(ce_model, tmp_path, monkeypatch):
-    from tools.rerank import cross_encoder
+    from rerank_mcp.tools.rerank import cross_encoder
 
     monkeypatch.setattr(cross_encoder, "default_onnx_cache_dir", lambda: str(tmp_path / "cache"))
     rr = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model)).get("cross-encoder", {"backend": "onnx"})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.errors import InvalidInput
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 # Cosine with the query [1, 0]: d0 0.0, d1 0.6, d2 1.0, d3 0.8, d4 -1.0
 VECS = {"q": [1.0, 0.0], "d0": [0.0, 1.0], "d1": [0.6, 0.8], "d2": [1.0, 0.0], "d3": [0.8, 0.6], "d4": [-1.0, 0.0]}

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.errors import DependencyMissing, InvalidInput
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 QUERY = "effects of caffeine on sleep"
 TEXTS = [

@@ -12,9 +12,9 @@ import random
 import pytest
 
 from tests.fixtures.servers import FakeOpenAI, hidden_rel, prompt_passages
-from tools.errors import DependencyMissing, InvalidInput, UpstreamError
-from tools.rerank.listwise_llm import complete_permutation, parse_permutation
-from tools.rerank.registry import RerankContext, RerankerRegistry
+from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.rerank.listwise_llm import complete_permutation, parse_permutation
+from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
 KEY = "llm-key-DO-NOT-LEAK-42"
 

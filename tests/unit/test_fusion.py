@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from index.fusion import fuse, rrf, score_fusion
+from rerank_mcp.index.fusion import fuse, rrf, score_fusion
 
 DENSE = [(1, 0.9), (2, 0.8), (3, 0.5)]
 BM25 = [(3, 12.0), (4, 6.0), (1, 3.0)]

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from index.loaders import expand_paths, load_file, resolve_allowed
-from tools.errors import InvalidInput, LimitExceeded, PathNotAllowed
+from rerank_mcp.index.loaders import expand_paths, load_file, resolve_allowed
+from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
 
 MAX = 1_000_000
 

@@ -8,8 +8,8 @@ Families: ``bm25`` (bm25.py), ``embedding`` (embedding.py), ``cross-encoder``
 (listwise_llm.py), ``cascade`` (cascade.py).
 """
 
-from tools.rerank.base import Passage, RankedPassage, Reranker, RerankResult, Scored
-from tools.rerank.registry import FAMILIES, RerankContext, RerankerInfo, RerankerRegistry
+from rerank_mcp.tools.rerank.base import Passage, RankedPassage, Reranker, RerankResult, Scored
+from rerank_mcp.tools.rerank.registry import FAMILIES, RerankContext, RerankerInfo, RerankerRegistry
 
 __all__ = [
     "FAMILIES",

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import DependencyMissing, InvalidInput, UpstreamError
-from tools.schema import compact_nullable
+from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.schema import compact_nullable
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from tools.errors import InvalidInput
-from tools.rerank.base import Reranker, Scored
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.rerank.base import Reranker, Scored
 
 _VARIANTS = {
     "okapi": "BM25Okapi",
@@ -98,7 +98,7 @@ class BM25Reranker(Reranker):
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         import rank_bm25
 
-        from index.tokenize import tokenize
+        from rerank_mcp.index.tokenize import tokenize
 
         q = tokenize(query)
         docs = [tokenize(t) for t in texts]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tools.errors import InvalidInput
-from tools.rerank.base import Reranker, Scored
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.rerank.base import Reranker, Scored
 
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"reranker": "flashrank", "options": {}, "top_k": 20},
@@ -70,7 +70,7 @@ class CascadeReranker(Reranker):
 
     @staticmethod
     def availability(context: Any) -> str | None:
-        from tools.rerank.registry import RerankerRegistry
+        from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
         reg = RerankerRegistry(context)
         for st in DEFAULT_STAGES:

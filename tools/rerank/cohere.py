@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any, Sequence
 
-from tools.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
-from tools.rerank.base import Passage, RemoteReranker, RerankResult, Scored
+from rerank_mcp.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
+from rerank_mcp.tools.rerank.base import Passage, RemoteReranker, RerankResult, Scored
 
 log = logging.getLogger(__name__)
 

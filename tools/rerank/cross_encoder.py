@@ -31,8 +31,8 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from tools.errors import DependencyMissing, InvalidInput
-from tools.rerank.base import Reranker, Scored
+from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.rerank.base import Reranker, Scored
 
 BACKENDS = ("torch", "onnx")
 TORCH_BATCH = 32
@@ -141,7 +141,7 @@ class _OnnxBackend:
     def __init__(self, folder: Path, cache_dir: Path, max_length: int | None) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        from index import onnx_embed
+        from rerank_mcp.index import onnx_embed
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         config = AutoConfig.from_pretrained(str(folder))

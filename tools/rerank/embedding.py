@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tools.errors import DependencyMissing, InvalidInput
-from tools.rerank.base import Reranker, Scored
+from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.rerank.base import Reranker, Scored
 
 
 class _STEncoder:

@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from tools.errors import DependencyMissing, InvalidInput
-from tools.rerank.base import Reranker, Scored
-from tools.rerank.cross_encoder import length_sorted_batches
+from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.cross_encoder import length_sorted_batches
 
 # Mirrors flashrank.Config.model_file_map (checked against it at load time) so that names can
 # be validated without importing flashrank / onnxruntime.
@@ -120,7 +120,7 @@ class FlashRankReranker(Reranker):
             if self.model not in LISTWISE:
                 # FlashRank's session, reopened with this project's CPU settings (threads on the
                 # cores we may use, no busy-waiting between runs; see index.onnx_embed.ort_session)
-                from index.onnx_embed import ort_session
+                from rerank_mcp.index.onnx_embed import ort_session
 
                 self._ranker.session = ort_session(Path(self.cache_dir) / self.model / _model_map()[self.model], spin=False)
             return self._ranker

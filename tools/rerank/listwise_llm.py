@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any, Sequence
 
-from tools.errors import DependencyMissing, InvalidInput, UpstreamError
-from tools.rerank.base import RemoteReranker, Scored
+from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.rerank.base import RemoteReranker, Scored
 
 NO_BASE_URL = (
     "no LLM endpoint: set RERANK_MCP_LLM_BASE_URL (an OpenAI-compatible base URL such as "

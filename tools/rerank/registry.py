@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from tools.errors import DependencyMissing, InvalidInput, NotFound
-from tools.rerank.base import Reranker
+from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound
+from rerank_mcp.tools.rerank.base import Reranker
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,21 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             "bm25",
-            "tools.rerank.bm25:BM25Reranker",
+            "rerank_mcp.tools.rerank.bm25:BM25Reranker",
             ("rank_bm25",),
             "rank-bm25",
             "rank-bm25 (BM25Okapi, BM25L, BM25Plus) over the candidates only; lexical, instant, no model.",
         ),
         Family(
             "embedding",
-            "tools.rerank.embedding:EmbeddingReranker",
+            "rerank_mcp.tools.rerank.embedding:EmbeddingReranker",
             ("sentence_transformers",),
             "sentence-transformers",
             "cosine similarity under a bi-encoder (the collection's by default); fully offline.",
         ),
         Family(
             "cross-encoder",
-            "tools.rerank.cross_encoder:CrossEncoderReranker",
+            "rerank_mcp.tools.rerank.cross_encoder:CrossEncoderReranker",
             ("sentence_transformers",),
             "sentence-transformers",
             "sentence-transformers CrossEncoder (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...); "
@@ -77,14 +77,14 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "flashrank",
-            "tools.rerank.flashrank:FlashRankReranker",
+            "rerank_mcp.tools.rerank.flashrank:FlashRankReranker",
             ("flashrank", "onnxruntime"),
             "flashrank",
             "FlashRank ONNX cross-encoders (TinyBERT-L-2 default); fastest on CPU, good for many candidates.",
         ),
         Family(
             "cohere",
-            "tools.rerank.cohere:CohereReranker",
+            "rerank_mcp.tools.rerank.cohere:CohereReranker",
             ("cohere",),
             "cohere",
             "Cohere Rerank API (rerank-v3.5) or any Cohere-compatible endpoint; needs an API key.",
@@ -92,7 +92,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "rankllm",
-            "tools.rerank.listwise_llm:ListwiseLLMReranker",
+            "rerank_mcp.tools.rerank.listwise_llm:ListwiseLLMReranker",
             ("httpx",),
             "httpx",
             "listwise LLM reranking (RankGPT / RankZephyr prompts, sliding window) over any "
@@ -101,7 +101,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "cascade",
-            "tools.rerank.cascade:CascadeReranker",
+            "rerank_mcp.tools.rerank.cascade:CascadeReranker",
             (),
             None,
             "a cheap reranker over many candidates, then an expensive one over the top few.",
