@@ -1,37 +1,72 @@
-"""Metadata filters, compiled to parameterised SQL over the documents' JSON metadata.
+"""The metadata filter language: parsed once into a small tree, then compiled per engine.
 
-A filter is a JSON object. Each key is a metadata field (letters, digits, ``_ . -``); its
-value is either a plain value (equality) or an object of operators::
+A filter is a JSON object. Each key is a metadata field (letters, digits, ``_ . -``; dots reach
+into nested objects); its value is either a plain value (equality) or an object of operators::
 
     {"lang": "en", "year": {"$gte": 2020}, "tag": {"$in": ["a", "b"]}}
     {"$or": [{"lang": "en"}, {"lang": "de"}]}
 
 Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``; combinators ``$and $or $not``.
-As in MongoDB, ``$ne`` and ``$nin`` also match documents without the field, and ``$not`` is
-the exact complement of its filter.
-Field names are validated and values are bound as parameters, so a filter can never inject SQL.
+As in MongoDB, ``$ne`` and ``$nin`` also match documents without the field, ``null`` equals a
+missing field, and ``$not`` is the exact complement of its filter.
+
+``parse_filter`` validates a filter and returns its tree (:class:`Cond`, :class:`And`,
+:class:`Or`, :class:`Not`); the tree is what crosses the index contract. Each engine compiles
+it: :func:`compile_filter` here to parameterised SQL for the embedded store (field names are
+validated and values bound as parameters, so a filter can never inject SQL), and the Qdrant
+engine to Qdrant's filter objects.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union
 
 from rerank_mcp.errors import InvalidInput
 
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+OPERATORS = (*_CMP, "$in", "$nin", "$exists")
 MAX_DEPTH = 8
 MAX_CLAUSES = 64
 
 
+@dataclass(frozen=True)
+class Cond:
+    """``field op value``. ``value`` is a scalar (str, int, float, bool or None), a tuple of
+    scalars for ``$in``/``$nin``, or a bool for ``$exists``."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple["Filter", ...]  # empty: matches everything
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple["Filter", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: "Filter"
+
+
+Filter = Union[Cond, And, Or, Not]
+
+
 def _scalar(value: Any, where: str) -> Any:
-    if isinstance(value, bool):
-        return 1 if value else 0  # json_extract returns 1/0 for JSON booleans
-    if value is None or isinstance(value, (int, float, str)):
-        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             raise InvalidInput(f"filter value at {where} is out of the 64-bit integer range")
+        if isinstance(value, float) and value != value:
+            raise InvalidInput(f"filter value at {where} is NaN")
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
@@ -41,29 +76,24 @@ def _scalar(value: Any, where: str) -> Any:
     raise InvalidInput(f"filter value at {where} must be a string, number, boolean or null, got {type(value).__name__}")
 
 
-class _Compiler:
-    def __init__(self, column: str) -> None:
-        self.column = column
-        self.params: list[Any] = []
+class _Parser:
+    def __init__(self) -> None:
         self.clauses = 0
 
-    def field(self, name: str) -> str:
+    @staticmethod
+    def field(name: Any) -> str:
         if not isinstance(name, str) or not _FIELD_RE.match(name):
             raise InvalidInput(
                 f"malformed filter: field name {name!r} must be 1-128 letters, digits, '_', '.' or '-'"
             )
-        path = "$." + ".".join(f'"{part}"' for part in name.split("."))
-        self.params.append(path)
-        return f"json_extract({self.column}, ?)"
+        return name
 
-    def compile(self, flt: Any, depth: int = 0) -> str:
+    def parse(self, flt: Any, depth: int = 0) -> Filter:
         if depth > MAX_DEPTH:
             raise InvalidInput(f"malformed filter: nested deeper than {MAX_DEPTH} levels")
         if not isinstance(flt, dict):
             raise InvalidInput(f"malformed filter: expected a JSON object, got {type(flt).__name__}")
-        if not flt:
-            return "1"
-        parts = []
+        parts: list[Filter] = []
         for key, value in flt.items():
             self.clauses += 1
             if self.clauses > MAX_CLAUSES:
@@ -71,67 +101,45 @@ class _Compiler:
             if key in ("$and", "$or"):
                 if not isinstance(value, list) or not value:
                     raise InvalidInput(f"malformed filter: {key} takes a non-empty list of filters")
-                joiner = " AND " if key == "$and" else " OR "
-                parts.append("(" + joiner.join(self.compile(v, depth + 1) for v in value) + ")")
+                items = tuple(self.parse(v, depth + 1) for v in value)
+                parts.append(And(items) if key == "$and" else Or(items))
             elif key == "$not":
-                # the complement: a condition that is NULL (field missing) counts as false
-                parts.append("NOT COALESCE(" + self.compile(value, depth + 1) + ", 0)")
-            elif key.startswith("$"):
+                parts.append(Not(self.parse(value, depth + 1)))
+            elif isinstance(key, str) and key.startswith("$"):
                 raise InvalidInput(f"malformed filter: unknown operator {key!r} at top level")
             else:
-                parts.append(self.condition(key, value, depth))
-        return "(" + " AND ".join(parts) + ")"
+                parts.extend(self.condition(key, value))
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
 
-    def condition(self, name: str, value: Any, depth: int) -> str:
+    def condition(self, name: Any, value: Any) -> list[Filter]:
+        name = self.field(name)
         if not isinstance(value, dict):
-            if value is None:
-                return f"{self.field(name)} IS NULL"
-            col = self.field(name)
-            self.params.append(_scalar(value, name))
-            return f"{col} = ?"
+            return [Cond(name, "$eq", _scalar(value, name))]
         if not value:
             raise InvalidInput(f"malformed filter: empty operator object for field {name!r}")
-        parts = []
+        out: list[Filter] = []
         for op, arg in value.items():
             if op in _CMP:
-                col = self.field(name)
-                if arg is None and op in ("$eq", "$ne"):
-                    parts.append(f"{col} IS {'NOT ' if op == '$ne' else ''}NULL")
-                    continue
-                if op == "$ne":  # like MongoDB: true where the field is missing or null
-                    col2 = self.field(name)
-                    self.params.append(_scalar(arg, f"{name}.{op}"))
-                    parts.append(f"({col} IS NULL OR {col2} != ?)")
-                    continue
-                self.params.append(_scalar(arg, f"{name}.{op}"))
-                parts.append(f"{col} {_CMP[op]} ?")
+                out.append(Cond(name, op, _scalar(arg, f"{name}.{op}")))
             elif op in ("$in", "$nin"):
                 if not isinstance(arg, list) or not arg or len(arg) > 1000:
                     raise InvalidInput(f"malformed filter: {name}.{op} takes a list of 1 to 1000 values")
-                col = self.field(name)
-                col2 = self.field(name) if op == "$nin" else ""
-                vals = [_scalar(v, f"{name}.{op}") for v in arg]
-                self.params.extend(vals)
-                marks = ",".join("?" * len(vals))
-                if op == "$nin":  # like MongoDB: true where the field is missing or null
-                    parts.append(f"({col} IS NULL OR {col2} NOT IN ({marks}))")
-                else:
-                    parts.append(f"{col} IN ({marks})")
+                out.append(Cond(name, op, tuple(_scalar(v, f"{name}.{op}") for v in arg)))
             elif op == "$exists":
                 if not isinstance(arg, bool):
                     raise InvalidInput(f"malformed filter: {name}.$exists takes true or false")
-                col = self.field(name)
-                parts.append(f"{col} IS {'NOT ' if arg else ''}NULL")
+                out.append(Cond(name, op, arg))
             else:
                 raise InvalidInput(
-                    f"malformed filter: unknown operator {op!r} for field {name!r}; "
-                    f"use one of {', '.join(list(_CMP) + ['$in', '$nin', '$exists'])}"
+                    f"malformed filter: unknown operator {op!r} for field {name!r}; use one of {', '.join(OPERATORS)}"
                 )
-        return "(" + " AND ".join(parts) + ")"
+        return out
 
 
-def parse_filter(flt: Any) -> dict | None:
-    """Accept a filter as a dict or a JSON string; ``None``/empty means no filter."""
+def parse_filter(flt: Any) -> Filter | None:
+    """Validate a filter given as a dict or a JSON string; ``None``/empty means no filter."""
+    if isinstance(flt, (Cond, And, Or, Not)):
+        return flt
     if flt is None or flt == "" or flt == {}:
         return None
     if isinstance(flt, str):
@@ -141,11 +149,57 @@ def parse_filter(flt: Any) -> dict | None:
             raise InvalidInput(f"malformed filter: not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(flt, dict):
         raise InvalidInput(f"malformed filter: expected a JSON object, got {type(flt).__name__}")
-    return flt
+    return _Parser().parse(flt)
 
 
-def compile_filter(flt: dict, column: str = "metadata") -> tuple[str, list[Any]]:
-    """Compile a filter into a SQL boolean expression and its parameters."""
-    c = _Compiler(column)
-    sql = c.compile(flt)
-    return sql, c.params
+# ------------------------------------------------------------------------------------ SQL
+class _SqlCompiler:
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.params: list[Any] = []
+
+    def field(self, name: str) -> str:
+        self.params.append("$." + ".".join(f'"{part}"' for part in name.split(".")))
+        return f"json_extract({self.column}, ?)"
+
+    def value(self, v: Any) -> None:
+        self.params.append((1 if v else 0) if isinstance(v, bool) else v)  # json_extract gives 1/0 for booleans
+
+    def compile(self, f: Filter) -> str:
+        if isinstance(f, And):
+            return "(" + " AND ".join(self.compile(x) for x in f.items) + ")" if f.items else "1"
+        if isinstance(f, Or):
+            return "(" + " OR ".join(self.compile(x) for x in f.items) + ")"
+        if isinstance(f, Not):
+            # the complement: a condition that is NULL (field missing) counts as false
+            return "NOT COALESCE(" + self.compile(f.item) + ", 0)"
+        return self.cond(f)
+
+    def cond(self, c: Cond) -> str:
+        op, arg = c.op, c.value
+        col = self.field(c.field)
+        if op == "$exists":
+            return f"{col} IS {'NOT ' if arg else ''}NULL"
+        if op in ("$eq", "$ne") and arg is None:
+            return f"{col} IS {'NOT ' if op == '$ne' else ''}NULL"
+        if op == "$ne":  # like MongoDB: true where the field is missing or null
+            col2 = self.field(c.field)
+            self.value(arg)
+            return f"({col} IS NULL OR {col2} != ?)"
+        if op in ("$in", "$nin"):
+            col2 = self.field(c.field) if op == "$nin" else ""
+            for v in arg:
+                self.value(v)
+            marks = ",".join("?" * len(arg))
+            if op == "$nin":  # like MongoDB: true where the field is missing or null
+                return f"({col} IS NULL OR {col2} NOT IN ({marks}))"
+            return f"{col} IN ({marks})"
+        self.value(arg)
+        return f"{col} {_CMP[op]} ?"
+
+
+def compile_filter(flt: Filter | dict, column: str = "metadata") -> tuple[str, list[Any]]:
+    """Compile a filter (its tree, or a dict to parse first) into a SQL condition and its parameters."""
+    tree = parse_filter(flt) if not isinstance(flt, (Cond, And, Or, Not)) else flt
+    c = _SqlCompiler(column)
+    return (c.compile(tree) if tree is not None else "1"), c.params
