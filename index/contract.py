@@ -20,6 +20,7 @@ records the model it was built with, and using it with another model is a
 from __future__ import annotations
 
 import abc
+import re
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from rerank_mcp.errors import ModelMismatch, NotFound
+from rerank_mcp.errors import InvalidInput, ModelMismatch, NotFound
 from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, encode_cached, load_embedder
 from rerank_mcp.index.filters import Filter
 
@@ -292,6 +293,10 @@ class Index(abc.ABC):
     def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks that still exist among ``ids``."""
 
+    def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every chunk's (ids, vectors), in batches: for exact-recall checks of ANN indexes."""
+        raise NotImplementedError(f"the {self.backend} engine does not list raw vectors")
+
     # ------------------------------------------------------------------ whole collections
     @abc.abstractmethod
     def export_documents(self, collection: str) -> Iterator[ExportedDocument]:
@@ -321,16 +326,9 @@ class Index(abc.ABC):
         self.embedding.close()
 
 
-def open_index(config: IndexConfig, backend: str = "embedded") -> Index:
-    """The engine named by ``backend`` (``embedded`` or ``qdrant``)."""
-    if backend == "embedded":
-        from rerank_mcp.index.engine import EmbeddedIndex
-
-        return EmbeddedIndex(config)
-    if backend == "qdrant":
-        from rerank_mcp.index.qdrant import QdrantIndex
-
-        return QdrantIndex(config)
-    from rerank_mcp.errors import InvalidInput
-
-    raise InvalidInput(f"unknown index backend {backend!r}; use 'embedded' or 'qdrant' (RERANK_MCP_BACKEND)")
+def check_collection_name(name: Any) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return name

@@ -1,4 +1,4 @@
-"""The index as a whole: the store of record plus per-collection derived indexes.
+"""The embedded engine: the store of record plus per-collection derived indexes.
 
 Opening a collection loads (or repairs) its FAISS and BM25 indexes and replays any changes
 in the store they have not applied. Writes go to the store first, in one transaction per
@@ -10,39 +10,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from rerank_mcp.index.contract import (
+    ChunkRow, CollectionInfo, DocumentWrite, ExportedDocument, Index, IndexConfig, Progress, Ranked,
+)
 from rerank_mcp.index.dense import DenseIndex
-from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, load_embedder
+from rerank_mcp.index.filters import Filter, compile_filter
 from rerank_mcp.index.sparse import SparseIndex
-from rerank_mcp.index.store import CollectionInfo, Store, check_collection_name
-from rerank_mcp.errors import ModelMismatch
+from rerank_mcp.index.store import Store, check_collection_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class IndexConfig:
-    data_dir: Path
-    embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_backend: str = "torch"
-    device: str = "cpu"
-    embedding_batch_size: int = 32
-    dense_index: str = "auto"
-    ann_threshold: int = 100_000
-    nprobe: int = 32
-    # Lets tests and benchmarks provide an embedder without loading a model.
-    embedder_factory: Callable[[], Embedder] | None = field(default=None, repr=False)
 
 
 class Collection:
     """A collection's derived indexes, kept in step with the store."""
 
-    def __init__(self, engine: "Engine", info: CollectionInfo) -> None:
+    def __init__(self, engine: "EmbeddedIndex", info: CollectionInfo) -> None:
         self.info = info
         folder = engine.config.data_dir / "collections" / info.name
         self.dense = DenseIndex(
@@ -67,18 +54,21 @@ class Collection:
         self.sparse.close()
 
 
-class Engine:
+class EmbeddedIndex(Index):
+    """The index contract on one machine: SQLite (store of record) + FAISS + tantivy in ``data_dir``.
+
+    The write -> catch-up -> save protocol lives here: each write is one store transaction,
+    then the derived indexes replay it; a search first replays what another process wrote.
+    """
+
+    backend = "embedded"
+
     def __init__(self, config: IndexConfig) -> None:
-        self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(config)
         self.owner = self._take_owner_lock(config.data_dir / "owner.lock")
         self.store = Store(config.data_dir / "rerank-mcp.sqlite")
-        self.cache = EmbeddingCache(config.data_dir / "embedding-cache.sqlite")
-        self._embedder: Embedder | None = None
         self._collections: dict[str, Collection] = {}
         self._lock = threading.RLock()
-        self._embed_lock = threading.Lock()
-        self.model_name = canonical_name(config.embedding_model)
 
     def _take_owner_lock(self, path: Path) -> bool:
         """One process per data dir owns the derived index files (writes, saves, repairs).
@@ -98,62 +88,57 @@ class Engine:
             return False
         return True
 
-    # ------------------------------------------------------------------ model
-    @property
-    def embedder(self) -> Embedder:
-        with self._embed_lock:
-            if self._embedder is None:
-                if self.config.embedder_factory is not None:
-                    self._embedder = self.config.embedder_factory()
-                else:
-                    self._embedder = load_embedder(
-                        self.config.embedding_model, self.config.embedding_backend, self.config.device,
-                        self.config.embedding_batch_size, self.config.data_dir / "onnx",
-                    )
-                self.model_name = self._embedder.name
-            return self._embedder
-
-    def check_model(self, info: CollectionInfo) -> None:
-        if self._embedder is None and self.config.embedder_factory is not None:
-            self.embedder  # an injected embedder's name is only known once built
-        if info.embedding_model != self.model_name:
-            raise ModelMismatch(
-                f"collection {info.name!r} was built with embedding model {info.embedding_model!r} "
-                f"(dimension {info.dim}) but the server uses {self.model_name!r}. Either set "
-                f"RERANK_MCP_EMBEDDING_MODEL={info.embedding_model} or re-embed the collection with "
-                f"`rerank-mcp reindex {info.name}`"
-            )
-
     # ------------------------------------------------------------------ collections
-    def collection(self, name: str, create: bool = False) -> Collection:
+    def _col(self, name: str) -> Collection:
+        """The collection with its derived indexes open (and repaired, and caught up on first open)."""
         check_collection_name(name)
         with self._lock:
             col = self._collections.get(name)
             if col is not None:
-                if self.store.collection(name) is None:  # dropped meanwhile
+                if self.store.collection(name) is None:  # dropped meanwhile (another process)
                     self._collections.pop(name, None)
                 else:
                     return col
-            info = self.store.collection(name)
-            if info is None:
-                if not create:
-                    info = self.store.require_collection(name)  # raises NotFound
-                emb = self.embedder
-                info = self.store.create_collection(name, emb.name, emb.dim)
+            info = self.store.require_collection(name)  # raises NotFound
             col = Collection(self, info)
             self._collections[name] = col
             return col
 
-    def loaded(self, name: str) -> Collection | None:
-        """The collection if it is already open, without opening it."""
+    def collection(self, name: str) -> Collection:
+        """The engine's own handle on a collection's derived indexes (for its tests and repairs;
+        not part of the contract)."""
+        return self._col(name)
+
+    def collections(self) -> list[CollectionInfo]:
+        return self.store.collections()
+
+    def collection_info(self, name: str) -> CollectionInfo | None:
+        check_collection_name(name)
+        return self.store.collection(name)
+
+    def create_collection(self, name: str, model: str | None = None, dim: int | None = None) -> CollectionInfo:
+        check_collection_name(name)
+        if model is None or dim is None:
+            emb = self.embedding.embedder
+            model, dim = emb.name, emb.dim
+        info = self.store.create_collection(name, model, dim)
+        self._col(name)
+        return info
+
+    def open_collection(self, name: str, create: bool = False) -> CollectionInfo:
+        info = super().open_collection(name, create)
+        self._col(name)
+        return info
+
+    def dense_index_kind(self, name: str) -> str | None:
         with self._lock:
-            return self._collections.get(name)
+            col = self._collections.get(name)
+        return col.dense.kind if col is not None else None
 
     def open_all(self) -> list[str]:
-        """Open every collection (repairing derived indexes); returns repair notes."""
         notes = []
         for info in self.store.collections():
-            col = self.collection(info.name)
+            col = self._col(info.name)
             for part in (col.dense, col.sparse):
                 if part.repaired:
                     notes.append(f"{info.name}: {type(part).__name__} repaired: {part.repaired}")
@@ -162,6 +147,7 @@ class Engine:
     def drop(self, name: str) -> int:
         import shutil
 
+        check_collection_name(name)
         with self._lock:
             col = self._collections.pop(name, None)
             n = self.store.drop_collection(name)
@@ -172,36 +158,124 @@ class Engine:
                 shutil.rmtree(folder, ignore_errors=True)
             return n
 
-    def reindex(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
-        """Re-embed every chunk of a collection with the current model; returns the chunk count."""
-        from rerank_mcp.index.embedding import encode_cached
+    # ------------------------------------------------------------------ documents
+    def doc_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        return self.store.doc_hashes(collection, doc_ids)
 
-        emb = self.embedder
+    def upsert(self, collection: str, docs: Sequence[DocumentWrite]) -> None:
+        col = self._col(collection)
+        rows = [(d.doc_id, d.content_hash, d.metadata, d.source, d.chars, d.chunks) for d in docs]
+        with col.write_lock:
+            self.store.upsert_documents(collection, rows)  # one transaction: all or nothing
+        col.catch_up()
+        col.save()
+
+    def delete(self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None) -> list[str]:
+        if not ids and filter is None:
+            return []
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids:
+            clauses.append(f"doc_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        if filter is not None:
+            sql, p = compile_filter(filter, "metadata")
+            clauses.append(sql)
+            params.extend(p)
+        col = self._col(collection)
+        with col.write_lock:
+            deleted = self.store.delete_documents(collection, " AND ".join(clauses), params)
+        col.catch_up()
+        col.save()
+        return deleted
+
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        self.store.require_collection(collection)
+        return self.store.documents(collection, limit, offset)
+
+    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+        self.store.require_collection(collection)
+        return self.store.document(collection, doc_id)
+
+    def count_chunks(self, collection: str) -> int:
+        return self.store.count_chunks(collection)
+
+    # ------------------------------------------------------------------ retrieval
+    def _allowed(self, collection: str, filter: Filter | None) -> np.ndarray | None:
+        if filter is None:
+            return None
+        sql, params = compile_filter(filter, "d.metadata")
+        return self.store.chunk_ids_matching(collection, sql, params)
+
+    def sync(self, collection: str | None = None) -> None:
         with self._lock:
-            info = self.store.require_collection(name)
-            rows = [r for batch in self.store.iter_chunks_since(name, -1, with_vec=False) for r in batch]
+            cols = [self._col(collection)] if collection else list(self._collections.values())
+        for col in cols:
+            col.catch_up()  # another process or a crash may have left the derived indexes behind
+
+    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
+        return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
+
+    def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
+        return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
+
+    def search_arms(
+        self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,
+        arms: Sequence[str] = ("dense", "bm25"),
+    ) -> dict[str, Ranked]:
+        col = self._col(collection)
+        col.catch_up()
+        allowed = self._allowed(collection, filter)
+        out: dict[str, Ranked] = {}
+        if "dense" in arms:
+            out["dense"] = col.dense.search(vector, k, allowed)
+        if "bm25" in arms:
+            out["bm25"] = col.sparse.search(query, k, allowed)
+        return out
+
+    def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        return self.store.chunks_by_id(collection, ids)
+
+    def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        info = self.store.require_collection(collection)
+        for rows in self.store.iter_chunks_since(collection, -1, with_text=False):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, info.dim)
+            yield ids, vecs
+
+    # ------------------------------------------------------------------ whole collections
+    def export_documents(self, collection: str) -> Iterator[ExportedDocument]:
+        self.store.require_collection(collection)
+        return self.store.export_documents(collection)
+
+    def set_vectors(self, collection: str, model: str, dim: int, vectors: Callable[[list[str]], np.ndarray],
+                    progress: Progress | None = None) -> int:
+        with self._lock:
+            info = self.store.require_collection(collection)
+            rows = [r for batch in self.store.iter_chunks_since(collection, -1, with_vec=False) for r in batch]
             total = len(rows)
             new = []
             for i in range(0, total, 256):
                 part = rows[i : i + 256]
-                new.append(encode_cached(emb, [r[1] for r in part], self.cache))
+                new.append(np.asarray(vectors([r[1] for r in part]), dtype=np.float32))
                 if progress:
                     progress(min(i + 256, total), total)
-            vecs = np.concatenate(new) if new else np.zeros((0, emb.dim), np.float32)
+            vecs = np.concatenate(new) if new else np.zeros((0, dim), np.float32)
             with self.store.write() as (db, seq):
                 db.executemany(
                     "UPDATE chunks SET vec=?, seq=? WHERE chunk_id=?",
                     [(v.tobytes(), seq, r[0]) for r, v in zip(rows, vecs)],
                 )
-                db.execute("UPDATE collections SET embedding_model=?, dim=? WHERE name=?", (emb.name, emb.dim, name))
-            col = self._collections.pop(name, None)
+                db.execute("UPDATE collections SET embedding_model=?, dim=? WHERE name=?", (model, dim, collection))
+            col = self._collections.pop(collection, None)
             if col is not None:
                 col.sparse.close()
             folder = self.config.data_dir / "collections" / info.name
             (folder / "dense.json").unlink(missing_ok=True)
-            self.collection(name)
+            self._col(collection)
             return total
 
+    # ------------------------------------------------------------------ lifecycle
     def save_all(self) -> None:
         with self._lock:
             for col in self._collections.values():
@@ -216,5 +290,5 @@ class Engine:
                     log.warning("closing %s: %s", col.info.name, exc)
             self._collections.clear()
             self.store.close()
-            self.cache.close()
+            super().close()
             self._owner_fd.close()  # releases the owner lock

@@ -66,7 +66,7 @@ def _scalar(value: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             raise InvalidInput(f"filter value at {where} is out of the 64-bit integer range")
         if isinstance(value, float) and value != value:
-            raise InvalidInput(f"filter value at {where} is NaN")
+            raise InvalidInput(f"filter value at {where} is not a finite number")
         if isinstance(value, str):
             try:
                 value.encode("utf-8")

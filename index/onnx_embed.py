@@ -166,7 +166,7 @@ class OnnxEmbedder:
                  keep_fp32: str | None = None):
         from transformers import AutoTokenizer
 
-        from rerank_mcp.index.embedding import canonical_name
+        from rerank_mcp.index.model_names import canonical_name
 
         self.name = canonical_name(name)
         self.cache_key = self.name + "#onnx-int8" + (f"-keep:{keep_fp32}" if keep_fp32 else "")

@@ -14,13 +14,13 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
+from rerank_mcp.index.contract import ChunkRow, CollectionInfo, ExportedDocument, NewChunk, check_collection_name  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -66,36 +66,6 @@ CREATE TABLE IF NOT EXISTS tombstones (
 );
 CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones (collection, seq);
 """
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    name: str
-    embedding_model: str
-    dim: int
-    created_at: float
-    documents: int = 0
-    chunks: int = 0
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    chunk_id: int
-    doc_id: str
-    ord: int
-    text: str
-    start: int
-    end: int
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class NewChunk:
-    text: str
-    start: int
-    end: int
-    tokens: int
-    vec: np.ndarray
 
 
 class Store:
@@ -264,6 +234,31 @@ class Store:
             for r in rows
         ]
 
+    def export_documents(self, collection: str, batch: int = 500) -> Iterator[ExportedDocument]:
+        """Every document with its chunks and vectors, by id, read in batches."""
+        last = ""
+        while True:
+            docs = self._q(
+                """SELECT doc_id, content_hash, metadata, source, chars FROM documents
+                   WHERE collection=? AND doc_id>? ORDER BY doc_id LIMIT ?""",
+                (collection, last, batch),
+            )
+            if not docs:
+                return
+            ids = [d[0] for d in docs]
+            chunks: dict[str, list[NewChunk]] = {i: [] for i in ids}
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                for doc_id, text, start, end, tokens, vec in self._q(
+                    f"""SELECT doc_id, text, start, end, tokens, vec FROM chunks WHERE collection=? AND
+                        doc_id IN ({','.join('?' * len(part))}) ORDER BY doc_id, ord""",
+                    [collection, *part],
+                ):
+                    chunks[doc_id].append(NewChunk(text, start, end, tokens, np.frombuffer(vec, dtype=np.float32)))
+            for doc_id, h, meta, source, chars in docs:
+                yield ExportedDocument(doc_id, h, json.loads(meta), source, chars, chunks[doc_id])
+            last = ids[-1]
+
     def document(self, collection: str, doc_id: str) -> dict[str, Any]:
         rows = self._q(
             "SELECT metadata, source, n_chunks, content_hash FROM documents WHERE collection=? AND doc_id=?",
@@ -272,11 +267,12 @@ class Store:
         if not rows:
             raise NotFound(f"no document {doc_id!r} in collection {collection!r}")
         chunks = self._q(
-            "SELECT chunk_id, ord, text FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord", (collection, doc_id)
+            "SELECT chunk_id, ord, text, start, end FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord",
+            (collection, doc_id),
         )
         return {
             "id": doc_id, "metadata": json.loads(rows[0][0]), "source": rows[0][1], "content_hash": rows[0][3],
-            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2]} for c in chunks],
+            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4]} for c in chunks],
         }
 
     # ---------------------------------------------------------------- chunks
@@ -333,13 +329,3 @@ class Store:
             (collection, collection),
         )
         return int(r[0][0] or 0)
-
-
-def check_collection_name(name: Any) -> str:
-    import re
-
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
-        raise InvalidInput(
-            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )
-    return name

@@ -87,28 +87,28 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         log(f"   pool: {len(pool.texts)} real chunks, {len(pool.queries)} queries")
 
     if "search" in sections:
-        from rerank_mcp.index.engine import Engine, IndexConfig
+        from rerank_mcp.index.contract import IndexConfig
+        from rerank_mcp.index.engines import open_index
 
         sec = B.Section("Search latency per mode, in-process, query embedding excluded (top 100 per arm)")
         ext = B.Section("Index figures at each size")
         for n in sizes:
             d = work / f"size-{n}"
             fresh = not (d / "rerank-mcp.sqlite").exists()
-            engine = Engine(IndexConfig(data_dir=d, embedder_factory=lambda: _NoEmbedder()))
+            engine = open_index(IndexConfig(data_dir=d, embedder_factory=lambda: _NoEmbedder()))
             if fresh:
                 log(f"== building a {n}-chunk collection")
                 t = time.perf_counter()
                 B.fill_collection(engine, "bench", B.synth(pool, n), n, pool.vecs.shape[1],
                                   "sentence-transformers/all-MiniLM-L6-v2", log)
-                engine.collection("bench")
+                engine.open_collection("bench")
                 ext.notes.append(f"{n} chunks: stored and indexed in {time.perf_counter() - t:.0f} s")
             rows, extra = B.bench_search_at_size(engine, "bench", pool, n, log)
             sec.rows.extend(rows)
             if n >= 100_000 or n == max(sizes):
-                col = engine.collection("bench")
                 extra.update({k: v for k, v in B.bench_rank_bm25(
                     [t for t, _ in B.synth(pool, min(n, 100_000))], pool.queries, min(n, 100_000),
-                    lambda q: col.sparse.search(q, 100)).items() if k != "chunks"})
+                    lambda q: engine.bm25_search("bench", q, 100)).items() if k != "chunks"})
             extra["peak RSS MB"] = round(B.peak_rss_mb())
             ext.rows.append(extra)
             engine.close()
@@ -291,11 +291,11 @@ def _bench_mcp(pool, work: Path, log) -> Any:
     d = work / "mcp"
     n = 10_000
     st = build_state(Settings(data_dir=d), warm=False)
-    if st.engine.store.collection("bench") is None:
+    if st.engine.collection_info("bench") is None:
         B.fill_collection(st.engine, "bench", B.synth(pool, n), n, pool.vecs.shape[1],
                           "sentence-transformers/all-MiniLM-L6-v2", log)
-    st.engine.collection("bench")
-    st.engine.embedder.encode(["warm"])
+    st.engine.open_collection("bench")
+    st.engine.embedding.embedder.encode(["warm"])
     qs = pool.queries[:100]
     sec = B.Section("MCP overhead: search through a stdio session vs in-process (10k chunks)")
     inproc: dict[str, list[float]] = {}

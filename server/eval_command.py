@@ -82,22 +82,6 @@ def parse_floors(values: Sequence[str]) -> dict[str, float]:
     return floors
 
 
-class _CachingEmbedder:
-    """The engine's embedder with ``encode`` going through the embedding cache (queries included)."""
-
-    def __init__(self, inner: Any, cache: Any) -> None:
-        self._inner = inner
-        self._cache = cache
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def encode(self, texts: Sequence[str]):
-        from rerank_mcp.index.embedding import encode_cached
-
-        return encode_cached(self._inner, list(texts), self._cache)
-
-
 def _collection_name(args: argparse.Namespace, ds_name: str, many: bool) -> tuple[str, bool]:
     import re
 
@@ -134,16 +118,14 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             ds = slice_dataset(ds, args.max_docs, args.max_queries)
         datasets.append(ds)
 
-    state = build_state(settings, warm=False)
+    state = build_state(settings, warm=False, cache_queries=bool(args.cache_query_embeddings))
     registry = state.registry
-    if args.cache_query_embeddings:
-        state.engine._embedder = _CachingEmbedder(state.engine.embedder, state.engine.cache)
     reports, findings = [], []
     t0 = time.perf_counter()
     try:
         for ds in datasets:
             name, throwaway = _collection_name(args, ds.name, len(datasets) > 1)
-            if throwaway and state.engine.store.collection(name) is not None:
+            if throwaway and state.engine.collection_info(name) is not None:
                 state.engine.drop(name)
             try:
                 with out.progress(f"{ds.name}") as progress:
@@ -153,7 +135,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                         limits=state.search_limits, progress=progress,
                     )
             finally:
-                if throwaway and state.engine.store.collection(name) is not None:
+                if throwaway and state.engine.collection_info(name) is not None:
                     state.engine.drop(name)
             reports.append(rep)
             findings.extend(fnd)

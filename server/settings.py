@@ -7,7 +7,7 @@ result is passed down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,7 +46,18 @@ class Settings(BaseSettings):
     chunk_size: int = Field(200, ge=16, le=8192, description="target chunk size in tokens")
     chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
 
-    # Dense index
+    # Index engine: "embedded" (SQLite + FAISS + tantivy in data_dir) or "qdrant"
+    backend: Literal["embedded", "qdrant"] = "embedded"
+    qdrant_url: str | None = Field(None, description="Qdrant server or cluster, e.g. http://127.0.0.1:6333")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: str | None = Field(None, description="qdrant-client local mode: a folder (one machine, tests)")
+    qdrant_timeout_s: float = Field(30.0, gt=0)
+    qdrant_retries: int = Field(3, ge=0, le=10)
+    qdrant_shard_number: int | None = Field(None, ge=1)
+    qdrant_replication_factor: int | None = Field(None, ge=1)
+    qdrant_write_consistency_factor: int | None = Field(None, ge=1)
+
+    # Dense index (embedded engine)
     dense_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
     ann_threshold: int = Field(100_000, ge=1, description="above this many vectors 'auto' uses an ANN index")
 
@@ -82,12 +93,30 @@ class Settings(BaseSettings):
     http_port: int = Field(8765, ge=0, le=65535)
     http_token: SecretStr | None = None
     allowed_origins: list[str] = Field(default_factory=list)
+    # The rerank HTTP API served beside /mcp by `serve --http` (Cohere, Jina and TEI shapes)
+    http_models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='model names served over HTTP besides the families, e.g. {"rerank-v3.5": {"reranker": '
+        '"cross-encoder", "options": {"backend": "onnx"}}}',
+    )
+    http_batching: bool = Field(True, description="score concurrent requests for one reranker together")
+    http_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long an idle reranker waits for company")
+    http_batch_max_pairs: int = Field(1024, ge=1, description="most (query, passage) pairs scored in one batch")
+    http_max_inflight: int = Field(64, ge=1, description="rerank requests in progress before answering 429")
     log_level: str = "INFO"
 
     @field_validator("allowed_roots", mode="after")
     @classmethod
     def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
         return [Path(r).expanduser().resolve() for r in roots]
+
+    @field_validator("http_models", mode="after")
+    @classmethod
+    def _check_models(cls, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, spec in models.items():
+            if not name or not isinstance(spec.get("reranker"), str) or not isinstance(spec.get("options", {}), dict):
+                raise ValueError(f"http_models[{name!r}] must be {{\"reranker\": name, \"options\": {{...}}}}")
+        return models
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -10,7 +10,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.contract import Index, IndexConfig
+from rerank_mcp.index.engines import open_index
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.ingest import IngestLimits
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class AppState:
     settings: Settings
-    engine: Engine
+    engine: Index
     registry: RerankerRegistry
     ingest_limits: IngestLimits
     search_limits: SearchLimits
@@ -38,27 +39,38 @@ def _secret(v) -> str | None:
     return v.get_secret_value() if v is not None else None
 
 
-def build_state(settings: Settings, warm: bool = True, open_collections: bool = True) -> AppState:
-    """``open_collections`` opens (and repairs) every collection now, as the server does on start;
-    otherwise each opens on first use."""
-    engine = Engine(
-        IndexConfig(
-            data_dir=settings.data_dir,
-            embedding_model=settings.embedding_model,
-            embedding_backend=settings.embedding_backend,
-            device=settings.device,
-            embedding_batch_size=settings.embedding_batch_size,
-            dense_index=settings.dense_index,
-            ann_threshold=settings.ann_threshold,
-        )
+def index_config(settings: Settings, **extra) -> IndexConfig:
+    return IndexConfig(
+        data_dir=settings.data_dir,
+        embedding_model=settings.embedding_model,
+        embedding_backend=settings.embedding_backend,
+        device=settings.device,
+        embedding_batch_size=settings.embedding_batch_size,
+        dense_index=settings.dense_index,
+        ann_threshold=settings.ann_threshold,
+        qdrant_url=settings.qdrant_url,
+        qdrant_api_key=_secret(settings.qdrant_api_key),
+        qdrant_path=settings.qdrant_path,
+        qdrant_timeout_s=settings.qdrant_timeout_s,
+        qdrant_retries=settings.qdrant_retries,
+        shard_number=settings.qdrant_shard_number,
+        replication_factor=settings.qdrant_replication_factor,
+        write_consistency_factor=settings.qdrant_write_consistency_factor,
+        **extra,
     )
+
+
+def build_state(settings: Settings, warm: bool = True, open_collections: bool = True, **config: object) -> AppState:
+    """``open_collections`` opens (and repairs) every collection now, as the server does on start;
+    otherwise each opens on first use. ``config`` overrides fields of the index configuration."""
+    engine = open_index(index_config(settings, **config), settings.backend)
     repairs = engine.open_all() if open_collections else []
     for note in repairs:
         log.warning("repaired on start: %s", note)
 
     from rerank_mcp.index.embedding import CacheReadingEncoder
 
-    reading = CacheReadingEncoder(lambda: engine.embedder, engine.cache)
+    reading = CacheReadingEncoder(lambda: engine.embedding.embedder, engine.embedding.cache)
 
     def embedder_for(model: str | None):
         from rerank_mcp.index.embedding import canonical_name, load_embedder
@@ -108,8 +120,8 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     )
 
 
-def _warm(engine: Engine) -> None:
+def _warm(engine: Index) -> None:
     try:
-        engine.embedder.encode(["warm up"])
+        engine.embedding.embedder.encode(["warm up"])
     except Exception as exc:  # reported again, clearly, on first real use
         log.warning("could not load the embedding model: %s", exc)

@@ -35,9 +35,9 @@ def embedder():
 
 @pytest.fixture
 def engine(tmp_path, embedder):
-    from rerank_mcp.index.engine import Engine, IndexConfig
+    from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 
-    eng = Engine(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: embedder))
+    eng = EmbeddedIndex(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: embedder))
     yield eng
     eng.close()
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from rerank_mcp.index.chunking import chunk_text
 from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
-from rerank_mcp.index.engine import Engine, IndexConfig
-from rerank_mcp.index.store import NewChunk
+from rerank_mcp.index.contract import DocumentWrite, Index, IndexConfig, NewChunk
+from rerank_mcp.index.engines import open_index
 
 
 def pctl(values: Sequence[float], q: float) -> float:
@@ -135,13 +135,13 @@ def bench_ingest(docs: list[tuple[str, str]], backends: Sequence[str], log: Call
         with tempfile.TemporaryDirectory() as d:
             inner = load_embedder("all-MiniLM-L6-v2", backend, cache_dir=Path(tempfile.gettempdir()) / "rerank-mcp-onnx")
             timed = TimedEmbedder(inner)
-            engine = Engine(IndexConfig(data_dir=Path(d), embedder_factory=lambda: timed))
-            cache, engine.cache = engine.cache, None  # measure embedding, not cache hits
+            engine = open_index(IndexConfig(data_dir=Path(d), embedder_factory=lambda: timed))
+            cache, engine.embedding.cache = engine.embedding.cache, None  # measure embedding, not cache hits
             log(f"ingesting {len(docs)} documents with the {backend} backend")
             t = time.perf_counter()
             res = ingest(engine, "bench", [{"id": i, "text": x} for i, x in docs], chunk_size=128, chunk_overlap=0)
             wall = time.perf_counter() - t
-            engine.cache = cache
+            engine.embedding.cache = cache
             engine.close()
         outside = wall - timed.seconds
         sec.rows.append({"backend": backend, "documents": len(docs), "chunks": res.chunks_written,
@@ -189,11 +189,10 @@ def synth(pool: Pool, n: int, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]
         yield pool.texts[a] + " " + " ".join(words[start : start + k]), v.astype(np.float32)
 
 
-def fill_collection(engine: Engine, name: str, items: Iterator[tuple[str, np.ndarray]], n: int, dim: int,
+def fill_collection(engine: Index, name: str, items: Iterator[tuple[str, np.ndarray]], n: int, dim: int,
                     model: str, log: Callable[[str], None], per_doc: int = 4) -> None:
-    """Write ``n`` chunks straight into the store (vectors precomputed), then let the derived
-    indexes catch up exactly as they do on start."""
-    engine.store.create_collection(name, model, dim)
+    """Write ``n`` chunks through the index contract, vectors precomputed."""
+    engine.create_collection(name, model, dim)
     batch: list = []
     written = 0
     doc = 0
@@ -209,49 +208,50 @@ def fill_collection(engine: Engine, name: str, items: Iterator[tuple[str, np.nda
         written += _write(engine, name, batch, per_doc, doc)
 
 
-def _write(engine: Engine, name: str, batch: list, per_doc: int, doc0: int) -> int:
+def _write(engine: Index, name: str, batch: list, per_doc: int, doc0: int) -> int:
     rows = []
     for d in range(0, len(batch), per_doc):
         part = batch[d : d + per_doc]
         chunks = [NewChunk(t, 0, len(t), len(t.split()), v) for t, v in part]
-        rows.append((f"s{doc0 + d // per_doc}", f"h{doc0 + d}", {"i": doc0 + d // per_doc % 10}, None,
-                     sum(len(t) for t, _ in part), chunks))
-    engine.store.upsert_documents(name, rows)
+        rows.append(DocumentWrite(f"s{doc0 + d // per_doc}", f"h{doc0 + d}", {"i": doc0 + d // per_doc % 10}, None,
+                                  sum(len(t) for t, _ in part), chunks))
+    engine.upsert(name, rows)
     return len(batch)
 
 
-def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Callable[[str], None],
+def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Callable[[str], None],
                          n_queries: int = 200) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Search latency per mode (query embedding excluded), recall of the ANN index, BM25 vs
     rank-bm25, adding one document."""
     from rerank_mcp.index.fusion import fuse
     from rerank_mcp.tools.search import DEFAULT_FUSION
 
-    col = engine.collection(name)
+    engine.open_collection(name)
+    kind = engine.dense_index_kind(name) or engine.backend
+    info = engine.require_collection(name)
     qs = list(zip(pool.queries, pool.qvecs))[:n_queries]
     rows = []
     lat: dict[str, list[float]] = {"dense": [], "bm25": [], "hybrid": []}
     exact = None
-    if col.dense.kind != "flat":
+    if kind != "flat":
         import faiss
 
-        exact = faiss.IndexFlatIP(col.dense.dim)
-        ids_list, vec_list = [], []
-        for r in engine.store.iter_chunks_since(name, -1, with_text=False):
-            ids_list.append(np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r)))
-            vec_list.append(np.frombuffer(b"".join(x[2] for x in r), dtype=np.float32).reshape(-1, col.dense.dim))
+        exact = faiss.IndexFlatIP(info.dim)
+        ids_list = []
+        for ids, vecs in engine.iter_vectors(name):
+            ids_list.append(ids)
+            exact.add(vecs)
         exact_ids = np.concatenate(ids_list)
-        exact.add(np.concatenate(vec_list))
     recalls = []
     for rep in range(2):  # first pass warms caches
         for q, qv in qs:
             t = time.perf_counter()
-            d = col.dense.search(qv, 100)
+            d = engine.dense_search(name, qv, 100)
             t1 = time.perf_counter()
-            s = col.sparse.search(q, 100)
+            s = engine.bm25_search(name, q, 100)
             t2 = time.perf_counter()
             fused = fuse({"dense": d, "bm25": s}, DEFAULT_FUSION)
-            engine.store.chunks_by_id(name, [c for c, _ in fused[:10]])
+            engine.fetch_chunks(name, [c for c, _ in fused[:10]])
             t3 = time.perf_counter()
             if rep:
                 lat["dense"].append((t1 - t) * 1000)
@@ -262,9 +262,10 @@ def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Cal
                     truth = set(exact_ids[ei[0]].tolist())
                     recalls.append(len(truth & {c for c, _ in d}) / len(truth))
     for mode in ("dense", "bm25", "hybrid"):
-        rows.append({"chunks": n, "mode": mode, "index": col.dense.kind if mode != "bm25" else "tantivy",
+        rows.append({"chunks": n, "mode": mode, "index": kind if mode != "bm25" else
+                     ("tantivy" if engine.backend == "embedded" else f"{engine.backend} sparse"),
                      "p50 ms": round(pctl(lat[mode], 50), 2), "p95 ms": round(pctl(lat[mode], 95), 2)})
-    extra: dict[str, Any] = {"chunks": n, "dense index": col.dense.kind}
+    extra: dict[str, Any] = {"chunks": n, "engine": engine.backend, "dense index": kind}
     if recalls:
         extra["ANN recall@100 vs exact"] = round(float(np.mean(recalls)), 4)
     # add one document: store transaction + both derived indexes (embedding excluded)
@@ -272,9 +273,8 @@ def bench_search_at_size(engine: Engine, name: str, pool: Pool, n: int, log: Cal
     for i in range(5):
         text, vec = pool.texts[i], pool.vecs[i]
         t = time.perf_counter()
-        engine.store.upsert_documents(name, [(f"new-{i}", f"hn{i}", {}, None, len(text),
-                                              [NewChunk(text, 0, len(text), 100, vec)])])
-        col.catch_up()
+        engine.upsert(name, [DocumentWrite(f"new-{i}", f"hn{i}", {}, None, len(text),
+                                           [NewChunk(text, 0, len(text), 100, vec)])])
         adds.append((time.perf_counter() - t) * 1000)
     extra["add one document ms (p50)"] = round(pctl(adds, 50), 1)
     return rows, extra

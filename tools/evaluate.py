@@ -614,7 +614,7 @@ def evaluate_collection(
             if registry is None:
                 raise InvalidInput("reranking is not available here")
             registry.family(s.reranker)
-    engine.store.require_collection(collection)
+    engine.require_collection(collection)
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     for i, j in enumerate(js):
@@ -624,7 +624,7 @@ def evaluate_collection(
         queries[qid] = j.query
         qrels[qid] = dict.fromkeys(j.relevant, 1) if isinstance(j.relevant, list) else dict(j.relevant)
     wanted = sorted({d for rel in qrels.values() for d in rel})
-    have = engine.store.doc_hashes(collection, wanted)
+    have = engine.doc_hashes(collection, wanted)
     unknown = [d for d in wanted if d not in have]
     if unknown:
         raise InvalidInput(
@@ -680,7 +680,7 @@ def evaluate_dataset(
     report = DatasetReport(
         dataset=ds.name, path=ds.path, split=ds.split, collection=collection, documents=len(ds.documents),
         skipped_empty_documents=ds.skipped_empty, queries=len(ds.queries), judgments=ds.judgments,
-        chunks=engine.store.count_chunks(collection), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        chunks=engine.count_chunks(collection), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
         ingest_s=round(ingest_s, 2), pipelines=[runs[n].metrics for n in all_names],
     )
     return report, compare(ds.name, runs)

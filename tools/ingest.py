@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rerank_mcp.index.chunking import chunk_text
-from rerank_mcp.index.embedding import encode_cached
-from rerank_mcp.index.engine import Engine
+from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
 from rerank_mcp.index.loaders import expand_paths, load_file
-from rerank_mcp.index.store import NewChunk, check_collection_name
+from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import InvalidInput, LimitExceeded, RerankMCPError
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
 
@@ -109,7 +108,7 @@ def _content_hash(text: str, meta: dict[str, Any], size: int, overlap: int, mode
 
 
 def ingest(
-    engine: Engine,
+    index: Index,
     collection: str,
     documents: Sequence[DocumentIn | dict] = (),
     paths: Sequence[str] = (),
@@ -213,12 +212,11 @@ def ingest(
         raise InvalidInput(f"duplicate document id(s) in one call: {', '.join(map(repr, dups[:5]))}")
 
     # 2. skip unchanged content
-    col = engine.collection(collection, create=True)
-    engine.check_model(col.info)
-    model = col.info.embedding_model
+    info = index.open_collection(collection, create=True)  # ModelMismatch with the way out
+    model = info.embedding_model
     for p in pending:
         p.hash = _content_hash(p.text, p.metadata, chunk_size, chunk_overlap, model)
-    stored = engine.store.doc_hashes(collection, [p.doc_id for p in pending])
+    stored = index.doc_hashes(collection, [p.doc_id for p in pending])
     outcomes: list[DocOutcome] = []
     todo: list[_Pending] = []
     for p in pending:
@@ -228,7 +226,7 @@ def ingest(
             todo.append(p)
 
     # 3. chunk, embed, write in batches
-    emb = engine.embedder
+    emb = index.embedding
     total_docs = len(todo)
     chunks_written = 0
     for b in range(0, total_docs, WRITE_BATCH):
@@ -237,20 +235,19 @@ def ingest(
         flat = [c.text for cs in chunked for c in cs]
         vecs = []
         for e in range(0, len(flat), EMBED_BATCH):
-            vecs.append(encode_cached(emb, flat[e : e + EMBED_BATCH], engine.cache))
+            vecs.append(emb.documents(flat[e : e + EMBED_BATCH]))
             if progress:
                 progress(b + len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))), total_docs,
                          f"embedding chunks of documents {b + 1}-{b + len(batch)} of {total_docs}")
         import numpy as np
 
-        allv = np.concatenate(vecs) if vecs else np.zeros((0, emb.dim), np.float32)
+        allv = np.concatenate(vecs) if vecs else np.zeros((0, info.dim), np.float32)
         rows, k = [], 0
         for p, cs in zip(batch, chunked):
             news = [NewChunk(c.text, c.start, c.end, c.tokens, allv[k + j]) for j, c in enumerate(cs)]
             k += len(cs)
-            rows.append((p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
-        with col.write_lock:
-            engine.store.upsert_documents(collection, rows)
+            rows.append(DocumentWrite(p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
+        index.upsert(collection, rows)  # durable and searchable when it returns
         if on_commit:
             on_commit([p.doc_id for p in batch])
         for p, cs in zip(batch, chunked):
@@ -259,10 +256,8 @@ def ingest(
                            chunks=len(cs))
             )
             chunks_written += len(cs)
-        col.catch_up()
         if progress:
             progress(min(b + WRITE_BATCH, total_docs), total_docs, f"stored {min(b + WRITE_BATCH, total_docs)} of {total_docs} documents")
-    col.save()
     outcomes.extend(failed)
     elapsed = time.perf_counter() - t0
     return IngestResult(

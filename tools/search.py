@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from rerank_mcp.index.engine import Engine
-from rerank_mcp.index.filters import compile_filter, parse_filter
+from rerank_mcp.index.contract import Index
+from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.fusion import fuse
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
@@ -79,7 +79,7 @@ def check_unicode(text: str, where: str) -> str:
 
 
 def search(
-    engine: Engine,
+    index: Index,
     registry: RerankerRegistry | None,
     query: str,
     collection: str,
@@ -123,33 +123,20 @@ def search(
                 f"rerank.candidates={step.candidates} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)"
             )
     flt = parse_filter(filter)
-    where = compile_filter(flt, "d.metadata") if flt else None
-
-    col = engine.collection(collection)
-    engine.check_model(col.info)
-    col.catch_up()  # another process or a crash may have left the derived indexes behind
+    info = index.open_collection(collection)  # NotFound, or ModelMismatch with the way out
 
     n_first = max(k, step.candidates if step else 0)
     arm_depth = depth or max(n_first, 100 if mode == "hybrid" else n_first)
     arm_depth = min(arm_depth, limits.max_k * 2)
-    allowed = None
-    if where is not None:
-        t = time.perf_counter()
-        allowed = engine.store.chunk_ids_matching(collection, where[0], where[1])
-        timings["filter_ms"] = (time.perf_counter() - t) * 1000
 
-    arms: dict[str, list[tuple[int, float]]] = {}
+    qv = None
     if mode in ("dense", "hybrid"):
         t = time.perf_counter()
-        qv = engine.embedder.encode([query])[0]
+        qv = index.embedding.query(query)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        arms["dense"] = col.dense.search(qv, arm_depth, allowed)
-        timings["dense_ms"] = (time.perf_counter() - t) * 1000
-    if mode in ("bm25", "hybrid"):
-        t = time.perf_counter()
-        arms["bm25"] = col.sparse.search(query, arm_depth, allowed)
-        timings["bm25_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    arms = index.search_arms(info.name, query, qv, arm_depth, flt, ("dense", "bm25") if mode == "hybrid" else (mode,))
+    timings[f"{mode}_ms" if mode != "hybrid" else "arms_ms"] = (time.perf_counter() - t) * 1000
 
     prov: dict[int, dict[str, Any]] = {}
     for name, ranked in arms.items():
@@ -169,7 +156,7 @@ def search(
 
     # keep only chunks the store still holds (the derived indexes may briefly lag a delete)
     t = time.perf_counter()
-    rows = engine.store.chunks_by_id(collection, [cid for cid, _ in first[: n_first + 50]])
+    rows = index.fetch_chunks(collection, [cid for cid, _ in first[: n_first + 50]])
     first = [(cid, s) for cid, s in first if cid in rows][:n_first]
     timings["fetch_ms"] = (time.perf_counter() - t) * 1000
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.models import IngestResult, SearchResult
 from rerank_mcp.tools.search import search
@@ -38,7 +38,7 @@ def doc_metadata(i: int, doc_id: str, judged: set[str]) -> dict:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, embedder, scifact) -> Built:
     data = tmp_path_factory.mktemp("scifact-index") / "data"
-    eng = Engine(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
+    eng = EmbeddedIndex(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
     judged = set().union(*scifact.qrels.values())
     meta = {d["id"]: doc_metadata(i, d["id"], judged) for i, d in enumerate(scifact.docs)}
     docs = [{"id": d["id"], "text": d["text"], "metadata": meta[d["id"]]} for d in scifact.docs]
@@ -57,10 +57,10 @@ def open_copy(built, tmp_path, embedder):
     """Open engines on a private copy of the built index; closes them afterwards."""
     target = tmp_path / "copy"
     shutil.copytree(built.data_dir, target)
-    engines: list[Engine] = []
+    engines: list[EmbeddedIndex] = []
 
-    def _open() -> Engine:
-        eng = Engine(IndexConfig(data_dir=target, embedder_factory=lambda: embedder))
+    def _open() -> EmbeddedIndex:
+        eng = EmbeddedIndex(IndexConfig(data_dir=target, embedder_factory=lambda: embedder))
         engines.append(eng)
         return eng
 

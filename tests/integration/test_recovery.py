@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.errors import ModelMismatch, StoreCorrupt
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
@@ -74,7 +74,7 @@ def test_unsaved_changes_are_replayed_after_a_crash(built, open_copy):
     r = ingest(eng, COLLECTION, [{"id": "crash-doc", "text": "Quokka telomerase in marsupial zygotes."}])
     assert r.added == 1
     eng.store.close()
-    eng.cache.close()  # simulate a crash: the engine's derived indexes are never closed/saved
+    eng.embedding.cache.close()  # simulate a crash: the engine's derived indexes are never closed/saved
     for p, data in saved.items():  # and the sidecars still describe the old state
         p.write_bytes(data)
     eng2 = open_copy()
@@ -85,7 +85,7 @@ def test_unsaved_changes_are_replayed_after_a_crash(built, open_copy):
 @pytest.mark.parametrize("how", ["garbage", "truncated header"])
 def test_corrupt_store_is_refused(tmp_path, embedder, how):
     data = tmp_path / "data"
-    eng = Engine(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
+    eng = EmbeddedIndex(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
     ingest(eng, "c", [{"id": "a", "text": "some text to store"}])
     eng.close()
     db = data / "rerank-mcp.sqlite"
@@ -98,7 +98,7 @@ def test_corrupt_store_is_refused(tmp_path, embedder, how):
         raw[:16] = b"NOT SQLITE AT AL"
         db.write_bytes(bytes(raw))
     with pytest.raises(StoreCorrupt) as ei:
-        Engine(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
+        EmbeddedIndex(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
     msg = str(ei.value)
     assert "rerank-mcp.sqlite" in msg and "unreadable" in msg and "re-ingest" in msg
 
@@ -124,10 +124,10 @@ class HashEmbedder:
 
 def test_model_mismatch_is_refused_and_reindex_fixes_it(tmp_path, embedder):
     data = tmp_path / "data"
-    other = Engine(IndexConfig(data_dir=data, embedding_model="test/hash-embedder", embedder_factory=HashEmbedder))
+    other = EmbeddedIndex(IndexConfig(data_dir=data, embedding_model="test/hash-embedder", embedder_factory=HashEmbedder))
     ingest(other, "c", [{"id": "a", "text": "Penguins huddle to keep warm."}, {"id": "b", "text": "Volcanoes erupt."}])
     other.close()
-    eng = Engine(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
+    eng = EmbeddedIndex(IndexConfig(data_dir=data, embedder_factory=lambda: embedder))
     try:
         seq = eng.store.seq()
         for call in (

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from rerank_mcp.index.chunking import chunk_text
-from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from tests.reliability.hash_embedder import HashEmbedder
 from tests.reliability.stats import record
 from rerank_mcp.tools.search import search
@@ -43,7 +43,7 @@ def _docs(n: int, seed: int) -> list[dict]:
 
 def _check(data_dir: Path, docs: dict[str, dict], committed: set[str]) -> int:
     emb = HashEmbedder()
-    engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+    engine = EmbeddedIndex(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
     try:
         if engine.store.collection("crash") is None:
             assert not committed, "committed documents but the collection is gone"
@@ -118,7 +118,7 @@ def test_truncated_and_missing_index_files_are_rebuilt(tmp_path):
     data_dir = tmp_path / "data"
     emb = HashEmbedder()
     docs = _docs(60, seed=3)
-    engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+    engine = EmbeddedIndex(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
     ingest(engine, "crash", docs, chunk_size=32, chunk_overlap=8)
     want = {m: [h.chunk_id for h in search(engine, None, "alpha beta", "crash", k=20, mode=m).hits]
             for m in ("dense", "bm25", "hybrid")}
@@ -135,7 +135,7 @@ def test_truncated_and_missing_index_files_are_rebuilt(tmp_path):
     ]
     for i, hurt in enumerate(damage):
         hurt()
-        engine = Engine(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
+        engine = EmbeddedIndex(IndexConfig(data_dir=data_dir, embedder_factory=lambda: emb))
         notes = engine.open_all()
         assert notes, f"damage #{i} went unnoticed"
         got = {m: [h.chunk_id for h in search(engine, None, "alpha beta", "crash", k=20, mode=m).hits]
@@ -152,4 +152,4 @@ def test_corrupt_sqlite_is_a_clear_error(tmp_path):
     data_dir.mkdir()
     (data_dir / "rerank-mcp.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreCorrupt, match="unreadable"):
-        Engine(IndexConfig(data_dir=data_dir, embedder_factory=HashEmbedder))
+        EmbeddedIndex(IndexConfig(data_dir=data_dir, embedder_factory=HashEmbedder))

@@ -7,7 +7,7 @@ like two processes do.
 
 from __future__ import annotations
 
-from rerank_mcp.index.engine import Engine, IndexConfig
+from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from tests.reliability.hash_embedder import HashEmbedder
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
@@ -18,12 +18,12 @@ def _ids(engine, q, mode):
 
 
 def test_second_engine_is_a_reader_of_index_files_and_a_full_writer_of_the_store(tmp_path):
-    owner = Engine(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
+    owner = EmbeddedIndex(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
     ingest(owner, "c", [{"id": "x", "text": "alpha beta gamma"}])
     folder = tmp_path / "collections" / "c"
     before = {p.name: p.stat().st_mtime_ns for p in (folder / "bm25").iterdir()}
 
-    second = Engine(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
+    second = EmbeddedIndex(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
     assert owner.owner and not second.owner
     assert second.open_all() == []  # nothing "repaired": the owner's files are not touched
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "bm25").iterdir()} == before
@@ -36,7 +36,7 @@ def test_second_engine_is_a_reader_of_index_files_and_a_full_writer_of_the_store
     second.close()
     owner.close()
 
-    again = Engine(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
+    again = EmbeddedIndex(IndexConfig(data_dir=tmp_path, embedder_factory=HashEmbedder))
     assert again.owner and again.open_all() == []
     assert _ids(again, "alpha", "hybrid") == ["x", "y"]
     again.close()
