@@ -1,0 +1,1079 @@
+"""The Qdrant engine: the index contract on a Qdrant server or cluster, or qdrant-client's local mode.
+
+Layout. A registry collection (``rerank_mcp_registry``) holds one point per rerank-mcp
+collection: its name, embedding model, dimension, creation time and the Qdrant collection that
+stores it (``rerank_mcp__<name>__<token>``; the prefix keeps a shared cluster's other
+collections out of our listings, the token lets a re-embed build a new one beside the old and
+switch in one write). A stored collection has a named dense vector ``dense`` (cosine) and a
+sparse vector ``bm25`` with ``Modifier.IDF``, and holds four kinds of points (payload ``kind``):
+
+- ``chunk``: text, ord, start/end, token count, ``doc_id``, ``gen`` and a copy of the
+  document's metadata under ``metadata`` (so filter field ``lang`` is payload key
+  ``metadata.lang``), with both vectors;
+- ``doc``: the document record (content hash, metadata, source, chars, chunk count, current
+  ``gen``, times), no vectors;
+- ``pending``: a marker that a write of a document is in flight, no vectors;
+- ``meta`` (point 0): running totals (chunks, BM25 tokens) that give BM25's average length.
+
+BM25. Each chunk's sparse vector holds, per analyzed term (:func:`rerank_mcp.index.tokenize.tokenize`,
+the embedded engine's analyzer), its saturated term frequency
+``tf*(k1+1) / (tf + k1*(1-b+b*dl/avgdl))`` with k1=1.2, b=0.75, under a stable 32-bit hash of the
+term; the query vector has each distinct query term once with weight 1, and Qdrant's IDF
+modifier multiplies in ``ln(1 + (N-df+0.5)/(df+0.5))`` (Lucene's IDF) at query time. That is the
+BM25 the embedded tantivy index computes, with one difference: ``avgdl`` is the collection's
+running average at the time a chunk was written, not at query time.
+
+Writes without transactions. Every write of a document gets a new random generation: a
+``pending`` marker is written, then the new chunks (payload ``gen`` = new), then in one batch
+the document record flips to the new generation, the document's chunks of any other
+generation are deleted and the marker is removed. Searches and fetches drop chunks whose
+generation is not their document's current one, so a failure part-way leaves the previous
+version searchable and never a mix; :meth:`QdrantIndex.open_all` cleans up after writes that
+died (markers older than :data:`STALE_WRITE_S`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, RerankMCPError, UpstreamError
+from rerank_mcp.index.contract import (
+    ChunkRow,
+    CollectionInfo,
+    DocumentWrite,
+    ExportedDocument,
+    Index,
+    IndexConfig,
+    NewChunk,
+    Progress,
+    Ranked,
+)
+from rerank_mcp.index.filters import And, Cond, Filter, Not, Or
+from rerank_mcp.index.tokenize import tokenize, tokenize_query
+
+log = logging.getLogger(__name__)
+
+K1, B = 1.2, 0.75
+DENSE, SPARSE = "dense", "bm25"
+PREFIX = "rerank_mcp__"
+REGISTRY = "rerank_mcp_registry"
+META_ID = 0
+STALE_WRITE_S = 3600.0  # a write marker older than this belongs to a writer that died
+WRITE_BATCH = 256  # points per upsert request
+PAGE = 1000  # ids per retrieve / scroll request
+MAX_LIMIT = 10_000  # how far a search oversamples to make up for chunks of stale generations
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def _models():
+    try:
+        from qdrant_client import models
+    except ImportError:
+        raise DependencyMissing(
+            "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+        ) from None
+    return models
+
+
+try:
+    from rerank_mcp.index.contract import check_collection_name
+except ImportError:  # pragma: no cover - older contract without it
+
+    def check_collection_name(name: Any) -> str:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise InvalidInput(
+                f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
+                "letter or digit"
+            )
+        return name
+
+
+# ------------------------------------------------------------------------------------ ids
+def point_id(*parts: Any) -> int:
+    """A stable unsigned 63-bit point id (never 0, which is the meta point) from ``parts``."""
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).digest()
+    return (int.from_bytes(h[:8], "big") & (2**63 - 1)) or 1
+
+
+def chunk_point_id(collection: str, doc_id: str, gen: int, ord: int) -> int:
+    return point_id("chunk", collection, doc_id, gen, ord)
+
+
+def _doc_pid(doc_id: str) -> int:
+    return point_id("doc", doc_id)
+
+
+def _marker_pid(doc_id: str) -> int:
+    return point_id("pending", doc_id)
+
+
+def _registry_pid(name: str) -> int:
+    return point_id("collection", name)
+
+
+def _new_gen() -> int:
+    return secrets.randbits(52) + 1
+
+
+# ------------------------------------------------------------------------------------ BM25
+def term_id(term: str) -> int:
+    """The sparse-vector index of an analyzed term: a stable unsigned 32-bit hash."""
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
+
+
+def bm25_document_vector(tokens: Sequence[str], avgdl: float) -> tuple[list[int], list[float]]:
+    """A chunk's BM25 sparse vector from its analyzed tokens: saturated, length-normalised tf
+    per term (the IDF factor is Qdrant's, applied at query time)."""
+    if not tokens:
+        return [], []
+    tf = Counter(term_id(t) for t in tokens)
+    norm = K1 * (1.0 - B + B * len(tokens) / (avgdl if avgdl > 0 else 1.0))
+    idx = sorted(tf)
+    return idx, [tf[i] * (K1 + 1.0) / (tf[i] + norm) for i in idx]
+
+
+def bm25_query_vector(query: str) -> tuple[list[int], list[float]]:
+    """A query's sparse vector: each distinct analyzed term once, weight 1 (as tantivy's
+    boolean query over the distinct terms scores them)."""
+    c = Counter(term_id(t) for t in dict.fromkeys(tokenize_query(query)))
+    idx = sorted(c)
+    return idx, [float(c[i]) for i in idx]
+
+
+# ------------------------------------------------------------------------------------ filters
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_datetime(v: str) -> str | None:
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    return v
+
+
+class _FilterCompiler:
+    """The filter tree to Qdrant conditions, with the SQL compiler's (MongoDB-like) semantics:
+    ``$ne``/``$nin`` match a missing field, ``null`` equals missing (Qdrant's ``is_empty``),
+    ``$not`` is the exact complement (conditions here are two-valued: a missing field makes a
+    comparison false, as ``COALESCE(..., 0)`` does in SQL)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.m = _models()
+        self.prefix = prefix
+
+    def never(self):
+        return self.m.HasIdCondition(has_id=[])
+
+    def always(self):
+        return self.m.Filter()
+
+    def compile(self, f: Filter):
+        m = self.m
+        if isinstance(f, And):
+            return m.Filter(must=[self.compile(x) for x in f.items]) if f.items else self.always()
+        if isinstance(f, Or):
+            return m.Filter(should=[self.compile(x) for x in f.items])
+        if isinstance(f, Not):
+            return m.Filter(must_not=[self.compile(f.item)])
+        return self.cond(f)
+
+    def empty(self, key: str):
+        return self.m.IsEmptyCondition(is_empty=self.m.PayloadField(key=key))
+
+    def eq(self, key: str, v: Any):
+        m = self.m
+        if v is None:
+            return self.empty(key)
+        if isinstance(v, (str, bool)) or (isinstance(v, int) and abs(v) > 2**53):
+            return m.FieldCondition(key=key, match=m.MatchValue(value=v))
+        # numbers compare by value, ints and floats alike (2 == 2.0, as in SQL)
+        return m.FieldCondition(key=key, range=m.Range(gte=v, lte=v))
+
+    def any_of(self, key: str, values: Sequence[Any]):
+        m = self.m
+        strs = [v for v in values if isinstance(v, str)]
+        parts = [m.FieldCondition(key=key, match=m.MatchAny(any=strs))] if strs else []
+        parts += [self.eq(key, v) for v in dict.fromkeys(v for v in values if not isinstance(v, str))]
+        return parts[0] if len(parts) == 1 else m.Filter(should=parts)
+
+    def missing_value(self, c: Cond) -> bool:
+        """What ``c`` says about a document without the field."""
+        if c.op == "$exists":
+            return not c.value
+        if c.op == "$eq":
+            return c.value is None
+        if c.op == "$ne":
+            return c.value is not None
+        if c.op == "$in":
+            return None in c.value
+        if c.op == "$nin":
+            return None not in c.value
+        return False
+
+    def cond(self, c: Cond):
+        m = self.m
+        if any(not part for part in c.field.split(".")):  # no payload key can have an empty name
+            return self.always() if self.missing_value(c) else self.never()
+        key = self.prefix + c.field
+        op, v = c.op, c.value
+        if op == "$exists":
+            return m.Filter(must_not=[self.empty(key)]) if v else self.empty(key)
+        if op == "$eq":
+            return self.eq(key, v)
+        if op == "$ne":
+            return m.Filter(must_not=[self.eq(key, v)])
+        if op == "$in":
+            return self.any_of(key, v)
+        if op == "$nin":
+            return m.Filter(must_not=[self.any_of(key, v)])
+        bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
+        if v is None:  # an order comparison with null holds for nothing
+            return self.never()
+        if _is_number(v):
+            return m.FieldCondition(key=key, range=m.Range(**{bound: v}))
+        if isinstance(v, str) and _as_datetime(v) is not None:
+            return m.FieldCondition(key=key, range=m.DatetimeRange(**{bound: v}))
+        raise InvalidInput(
+            f"filter {c.field}.{op}: the qdrant backend compares only numbers and ISO 8601 dates "
+            f"with {op}, got {v!r}"
+        )
+
+
+def compile_filter(flt: Filter | None, prefix: str = "metadata."):
+    """Compile a parsed filter into a ``qdrant_client.models.Filter`` over payload keys
+    ``prefix + field`` (None for no filter)."""
+    if flt is None:
+        return None
+    out = _FilterCompiler(prefix).compile(flt)
+    m = _models()
+    return out if isinstance(out, m.Filter) else m.Filter(must=[out])
+
+
+# ------------------------------------------------------------------------------------ client
+class _Conn:
+    """qdrant-client with bounded retries and errors mapped to the project's."""
+
+    def __init__(self, config: IndexConfig) -> None:
+        try:
+            from qdrant_client import QdrantClient
+        except ImportError:
+            raise DependencyMissing(
+                "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+            ) from None
+        self.local = not config.qdrant_url
+        self.retries = max(0, int(config.qdrant_retries))
+        self._secret = config.qdrant_api_key or None
+        # local mode is a Python object over SQLite, not safe to share between threads unguarded
+        self.lock: threading.RLock | None = threading.RLock() if self.local else None
+        if self.local:
+            path = config.qdrant_path or str(config.data_dir / "qdrant")
+            self.where = "local Qdrant (in memory)" if path == ":memory:" else f"local Qdrant storage {path}"
+            try:
+                if path == ":memory:":
+                    self.client = QdrantClient(location=":memory:")
+                else:
+                    self.client = QdrantClient(path=path, force_disable_check_same_thread=True)
+            except RuntimeError as exc:
+                raise RerankMCPError(
+                    f"{self.where} is in use by another client ({exc}); local mode allows one client per "
+                    "folder: use a Qdrant server (a qdrant URL instead of a path) for shared access"
+                ) from None
+        else:
+            self.url = str(config.qdrant_url)
+            self.where = f"Qdrant at {self.url}"
+            try:
+                self.client = QdrantClient(
+                    url=self.url, api_key=self._secret, timeout=max(1, math.ceil(config.qdrant_timeout_s)),
+                    check_compatibility=False,
+                )
+            except Exception as exc:
+                raise UpstreamError(f"cannot set up a client for {self.where}: {self._scrub(exc)}") from None
+
+    def _scrub(self, exc: BaseException | str) -> str:
+        text = str(exc) if not isinstance(exc, BaseException) else (str(exc) or type(exc).__name__)
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text.strip().replace("\n", " ")[:500]
+
+    def _classify(self, exc: Exception) -> tuple[str, str]:
+        """('retry' | 'notfound' | 'fatal', message)."""
+        try:
+            from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+        except ImportError:  # pragma: no cover
+            ResponseHandlingException = UnexpectedResponse = ()  # type: ignore[assignment]
+        if self.local:
+            if isinstance(exc, ValueError) and re.match(r"Collection .* not found", str(exc)):
+                return "notfound", self._scrub(exc)
+            return "fatal", self._scrub(exc)
+        if isinstance(exc, UnexpectedResponse):
+            detail = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
+            msg = f"HTTP {exc.status_code} {self._scrub(detail)}"
+            if exc.status_code == 404:
+                return "notfound", msg
+            if exc.status_code in (408, 429) or (exc.status_code or 0) >= 500:
+                return "retry", msg
+            if exc.status_code in (401, 403):
+                return "fatal", f"{msg} (refused: check the Qdrant API key)"
+            return "fatal", msg
+        if isinstance(exc, ResponseHandlingException):
+            src = exc.source
+            if type(src).__name__ == "ValidationError":
+                return "fatal", f"unexpected answer ({self._scrub(src)})"
+            return "retry", f"{type(src).__name__}: {self._scrub(src)}"
+        try:
+            import httpx
+
+            if isinstance(exc, httpx.HTTPError):
+                return "retry", f"{type(exc).__name__}: {self._scrub(exc)}"
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return "retry", f"{type(exc).__name__}: {self._scrub(exc)}"
+        return "fatal", f"{type(exc).__name__}: {self._scrub(exc)}"
+
+    def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self.client, method)
+        attempt = 0
+        while True:
+            try:
+                if self.lock is not None:
+                    with self.lock:
+                        return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            except RerankMCPError:
+                raise
+            except Exception as exc:
+                kind, msg = self._classify(exc)
+                if kind == "notfound":
+                    raise NotFound(f"{self.where}: {what}: {msg}") from None
+                if kind == "retry" and attempt < self.retries:
+                    delay = min(0.2 * 2**attempt, 5.0) * (0.5 + secrets.randbelow(1000) / 1000)
+                    log.warning("%s: %s failed (%s); retrying in %.1fs", self.where, what, msg, delay)
+                    time.sleep(delay)
+                    attempt += 1
+                    continue
+                if kind == "retry":
+                    raise UpstreamError(
+                        f"{self.where} is unreachable or failing: {what} gave up after {attempt + 1} "
+                        f"attempt(s): {msg}"
+                    ) from None
+                raise UpstreamError(f"{self.where}: {what} failed: {msg}") from None
+
+    def close(self) -> None:
+        try:
+            if self.lock is not None:
+                with self.lock:
+                    self.client.close()
+            else:
+                self.client.close()
+        except Exception as exc:  # pragma: no cover - best effort at shutdown
+            log.warning("closing %s: %s", self.where, self._scrub(exc))
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A registry record: a rerank-mcp collection and the Qdrant collection that stores it."""
+
+    name: str
+    physical: str
+    model: str
+    dim: int
+    created_at: float
+
+    @property
+    def info(self) -> CollectionInfo:
+        return CollectionInfo(self.name, self.model, self.dim, self.created_at)
+
+
+# ------------------------------------------------------------------------------------ engine
+class QdrantIndex(Index):
+    """The index contract on Qdrant. All methods are thread-safe."""
+
+    backend = "qdrant"
+
+    def __init__(self, config: IndexConfig) -> None:
+        super().__init__(config)
+        self.m = _models()
+        self.q = _Conn(config)
+        self._entries: dict[str, _Entry] = {}
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+        self._registry_ok = False
+
+    # ------------------------------------------------------------------ plumbing
+    def _lock(self, name: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.RLock())
+
+    def _kind(self, kind: str):
+        return self.m.FieldCondition(key="kind", match=self.m.MatchValue(value=kind))
+
+    def _registry_exists(self) -> bool:
+        if not self._registry_ok:
+            self._registry_ok = bool(self.q.call("check the registry", "collection_exists", REGISTRY))
+        return self._registry_ok
+
+    def _ensure_registry(self) -> None:
+        if self._registry_exists():
+            return
+        try:
+            self.q.call("create the registry", "create_collection", REGISTRY, vectors_config={})
+        except UpstreamError:
+            if not self.q.call("check the registry", "collection_exists", REGISTRY):  # lost a race: fine
+                raise
+        self._registry_ok = True
+
+    def _read_entry(self, name: str) -> _Entry | None:
+        check_collection_name(name)
+        if not self._registry_exists():
+            return None
+        recs = self.q.call(f"read collection {name!r}", "retrieve", REGISTRY, [_registry_pid(name)], with_payload=True)
+        if not recs or (recs[0].payload or {}).get("name") != name:
+            with self._guard:
+                self._entries.pop(name, None)
+            return None
+        p = recs[0].payload
+        entry = _Entry(name, p["physical"], p["embedding_model"], int(p["dim"]), float(p["created_at"]))
+        with self._guard:
+            self._entries[name] = entry
+        return entry
+
+    def _entry(self, name: str, fresh: bool = False) -> _Entry:
+        """The collection's registry record (cached unless ``fresh``); NotFound if absent."""
+        if not fresh:
+            with self._guard:
+                e = self._entries.get(name)
+            if e is not None:
+                return e
+        e = self._read_entry(name)
+        if e is None:
+            self.require_collection(name)  # raises NotFound naming the known collections
+            raise NotFound(f"unknown collection {name!r}")  # pragma: no cover - a race with drop
+        return e
+
+    def _c(self, entry: _Entry, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on the collection's Qdrant collection. If it is gone (dropped or
+        re-embedded by another process), look the collection up again and retry once."""
+        try:
+            return self.q.call(what, method, entry.physical, *args, **kwargs)
+        except NotFound:
+            again = self._read_entry(entry.name)
+            if again is None:
+                raise NotFound(f"collection {entry.name!r} no longer exists (dropped meanwhile?)") from None
+            if again.physical == entry.physical:
+                raise NotFound(
+                    f"collection {entry.name!r} is registered but its Qdrant collection {entry.physical!r} "
+                    f"is missing: drop it (`rerank-mcp delete {entry.name} --all`) and ingest again"
+                ) from None
+            return self.q.call(what, method, again.physical, *args, **kwargs)
+
+    def _scroll_all(self, entry: _Entry, what: str, flt, with_payload: Any = True,
+                    with_vectors: Any = False) -> Iterator[Any]:
+        offset = None
+        while True:
+            recs, offset = self._c(entry, what, "scroll", scroll_filter=flt, limit=PAGE, offset=offset,
+                                   with_payload=with_payload, with_vectors=with_vectors)
+            yield from recs
+            if offset is None:
+                return
+
+    def _records(self, entry: _Entry, doc_ids: Sequence[str], payload: Any = True) -> dict[str, dict[str, Any]]:
+        """Document records by doc id (those that exist)."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(doc_ids))
+        if payload is not True:
+            payload = list(dict.fromkeys([*payload, "doc_id", "kind"]))
+        for i in range(0, len(ids), PAGE):
+            part = ids[i : i + PAGE]
+            want = set(part)
+            for r in self._c(entry, "read documents", "retrieve", [_doc_pid(d) for d in part], with_payload=payload):
+                p = r.payload or {}
+                if p.get("kind") == "doc" and p.get("doc_id") in want:
+                    out[p["doc_id"]] = p
+        return out
+
+    def _current_gens(self, entry: _Entry, doc_ids: Sequence[str]) -> dict[str, int]:
+        return {d: p.get("gen") for d, p in self._records(entry, doc_ids, ["gen"]).items()}
+
+    def _meta(self, entry: _Entry) -> dict[str, Any]:
+        recs = self._c(entry, "read collection totals", "retrieve", [META_ID], with_payload=True)
+        return dict(recs[0].payload or {}) if recs else {}
+
+    def _create_physical(self, physical: str, dim: int) -> None:
+        m, cfg = self.m, self.config
+        extra = {k: v for k, v in (("shard_number", cfg.shard_number), ("replication_factor", cfg.replication_factor),
+                                   ("write_consistency_factor", cfg.write_consistency_factor)) if v is not None}
+        self.q.call(
+            f"create Qdrant collection {physical!r}", "create_collection", physical,
+            vectors_config={DENSE: m.VectorParams(size=int(dim), distance=m.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            **extra,
+        )
+        if not self.q.local:  # local mode has no payload indexes (and warns about them)
+            for field_name, schema in (("kind", m.PayloadSchemaType.KEYWORD), ("doc_id", m.PayloadSchemaType.KEYWORD),
+                                       ("gen", m.PayloadSchemaType.INTEGER)):
+                self.q.call(f"index payload field {field_name!r}", "create_payload_index", physical,
+                            field_name=field_name, field_schema=schema, wait=True)
+
+    def _delete_physical(self, physical: str) -> None:
+        try:
+            self.q.call(f"delete Qdrant collection {physical!r}", "delete_collection", physical)
+        except NotFound:
+            pass
+
+    @staticmethod
+    def _point(pid: int, payload: dict[str, Any], vector: dict[str, Any] | None = None):
+        from qdrant_client import models as m
+
+        return m.PointStruct(id=pid, vector=vector or {}, payload=payload)
+
+    def _check_vector(self, entry: _Entry, vec: Any) -> list[float]:
+        v = np.asarray(vec, dtype=np.float32).reshape(-1)
+        if v.shape[0] != entry.dim:
+            raise InvalidInput(
+                f"vector of dimension {v.shape[0]} for collection {entry.name!r} of dimension {entry.dim}"
+            )
+        return v.tolist()
+
+    # ------------------------------------------------------------------ collections
+    def collection_info(self, name: str) -> CollectionInfo | None:
+        e = self._read_entry(name)
+        return e.info if e is not None else None
+
+    def collections(self) -> list[CollectionInfo]:
+        if not self._registry_exists():
+            return []
+        out = []
+        offset = None
+        entries: list[_Entry] = []
+        while True:
+            recs, offset = self.q.call("list collections", "scroll", REGISTRY, limit=PAGE, offset=offset,
+                                       with_payload=True)
+            for r in recs:
+                p = r.payload or {}
+                if "name" in p and "physical" in p:
+                    entries.append(_Entry(p["name"], p["physical"], p["embedding_model"], int(p["dim"]),
+                                          float(p["created_at"])))
+            if offset is None:
+                break
+        for e in sorted(entries, key=lambda e: e.name):
+            try:
+                docs = self._c(e, "count documents", "count", count_filter=self.m.Filter(must=[self._kind("doc")]),
+                               exact=True).count
+                chunks = self._c(e, "count chunks", "count", count_filter=self.m.Filter(must=[self._kind("chunk")]),
+                                 exact=True).count
+            except NotFound:
+                docs = chunks = 0
+            out.append(CollectionInfo(e.name, e.model, e.dim, e.created_at, int(docs), int(chunks)))
+        return out
+
+    def create_collection(self, name: str, model: str | None = None, dim: int | None = None) -> CollectionInfo:
+        check_collection_name(name)
+        with self._lock(name):
+            existing = self._read_entry(name)
+            if existing is not None:
+                return existing.info
+            if model is None or dim is None:
+                emb = self.embedding.embedder
+                model, dim = model or emb.name, dim or emb.dim
+            self._ensure_registry()
+            now = time.time()
+            physical = f"{PREFIX}{name}__{secrets.token_hex(6)}"
+            self._create_physical(physical, int(dim))
+            try:
+                self.q.call("write collection totals", "upsert", physical, [self._point(
+                    META_ID, {"kind": "meta", "collection": name, "chunks": 0, "tokens": 0, "created_at": now,
+                              "touched_at": now})], wait=True)
+                self.q.call(f"register collection {name!r}", "upsert", REGISTRY, [self._point(
+                    _registry_pid(name), {"name": name, "physical": physical, "embedding_model": model,
+                                          "dim": int(dim), "created_at": now})], wait=True)
+            except BaseException:
+                self._delete_physical(physical)
+                raise
+            e = _Entry(name, physical, model, int(dim), now)
+            with self._guard:
+                self._entries[name] = e
+            return e.info
+
+    def drop(self, name: str) -> int:
+        with self._lock(name):
+            e = self._entry(name, fresh=True)
+            try:
+                n = int(self._c(e, "count documents", "count",
+                                count_filter=self.m.Filter(must=[self._kind("doc")]), exact=True).count)
+            except NotFound:
+                n = 0
+            # storage first, then the name: a failure in between leaves a name that `drop` clears
+            self._delete_physical(e.physical)
+            self.q.call(f"unregister collection {name!r}", "delete", REGISTRY,
+                        points_selector=self.m.PointIdsList(points=[_registry_pid(name)]), wait=True)
+            with self._guard:
+                self._entries.pop(name, None)
+            return n
+
+    def dense_index_kind(self, name: str) -> str | None:
+        return "qdrant-local (exact)" if self.q.local else "qdrant (hnsw)"
+
+    # ------------------------------------------------------------------ documents
+    def doc_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        e = self._entry(collection)
+        return {d: p.get("content_hash") for d, p in self._records(e, doc_ids, ["content_hash"]).items()}
+
+    def _write_marks(self, e: _Entry, doc_ids: Sequence[str], gens: Mapping[str, int | None]) -> None:
+        now = time.time()
+        pts = [self._point(_marker_pid(d), {"kind": "pending", "doc_id": d, "gen": gens.get(d), "at": now})
+               for d in doc_ids]
+        for i in range(0, len(pts), WRITE_BATCH):
+            self._c(e, "mark documents being written", "upsert", pts[i : i + WRITE_BATCH], wait=True)
+
+    def _write_chunks(self, e: _Entry, points: list[Any]) -> None:
+        for i in range(0, len(points), WRITE_BATCH):
+            self._c(e, "write chunks", "upsert", points[i : i + WRITE_BATCH], wait=True)
+
+    def _meta_point(self, e: _Entry, meta: Mapping[str, Any], chunks: int, tokens: int):
+        """The meta point with new totals (written whole: an update never depends on it existing)."""
+        return self._point(META_ID, {"created_at": e.created_at, **meta, "kind": "meta", "collection": e.name,
+                                     "chunks": int(chunks), "tokens": int(tokens), "touched_at": time.time()})
+
+    def _commit(self, e: _Entry, records: list[Any], doc_ids: list[str], keep_gens: list[int]) -> None:
+        """Flip the records to their new generation, drop the other generations' chunks, unmark."""
+        m = self.m
+        stale = m.Filter(
+            must=[self._kind("chunk"), m.FieldCondition(key="doc_id", match=m.MatchAny(any=doc_ids))],
+            must_not=[m.FieldCondition(key="gen", match=m.MatchAny(any=keep_gens))] if keep_gens else None,
+        )
+        ops = [
+            m.UpsertOperation(upsert=m.PointsList(points=records)),
+            m.DeleteOperation(delete=m.FilterSelector(filter=stale)),
+            m.DeleteOperation(delete=m.PointIdsList(points=[_marker_pid(d) for d in doc_ids])),
+        ]
+        self._c(e, "commit documents", "batch_update_points", update_operations=ops, wait=True)
+
+    def upsert(self, collection: str, docs: Sequence[DocumentWrite]) -> None:
+        if not docs:
+            return
+        with self._lock(collection):
+            e = self._entry(collection, fresh=True)
+            batch = list({d.doc_id: d for d in docs}.values())  # the last write of an id wins
+            for d in batch:
+                if not isinstance(d.doc_id, str) or not d.doc_id:
+                    raise InvalidInput(f"document id must be a non-empty string, got {d.doc_id!r}")
+            vecs = {d.doc_id: [self._check_vector(e, c.vec) for c in d.chunks] for d in batch}
+            tokens = {d.doc_id: [tokenize(c.text) for c in d.chunks] for d in batch}
+            ids = [d.doc_id for d in batch]
+            old = self._records(e, ids, ["n_chunks", "bm25_tokens", "created_at", "gen"])
+            meta = self._meta(e)
+            n_chunks = int(meta.get("chunks", 0)) + sum(len(d.chunks) for d in batch) \
+                - sum(int(p.get("n_chunks", 0)) for p in old.values())
+            n_tokens = int(meta.get("tokens", 0)) + sum(len(t) for ts in tokens.values() for t in ts) \
+                - sum(int(p.get("bm25_tokens", 0)) for p in old.values())
+            n_chunks, n_tokens = max(n_chunks, 0), max(n_tokens, 0)
+            avgdl = n_tokens / n_chunks if n_chunks and n_tokens else 1.0
+            gens = {d: _new_gen() for d in ids}
+            now = time.time()
+            points, records = [], []
+            for d in batch:
+                g = gens[d.doc_id]
+                for o, (c, v, toks) in enumerate(zip(d.chunks, vecs[d.doc_id], tokens[d.doc_id])):
+                    vector: dict[str, Any] = {DENSE: v}
+                    idx, val = bm25_document_vector(toks, avgdl)
+                    if idx:  # an empty sparse vector would count in IDF's N in local mode and not on a server
+                        vector[SPARSE] = self.m.SparseVector(indices=idx, values=val)
+                    points.append(self._point(chunk_point_id(collection, d.doc_id, g, o), {
+                        "kind": "chunk", "doc_id": d.doc_id, "gen": g, "ord": o, "text": c.text,
+                        "start": int(c.start), "end": int(c.end), "tokens": int(c.tokens),
+                        "metadata": d.metadata or {},
+                    }, vector))
+                prev = old.get(d.doc_id, {})
+                records.append(self._point(_doc_pid(d.doc_id), {
+                    "kind": "doc", "doc_id": d.doc_id, "content_hash": d.content_hash, "metadata": d.metadata or {},
+                    "source": d.source, "chars": int(d.chars), "n_chunks": len(d.chunks),
+                    "bm25_tokens": sum(len(t) for t in tokens[d.doc_id]), "gen": g,
+                    "created_at": prev.get("created_at", now), "updated_at": now,
+                }))
+            for i in range(0, len(ids), WRITE_BATCH):
+                part = ids[i : i + WRITE_BATCH]
+                self._write_marks(e, part, gens)
+            self._write_chunks(e, points)
+            meta_point = self._meta_point(e, meta, n_chunks, n_tokens)
+            for i in range(0, len(ids), WRITE_BATCH):
+                part = ids[i : i + WRITE_BATCH]
+                recs = records[i : i + WRITE_BATCH] + ([meta_point] if i == 0 else [])
+                self._commit(e, recs, part, [gens[d] for d in part])
+
+    def delete(self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None) -> list[str]:
+        if ids is None and filter is None:
+            raise InvalidInput("delete needs document ids, a filter, or both")
+        m = self.m
+        with self._lock(collection):
+            e = self._entry(collection, fresh=True)
+            flt = compile_filter(filter)
+            found: dict[str, dict[str, Any]] = {}
+            if ids is not None:
+                wanted = list(dict.fromkeys(ids))
+                for i in range(0, len(wanted), PAGE):
+                    part = wanted[i : i + PAGE]
+                    cond = m.Filter(must=[self._kind("doc"), m.FieldCondition(key="doc_id", match=m.MatchAny(any=part)),
+                                          *([flt] if flt is not None else [])])
+                    for r in self._scroll_all(e, "find documents", cond, ["doc_id", "n_chunks", "bm25_tokens"]):
+                        found[r.payload["doc_id"]] = r.payload
+            else:
+                cond = m.Filter(must=[self._kind("doc"), flt])
+                for r in self._scroll_all(e, "find documents", cond, ["doc_id", "n_chunks", "bm25_tokens"]):
+                    found[r.payload["doc_id"]] = r.payload
+            if not found:
+                return []
+            meta = self._meta(e)
+            n_chunks, n_tokens = int(meta.get("chunks", 0)), int(meta.get("tokens", 0))
+            doomed = sorted(found)
+            for i in range(0, len(doomed), WRITE_BATCH):
+                part = doomed[i : i + WRITE_BATCH]
+                self._write_marks(e, part, {})
+                n_chunks = max(n_chunks - sum(int(found[d].get("n_chunks", 0)) for d in part), 0)
+                n_tokens = max(n_tokens - sum(int(found[d].get("bm25_tokens", 0)) for d in part), 0)
+                ops = [
+                    m.DeleteOperation(delete=m.PointIdsList(points=[_doc_pid(d) for d in part])),
+                    m.UpsertOperation(upsert=m.PointsList(points=[self._meta_point(e, meta, n_chunks, n_tokens)])),
+                    m.DeleteOperation(delete=m.FilterSelector(filter=m.Filter(must=[
+                        self._kind("chunk"), m.FieldCondition(key="doc_id", match=m.MatchAny(any=part))]))),
+                    m.DeleteOperation(delete=m.PointIdsList(points=[_marker_pid(d) for d in part])),
+                ]
+                self._c(e, "delete documents", "batch_update_points", update_operations=ops, wait=True)
+            return doomed
+
+    def _doc_ids(self, e: _Entry) -> list[str]:
+        flt = self.m.Filter(must=[self._kind("doc")])
+        return sorted(r.payload["doc_id"] for r in self._scroll_all(e, "list documents", flt, ["doc_id"]))
+
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        e = self._entry(collection)
+        page = self._doc_ids(e)[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+        recs = self._records(e, page)
+        return [
+            {"id": d, "metadata": recs[d].get("metadata") or {}, "source": recs[d].get("source"),
+             "chunks": int(recs[d].get("n_chunks", 0)), "chars": int(recs[d].get("chars", 0)),
+             "content_hash": recs[d].get("content_hash"), "updated_at": recs[d].get("updated_at")}
+            for d in page if d in recs
+        ]
+
+    def _chunks_of(self, e: _Entry, recs: Mapping[str, Mapping[str, Any]], with_vectors: Any = False) -> dict[str, list[Any]]:
+        """The current-generation chunk points of the documents ``recs``, by doc id, in order."""
+        m = self.m
+        out: dict[str, list[Any]] = {d: [] for d in recs}
+        ids = list(recs)
+        for i in range(0, len(ids), PAGE):
+            part = ids[i : i + PAGE]
+            flt = m.Filter(must=[self._kind("chunk"), m.FieldCondition(key="doc_id", match=m.MatchAny(any=part))])
+            for r in self._scroll_all(e, "read chunks", flt, True, with_vectors):
+                p = r.payload or {}
+                d = p.get("doc_id")
+                if d in recs and p.get("gen") == recs[d].get("gen"):
+                    out[d].append(r)
+        for pts in out.values():
+            pts.sort(key=lambda r: r.payload["ord"])
+        return out
+
+    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+        e = self._entry(collection)
+        recs = self._records(e, [doc_id])
+        if doc_id not in recs:
+            raise NotFound(f"no document {doc_id!r} in collection {collection!r}")
+        rec = recs[doc_id]
+        chunks = self._chunks_of(e, recs)[doc_id]
+        return {
+            "id": doc_id, "metadata": rec.get("metadata") or {}, "source": rec.get("source"),
+            "content_hash": rec.get("content_hash"),
+            "chunks": [{"chunk_id": int(r.id), "ord": r.payload["ord"], "text": r.payload["text"],
+                        "start": r.payload["start"], "end": r.payload["end"]} for r in chunks],
+        }
+
+    def count_chunks(self, collection: str) -> int:
+        e = self._entry(collection)
+        return int(self._c(e, "count chunks", "count", count_filter=self.m.Filter(must=[self._kind("chunk")]),
+                           exact=True).count)
+
+    # ------------------------------------------------------------------ retrieval
+    def _run(self, e: _Entry, requests: Mapping[str, Callable[[int], Any]], k: int) -> dict[str, Ranked]:
+        """Run query requests (one per arm) in one batched call, keep each hit whose document is
+        at the hit's generation, and ask again deeper for arms that lost too many to reach ``k``."""
+        out: dict[str, Ranked] = {}
+        pending = dict(requests)
+        limit = k + max(8, k // 4)
+        while pending:
+            names = list(pending)
+            res = self._c(e, "search", "query_batch_points", requests=[pending[n](limit) for n in names])
+            hits = {n: r.points for n, r in zip(names, res)}
+            gens = self._current_gens(e, list({(p.payload or {}).get("doc_id") for pts in hits.values() for p in pts}
+                                              - {None}))
+            for n in names:
+                pts = hits[n]
+                good = [(int(p.id), float(p.score)) for p in pts
+                        if (p.payload or {}).get("doc_id") in gens and gens[p.payload["doc_id"]] == p.payload.get("gen")]
+                if len(good) >= k or len(pts) < limit or limit >= MAX_LIMIT:
+                    out[n] = good[:k]
+                    del pending[n]
+                elif len(good) < len(pts):
+                    log.debug("%s: %d of %d hits were stale; searching deeper", e.name, len(pts) - len(good), len(pts))
+            limit = min(limit * 4, MAX_LIMIT)
+        return out
+
+    def _arm_requests(self, e: _Entry, query: str, vector: np.ndarray | None, filter: Filter | None,
+                      arms: Sequence[str]) -> dict[str, Callable[[int], Any]]:
+        m = self.m
+        flt = compile_filter(filter)
+        reqs: dict[str, Callable[[int], Any]] = {}
+        if "dense" in arms:
+            if vector is None:
+                raise InvalidInput("the dense arm needs a query vector")
+            v = self._check_vector(e, vector)
+            reqs["dense"] = lambda n: m.QueryRequest(query=v, using=DENSE, filter=flt, limit=n,
+                                                     with_payload=["doc_id", "gen"])
+        if "bm25" in arms:
+            idx, val = bm25_query_vector(query)
+            if idx:
+                sv = m.SparseVector(indices=idx, values=val)
+                reqs["bm25"] = lambda n: m.QueryRequest(query=sv, using=SPARSE, filter=flt, limit=n,
+                                                        with_payload=["doc_id", "gen"])
+        return reqs
+
+    def search_arms(
+        self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,
+        arms: Sequence[str] = ("dense", "bm25"),
+    ) -> dict[str, Ranked]:
+        """The requested arms in one ``query_batch_points`` request."""
+        unknown = set(arms) - {"dense", "bm25"}
+        if unknown:
+            raise InvalidInput(f"unknown search arm(s) {sorted(unknown)}; use 'dense' and/or 'bm25'")
+        e = self._entry(collection)
+        out: dict[str, Ranked] = {a: [] for a in arms}
+        if k <= 0:
+            return out
+        reqs = self._arm_requests(e, query, vector, filter, arms)
+        if reqs:
+            out.update(self._run(e, reqs, k))
+        return out
+
+    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
+        return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
+
+    def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
+        return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
+
+    def fused_search(
+        self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        weights: Mapping[str, float] | None = None,
+    ) -> Ranked:
+        """Hybrid search fused by Qdrant itself: both arms as prefetches, then ``fusion``:
+
+        - ``rrf``: reciprocal rank fusion ``sum 1/(rrf_k + rank)``, ranks from 1, as
+          :func:`rerank_mcp.index.fusion.rrf` computes it (default 60; None for Qdrant's own
+          default, k=2 over ranks from 0), with optional per-arm ``weights``
+          (``{"dense": w, "bm25": w}``, applied by Qdrant's weighted RRF; both need Qdrant >= 1.16);
+        - ``dbsf``: distribution-based score fusion (each arm's scores normalised by mean ± 3σ).
+
+        Each arm contributes its top ``prefetch_limit`` (default ``max(4k, 50)``)."""
+        m = self.m
+        if fusion not in ("rrf", "dbsf"):
+            raise InvalidInput(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
+        e = self._entry(collection)
+        if k <= 0:
+            return []
+        flt = compile_filter(filter)
+        depth = int(prefetch_limit or max(4 * k, 50))
+        prefetch = [m.Prefetch(query=self._check_vector(e, vector), using=DENSE, filter=flt, limit=depth)]
+        names = ["dense"]
+        idx, val = bm25_query_vector(query)
+        if idx:
+            prefetch.append(m.Prefetch(query=m.SparseVector(indices=idx, values=val), using=SPARSE, filter=flt,
+                                       limit=depth))
+            names.append("bm25")
+        if fusion == "dbsf":
+            fq = m.FusionQuery(fusion=m.Fusion.DBSF)
+        elif rrf_k is None and weights is None:
+            fq = m.FusionQuery(fusion=m.Fusion.RRF)
+        else:
+            w = [float((weights or {}).get(n, 1.0)) for n in names] if weights else None
+            # Qdrant ranks from 0, the project's RRF from 1: k+1 there is k here
+            fq = m.RrfQuery(rrf=m.Rrf(k=int(rrf_k) + 1 if rrf_k is not None else 2, weights=w))
+
+        def req(n: int):
+            return m.QueryRequest(prefetch=prefetch, query=fq, limit=n, with_payload=["doc_id", "gen"])
+
+        return self._run(e, {"fused": req}, k)["fused"]
+
+    def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        e = self._entry(collection)
+        wanted = list(dict.fromkeys(int(i) for i in ids if 0 < int(i) < 2**63))
+        hits = []
+        for i in range(0, len(wanted), PAGE):
+            hits += [r for r in self._c(e, "read chunks", "retrieve", wanted[i : i + PAGE], with_payload=True)
+                     if (r.payload or {}).get("kind") == "chunk"]
+        gens = self._current_gens(e, list({r.payload["doc_id"] for r in hits}))
+        out: dict[int, ChunkRow] = {}
+        for r in hits:
+            p = r.payload
+            if gens.get(p["doc_id"]) == p.get("gen"):
+                out[int(r.id)] = ChunkRow(int(r.id), p["doc_id"], int(p["ord"]), p["text"], int(p["start"]),
+                                          int(p["end"]), p.get("metadata") or {})
+        return out
+
+    def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every current chunk's (ids, dense vectors), in batches."""
+        e = self._entry(collection)
+        flt = self.m.Filter(must=[self._kind("chunk")])
+        offset = None
+        while True:
+            recs, offset = self._c(e, "read vectors", "scroll", scroll_filter=flt, limit=PAGE, offset=offset,
+                                   with_payload=["doc_id", "gen"], with_vectors=[DENSE])
+            gens = self._current_gens(e, list({r.payload["doc_id"] for r in recs}))
+            live = [r for r in recs if gens.get(r.payload["doc_id"]) == r.payload.get("gen")]
+            if live:
+                yield (np.fromiter((int(r.id) for r in live), dtype=np.int64, count=len(live)),
+                       np.asarray([r.vector[DENSE] for r in live], dtype=np.float32))
+            if offset is None:
+                return
+
+    # ------------------------------------------------------------------ whole collections
+    def export_documents(self, collection: str) -> Iterator[ExportedDocument]:
+        e = self._entry(collection)
+        ids = self._doc_ids(e)
+        for i in range(0, len(ids), WRITE_BATCH):
+            part = ids[i : i + WRITE_BATCH]
+            recs = self._records(e, part)
+            chunks = self._chunks_of(e, recs, [DENSE])
+            for d in part:
+                if d not in recs:
+                    continue
+                rec = recs[d]
+                yield ExportedDocument(
+                    d, rec.get("content_hash"), rec.get("metadata") or {}, rec.get("source"), int(rec.get("chars", 0)),
+                    [NewChunk(r.payload["text"], int(r.payload["start"]), int(r.payload["end"]),
+                              int(r.payload.get("tokens", 0)), np.asarray(r.vector[DENSE], dtype=np.float32))
+                     for r in chunks[d]],
+                )
+
+    def set_vectors(self, collection: str, model: str, dim: int, vectors: Callable[[list[str]], np.ndarray],
+                    progress: Progress | None = None) -> int:
+        """Re-embed into a new Qdrant collection beside the old one, then switch the registry to
+        it in one write and delete the old one. Writes made by another process meanwhile to the
+        old collection are lost; within this process they wait."""
+        with self._lock(collection):
+            e = self._entry(collection, fresh=True)
+            total = self.count_chunks(collection)
+            meta = self._meta(e)
+            physical = f"{PREFIX}{collection}__{secrets.token_hex(6)}"
+            self._create_physical(physical, int(dim))
+            done = 0
+            try:
+                now = time.time()
+                self.q.call("write collection totals", "upsert", physical, [self._point(META_ID, {
+                    "kind": "meta", "collection": collection, "chunks": int(meta.get("chunks", 0)),
+                    "tokens": int(meta.get("tokens", 0)), "created_at": meta.get("created_at", e.created_at),
+                    "touched_at": now})], wait=True)
+                ids = self._doc_ids(e)
+                for i in range(0, len(ids), WRITE_BATCH):
+                    recs = self._records(e, ids[i : i + WRITE_BATCH])
+                    chunks = [r for pts in self._chunks_of(e, recs, [SPARSE]).values() for r in pts]
+                    new = np.asarray(vectors([r.payload["text"] for r in chunks]), dtype=np.float32) if chunks \
+                        else np.zeros((0, dim), np.float32)
+                    if new.shape != (len(chunks), int(dim)):
+                        raise InvalidInput(f"re-embedding gave vectors of shape {new.shape}, expected "
+                                           f"({len(chunks)}, {dim})")
+                    points = []
+                    for r, v in zip(chunks, new):
+                        vec: dict[str, Any] = {DENSE: v.tolist()}
+                        if r.vector and SPARSE in r.vector:
+                            vec[SPARSE] = r.vector[SPARSE]
+                        points.append(self._point(int(r.id), r.payload, vec))
+                    points += [self._point(_doc_pid(d), p) for d, p in recs.items()]
+                    for j in range(0, len(points), WRITE_BATCH):
+                        self.q.call("write re-embedded chunks", "upsert", physical, points[j : j + WRITE_BATCH],
+                                    wait=True)
+                    self.q.call("mark progress", "set_payload", physical, payload={"touched_at": time.time()},
+                                points=[META_ID], wait=True)
+                    done += len(chunks)
+                    if progress:
+                        progress(done, max(total, done))
+                self.q.call(f"switch collection {collection!r}", "upsert", REGISTRY, [self._point(
+                    _registry_pid(collection), {"name": collection, "physical": physical, "embedding_model": model,
+                                                "dim": int(dim), "created_at": e.created_at})], wait=True)
+            except BaseException:
+                self._delete_physical(physical)
+                raise
+            with self._guard:
+                self._entries[collection] = _Entry(collection, physical, model, int(dim), e.created_at)
+            try:
+                self._delete_physical(e.physical)
+            except RerankMCPError as exc:
+                log.warning("re-embedded %r, but the old Qdrant collection %r stays: %s", collection, e.physical, exc)
+            return done
+
+    # ------------------------------------------------------------------ lifecycle
+    def repair(self, collection: str, older_than_s: float = STALE_WRITE_S) -> list[str]:
+        """Finish or undo writes of ``collection`` that died part-way (their markers are older than
+        ``older_than_s``): each such document keeps only its current generation's chunks."""
+        m = self.m
+        notes = []
+        with self._lock(collection):
+            e = self._entry(collection, fresh=True)
+            cutoff = time.time() - older_than_s
+            flt = m.Filter(must=[self._kind("pending"), m.FieldCondition(key="at", range=m.Range(lte=cutoff))])
+            marks = [r.payload["doc_id"] for r in self._scroll_all(e, "find interrupted writes", flt, ["doc_id"])]
+            for i in range(0, len(marks), WRITE_BATCH):
+                part = marks[i : i + WRITE_BATCH]
+                gens = self._current_gens(e, part)
+                ops = []
+                for d in part:
+                    cond = m.Filter(must=[self._kind("chunk"), m.FieldCondition(key="doc_id", match=m.MatchValue(value=d))],
+                                    must_not=[m.FieldCondition(key="gen", match=m.MatchValue(value=gens[d]))]
+                                    if gens.get(d) is not None else None)
+                    ops.append(m.DeleteOperation(delete=m.FilterSelector(filter=cond)))
+                ops.append(m.DeleteOperation(delete=m.PointIdsList(points=[_marker_pid(d) for d in part])))
+                self._c(e, "clean up interrupted writes", "batch_update_points", update_operations=ops, wait=True)
+                notes += [f"{collection}: cleaned up an interrupted write of document {d!r}" for d in part]
+        return notes
+
+    def open_all(self) -> list[str]:
+        """Clean up interrupted writes in every collection, and Qdrant collections of ours that
+        no name points to (a failed drop or re-embed) once they have been idle for an hour."""
+        notes: list[str] = []
+        names = [c.name for c in self.collections()]
+        for name in names:
+            try:
+                notes += self.repair(name)
+            except NotFound:
+                continue
+        try:
+            listed = [c.name for c in self.q.call("list Qdrant collections", "get_collections").collections]
+            used = {self._entry(n).physical for n in names}
+            for physical in listed:
+                if not physical.startswith(PREFIX) or physical in used:
+                    continue
+                recs = self.q.call("read collection totals", "retrieve", physical, [META_ID], with_payload=True)
+                touched = float((recs[0].payload or {}).get("touched_at", 0)) if recs else None
+                if touched is not None and touched < time.time() - STALE_WRITE_S:
+                    self._delete_physical(physical)
+                    notes.append(f"deleted orphaned Qdrant collection {physical!r}")
+        except (NotFound, UpstreamError) as exc:
+            log.warning("looking for orphaned Qdrant collections: %s", exc)
+        return notes
+
+    def close(self) -> None:
+        self.q.close()
+        super().close()

@@ -1,0 +1,129 @@
+"""The Qdrant engine against a real Qdrant server: runs when RERANK_MCP_TEST_QDRANT_URL is set
+(and RERANK_MCP_TEST_QDRANT_API_KEY where the server wants a key), skipped otherwise.
+
+Everything it creates is named ``rerank_mcp__test-<random>...`` and dropped at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+URL = os.environ.get("RERANK_MCP_TEST_QDRANT_URL")
+KEY = os.environ.get("RERANK_MCP_TEST_QDRANT_API_KEY") or None
+pytestmark = pytest.mark.skipif(not URL, reason="set RERANK_MCP_TEST_QDRANT_URL to test against a Qdrant server")
+
+pytest.importorskip("qdrant_client")
+
+from rerank_mcp.errors import ModelMismatch, NotFound, UpstreamError
+from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
+from rerank_mcp.index.filters import parse_filter
+from rerank_mcp.index.qdrant import QdrantIndex, compile_filter
+
+
+class Bow:
+    name, dim, max_seq_length = "test/server-bow-32", 32, 512
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+            n = np.linalg.norm(out[i])
+            out[i] = out[i] / n if n > 0 else 1.0 / np.sqrt(self.dim)
+        return out
+
+
+EMB = Bow()
+
+
+def doc(doc_id, text, meta):
+    parts = text.split("|")
+    return DocumentWrite(doc_id, hashlib.sha256(text.encode()).hexdigest(), meta, None, len(text),
+                         [NewChunk(p, 0, len(p), len(p.split()), v) for p, v in zip(parts, EMB.encode(parts))])
+
+
+@pytest.fixture
+def server(tmp_path):
+    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=URL, qdrant_api_key=KEY, qdrant_retries=2,
+                                 qdrant_timeout_s=20, embedder_factory=lambda: EMB))
+    name = f"test-{secrets.token_hex(4)}"
+    yield ix, name
+    try:
+        ix.drop(name)
+    except NotFound:
+        pass
+    ix.close()
+
+
+def test_round_trip_on_a_server(server):
+    ix, name = server
+    ix.open_collection(name, create=True)
+    ix.upsert(name, [
+        doc("a", "Apples grow on trees.|Cider is pressed from apples.", {"lang": "en", "year": 2020}),
+        doc("b", "Rivers carry water to the sea.", {"lang": "en", "year": 2022}),
+        doc("c", "Berge sind hoch.", {"lang": "de"}),
+    ])
+    assert {c.name: (c.documents, c.chunks) for c in ix.collections()}[name] == (3, 4)
+    hits = ix.bm25_search(name, "apples cider", 5)
+    assert {r.doc_id for r in ix.fetch_chunks(name, [h[0] for h in hits]).values()} == {"a"}
+    arms = ix.search_arms(name, "water", EMB.encode(["rivers water sea"])[0], 3, parse_filter({"year": {"$gte": 2021}}))
+    assert {r.doc_id for r in ix.fetch_chunks(name, [h[0] for h in arms["dense"]]).values()} == {"b"}
+    assert ix.fused_search(name, "water", EMB.encode(["water"])[0], 3)
+    assert ix.fused_search(name, "water", EMB.encode(["water"])[0], 3, fusion="dbsf")
+    ix.upsert(name, [doc("a", "Pears now.", {"lang": "en"})])
+    assert ix.count_chunks(name) == 3 and ix.bm25_search(name, "cider", 5) == []
+    assert ix.delete(name, filter=parse_filter({"lang": "de"})) == ["c"]
+    assert [d.doc_id for d in ix.export_documents(name)] == ["a", "b"]
+    other = Bow()
+    other.name = "test/other"
+    ix.set_vectors(name, other.name, 32, other.encode)
+    with pytest.raises(ModelMismatch):
+        ix.open_collection(name)
+
+
+def test_filter_semantics_on_a_server(server):
+    ix, name = server
+    spec_path = Path(__file__).parents[1] / "unit" / "test_filters.py"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_sql_filter_cases", spec_path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = next(m.args[1] for m in mod.test_operators.pytestmark if m.name == "parametrize")
+    from qdrant_client import models
+
+    raw = f"rerank_mcp__{name}__rows"
+    c = ix.q.client
+    c.create_collection(raw, vectors_config={})
+    try:
+        names = list(mod.ROWS)
+        c.upsert(raw, [models.PointStruct(id=i + 1, vector={}, payload={"metadata": v})
+                       for i, v in enumerate(mod.ROWS.values())], wait=True)
+        for flt, expect in cases:
+            recs, _ = c.scroll(raw, scroll_filter=compile_filter(parse_filter(flt)), limit=100)
+            assert {names[int(r.id) - 1] for r in recs} == expect, flt
+    finally:
+        c.delete_collection(raw)
+
+
+def test_bad_key_is_refused_without_leaking_it(tmp_path):
+    if not KEY:
+        pytest.skip("the server takes no API key")
+    wrong = "wrong-" + secrets.token_hex(8)
+    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=URL, qdrant_api_key=wrong, qdrant_retries=0))
+    try:
+        with pytest.raises(UpstreamError) as ei:
+            ix.collections()
+        assert URL in str(ei.value) and wrong not in str(ei.value)
+    finally:
+        ix.close()

@@ -1,0 +1,162 @@
+"""The filter tree compiled to Qdrant filters, run by qdrant-client's local mode over the same
+rows as the SQL compiler's tests, with the same expected results; and, for many more filters,
+checked against the SQL compiler itself on those rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qdrant_client")
+
+from qdrant_client import QdrantClient, models
+
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.filters import compile_filter as compile_sql, parse_filter
+from rerank_mcp.index.qdrant import compile_filter
+
+_spec = importlib.util.spec_from_file_location("_sql_filter_cases", Path(__file__).with_name("test_filters.py"))
+_sql_cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sql_cases)
+ROWS: dict[str, dict] = _sql_cases.ROWS
+ALL = set(ROWS)
+# the (filter, expected ids) table of the SQL compiler's test_operators, reused as it stands
+OPERATOR_CASES = next(mark.args[1] for mark in _sql_cases.test_operators.pytestmark if mark.name == "parametrize")
+IDS = {name: i + 1 for i, name in enumerate(ROWS)}
+NAMES = {v: k for k, v in IDS.items()}
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = QdrantClient(location=":memory:")
+    c.create_collection("rows", vectors_config={})
+    c.upsert("rows", [models.PointStruct(id=IDS[k], vector={}, payload={"metadata": v}) for k, v in ROWS.items()])
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def db():
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE docs (id TEXT, metadata TEXT)")
+    con.executemany("INSERT INTO docs VALUES (?, ?)", [(k, json.dumps(v)) for k, v in ROWS.items()])
+    yield con
+    con.close()
+
+
+def run(client, flt) -> set[str]:
+    compiled = compile_filter(parse_filter(flt))
+    recs, _ = client.scroll("rows", scroll_filter=compiled, limit=100)
+    return {NAMES[r.id] for r in recs}
+
+
+def run_sql(db, flt) -> set[str]:
+    sql, params = compile_sql(parse_filter(flt) or {})
+    return {r[0] for r in db.execute(f"SELECT id FROM docs WHERE {sql}", params)}
+
+
+@pytest.mark.parametrize("flt,expect", OPERATOR_CASES)
+def test_operators(client, flt, expect):
+    assert run(client, flt) == expect
+
+
+def test_ne_and_nin_match_documents_without_the_field(client):
+    assert run(client, {"lang": {"$ne": "en"}}) == {"b", "d", "e"}
+    assert run(client, {"lang": {"$nin": ["en"]}}) == {"b", "d", "e"}
+
+
+def test_combinators(client):
+    assert run(client, {"$or": [{"lang": "de"}, {"year": 2023}]}) == {"b", "c"}
+    assert run(client, {"$and": [{"lang": "en"}, {"year": {"$gt": 2020}}]}) == {"c"}
+    assert run(client, {"$or": [{"$and": [{"lang": "en"}, {"draft": True}]}, {"year": 2020}]}) == {"a", "d"}
+
+
+@pytest.mark.parametrize("inner", [{"lang": "en"}, {"year": {"$gt": 2020}}, {"tags": "x"}, {"$or": [{"lang": "de"}, {"year": 2019}]}])
+def test_not_is_the_complement(client, inner):
+    assert run(client, {"$not": inner}) == ALL - run(client, inner)
+
+
+def test_numbers_compare_by_value_ints_and_floats_alike(client):
+    assert run(client, {"year": 2019.0}) == {"a"}
+    assert run(client, {"score": {"$in": [0.5, 2.5]}}) == {"a", "c"}
+    assert run(client, {"year": {"$in": [2019, 2023]}}) == {"a", "c"}
+    assert run(client, {"score": {"$gte": 1.5, "$lte": 2.5}}) == {"b", "c"}
+
+
+def test_booleans_are_not_numbers(client):
+    assert run(client, {"draft": 1}) == set()
+    assert run(client, {"year": True}) == set()
+
+
+def test_null_inside_in_and_nin_means_missing(client):
+    # as in MongoDB: {"$in": [null, ...]} also matches documents without the field
+    assert run(client, {"lang": {"$in": [None, "de"]}}) == {"b", "d", "e"}
+    assert run(client, {"lang": {"$nin": [None, "de"]}}) == {"a", "c"}
+
+
+def test_empty_path_segment_is_a_missing_field(client):
+    assert run(client, {"nested.": "v1"}) == set()
+    assert run(client, {"nested.": {"$exists": False}}) == ALL
+    assert run(client, {"nested.": {"$ne": "v1"}}) == ALL
+
+
+def test_order_comparison_with_null_matches_nothing(client):
+    assert run(client, {"year": {"$gt": None}}) == set()
+
+
+def test_string_ranges_need_dates():
+    with pytest.raises(InvalidInput, match="numbers and ISO 8601 dates"):
+        compile_filter(parse_filter({"lang": {"$gt": "de"}}))
+    f = compile_filter(parse_filter({"day": {"$gte": "2024-01-31"}}))
+    assert isinstance(f.must[0].range, models.DatetimeRange)
+
+
+def test_dates(client):
+    c = QdrantClient(location=":memory:")
+    c.create_collection("d", vectors_config={})
+    c.upsert("d", [models.PointStruct(id=i, vector={}, payload={"metadata": {"day": day}})
+                   for i, day in enumerate(["2023-12-31", "2024-02-01T10:00:00Z", "not a date"], start=1)])
+    recs, _ = c.scroll("d", scroll_filter=compile_filter(parse_filter({"day": {"$gte": "2024-01-31"}})))
+    assert [r.id for r in recs] == [2]
+    c.close()
+
+
+def test_no_filter():
+    assert compile_filter(None) is None
+
+
+# ---------------------------------------------------------------- against the SQL compiler
+ATOMS = [
+    {"lang": "en"}, {"lang": None}, {"lang": {"$ne": "de"}}, {"lang": {"$ne": None}}, {"lang": {"$in": ["de", "fr"]}},
+    {"lang": {"$nin": ["de", "en"]}}, {"year": {"$gte": 2021}}, {"year": {"$lt": 2020.5}}, {"year": 2020},
+    {"year": {"$ne": 2019}}, {"score": {"$gt": 1.0}}, {"draft": True}, {"draft": {"$ne": False}},
+    {"tags": {"$exists": True}}, {"tags": {"$exists": False}}, {"nested.k": "v2"}, {"nested.k": {"$nin": ["v1"]}},
+    {"nested": {"$exists": True}}, {"missing": {"$ne": 1}}, {"missing": {"$lte": 3}},
+]
+
+
+def _combos():
+    for a in ATOMS:
+        yield a
+        yield {"$not": a}
+    for a, b in itertools.combinations(ATOMS, 2):
+        yield {"$and": [a, b]}
+        yield {"$or": [a, {"$not": b}]}
+        yield {"$not": {"$or": [a, b]}}
+
+
+def test_agrees_with_the_sql_compiler(client, db):
+    disagreements = []
+    n = 0
+    for flt in _combos():
+        n += 1
+        got, want = run(client, flt), run_sql(db, flt)
+        if got != want:
+            disagreements.append((flt, sorted(got), sorted(want)))
+    assert n > 400
+    assert not disagreements, disagreements[:5]
