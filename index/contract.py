@@ -289,6 +289,23 @@ class Index(abc.ABC):
             out["bm25"] = self.bm25_search(collection, query, k, filter)
         return out
 
+    server_fusions: tuple[str, ...] = ()  # fusions the engine can run itself (fused_search)
+
+    def fused_search(
+        self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        weights: dict[str, float] | None = None,
+    ) -> Ranked:
+        """Hybrid search fused by the engine itself (Qdrant's RRF or DBSF); see ``server_fusions``."""
+        from rerank_mcp.errors import InvalidInput
+
+        raise InvalidInput(f"the {self.backend} engine has no server-side fusion; use fusion 'zscore', 'minmax' or 'rrf'")
+
+    def index_sizes(self, collection: str) -> dict[str, int]:
+        """Entries in each of the collection's structures (chunks, dense, bm25): equal when consistent."""
+        n = self.count_chunks(collection)
+        return {"chunks": n, "dense": n, "bm25": n}
+
     @abc.abstractmethod
     def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks that still exist among ``ids``."""

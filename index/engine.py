@@ -236,6 +236,10 @@ class EmbeddedIndex(Index):
     def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
         return self.store.chunks_by_id(collection, ids)
 
+    def index_sizes(self, collection: str) -> dict[str, int]:
+        col = self._col(collection)
+        return {"chunks": self.store.count_chunks(collection), "dense": col.dense.size, "bm25": col.sparse.size}
+
     def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         info = self.store.require_collection(collection)
         for rows in self.store.iter_chunks_since(collection, -1, with_text=False):

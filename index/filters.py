@@ -175,8 +175,29 @@ class _SqlCompiler:
             return "NOT COALESCE(" + self.compile(f.item) + ", 0)"
         return self.cond(f)
 
+    def membership(self, c: Cond) -> str:
+        """``$in`` / ``$nin``; like MongoDB, null in the list stands for a missing or null field.
+        Parameters are appended in the order their ``?`` appear."""
+        has_null = any(v is None for v in c.value)
+        vals = [v for v in c.value if v is not None]
+
+        def listed() -> str:
+            col = self.field(c.field)
+            for v in vals:
+                self.value(v)
+            return f"{col} {'IN' if c.op == '$in' else 'NOT IN'} ({','.join('?' * len(vals))})"
+
+        if c.op == "$in":
+            parts = ([f"{self.field(c.field)} IS NULL"] if has_null else []) + ([listed()] if vals else [])
+            return "(" + " OR ".join(parts) + ")"
+        if has_null:  # the field must exist (not null) and be none of the values
+            return "(" + " AND ".join([f"{self.field(c.field)} IS NOT NULL"] + ([listed()] if vals else [])) + ")"
+        return f"({self.field(c.field)} IS NULL OR {listed()})"  # missing or null fields match
+
     def cond(self, c: Cond) -> str:
         op, arg = c.op, c.value
+        if op in ("$in", "$nin"):
+            return self.membership(c)
         col = self.field(c.field)
         if op == "$exists":
             return f"{col} IS {'NOT ' if arg else ''}NULL"
@@ -186,14 +207,6 @@ class _SqlCompiler:
             col2 = self.field(c.field)
             self.value(arg)
             return f"({col} IS NULL OR {col2} != ?)"
-        if op in ("$in", "$nin"):
-            col2 = self.field(c.field) if op == "$nin" else ""
-            for v in arg:
-                self.value(v)
-            marks = ",".join("?" * len(arg))
-            if op == "$nin":  # like MongoDB: true where the field is missing or null
-                return f"({col} IS NULL OR {col2} NOT IN ({marks}))"
-            return f"{col} IN ({marks})"
         self.value(arg)
         return f"{col} {_CMP[op]} ?"
 

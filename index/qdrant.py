@@ -405,6 +405,7 @@ class QdrantIndex(Index):
     """The index contract on Qdrant. All methods are thread-safe."""
 
     backend = "qdrant"
+    server_fusions = ("rrf", "dbsf")
 
     def __init__(self, config: IndexConfig) -> None:
         super().__init__(config)

@@ -33,11 +33,33 @@ def embedder():
     return Embedder("all-MiniLM-L6-v2")
 
 
+ENGINES = ("embedded", "qdrant")  # every engine behind the index contract
+
+
+def open_engine(backend: str, data_dir: Path, embedder):
+    """An engine of the index contract on ``data_dir`` (Qdrant in qdrant-client's local mode there)."""
+    from rerank_mcp.index.contract import IndexConfig
+    from rerank_mcp.index.engines import open_index
+
+    cfg = IndexConfig(data_dir=data_dir, embedder_factory=lambda: embedder,
+                      qdrant_path=str(data_dir / "qdrant") if backend == "qdrant" else None)
+    return open_index(cfg, backend)
+
+
 @pytest.fixture
 def engine(tmp_path, embedder):
+    """The embedded engine (its own tests reach into its parts)."""
     from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 
     eng = EmbeddedIndex(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: embedder))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(params=ENGINES)
+def any_engine(request, tmp_path, embedder):
+    """Each engine in turn, for tests of the tools that must hold on every engine."""
+    eng = open_engine(request.param, tmp_path / "data", embedder)
     yield eng
     eng.close()
 

@@ -14,7 +14,7 @@ from rerank_mcp.tools.rerank.base import Passage, RankedPassage, RerankResult  #
 from rerank_mcp.tools.schema import compact_nullable
 
 Mode = Literal["dense", "bm25", "hybrid"]
-Fusion = Literal["rrf", "minmax", "zscore"]
+Fusion = Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"]
 
 
 class Frozen(BaseModel):

@@ -17,7 +17,7 @@ from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
 MODES = ("dense", "bm25", "hybrid")
 MAX_WEIGHT = 1e6
-FUSIONS = ("rrf", "minmax", "zscore")
+FUSIONS = ("rrf", "minmax", "zscore", "server-rrf", "server-dbsf")  # server-*: fused by the engine (Qdrant)
 DEFAULT_FUSION = "zscore"  # docs/adr/0003
 
 
@@ -122,6 +122,11 @@ def search(
             raise LimitExceeded(
                 f"rerank.candidates={step.candidates} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)"
             )
+    if fusion.startswith("server-") and mode == "hybrid" and fusion[len("server-"):] not in index.server_fusions:
+        raise InvalidInput(
+            f"fusion {fusion!r} needs an engine that fuses on the server (RERANK_MCP_BACKEND=qdrant); the "
+            f"{index.backend} engine offers {', '.join(f for f in FUSIONS if not f.startswith('server-'))}"
+        )
     flt = parse_filter(filter)
     info = index.open_collection(collection)  # NotFound, or ModelMismatch with the way out
 
@@ -135,7 +140,14 @@ def search(
         qv = index.embedding.query(query)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
-    arms = index.search_arms(info.name, query, qv, arm_depth, flt, ("dense", "bm25") if mode == "hybrid" else (mode,))
+    server_fused = None
+    if mode == "hybrid" and fusion.startswith("server-"):
+        assert qv is not None
+        server_fused = index.fused_search(info.name, query, qv, arm_depth, flt, fusion[len("server-"):],
+                                          weights=dict(weights) if weights else None)
+        arms = {}
+    else:
+        arms = index.search_arms(info.name, query, qv, arm_depth, flt, ("dense", "bm25") if mode == "hybrid" else (mode,))
     timings[f"{mode}_ms" if mode != "hybrid" else "arms_ms"] = (time.perf_counter() - t) * 1000
 
     prov: dict[int, dict[str, Any]] = {}
@@ -145,10 +157,10 @@ def search(
             prov[cid][f"{name}_score"] = s
     if mode == "hybrid":
         t = time.perf_counter()
-        fused = fuse(arms, fusion, weights)  # type: ignore[arg-type]
+        fused = server_fused if server_fused is not None else fuse(arms, fusion, weights)  # type: ignore[arg-type]
         timings["fuse_ms"] = (time.perf_counter() - t) * 1000
         for r, (cid, s) in enumerate(fused, start=1):
-            prov[cid]["fused_rank"] = r
+            prov.setdefault(cid, {})["fused_rank"] = r
             prov[cid]["fused_score"] = s
         first = fused
     else:

@@ -2,7 +2,7 @@
 
 Agents only ever see the protocol, so these tests check what they see: tool listings with
 schemas and annotations, structured results, isError with a clear message, progress
-notifications and resources. The index underneath is real (SQLite, FAISS, tantivy, MiniLM).
+notifications and resources. The index underneath is real (SQLite, FAISS, tantivy, MiniLM; and Qdrant's local mode).
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import ENGINES
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=ENGINES)
+def settings(request, settings):
+    """Every tool test here runs on each engine behind the index contract (Qdrant in local mode)."""
+    if request.param == "qdrant":
+        return settings.model_copy(update={"backend": "qdrant", "qdrant_path": str(settings.data_dir / "qdrant")})
+    return settings
 
 DOCS = [
     {"id": "fox", "text": "The quick brown fox jumps over the lazy dog.", "metadata": {"topic": "animals", "year": 2019}},
@@ -36,7 +45,8 @@ async def _ingest(c, docs=DOCS, collection="kb"):
 async def test_tools_are_listed_with_schemas_and_annotations(settings):
     async with Client(build_server(settings)) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == {"ingest", "search", "rerank", "list_collections", "list_rerankers", "delete", "evaluate"}
+    assert set(tools) == {"ingest", "search", "rerank", "compare_rerankers", "list_collections", "list_rerankers",
+                          "delete", "evaluate"}
     for t in tools.values():
         assert t.output_schema is not None, t.name
         assert t.description and len(t.description) > 40

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rerank_mcp.tools.collections import delete
@@ -17,20 +19,31 @@ DOCS = [
 
 
 @pytest.fixture
-def eng(engine):
-    r = ingest(engine, "bio", DOCS)
+def eng(any_engine):
+    r = ingest(any_engine, "bio", DOCS)
     assert r.added == 3
-    return engine
+    return any_engine
+
+
+def snapshot(eng) -> tuple:
+    """Everything stored, through the index contract: collections, documents, chunk ids and texts."""
+    cols = [(c.name, c.documents, c.chunks) for c in eng.collections()]
+    docs = []
+    for c in eng.collections():
+        for d in eng.documents(c.name, limit=10_000):
+            full = eng.document(c.name, d["id"])
+            docs.append((c.name, d["id"], d["content_hash"], json.dumps(d["metadata"], sort_keys=True),
+                         tuple((x["chunk_id"], x["text"]) for x in full["chunks"])))
+    return cols, sorted(docs)
 
 
 def unchanged(eng, fn, exc, needle):
-    seq = eng.store.seq()
-    chunks = eng.store.count_chunks("bio")
+    before = snapshot(eng)
     with pytest.raises(exc) as ei:
         fn()
     assert needle in str(ei.value), str(ei.value)
-    assert eng.store.seq() == seq and eng.store.count_chunks("bio") == chunks
-    assert [c.name for c in eng.store.collections()] == ["bio"]
+    assert snapshot(eng) == before
+    assert [c.name for c in eng.collections()] == ["bio"]
     return ei.value
 
 
@@ -95,6 +108,7 @@ def test_search_k_above_corpus_size_and_no_match(eng):
     ],
 )
 def test_ingest_bad_inputs(eng, docs, kwargs, exc, needle):
+    kwargs = dict(kwargs)  # parametrised values are shared between the engines
     coll = kwargs.pop("collection", "bio")
     unchanged(eng, lambda: ingest(eng, coll, docs, **kwargs), exc, needle)
 
@@ -141,6 +155,7 @@ def test_ingest_files_and_skip_invalid(eng, tmp_path):
     ],
 )
 def test_delete_bad_inputs(eng, kwargs, exc, needle):
+    kwargs = dict(kwargs)  # parametrised values are shared between the engines
     coll = kwargs.pop("collection", "bio")
     unchanged(eng, lambda: delete(eng, coll, **kwargs), exc, needle)
     assert len(search(eng, None, "mitochondria", "bio", k=10, mode="dense").hits) == 3

@@ -14,7 +14,7 @@ from rerank_mcp.errors import ModelMismatch, StoreCorrupt
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
 
-COLLECTION = "scifact"  # as built by the session fixture in conftest.py
+COLLECTION = "scifact"  # as built_embedded by the session fixture in conftest.py
 MODES = ("dense", "bm25", "hybrid")
 
 
@@ -46,30 +46,30 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_derived_index_is_rebuilt(built, open_copy, damage):
-    folder = open_copy.data_dir / "collections" / COLLECTION
+def test_damaged_derived_index_is_rebuilt(built_embedded, open_embedded_copy, damage):
+    folder = open_embedded_copy.data_dir / "collections" / COLLECTION
     DAMAGE[damage](folder)
-    eng = open_copy()
+    eng = open_embedded_copy()
     notes = eng.open_all()
     assert notes and any(("DenseIndex" if "dense" in damage else "SparseIndex") in n for n in notes), notes
     col = eng.collection(COLLECTION)
     live = eng.store.count_chunks(COLLECTION)
     assert col.dense.size == col.sparse.size == live
     mode = "dense" if "dense" in damage else "bm25"
-    for qid in list(built.queries)[:5]:
-        res = search(eng, None, built.queries[qid], COLLECTION, k=10, mode=mode)
-        base = built.baseline[(mode, qid)]
+    for qid in list(built_embedded.queries)[:5]:
+        res = search(eng, None, built_embedded.queries[qid], COLLECTION, k=10, mode=mode)
+        base = built_embedded.baseline[(mode, qid)]
         assert [h.chunk_id for h in res.hits] == [h.chunk_id for h in base.hits], (damage, qid)
         assert [h.score for h in res.hits] == pytest.approx([h.score for h in base.hits], rel=1e-4)
     # the repaired index was persisted: the next open needs no repair
     eng.close()
-    assert open_copy().open_all() == []
+    assert open_embedded_copy().open_all() == []
 
 
-def test_unsaved_changes_are_replayed_after_a_crash(built, open_copy):
+def test_unsaved_changes_are_replayed_after_a_crash(built_embedded, open_embedded_copy):
     """The store acknowledged it, the derived files never heard of it: replay on open."""
-    eng = open_copy()
-    folder = open_copy.data_dir / "collections" / COLLECTION
+    eng = open_embedded_copy()
+    folder = open_embedded_copy.data_dir / "collections" / COLLECTION
     saved = {p: p.read_bytes() for p in (folder / "dense.faiss", folder / "dense.json", folder / "bm25.json")}
     r = ingest(eng, COLLECTION, [{"id": "crash-doc", "text": "Quokka telomerase in marsupial zygotes."}])
     assert r.added == 1
@@ -77,7 +77,7 @@ def test_unsaved_changes_are_replayed_after_a_crash(built, open_copy):
     eng.embedding.cache.close()  # simulate a crash: the engine's derived indexes are never closed/saved
     for p, data in saved.items():  # and the sidecars still describe the old state
         p.write_bytes(data)
-    eng2 = open_copy()
+    eng2 = open_embedded_copy()
     for mode in MODES:
         assert search(eng2, None, "quokka telomerase", COLLECTION, k=3, mode=mode).hits[0].doc_id == "crash-doc"
 
@@ -145,8 +145,8 @@ def test_model_mismatch_is_refused_and_reindex_fixes_it(tmp_path, embedder):
         eng.close()
 
 
-def test_bm25_catch_up_is_incremental(built, open_copy, monkeypatch):
-    eng = open_copy()
+def test_bm25_catch_up_is_incremental(built_embedded, open_embedded_copy, monkeypatch):
+    eng = open_embedded_copy()
     col = eng.collection(COLLECTION)
     before = col.sparse.size
     calls: list[int] = []

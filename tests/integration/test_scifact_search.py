@@ -29,10 +29,14 @@ def test_ingest_counts(built):
 
 def test_reingest_is_unchanged_and_embeds_nothing(built, open_copy):
     eng = open_copy()
-    seq = eng.store.seq()
+    listed = eng.documents(COLLECTION, limit=10_000)
+    sample = [d["id"] for d in listed[:20]]
+    chunk_ids = {d: [c["chunk_id"] for c in eng.document(COLLECTION, d)["chunks"]] for d in sample}
     r = ingest(eng, COLLECTION, built.docs)
     assert (r.added, r.updated, r.unchanged, r.chunks_written) == (0, 0, len(built.docs), 0)
-    assert eng.store.seq() == seq, "an unchanged re-ingest must not write"
+    # an unchanged re-ingest writes nothing: same records, same chunks
+    assert eng.documents(COLLECTION, limit=10_000) == listed
+    assert {d: [c["chunk_id"] for c in eng.document(COLLECTION, d)["chunks"]] for d in sample} == chunk_ids
     [summary] = list_collections(eng).collections
     assert summary.documents == len(built.docs) and summary.chunks == built.result.chunks_written
 
@@ -40,7 +44,7 @@ def test_reingest_is_unchanged_and_embeds_nothing(built, open_copy):
 def test_modified_document_replaces_its_chunks(built, open_copy):
     eng = open_copy()
     doc = built.docs[5]
-    old = eng.store.document(COLLECTION, doc["id"])
+    old = eng.document(COLLECTION, doc["id"])
     old_ids = {c["chunk_id"] for c in old["chunks"]}
     new_text = "Zymurgical quasiparticle flux in axolotl regeneration.\n\n" + " ".join(
         f"Sentence {i} about xenobiotic axolotl limb regrowth and its zymurgical signalling." for i in range(30)
@@ -48,10 +52,10 @@ def test_modified_document_replaces_its_chunks(built, open_copy):
     r = ingest(eng, COLLECTION, [{"id": doc["id"], "text": new_text, "metadata": doc["metadata"]}])
     assert (r.added, r.updated, r.unchanged) == (0, 1, 0)
     assert r.documents[0].chunks > 1 and r.chunks_written == r.documents[0].chunks
-    new = eng.store.document(COLLECTION, doc["id"])
+    new = eng.document(COLLECTION, doc["id"])
     assert not old_ids & {c["chunk_id"] for c in new["chunks"]}
-    assert eng.store.chunks_by_id(COLLECTION, old_ids) == {}
-    assert eng.store.count_chunks(COLLECTION) == built.result.chunks_written - len(old_ids) + r.chunks_written
+    assert eng.fetch_chunks(COLLECTION, list(old_ids)) == {}
+    assert eng.count_chunks(COLLECTION) == built.result.chunks_written - len(old_ids) + r.chunks_written
     # the old text is gone from every mode, the new text is found by every mode
     old_query = built.docs[5]["text"].split("\n\n")[0]
     for mode in MODES:
@@ -59,8 +63,8 @@ def test_modified_document_replaces_its_chunks(built, open_copy):
         assert not {h.chunk_id for h in hits} & old_ids, mode
         top = search(eng, None, "zymurgical axolotl regeneration", COLLECTION, k=3, mode=mode).hits
         assert top[0].doc_id == doc["id"], mode
-    col = eng.collection(COLLECTION)
-    assert col.dense.size == col.sparse.size == eng.store.count_chunks(COLLECTION)
+    sizes = eng.index_sizes(COLLECTION)
+    assert sizes["dense"] == sizes["bm25"] == sizes["chunks"] == eng.count_chunks(COLLECTION)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -146,14 +150,12 @@ def test_delete_by_id_and_by_filter(built, open_copy):
         for mode in MODES:
             docs = hit_docs(search(eng, None, q2, COLLECTION, k=30, mode=mode))
             assert docs and all(built.meta[d]["parity"] == "even" for d in docs), mode
-    col = eng.collection(COLLECTION)
-    live = eng.store.count_chunks(COLLECTION)
-    assert col.dense.size == col.sparse.size == live
-    # and after a restart the derived indexes agree with the store
+    live = eng.count_chunks(COLLECTION)
+    assert eng.index_sizes(COLLECTION) == {"chunks": live, "dense": live, "bm25": live}
+    # and after a restart every structure agrees
     eng.close()
     eng2 = open_copy()
-    col2 = eng2.collection(COLLECTION)
-    assert col2.dense.size == col2.sparse.size == live
+    assert eng2.index_sizes(COLLECTION) == {"chunks": live, "dense": live, "bm25": live}
     assert target not in hit_docs(search(eng2, None, q, COLLECTION, k=50, mode="hybrid"))
     # unknown ids delete nothing
     assert delete(eng2, COLLECTION, ids=["no-such-doc"]).deleted_documents == []
@@ -164,7 +166,9 @@ def test_drop_collection(built, open_copy):
     r = delete(eng, COLLECTION, drop_collection=True)
     assert r.collection_dropped
     assert list_collections(eng).collections == []
-    assert not (open_copy.data_dir / "collections" / COLLECTION).exists()
+    assert eng.collection_info(COLLECTION) is None
+    if open_copy.backend == "embedded":  # its derived files go too
+        assert not (open_copy.data_dir / "collections" / COLLECTION).exists()
 
 
 def test_restart_gives_identical_hits(built, open_copy):

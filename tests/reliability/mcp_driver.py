@@ -26,8 +26,16 @@ class Mcp:
 
         return self.portal.call(go)
 
-    def seq(self) -> int:
-        return self.state.engine.store.seq()
+    def seq(self) -> tuple:
+        """A fingerprint of everything stored, read through the index contract: equal before and
+        after a call that must store nothing (documents, content hashes, update times, chunk counts)."""
+        eng = self.state.engine
+        out = []
+        for c in eng.collections():
+            docs = eng.documents(c.name, limit=1_000_000)
+            out.append((c.name, c.documents, c.chunks,
+                        tuple((d["id"], d["content_hash"], d["updated_at"], d["chunks"]) for d in docs)))
+        return tuple(out)
 
     def collections(self) -> list[dict]:
         r = self.call("list_collections", {})

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ENGINES
+
 from rerank_mcp.server.settings import Settings
 from tests.reliability.mcp_driver import serve
 
@@ -35,9 +37,12 @@ def root(tmp_path_factory) -> Path:
     return base
 
 
-@pytest.fixture(scope="module")
-def mcp(root):
-    settings = Settings(data_dir=root / "data", allowed_roots=[root / "files"], log_level="WARNING", **LIMITS)
+@pytest.fixture(scope="module", params=ENGINES)
+def mcp(root, request):
+    extra = {"backend": "qdrant", "qdrant_path": str(root / f"data-{request.param}" / "qdrant")} \
+        if request.param == "qdrant" else {}
+    settings = Settings(data_dir=root / f"data-{request.param}", allowed_roots=[root / "files"], log_level="WARNING",
+                        **LIMITS, **extra)
     with serve(settings) as m:
         r = m.call("ingest", {"collection": "kb", "documents": [
             {"id": "a", "text": "Vitamin D and bone health in older adults."},

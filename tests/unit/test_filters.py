@@ -143,3 +143,16 @@ def test_too_many_clauses():
 @pytest.mark.parametrize("empty", [None, "", {}])
 def test_no_filter(empty):
     assert parse_filter(empty) is None
+
+
+@pytest.mark.parametrize(
+    "flt,expect",
+    [
+        ({"lang": {"$in": [None, "de"]}}, {"b", "d", "e"}),
+        ({"lang": {"$in": [None]}}, {"d", "e"}),
+        ({"lang": {"$nin": [None, "de"]}}, {"a", "c"}),
+        ({"lang": {"$nin": [None]}}, {"a", "b", "c"}),
+    ],
+)
+def test_null_inside_in_and_nin_stands_for_a_missing_field(db, flt, expect):
+    assert run(db, flt) == expect
