@@ -1,0 +1,482 @@
+"""The rerank HTTP API served beside ``/mcp`` by ``rerank-mcp serve --http``.
+
+Other applications use the server's rerankers through the APIs they already speak:
+
+- ``POST /v2/rerank``: Cohere v2 (``model``, ``query``, ``documents``, ``top_n``,
+  ``max_tokens_per_doc``) -> ``{id, results: [{index, relevance_score}], meta}``.
+- ``POST /v1/rerank``: Cohere v1 and Jina (documents as strings or ``{text}`` objects,
+  ``return_documents``, ``top_n``, ``rank_fields``) -> ``{id, model, results: [{index,
+  relevance_score, document?}], usage: {total_tokens}, meta}``.
+- ``POST /rerank``: Hugging Face TEI (``query``, ``texts``, ``raw_scores``, ``return_text``,
+  ``truncate``) -> ``[{index, score, text?}]``.
+- ``GET /v1/models``: what ``model`` may name, as an OpenAI-style list.
+
+``model`` names a local reranker family (``bm25``, ``flashrank``, ``cross-encoder``,
+``embedding``, ``cascade``), a FlashRank model name, a Hugging Face cross-encoder id (in the
+local HF cache), ``family:model``, or a name configured in ``RERANK_MCP_HTTP_MODELS``; none ->
+the server's default reranker. Local paths are refused (only the operator's settings may name
+files), and so are the network families (cohere, rankllm): this API is not a proxy.
+
+Scores: ``relevance_score`` (Cohere, Jina) and TEI's ``score`` without ``raw_scores`` are the
+cross-encoder's sigmoid (in [0, 1], as those APIs promise); other families give their own
+scores (FlashRank: [0, 1]; embedding: cosine; bm25: BM25, unbounded).
+
+Every request passes the same bearer token, Host / Origin checks and body-size limit as
+``/mcp``; errors come in each API's own shape with its status codes, never a traceback.
+Scoring runs in worker threads, through one dynamic-batching queue per reranker
+(:mod:`tools.batching`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from mcp.server.transport_security import (
+    TransportSecurityMiddleware,
+    TransportSecuritySettings,
+)
+
+from rerank_mcp.errors import (
+    DependencyMissing,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    RerankMCPError,
+    UpstreamError,
+)
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.tools.batching import BatcherPool
+from rerank_mcp.tools.rerank.base import Reranker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger("rerank_mcp.http.api")
+
+API_PATHS = {"/v2/rerank": "cohere2", "/v1/rerank": "cohere1", "/rerank": "tei", "/v1/models": "models"}
+OWNER = "rerank-mcp"
+_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TEI_TYPES = {400: "Validation", 401: "Unauthorized", 403: "Forbidden", 404: "Validation", 405: "Validation",
+              413: "Validation", 421: "Forbidden", 422: "Validation", 429: "Overloaded", 500: "Backend",
+              502: "Backend", 503: "Unhealthy"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved ``model``: the name echoed back, the family and its options."""
+
+    name: str
+    family: str
+    options: dict[str, Any]
+
+
+def _is_pathlike(name: str) -> bool:
+    return (
+        name.startswith(("/", ".", "~")) or "\\" in name or ".." in name or os.path.isabs(name)
+        or re.match(r"^[A-Za-z]:", name) is not None or os.path.exists(name)
+    )
+
+
+def resolve_model(name: str | None, settings: Settings, families: dict[str, Any]) -> Target:
+    """``model`` -> (family, options); :class:`NotFound` for what is not served over HTTP."""
+    if name is None or name == "":
+        return _family_target(settings.reranker_default, settings.reranker_default, {}, families)
+    alias = settings.http_models.get(name)
+    if alias is not None:
+        return _family_target(name, alias["reranker"], dict(alias.get("options") or {}), families)
+    if name in families:
+        return _family_target(name, name, {}, families)
+    family, sep, model = name.partition(":")
+    if sep and family in families and model:
+        return _family_target(name, family, _model_option(family, model, settings), families)
+    from rerank_mcp.tools.rerank.flashrank import _model_map
+
+    if name in _model_map():
+        return _family_target(name, "flashrank", {"model": name}, families)
+    if name == settings.cross_encoder_model:  # the operator's default, whatever it names
+        return _family_target(name, "cross-encoder", {}, families)
+    return _family_target(name, "cross-encoder", _model_option("cross-encoder", name, settings), families)
+
+
+def _model_option(family: str, model: str, settings: Settings) -> dict[str, Any]:
+    if family == "cross-encoder" and model == settings.cross_encoder_model:
+        return {}
+    if family == "flashrank" and model == settings.flashrank_model:
+        return {}
+    if _is_pathlike(model):
+        raise NotFound(f"model {model!r} looks like a local path: files are not served over HTTP; "
+                       "name it in RERANK_MCP_HTTP_MODELS instead")
+    if family in ("cross-encoder", "embedding") and not _HF_ID.match(model):
+        raise NotFound(f"unknown model {model!r}: name a reranker (GET /v1/models) or a Hugging Face "
+                       "cross-encoder id such as cross-encoder/ms-marco-MiniLM-L-6-v2")
+    return {"model": model}
+
+
+def _family_target(name: str, family: str, options: dict[str, Any], families: dict[str, Any]) -> Target:
+    fam = families.get(family)
+    if fam is None:
+        raise NotFound(f"unknown model {name!r}: name a reranker (GET /v1/models)")
+    if not fam.local:
+        raise NotFound(f"model {name!r} is the network reranker {family!r}, which is not served over HTTP")
+    return Target(name, family, options)
+
+
+# ----------------------------------------------------------------------------- request parsing
+
+
+def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, required: bool = False) -> Any:
+    v = body.get(key)
+    if v is None:
+        if required:
+            raise ApiError(400, f"missing required field {key!r}")
+        return None
+    if isinstance(v, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ApiError(422, f"{key!r} must be {what}, got a boolean")
+    if not isinstance(v, kind):
+        raise ApiError(422, f"{key!r} must be {what}, got {type(v).__name__}")
+    return v
+
+
+def _positive(body: dict[str, Any], key: str) -> int | None:
+    v = _get(body, key, int, "a positive integer")
+    if v is not None and v <= 0:
+        raise ApiError(422, f"{key!r} must be a positive integer, got {v}")
+    return v
+
+
+def _doc_text(doc: Any, i: int, field: str, rank_fields: list[str] | None) -> str:
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, dict):
+        if rank_fields:
+            parts = []
+            for f in rank_fields:
+                if f in doc:
+                    parts.append(f"{f}: {doc[f] if isinstance(doc[f], str) else json.dumps(doc[f], ensure_ascii=False)}")
+            if parts:
+                return "\n".join(parts)
+        text = doc.get("text")
+        if isinstance(text, str):
+            return text
+        raise ApiError(422, f"{field}[{i}] must be a string or an object with a string 'text' field")
+    raise ApiError(422, f"{field}[{i}] must be a string or an object with a 'text' field, got {type(doc).__name__}")
+
+
+def _check_limits(query: str, texts: list[str], field: str, settings: Settings) -> None:
+    if not query.strip():
+        raise ApiError(400, "'query' is empty")
+    if len(query) > settings.max_query_chars:
+        raise ApiError(413, f"query is {len(query)} characters, over the limit of {settings.max_query_chars}")
+    if "\x00" in query:
+        raise ApiError(422, "query contains NUL characters")
+    if len(texts) > settings.max_passages:
+        raise ApiError(413, f"{len(texts)} {field}, over the limit of {settings.max_passages} per request")
+    for i, t in enumerate(texts):
+        if len(t) > settings.max_passage_chars:
+            raise ApiError(413, f"{field}[{i}] is {len(t)} characters, over the limit of {settings.max_passage_chars}")
+    for where, t in [("query", query), *((f"{field}[{i}]", t) for i, t in enumerate(texts))]:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(422, f"{where} contains unpaired surrogates (invalid Unicode)") from None
+
+
+def _cut_tokens(text: str, max_tokens: int | None) -> str:
+    """Cohere's ``max_tokens_per_doc``, approximated by whitespace-separated words (a word is at
+    least one token, so no document keeps more than ``max_tokens`` tokens' worth of words)."""
+    if not max_tokens:
+        return text
+    words = text.split()
+    return text if len(words) <= max_tokens else " ".join(words[:max_tokens])
+
+
+@dataclass
+class RerankCall:
+    target: Target
+    query: str
+    texts: list[str]
+    top_n: int | None
+    normalized: bool  # the API wants [0, 1] scores from the cross-encoder
+    batch_size: int = 0  # requests scored in the same model call (set after scoring)
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _api_scores(reranker: Reranker, scores: list[float], normalized: bool) -> list[float]:
+    if not normalized or reranker.family != "cross-encoder" or getattr(reranker, "normalize", True):
+        return scores
+    if getattr(reranker, "_multi_label", False):  # scores are log-probabilities
+        return [math.exp(s) for s in scores]
+    return [_sigmoid(s) for s in scores]
+
+
+def _batch_header(call: RerankCall) -> dict[str, str]:
+    """``x-rerank-batch``: how many requests shared this one's model call (1: scored alone)."""
+    return {"x-rerank-batch": str(call.batch_size)}
+
+
+# ----------------------------------------------------------------------------- the ASGI app
+
+
+class RerankAPI:
+    """ASGI app for :data:`API_PATHS`; ``state`` returns the server's running state (or None
+    while it starts)."""
+
+    def __init__(self, settings: Settings, state: Callable[[], Any], security: TransportSecuritySettings) -> None:
+        self.settings = settings
+        self._state = state
+        self._security = TransportSecurityMiddleware(security)
+        self._token = settings.http_token.get_secret_value().encode() if settings.http_token is not None else None
+        self.batchers = BatcherPool(enabled=settings.http_batching, wait_s=settings.http_batch_wait_ms / 1000.0,
+                                    max_pairs=settings.http_batch_max_pairs)
+        self._inflight = 0
+        self._started = int(time.time())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        api = API_PATHS[scope["path"]]
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(api, request)
+        except ApiError as exc:
+            response = self._error(api, exc.status, exc.message)
+        except Exception:  # never a traceback to the client; log it on stderr
+            log.exception("rerank API: internal error")
+            response = self._error(api, 500, "internal error; see the server log")
+        await response(scope, receive, send)
+
+    # -- errors in each API's shape -----------------------------------------------------
+
+    def _error(self, api: str, status: int, message: str) -> Response:
+        headers = {"www-authenticate": "Bearer"} if status == 401 else {}
+        if status == 429:
+            headers["retry-after"] = "1"
+        if api == "tei":
+            body: Any = {"error": message, "error_type": _TEI_TYPES.get(status, "Backend")}
+        elif api == "models":
+            body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                              "code": status}}
+        else:
+            body = {"message": message}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    # -- checks every request passes ----------------------------------------------------
+
+    async def _guard(self, request: Request, method: str) -> None:
+        if self._token is not None:
+            auth = request.headers.get("authorization", "").encode("latin-1", "replace")
+            if not (auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), self._token)):
+                raise ApiError(401, "unauthorized: send Authorization: Bearer <token>")
+        refused = await self._security.validate_request(request, is_post=False)
+        if refused is not None:
+            raise ApiError(refused.status_code, bytes(refused.body).decode("utf-8", "replace"))
+        if request.method != method:
+            raise ApiError(405, f"use {method} on {request.url.path}")
+
+    async def _json(self, request: Request) -> Any:
+        limit = self.settings.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"request body of {declared} bytes is over the limit of {limit} (RERANK_MCP_MAX_REQUEST_BYTES)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"request body is over the limit of {limit} bytes (RERANK_MCP_MAX_REQUEST_BYTES)")
+        try:
+            return json.loads(bytes(body))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the body is not valid JSON ({exc})") from None
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    async def _handle(self, api: str, request: Request) -> Response:
+        await self._guard(request, "GET" if api == "models" else "POST")
+        state = self._state()
+        if state is None:
+            raise ApiError(503, "the server is starting; try again")
+        if api == "models":
+            return JSONResponse(await self._models(state))
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(422, f"the body must be a JSON object, got {type(body).__name__}")
+        if self._inflight >= self.settings.http_max_inflight:
+            raise ApiError(429, f"{self._inflight} rerank requests in progress (RERANK_MCP_HTTP_MAX_INFLIGHT); retry shortly")
+        self._inflight += 1
+        try:
+            if api == "tei":
+                return await self._tei(state, body)
+            return await self._cohere(state, body, api)
+        finally:
+            self._inflight -= 1
+
+    def _target(self, body: dict[str, Any]) -> Target:
+        from rerank_mcp.tools.rerank.registry import FAMILIES
+
+        name = _get(body, "model", str, "a string")
+        try:
+            return resolve_model(name, self.settings, FAMILIES)
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+
+    async def _score(self, state: Any, call: RerankCall) -> tuple[list[int], list[float]]:
+        """Input indices best first (cut to top_n) and their API scores."""
+        t = call.target
+        try:
+            reranker = await anyio.to_thread.run_sync(state.registry.get, t.family, dict(t.options))
+            job = await self.batchers.get((t.family, json.dumps(t.options, sort_keys=True, default=str)),
+                                          reranker).score_job(call.query, call.texts)
+        except LimitExceeded as exc:
+            raise ApiError(413, str(exc)) from None
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except DependencyMissing as exc:
+            raise ApiError(503, f"model {t.name!r} is not available here: {exc}") from None
+        except UpstreamError as exc:
+            raise ApiError(502, str(exc)) from None
+        except InvalidInput as exc:
+            raise ApiError(422, str(exc)) from None
+        except RerankMCPError as exc:
+            raise ApiError(500, str(exc)) from None
+        call.batch_size = job.batch_size
+        scores = [float(s) for s in job.scored.scores]
+        if len(scores) != len(call.texts):
+            raise ApiError(500, f"reranker {t.family!r} returned {len(scores)} scores for {len(call.texts)} documents")
+        if not all(math.isfinite(s) for s in scores):
+            raise ApiError(500, f"reranker {t.name!r} produced non-finite scores")
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep input order
+        if call.top_n is not None:
+            order = order[: call.top_n]
+        shown = _api_scores(reranker, scores, call.normalized)
+        return order, [shown[i] for i in order]
+
+    async def _cohere(self, state: Any, body: dict[str, Any], api: str) -> Response:
+        target = self._target(body)
+        query = _get(body, "query", str, "a string", required=True)
+        docs = _get(body, "documents", list, "a list of strings" + (" or {text} objects" if api == "cohere1" else ""),
+                    required=True)
+        if not docs:
+            raise ApiError(400, "'documents' is empty")
+        if len(docs) > self.settings.max_passages:
+            raise ApiError(413, f"{len(docs)} documents, over the limit of {self.settings.max_passages} per request")
+        top_n = _positive(body, "top_n")
+        rank_fields = _get(body, "rank_fields", list, "a list of field names")
+        if rank_fields is not None and not all(isinstance(f, str) for f in rank_fields):
+            raise ApiError(422, "'rank_fields' must be a list of strings")
+        texts = [_doc_text(d, i, "documents", rank_fields) for i, d in enumerate(docs)]
+        _check_limits(query, texts, "documents", self.settings)
+        max_tokens = None
+        return_documents = False
+        if api == "cohere2":
+            max_tokens = _positive(body, "max_tokens_per_doc")
+        else:
+            return_documents = bool(_get(body, "return_documents", bool, "true or false"))
+        scored_texts = [_cut_tokens(t, max_tokens) for t in texts]
+        call = RerankCall(target, query, scored_texts, top_n, normalized=True)
+        order, scores = await self._score(state, call)
+        results: list[dict[str, Any]] = []
+        for i, s in zip(order, scores):
+            item: dict[str, Any] = {"index": i, "relevance_score": s}
+            if return_documents:
+                item["document"] = {"text": texts[i]}
+            results.append(item)
+        version = "2" if api == "cohere2" else "1"
+        out: dict[str, Any] = {"id": str(uuid.uuid4()), "results": results,
+                               "meta": {"api_version": {"version": version},
+                                        "billed_units": {"search_units": max(1, math.ceil(len(texts) / 100))}}}
+        if api == "cohere1":  # Jina's fields, beside Cohere's
+            out["model"] = target.name
+            words = len(query.split())
+            out["usage"] = {"total_tokens": sum(words + len(t.split()) for t in scored_texts)}
+        return JSONResponse(out, headers=_batch_header(call))
+
+    async def _tei(self, state: Any, body: dict[str, Any]) -> Response:
+        target = self._target(body)
+        query = _get(body, "query", str, "a string", required=True)
+        texts = _get(body, "texts", list, "a list of strings", required=True)
+        if not texts:
+            raise ApiError(422, "'texts' cannot be empty")
+        if len(texts) > self.settings.max_passages:
+            raise ApiError(413, f"batch size {len(texts)} > maximum allowed batch size {self.settings.max_passages}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ApiError(422, f"texts[{i}] must be a string, got {type(t).__name__}")
+        raw = bool(_get(body, "raw_scores", bool, "true or false"))
+        return_text = bool(_get(body, "return_text", bool, "true or false"))
+        _get(body, "truncate", bool, "true or false")  # inputs are always truncated to fit the model
+        direction = _get(body, "truncation_direction", str, "'Left' or 'Right'")
+        if direction is not None and direction.lower() not in ("left", "right"):
+            raise ApiError(422, "'truncation_direction' must be 'Left' or 'Right'")
+        _check_limits(query, texts, "texts", self.settings)
+        call = RerankCall(target, query, texts, None, normalized=not raw)
+        order, scores = await self._score(state, call)
+        out = []
+        for i, s in zip(order, scores):
+            item: dict[str, Any] = {"index": i, "score": s}
+            if return_text:
+                item["text"] = texts[i]
+            out.append(item)
+        return JSONResponse(out, headers=_batch_header(call))
+
+    async def _models(self, state: Any) -> dict[str, Any]:
+        def describe() -> list[Any]:
+            return state.registry.describe()
+
+        infos = await anyio.to_thread.run_sync(describe)
+        from rerank_mcp.tools.rerank.registry import FAMILIES
+
+        available = {i.name for i in infos if i.available and FAMILIES[i.name].local}
+        rows: list[dict[str, Any]] = []
+
+        def add(name: str, family: str) -> None:
+            if name and all(r["id"] != name for r in rows):
+                rows.append({"id": name, "object": "model", "created": self._started, "owned_by": OWNER,
+                             "reranker": family})
+
+        for name, spec in self.settings.http_models.items():
+            add(name, spec["reranker"])
+        for i in infos:
+            if i.name in available:
+                add(i.name, i.name)
+        s = self.settings
+        if "cross-encoder" in available and _HF_ID.match(s.cross_encoder_model) and not _is_pathlike(s.cross_encoder_model):
+            add(s.cross_encoder_model, "cross-encoder")
+        if "flashrank" in available:
+            add(s.flashrank_model, "flashrank")
+        return {"object": "list", "data": rows}
+
+
+class Dispatch:
+    """Send the rerank API paths to :class:`RerankAPI`, everything else (``/mcp``, lifespan) on."""
+
+    def __init__(self, api: RerankAPI, app: Any) -> None:
+        self.api = api
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in API_PATHS:
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
