@@ -1,10 +1,16 @@
 """Token-aware chunking with overlap that respects paragraph and sentence boundaries.
 
-Text is cut into units: paragraphs, then sentences inside paragraphs that are too long, then
+Prose is cut into units: paragraphs, then sentences inside paragraphs that are too long, then
 word runs inside sentences that are still too long. Units are packed greedily into chunks of
 at most ``size`` tokens (counted with the embedding model's tokenizer); each new chunk starts
 with the trailing units of the previous one, up to ``overlap`` tokens. A chunk's text is the
 exact span of the source it covers, so offsets point back into the document.
+
+Source code (:func:`chunk_code`, chosen by :func:`chunk_document` for documents of kind
+``code``) is cut into blocks instead: runs of lines separated by blank lines, with a new block
+at every definition line (``def``, ``class``, ``function``, ``func``, ``fn``, ``struct``, ...),
+the comments and decorators right above a definition kept with it. Blocks over the size are cut
+at lines, lines over it at words; blocks are packed as paragraphs are.
 """
 
 from __future__ import annotations
@@ -114,7 +120,11 @@ def chunk_text(text: str, size: int, overlap: int, count: TokenCounter = approx_
         for (ss, se), sc in zip(sents, count([text[s:e] for s, e in sents])):
             units.extend([(ss, se)] if sc <= size else _words(text, ss, se, size, count))
     costs = count([text[s:e] for s, e in units])
-    # 2. greedy packing with unit-aligned overlap
+    return _pack(text, units, costs, size, overlap)
+
+
+def _pack(text: str, units: list[tuple[int, int]], costs: list[int], size: int, overlap: int) -> list[Chunk]:
+    """Greedy packing of ``units`` (ordered spans) into chunks with unit-aligned overlap."""
     chunks: list[Chunk] = []
     i = 0
     while i < len(units):
@@ -138,3 +148,95 @@ def chunk_text(text: str, size: int, overlap: int, count: TokenCounter = approx_
             k += 1
         i = k
     return chunks
+
+
+# --------------------------------------------------------------------------- source code
+_DEF_RE = re.compile(
+    r"""^[ \t]*(?:
+        (?:(?:export|default|pub(?:\([a-z]+\))?|public|private|protected|internal|static|final|abstract|async|
+              override|virtual|inline|extern|unsafe|open|sealed|data|partial)\s+)*
+        (?:def|class|function\*?|func|fn|impl|struct|enum|trait|interface|module|namespace|object|record|union|
+           package|mod|sub|proc|fun|macro_rules!)\b
+      | (?:export\s+)?(?:const|let|var)\s+\w+\s*=\s*(?:async\s*)?(?:function\b|\([^)]*\)\s*=>|\w+\s*=>)
+      | (?:public|private|protected)\b
+    )
+    | ^[A-Za-z_][\w:<>*&, ]*[ *&]\**~?[A-Za-z_][\w:]*\s*\([^;]*$   # a C-like function at column 0
+    """,
+    re.VERBOSE,
+)
+_PREFIX_RE = re.compile(r"^[ \t]*(?:@|#(?!include|define|if|else|endif|pragma)|//|/\*|\*|--|;;|\"\"\"|\'\'\')")
+_BLANK_RE = re.compile(r"^[ \t]*$")
+
+
+def _line_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line's content, line breaks left out."""
+    out, pos = [], 0
+    for m in re.finditer(r"\r\n|\n|\r", text):
+        out.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        out.append((pos, len(text)))
+    return out
+
+
+def _rstrip(text: str, s: int, e: int) -> int:
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return e
+
+
+def code_blocks(text: str) -> list[tuple[int, int]]:
+    """Blocks of source code as spans: each starts at its first line's start (indentation kept)
+    and ends after its last non-blank character."""
+    lines = _line_spans(text)
+    blocks: list[list[int]] = []  # line indices of each block
+    cur: list[int] = []
+    for i, (a, b) in enumerate(lines):
+        line = text[a:b]
+        if _BLANK_RE.match(line):
+            if cur:
+                blocks.append(cur)
+                cur = []
+            continue
+        if cur and _DEF_RE.match(line):
+            # comments and decorators just above the definition go with it
+            k = len(cur)
+            while k > 0 and _PREFIX_RE.match(text[lines[cur[k - 1]][0] : lines[cur[k - 1]][1]]):
+                k -= 1
+            if k > 0:
+                blocks.append(cur[:k])
+                cur = cur[k:]
+        cur.append(i)
+    if cur:
+        blocks.append(cur)
+    return [(lines[blk[0]][0], _rstrip(text, lines[blk[0]][0], lines[blk[-1]][1])) for blk in blocks]
+
+
+def chunk_code(text: str, size: int, overlap: int, count: TokenCounter = approx_token_counter) -> list[Chunk]:
+    """Chunk source code at blank lines and definitions (see the module docstring)."""
+    if size <= 0:
+        raise InvalidInput(f"chunk_size must be positive, got {size}")
+    if overlap < 0 or overlap >= size:
+        raise InvalidInput(f"chunk_overlap must be >= 0 and smaller than chunk_size ({size}), got {overlap}")
+    if not text.strip():
+        return []
+    blocks = code_blocks(text)
+    all_lines = _line_spans(text)
+    units: list[tuple[int, int]] = []
+    for (bs, be), bc in zip(blocks, count([text[s:e] for s, e in blocks])):
+        if bc <= size:
+            units.append((bs, be))
+            continue
+        lines = [(a, _rstrip(text, a, min(b, be))) for a, b in all_lines if bs <= a < be and text[a:b].strip()]
+        for (ls, le), lc in zip(lines, count([text[s:e] for s, e in lines])):
+            units.extend([(ls, le)] if lc <= size else _words(text, ls, le, size, count))
+    costs = count([text[s:e] for s, e in units])
+    return _pack(text, units, costs, size, overlap)
+
+
+def chunk_document(text: str, size: int, overlap: int, count: TokenCounter = approx_token_counter,
+                   kind: str | None = None) -> list[Chunk]:
+    """The chunker for a document of ``kind``: ``code`` by blocks, everything else as prose."""
+    if kind == "code":
+        return chunk_code(text, size, overlap, count)
+    return chunk_text(text, size, overlap, count)

@@ -60,6 +60,8 @@ class ChunkRow:
     start: int
     end: int
     metadata: dict[str, Any]
+    line: int | None = None  # the 1-based line of ``start`` in the document (None: ingested before lines were kept)
+    gap: str | None = None  # the text between the previous chunk's end and ``start`` (see NewChunk)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class NewChunk:
     end: int
     tokens: int
     vec: np.ndarray
+    # The 1-based line of ``start`` in the document's text, and the text between the previous
+    # chunk's end and ``start`` ('' where they overlap or touch; before the first chunk: the text
+    # before it). Chunk texts, gaps and offsets together give back the document's text.
+    line: int | None = None
+    gap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,12 +267,23 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def document(self, collection: str, doc_id: str) -> dict[str, Any]:
-        """One document ``{id, metadata, source, content_hash, chunks: [{chunk_id, ord, text, start, end}]}``;
-        NotFound if absent."""
+        """One document ``{id, metadata, source, content_hash, chunks: [{chunk_id, ord, text, start, end,
+        line, gap}]}`` (``line``/``gap`` as in :class:`NewChunk`, None where not recorded); NotFound if absent."""
 
     @abc.abstractmethod
     def count_chunks(self, collection: str) -> int:
         ...
+
+    def sources(self, collection: str) -> dict[str, str]:
+        """``{doc_id: source}`` for every document read from a file (for keeping folders in sync)."""
+        out: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self.documents(collection, limit=1000, offset=offset)
+            out.update({d["id"]: d["source"] for d in page if d.get("source")})
+            if len(page) < 1000:
+                return out
+            offset += len(page)
 
     # ------------------------------------------------------------------ retrieval
     @abc.abstractmethod

@@ -200,6 +200,10 @@ class EmbeddedIndex(Index):
     def count_chunks(self, collection: str) -> int:
         return self.store.count_chunks(collection)
 
+    def sources(self, collection: str) -> dict[str, str]:
+        self.store.require_collection(collection)
+        return self.store.sources(collection)
+
     # ------------------------------------------------------------------ retrieval
     def _allowed(self, collection: str, filter: Filter | None) -> np.ndarray | None:
         if filter is None:

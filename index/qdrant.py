@@ -698,7 +698,7 @@ class QdrantIndex(Index):
                     points.append(self._point(chunk_point_id(collection, d.doc_id, g, o), {
                         "kind": "chunk", "doc_id": d.doc_id, "gen": g, "ord": o, "text": c.text,
                         "start": int(c.start), "end": int(c.end), "tokens": int(c.tokens),
-                        "metadata": d.metadata or {},
+                        "metadata": d.metadata or {}, "line": c.line, "gap": c.gap,
                     }, vector))
                 prev = old.get(d.doc_id, {})
                 records.append(self._point(_doc_pid(d.doc_id), {
@@ -772,6 +772,12 @@ class QdrantIndex(Index):
             for d in page if d in recs
         ]
 
+    def sources(self, collection: str) -> dict[str, str]:
+        e = self._entry(collection)
+        flt = self.m.Filter(must=[self._kind("doc")])
+        return {r.payload["doc_id"]: r.payload["source"] for r in self._scroll_all(e, "list sources", flt, ["doc_id", "source"])
+                if (r.payload or {}).get("source")}
+
     def _chunks_of(self, e: _Entry, recs: Mapping[str, Mapping[str, Any]], with_vectors: Any = False) -> dict[str, list[Any]]:
         """The current-generation chunk points of the documents ``recs``, by doc id, in order."""
         m = self.m
@@ -800,7 +806,8 @@ class QdrantIndex(Index):
             "id": doc_id, "metadata": rec.get("metadata") or {}, "source": rec.get("source"),
             "content_hash": rec.get("content_hash"),
             "chunks": [{"chunk_id": int(r.id), "ord": r.payload["ord"], "text": r.payload["text"],
-                        "start": r.payload["start"], "end": r.payload["end"]} for r in chunks],
+                        "start": r.payload["start"], "end": r.payload["end"], "line": r.payload.get("line"),
+                        "gap": r.payload.get("gap")} for r in chunks],
         }
 
     def count_chunks(self, collection: str) -> int:
@@ -931,7 +938,8 @@ class QdrantIndex(Index):
             p = r.payload
             if gens.get(p["doc_id"]) == p.get("gen"):
                 out[int(r.id)] = ChunkRow(int(r.id), p["doc_id"], int(p["ord"]), p["text"], int(p["start"]),
-                                          int(p["end"]), p.get("metadata") or {})
+                                          int(p["end"]), p.get("metadata") or {}, p.get("line"),
+                                          p.get("gap"))
         return out
 
     def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -965,7 +973,8 @@ class QdrantIndex(Index):
                 yield ExportedDocument(
                     d, rec.get("content_hash"), rec.get("metadata") or {}, rec.get("source"), int(rec.get("chars", 0)),
                     [NewChunk(r.payload["text"], int(r.payload["start"]), int(r.payload["end"]),
-                              int(r.payload.get("tokens", 0)), np.asarray(r.vector[DENSE], dtype=np.float32))
+                              int(r.payload.get("tokens", 0)), np.asarray(r.vector[DENSE], dtype=np.float32),
+                              r.payload.get("line"), r.payload.get("gap"))
                      for r in chunks[d]],
                 )
 

@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     tokens INTEGER NOT NULL,
     vec BLOB NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    line INTEGER,
+    gap TEXT
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (collection, doc_id);
 CREATE INDEX IF NOT EXISTS chunks_seq ON chunks (collection, seq);
@@ -83,6 +85,10 @@ class Store:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+            for col, kind in (("line", "INTEGER"), ("gap", "TEXT")):  # databases made before lines were kept
+                if col not in cols:
+                    self._db.execute(f"ALTER TABLE chunks ADD COLUMN {col} {kind}")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
@@ -200,10 +206,11 @@ class Store:
                     (collection, doc_id, h, json.dumps(meta, ensure_ascii=False), source, len(chunks), chars, now, now, seq),
                 )
                 db.executemany(
-                    "INSERT INTO chunks (collection, doc_id, ord, text, start, end, tokens, vec, seq) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO chunks (collection, doc_id, ord, text, start, end, tokens, vec, seq, line, gap) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (collection, doc_id, i, c.text, c.start, c.end, c.tokens,
-                         np.asarray(c.vec, dtype=np.float32).tobytes(), seq)
+                         np.asarray(c.vec, dtype=np.float32).tobytes(), seq, c.line, c.gap)
                         for i, c in enumerate(chunks)
                     ],
                 )
@@ -234,6 +241,10 @@ class Store:
             for r in rows
         ]
 
+    def sources(self, collection: str) -> dict[str, str]:
+        rows = self._q("SELECT doc_id, source FROM documents WHERE collection=? AND source IS NOT NULL", (collection,))
+        return {r[0]: r[1] for r in rows}
+
     def export_documents(self, collection: str, batch: int = 500) -> Iterator[ExportedDocument]:
         """Every document with its chunks and vectors, by id, read in batches."""
         last = ""
@@ -249,12 +260,13 @@ class Store:
             chunks: dict[str, list[NewChunk]] = {i: [] for i in ids}
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
-                for doc_id, text, start, end, tokens, vec in self._q(
-                    f"""SELECT doc_id, text, start, end, tokens, vec FROM chunks WHERE collection=? AND
+                for doc_id, text, start, end, tokens, vec, line, gap in self._q(
+                    f"""SELECT doc_id, text, start, end, tokens, vec, line, gap FROM chunks WHERE collection=? AND
                         doc_id IN ({','.join('?' * len(part))}) ORDER BY doc_id, ord""",
                     [collection, *part],
                 ):
-                    chunks[doc_id].append(NewChunk(text, start, end, tokens, np.frombuffer(vec, dtype=np.float32)))
+                    chunks[doc_id].append(NewChunk(text, start, end, tokens, np.frombuffer(vec, dtype=np.float32),
+                                                   line, gap))
             for doc_id, h, meta, source, chars in docs:
                 yield ExportedDocument(doc_id, h, json.loads(meta), source, chars, chunks[doc_id])
             last = ids[-1]
@@ -267,12 +279,13 @@ class Store:
         if not rows:
             raise NotFound(f"no document {doc_id!r} in collection {collection!r}")
         chunks = self._q(
-            "SELECT chunk_id, ord, text, start, end FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord",
+            "SELECT chunk_id, ord, text, start, end, line, gap FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord",
             (collection, doc_id),
         )
         return {
             "id": doc_id, "metadata": json.loads(rows[0][0]), "source": rows[0][1], "content_hash": rows[0][3],
-            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4]} for c in chunks],
+            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4], "line": c[5], "gap": c[6]}
+                       for c in chunks],
         }
 
     # ---------------------------------------------------------------- chunks
@@ -282,13 +295,13 @@ class Store:
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             rows = self._q(
-                f"""SELECT k.chunk_id, k.doc_id, k.ord, k.text, k.start, k.end, d.metadata
+                f"""SELECT k.chunk_id, k.doc_id, k.ord, k.text, k.start, k.end, d.metadata, k.line, k.gap
                     FROM chunks k JOIN documents d ON d.collection=k.collection AND d.doc_id=k.doc_id
                     WHERE +k.collection=? AND k.chunk_id IN ({','.join('?' * len(part))})""",
                 [collection, *part],
             )
             for r in rows:
-                out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+                out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
         return out
 
     def chunk_ids_matching(self, collection: str, where: str, params: Sequence[Any]) -> np.ndarray:

@@ -34,7 +34,7 @@ class DocumentIn(BaseModel):
 class DocOutcome(Frozen):
     id: str | None
     source: str | None = None
-    status: Literal["added", "updated", "unchanged", "failed"]
+    status: Literal["added", "updated", "unchanged", "deleted", "failed"]
     chunks: int = 0
     reason: str | None = None
 
@@ -49,6 +49,8 @@ class IngestResult(Frozen):
     chunks_written: int
     elapsed_ms: float
     chunks_per_s: float | None = None
+    deleted: int = Field(0, description="with sync: documents whose files are gone from the synced folders")
+    synced: list[str] | None = Field(None, description="with sync: the folders kept in sync")
 
 
 class Provenance(Frozen):
@@ -62,6 +64,30 @@ class Provenance(Frozen):
     rerank_score: float | None = None
 
 
+class HitPassage(Frozen):
+    """A contiguous span of a document: ``text`` is the document's text from ``start`` to ``end``."""
+
+    text: str
+    start: int
+    end: int
+    start_line: int | None = None
+    end_line: int | None = None
+    chunk_ids: list[int] = Field(default_factory=list)
+
+
+class DuplicateHit(Frozen):
+    """Where else the same (or nearly the same) text was found."""
+
+    doc_id: str
+    chunk_id: int
+    source: str | None = None
+    start: int
+    end: int
+    start_line: int | None = None
+    end_line: int | None = None
+    score: float
+
+
 class Hit(Frozen):
     rank: int
     chunk_id: int
@@ -72,6 +98,18 @@ class Hit(Frozen):
     start: int = Field(description="character offset of the chunk in its document")
     end: int
     provenance: Provenance
+    source: str | None = Field(None, description="the file the document was read from")
+    start_line: int | None = Field(None, description="1-based line of start in the document (a file: its lines)")
+    end_line: int | None = Field(None, description="1-based line of the last character, inclusive")
+    tokens: int | None = Field(None, description="tokens in text (with max_tokens, group_by or expand)")
+    chunk_ids: list[int] | None = Field(None, description="every chunk merged into this entry (group_by, expand)")
+    passages: list[HitPassage] | None = Field(
+        None, description="group_by document: the contiguous passages joined in text, each with its offsets"
+    )
+    duplicates: list[DuplicateHit] | None = Field(
+        None, description="near-duplicates of this text in other documents, collapsed into this entry"
+    )
+    truncated: bool | None = Field(None, description="text was cut to fit max_tokens")
 
 
 class RerankStep(BaseModel):
@@ -96,6 +134,13 @@ class SearchResult(Frozen):
     truncated: list[int] = Field(default_factory=list, description="chunk ids truncated by the reranker")
     notes: list[str] = Field(default_factory=list, description="advice about this search's configuration")
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    max_tokens: int | None = Field(None, description="the token budget the hits were packed into")
+    tokens: int | None = Field(None, description="tokens in the returned texts (see tokenizer)")
+    tokenizer: str | None = Field(None, description="what counted the tokens")
+    group_by: str | None = None
+    expand: int | None = None
+    omitted: int | None = Field(None, description="candidate entries left out to stay within max_tokens")
+    collapsed: int | None = Field(None, description="near-duplicate hits folded into another entry")
 
 
 class CollectionSummary(Frozen):

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from rerank_mcp.index.contract import Index
 from rerank_mcp.index.filters import parse_filter
+from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.fusion import fuse
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
@@ -76,6 +77,16 @@ def check_unicode(text: str, where: str) -> str:
     except UnicodeEncodeError:
         raise InvalidInput(f"{where} contains unpaired surrogates (invalid Unicode)") from None
     return text
+
+
+def citation(row: Any) -> dict[str, Any]:
+    """Where a chunk comes from: its file (``source``) and its first and last lines."""
+    src = row.metadata.get("source") if isinstance(row.metadata, dict) else None
+    out: dict[str, Any] = {"source": src if isinstance(src, str) else None}
+    if row.line is not None:
+        out["start_line"] = row.line
+        out["end_line"] = end_line(row.line, row.text)
+    return out
 
 
 def search(
@@ -192,7 +203,7 @@ def search(
         row = rows[cid]
         hits.append(
             Hit(rank=rank, chunk_id=cid, doc_id=row.doc_id, text=row.text, score=float(s), metadata=row.metadata,
-                start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})))
+                start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})), **citation(row))
         )
     notes = []
     if step is not None and step.reranker == "embedding" and mode != "bm25" and not step.options.get("model") \

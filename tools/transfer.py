@@ -70,7 +70,8 @@ def export_collection(index: Index, collection: str, path: str | Path, progress:
                 fh.write(json.dumps({
                     "id": doc.doc_id, "content_hash": doc.content_hash, "metadata": doc.metadata,
                     "source": doc.source, "chars": doc.chars,
-                    "chunks": [{"text": c.text, "start": c.start, "end": c.end, "tokens": c.tokens, "vec": _vec(c.vec)}
+                    "chunks": [{"text": c.text, "start": c.start, "end": c.end, "tokens": c.tokens, "vec": _vec(c.vec),
+                                **({"line": c.line, "gap": c.gap} if c.line is not None else {})}
                                for c in doc.chunks],
                 }, ensure_ascii=False) + "\n")
                 n_docs += 1
@@ -128,7 +129,9 @@ def _document(n: int, j: Any, dim: int, where: str) -> DocumentWrite:
             raise InvalidInput(f"{here}: chunk {i} has a vector of {vec.size} values, the file says dimension {dim}")
         if not isinstance(text, str):
             raise InvalidInput(f"{here}: chunk {i} text must be a string")
-        out.append(NewChunk(text, start, end, tokens, vec))
+        line, gap = c.get("line"), c.get("gap")
+        ok = isinstance(line, int) and not isinstance(line, bool) and line >= 1 and isinstance(gap, str)
+        out.append(NewChunk(text, start, end, tokens, vec, line if ok else None, gap if ok else None))
     chars = j.get("chars")
     return DocumentWrite(doc_id, h, meta, j.get("source"), int(chars) if isinstance(chars, int) else 0, out)
 

@@ -1,0 +1,198 @@
+"""Folders kept in sync, on real files in a temporary folder, on every engine: add, modify,
+delete, rename, .gitignore / .rerankignore, a symlink out of the root, .docx and source code;
+and hits that cite the exact lines of their files (CRLF included)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.search import search
+from rerank_mcp.tools.sync import sync_folders
+
+PROSE = [
+    "Vitamin D deficiency is associated with bone fractures in older adults.",
+    "Okapi BM25 ranks documents by term frequency and inverse document frequency.",
+    "FAISS performs efficient similarity search over dense vectors.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+]
+
+CODE = '''import math
+
+
+def circle_area(radius):
+    """The area of a circle."""
+    return math.pi * radius ** 2
+
+
+class Stack:
+    def push(self, item):
+        self.items.append(item)
+'''
+
+
+def editor_lines(text: str) -> list[str]:
+    return io.StringIO(text, newline=None).read().split("\n")
+
+
+def make_docx(path: Path, paragraphs: list[str]) -> None:
+    import docx
+
+    d = docx.Document()
+    for p in paragraphs:
+        d.add_paragraph(p)
+    d.save(str(path))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    docs = root / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "secret").mkdir()
+    (docs / "drafts").mkdir()
+    (docs / "a.md").write_text("# Notes\n\n" + PROSE[0] + "\n\n" + PROSE[1] + "\n", encoding="utf-8")
+    (docs / "b.txt").write_bytes(("Line one about foxes.\r\n\r\n" + PROSE[3] + "\r\nA second line.\r\n").encode())
+    (docs / "sub" / "c.md").write_text(PROSE[2] + "\n", encoding="utf-8")
+    (docs / "geometry.py").write_text(CODE, encoding="utf-8")
+    (docs / "debug.log").write_text("ignored by .gitignore\n", encoding="utf-8")
+    (docs / "secret" / "s.md").write_text("ignored folder\n", encoding="utf-8")
+    (docs / "drafts" / "d.md").write_text("ignored by .rerankignore\n", encoding="utf-8")
+    (docs / ".gitignore").write_text("*.log\nsecret/\n", encoding="utf-8")
+    (docs / ".rerankignore").write_text("drafts/\n", encoding="utf-8")
+    outside = tmp_path / "outside.md"
+    outside.write_text("outside the allowed root\n", encoding="utf-8")
+    os.symlink(outside, docs / "link.md")
+    return root, docs
+
+
+def ids(res, status):
+    """The documents with ``status``, as paths relative to the synced folder."""
+    top = Path(res.synced[0])
+    return sorted(Path(d.id).relative_to(top).as_posix() for d in res.documents if d.status == status)
+
+
+def test_sync_adds_updates_skips_and_deletes(any_engine, tree):
+    root, docs = tree
+    progress = []
+    kw = dict(roots=[root], chunk_size=64, chunk_overlap=8, progress=lambda d, t, m: progress.append(m))
+
+    res = sync_folders(any_engine, "kb", [str(docs)], **kw)
+    assert ids(res, "added") == ["a.md", "b.txt", "geometry.py", "sub/c.md"]  # ignored, hidden and outside: not
+    assert res.deleted == 0 and res.synced == [str(docs.resolve())]
+    assert progress
+
+    res = sync_folders(any_engine, "kb", [str(docs)], **kw)
+    assert res.unchanged == 4 and res.added == res.updated == res.deleted == 0 and res.chunks_written == 0
+
+    # a document that did not come from this folder is never touched by its sync
+    ingest(any_engine, "kb", [{"id": "note", "text": "A note typed in, not read from a file."}])
+
+    (docs / "a.md").write_text("# Notes\n\nRewritten: " + PROSE[1] + "\n", encoding="utf-8")
+    (docs / "b.txt").unlink()
+    (docs / "sub" / "c.md").rename(docs / "sub" / "renamed.md")
+    make_docx(docs / "report.docx", ["Quarterly report", PROSE[2], "Revenue grew in the third quarter."])
+    progress.clear()
+    res = sync_folders(any_engine, "kb", [str(docs)], **kw)
+    assert ids(res, "updated") == ["a.md"]
+    assert ids(res, "added") == ["report.docx", "sub/renamed.md"]
+    assert ids(res, "deleted") == ["b.txt", "sub/c.md"]
+    assert ids(res, "unchanged") == ["geometry.py"]
+    assert (res.added, res.updated, res.unchanged, res.deleted) == (2, 1, 1, 2)
+    assert any("deleted" in m for m in progress)
+
+    # ignoring a file that was ingested removes it on the next sync
+    (docs / ".gitignore").write_text("*.log\nsecret/\n*.py\n", encoding="utf-8")
+    res = sync_folders(any_engine, "kb", [str(docs)], **kw)
+    assert ids(res, "deleted") == ["geometry.py"]
+    left = {d["id"] for d in any_engine.documents("kb")}
+    assert "note" in left and not any(i.endswith(".py") or i.endswith("b.txt") for i in left)
+    assert {Path(i).name for i in left} == {"note", "a.md", "renamed.md", "report.docx"}
+
+    docx_doc = next(d for d in any_engine.documents("kb") if d["id"].endswith(".docx"))
+    assert docx_doc["metadata"]["type"] == "docx"
+
+
+def test_sync_of_an_emptied_folder_deletes_everything_from_it(any_engine, tree):
+    root, docs = tree
+    sync_folders(any_engine, "kb", [str(docs / "sub")], roots=[root])
+    (docs / "sub" / "c.md").unlink()
+    res = sync_folders(any_engine, "kb", [str(docs / "sub")], roots=[root])
+    assert res.deleted == 1 and any_engine.documents("kb") == []
+
+
+def test_sync_with_a_glob_only_deletes_what_the_glob_selects(any_engine, tree):
+    root, docs = tree
+    sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    (docs / "b.txt").unlink()
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root], glob="*.md")
+    assert res.deleted == 0  # b.txt is not a *.md: this sync does not own it
+    assert sorted(Path(d.id).name for d in res.documents) == ["a.md", "c.md"]
+
+
+def test_sync_refuses_files_and_paths_outside_the_roots(any_engine, tree, tmp_path):
+    root, docs = tree
+    with pytest.raises(InvalidInput, match="not a folder"):
+        sync_folders(any_engine, "kb", [str(docs / "a.md")], roots=[root])
+    from rerank_mcp.errors import PathNotAllowed
+
+    with pytest.raises(PathNotAllowed):
+        sync_folders(any_engine, "kb", [str(tmp_path)], roots=[root])
+
+
+def test_hits_from_files_cite_their_exact_lines_crlf_included(any_engine, tree):
+    root, docs = tree
+    sync_folders(any_engine, "kb", [str(docs)], roots=[root], chunk_size=16, chunk_overlap=4)
+    texts = {str(p.resolve()): p.read_bytes().decode("utf-8") for p in docs.rglob("*") if p.suffix in (".md", ".txt", ".py")}
+    seen = 0
+    for q in ("fox river bank", "circle area radius", "bone fractures vitamin", "BM25 term frequency", "Stack push"):
+        for h in search(any_engine, None, q, "kb", k=20, mode="bm25").hits:
+            assert h.source == h.doc_id and h.start_line is not None
+            text = texts[h.source]
+            assert text[h.start:h.end] == h.text
+            lines = editor_lines(text)
+            cited = "\n".join(lines[h.start_line - 1 : h.end_line])
+            assert h.text.replace("\r\n", "\n") in cited
+            # first and last cited lines hold the hit's first and last characters
+            assert h.text.replace("\r\n", "\n").split("\n")[0] in lines[h.start_line - 1]
+            assert h.text.replace("\r\n", "\n").split("\n")[-1] in lines[h.end_line - 1]
+            seen += 1
+    assert seen >= 5
+    crlf = [h for h in search(any_engine, None, "second line", "kb", k=10, mode="bm25").hits if h.doc_id.endswith("b.txt")]
+    assert crlf and crlf[0].end_line == 4
+
+
+def test_code_files_are_chunked_at_definitions(any_engine, tree):
+    root, docs = tree
+    sync_folders(any_engine, "kb", [str(docs)], roots=[root], chunk_size=30, chunk_overlap=0)
+    doc = any_engine.document("kb", str((docs / "geometry.py").resolve()))
+    assert doc["metadata"]["type"] == "code" and doc["metadata"]["language"] == "python"
+    firsts = [c["text"].split("\n")[0] for c in doc["chunks"]]
+    assert firsts == ["import math", "def circle_area(radius):", "class Stack:"]  # blocks of 2, 29, 3+17 tokens
+
+
+def test_cli_ingest_sync_and_shaped_search(tree, tmp_path, capsys, monkeypatch):
+    from rerank_mcp.server.cli import run
+
+    root, docs = tree
+    base = ["--data-dir", str(tmp_path / "data"), "--allowed-root", str(root), "--json"]
+    assert run([*base, "ingest", "--sync", str(docs), "-c", "kb"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["added"] == 4 and out["deleted"] == 0
+    (docs / "b.txt").unlink()
+    assert run([*base, "ingest", "--sync", str(docs), "-c", "kb"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["deleted"] == 1 and out["unchanged"] == 3
+    assert run([*base, "search", "vitamin bone fractures", "-c", "kb", "--max-tokens", "60", "--group-by", "document",
+                "--expand", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tokens"] <= 60 and out["group_by"] == "document" and out["hits"]
+    assert len({h["doc_id"] for h in out["hits"]}) == len(out["hits"])
+    assert run([*base, "search", "x", "-c", "kb", "--max-tokens", "-3"]) == 1
+    assert "max_tokens" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""Folders kept in sync with a collection: one call adds, updates, skips and deletes.
+
+``sync_folders`` walks each folder (the same walk as ``ingest``: supported types or ``glob``,
+hidden files and ``.gitignore`` / ``.rerankignore`` matches left out, symlinks that leave the
+allowed roots skipped), ingests what it finds (a file whose content and settings are unchanged
+is skipped without re-embedding, a changed one replaced), then deletes every document whose
+``source`` lies under one of the folders (and matches ``glob``, when one is given) that the walk
+no longer yields: the file was removed, renamed, or is now ignored. A file that fails to load
+keeps its previous version (with ``skip_invalid``; without it the call fails and changes
+nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.contract import Index, check_collection_name
+from rerank_mcp.index.loaders import expand_paths, resolve_allowed, selected
+from rerank_mcp.tools.ingest import IngestLimits, ingest
+from rerank_mcp.tools.models import DocOutcome, IngestResult
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, float, str], None]
+DELETE_BATCH = 500
+
+
+def sync_folders(
+    index: Index,
+    collection: str,
+    paths: Sequence[str],
+    *,
+    roots: Sequence[Path] = (),
+    glob: str | None = None,
+    chunk_size: int = 200,
+    chunk_overlap: int = 40,
+    skip_invalid: bool = False,
+    limits: IngestLimits = IngestLimits(),
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Make ``collection`` mirror the files under ``paths`` (folders); see the module docstring."""
+    t0 = time.perf_counter()
+    check_collection_name(collection)
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise InvalidInput("sync needs one or more folders in paths")
+    folders: list[Path] = []
+    for p in paths:
+        real = resolve_allowed(p, roots)
+        if not real.is_dir():
+            raise InvalidInput(f"{p} is not a folder: sync keeps folders in sync (ingest a single file without sync)")
+        folders.append(real)
+    files = expand_paths([str(f) for f in folders], roots, glob)
+
+    # 1. what is there now: added, updated or unchanged
+    if files:
+        res = ingest(index, collection, paths=[str(f) for f in files], roots=roots, chunk_size=chunk_size,
+                     chunk_overlap=chunk_overlap, skip_invalid=skip_invalid, limits=limits, progress=progress)
+        outcomes = list(res.documents)
+        written = res.chunks_written
+    else:
+        index.open_collection(collection, create=True)
+        outcomes, written = [], 0
+
+    # 2. what is gone: documents read from under these folders that the walk no longer yields
+    present = {str(f) for f in files} | {o.id for o in outcomes if o.id}
+    known = index.sources(collection)
+    doomed = sorted(
+        doc_id for doc_id, source in known.items()
+        if doc_id not in present and _under(source, folders) and (glob is None or selected(Path(source).name, glob))
+    )
+    deleted: list[str] = []
+    for i in range(0, len(doomed), DELETE_BATCH):
+        deleted += index.delete(collection, ids=doomed[i : i + DELETE_BATCH])
+        if progress:
+            progress(min(i + DELETE_BATCH, len(doomed)), len(doomed),
+                     f"deleted {min(i + DELETE_BATCH, len(doomed))} of {len(doomed)} documents whose files are gone")
+    outcomes += [DocOutcome(id=d, source=known.get(d), status="deleted") for d in deleted]
+    if deleted:
+        log.info("sync %s: deleted %d document(s) whose files are gone", collection, len(deleted))
+    elapsed = time.perf_counter() - t0
+    return IngestResult(
+        collection=collection, documents=outcomes,
+        added=sum(o.status == "added" for o in outcomes), updated=sum(o.status == "updated" for o in outcomes),
+        unchanged=sum(o.status == "unchanged" for o in outcomes), failed=sum(o.status == "failed" for o in outcomes),
+        deleted=len(deleted), chunks_written=written, elapsed_ms=elapsed * 1000,
+        chunks_per_s=(written / elapsed) if written and elapsed > 0 else None, synced=[str(f) for f in folders],
+    )
+
+
+def _under(source: Any, folders: Sequence[Path]) -> bool:
+    if not isinstance(source, str):
+        return False
+    p = Path(source)
+    return any(p == f or f in p.parents for f in folders)
