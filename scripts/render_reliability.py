@@ -1,4 +1,9 @@
-"""Renders the figures the reliability tests recorded into docs/reliability.md."""
+"""Renders the figures the reliability tests recorded into docs/reliability.md.
+
+The figures are kept in docs/reliability.json (next to the page), each test's with the date it
+was measured: a run merges what it measured into that record, so a run of some of the tests
+(scripts/reliability-report -k ...) updates their sections and leaves the others as they were.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,22 @@ from pathlib import Path
 
 
 def main(stats_path: str, out: str) -> None:
-    s = json.loads(Path(stats_path).read_text())
+    kept = Path(out).with_suffix(".json")
+    record = json.loads(kept.read_text()) if kept.exists() else {}
+    for key, figures in json.loads(Path(stats_path).read_text()).items():
+        record[key] = {"measured": time.strftime("%Y-%m-%d"), "figures": figures}
+    kept.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    s = {key: entry["figures"] for key, entry in record.items()}
+
+    def when(key: str) -> str:
+        return f"(measured {record[key]['measured']})"
+
     lines = ["# Reliability", "",
-             f"Produced by `scripts/reliability-report` on {time.strftime('%Y-%m-%d')}; every figure below was "
-             "measured by the tests in `tests/reliability/` in that run.", ""]
+             "Produced by `scripts/reliability-report`; every figure below was measured by the tests in "
+             "`tests/reliability/`, each section on the date it gives (docs/reliability.json holds the figures).", ""]
     c = s.get("crash")
     if c:
-        lines += ["## Crash safety (SIGKILL during ingest)", "",
+        lines += ["## Crash safety (SIGKILL during ingest)", "", when("crash"), "",
                   f"- {c['cycles']} cycles; the writer was killed mid-ingest in {c['killed_mid_ingest']} of them, "
                   "each after a random number of committed batches.",
                   f"- {c['acknowledged_documents']} documents acknowledged as committed across the run; after every "
@@ -26,14 +40,14 @@ def main(stats_path: str, out: str) -> None:
                   "the store's chunk count every time.", ""]
     k = s.get("corruption")
     if k:
-        lines += ["## Damaged index files", "",
+        lines += ["## Damaged index files", "", when("corruption"), "",
                   f"- {k['damage_cases_repaired']} kinds of damage (truncated or deleted FAISS file, deleted sidecar, "
                   "truncated or deleted tantivy segments, garbage sidecar) were detected on start and rebuilt from "
                   "SQLite; results after repair were identical to before.",
                   "- A corrupt SQLite file is a clear `StoreCorrupt` error, never a silently empty index.", ""]
     cc = s.get("concurrency")
     if cc:
-        lines += ["## Concurrency over streamable HTTP", "",
+        lines += ["## Concurrency over streamable HTTP", "", when("concurrency"), "",
                   f"- {cc['clients']} clients, {cc['seconds']:g} s of mixed ingest / search / rerank / delete: "
                   f"{cc['operations']} operations, {cc['unexpected_errors']} unexpected errors.",
                   f"- {cc['acknowledged_ingests']} acknowledged ingests and {cc['acknowledged_deletes']} acknowledged "
@@ -43,9 +57,53 @@ def main(stats_path: str, out: str) -> None:
                   f"{cc['worst_cheap_call_during_large_rerank_ms']} ms (goal: 100 ms).", ""]
     h = s.get("hostile_inputs_tried")
     if h:
-        lines += ["## Hostile input", "",
+        lines += ["## Hostile input", "", when("hostile_inputs_tried"), "",
                   f"- {h} generated hostile inputs (hypothesis) across every tool's arguments: no crash, no traceback "
                   "or server path in any error, nothing stored by any call that failed.", ""]
+    g = s.get("sigterm")
+    if g:
+        st = g["stops"]
+        lines += ["## Stopping during ingest (SIGTERM, SIGINT, end of input)", "", when("sigterm"), "",
+                  f"- {g['cycles']} cycles of the stdio server stopped during an ingest call ({st['SIGTERM']} by SIGTERM, "
+                  f"{st['SIGINT']} by SIGINT, {st['EOF']} by closing stdin; {g['sdk_transport_cycles']} on the SDK's "
+                  f"transport), each after one or two committed write batches plus a random delay; "
+                  f"{g['stopped_mid_ingest']} stops cut the call short.",
+                  f"- Exit after the stop: at most {g['max_exit_s']:g} s (median {g['median_exit_s']:g} s; goal 10 s), "
+                  "status 0.",
+                  f"- {g['acknowledged_documents']} acknowledged documents: {g['acknowledged_documents_lost']} lost, "
+                  f"{g['partial_documents']} partial; the call in flight kept whole write batches only; FAISS, BM25 and "
+                  "search agreed with the store.",
+                  f"- Repairs needed when the data dir was opened again: {g['repairs_on_open']} (goal: none).", ""]
+    r = s.get("restart_soak")
+    if r:
+        growth = r["rss_growth_mb_per_lifetime"] or [0.0]
+        ends = r["rss_mb_end_of_lifetime"]
+        lines += ["## Restart soak over streamable HTTP", "", when("restart_soak"), "",
+                  f"- {r['clients']} clients, {r['seconds'] / 60:.1f} minutes of mixed ingest (single documents and "
+                  f"80-document bulks), search, rerank, evaluate and delete against `serve --http` with the MiniLM "
+                  f"embedder; SIGTERM and restart every {r['restart_every_s']:g} s ({r['sigterms']} SIGTERMs).",
+                  f"- {r['operations']} operations completed; {r['interrupted_by_restart']} calls were cut off or "
+                  f"answered \"cancelled: the server is shutting down\" by a restart; {r['unexpected_errors']} "
+                  "unexpected errors.",
+                  f"- {r['acknowledged_documents']} acknowledged documents and {r['acknowledged_deletes']} acknowledged "
+                  f"deletes: {r['acknowledged_missing']} acknowledged documents missing at the end, "
+                  f"{r['deleted_present']} deleted ones back; {r['unacknowledged_present']} documents of calls cut by a "
+                  "restart had been committed (whole write batches) and stayed.",
+                  f"- Exit after SIGTERM: at most {r['max_exit_s']:g} s (median {r['median_exit_s']:g} s). Repairs on "
+                  f"open after the stops: {r['repairs_on_open']}.",
+                  f"- Memory: server RSS peaked at {r['rss_mb_max']} MB; within a lifetime (from a third of the way in "
+                  f"to the SIGTERM) it changed by {sorted(growth)[len(growth) // 2]:+.1f} MB in the median lifetime "
+                  f"(largest {max(growth):+.1f} MB); {ends[0]} MB at the end of the first lifetime, {ends[-1]} MB at the "
+                  f"end of the last ({r['documents_at_end']} documents stored by then).", "",
+                  f"Latency of completed calls per {r['window_s']:g} s window (restart windows included):", "",
+                  "| from (s) | search calls | search p50 ms | search p95 ms | ingest calls | ingest p50 ms | ingest p95 ms |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        ingest = {w["from_s"]: w for w in r["ingest_latency_windows"]}
+        for w in r["search_latency_windows"]:
+            i = ingest.get(w["from_s"], {})
+            lines.append(f"| {w['from_s']} | {w['n']} | {w['p50_ms']:g} | {w['p95_ms']:g} | {i.get('n', 0)} | "
+                         f"{i.get('p50_ms', '')} | {i.get('p95_ms', '')} |")
+        lines.append("")
     Path(out).write_text("\n".join(lines))
 
 

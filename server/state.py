@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rerank_mcp.index.contract import Index, IndexConfig
 from rerank_mcp.index.engines import open_index
 from rerank_mcp.server.settings import Settings
+from rerank_mcp.server.workers import Workers
 from rerank_mcp.tools.ingest import IngestLimits
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 from rerank_mcp.tools.reranking import RerankLimits
 from rerank_mcp.tools.search import SearchLimits
 
 log = logging.getLogger(__name__)
+
+# How long closing waits for running tool calls to reach a batch boundary and stop: a batch
+# is seconds at most, and a signalled server exits within 10 s.
+SHUTDOWN_GRACE_S = 6.0
 
 
 @dataclass
@@ -30,8 +35,14 @@ class AppState:
     search_limits: SearchLimits
     rerank_limits: RerankLimits
     repairs: list[str]
+    workers: Workers = field(default_factory=Workers)
 
     def close(self) -> None:
+        """Tell the running tool calls to stop, wait for them to leave the tool code (each
+        finishes or drops the batch in hand), then close the index: no worker writes to a
+        closed engine."""
+        self.workers.stop()
+        self.workers.wait(SHUTDOWN_GRACE_S)
         self.engine.close()
 
 

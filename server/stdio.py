@@ -13,6 +13,12 @@ cannot corrupt the JSON-RPC stream; both are restored on exit.
 
 Where asyncio cannot watch the descriptors (stdin redirected from a regular file, Windows),
 :func:`stdio_streams` yields ``None`` and the caller uses the SDK's threaded transport.
+
+Both transports share what :func:`run_stdio` adds on top of the SDK: a line that is not JSON,
+or not a JSON-RPC message, is answered with a JSON-RPC error (-32700 parse error, -32600
+invalid request, ``id: null``) instead of being dropped unanswered, and the session goes on;
+SIGTERM and SIGINT end the session as end of input does (running tool calls stop at their
+next batch boundary, the index is closed), then the process exits.
 """
 
 from __future__ import annotations
@@ -21,10 +27,17 @@ import asyncio
 import logging
 import os
 import selectors
+import signal
 import stat
 import sys
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
+import threading
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, AsyncIterator
+
+import anyio
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +51,16 @@ class PipeLines:
     the SDK's reader does. No limit on line length (the SDK has none); the tools bound what a
     request may carry."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, transport: asyncio.ReadTransport | None = None) -> None:
         self._reader = reader
+        self._transport = transport
         self._buf = bytearray()
         self._eof = False
+
+    def close(self) -> None:
+        """Stop reading the pipe: the lines end, as at end of input, once what was read is used."""
+        if self._transport is not None:
+            self._transport.close()  # the protocol then feeds EOF to the reader
 
     def __aiter__(self) -> "PipeLines":
         return self
@@ -153,7 +172,7 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
         os.dup2(2, 1)
         sys.stdout.flush()
         try:
-            yield PipeLines(reader), PipeWriter(writer)
+            yield PipeLines(reader, r_transport), PipeWriter(writer)
         finally:
             r_transport.close()
             try:
@@ -169,21 +188,150 @@ async def stdio_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter] | None]:
             os.close(fd)
 
 
+def malformed_line_error(exc: Exception) -> ErrorData | None:
+    """The JSON-RPC error answering a line the SDK's reader could not parse (it hands the
+    server the validation error instead of a message), or ``None`` for a blank line."""
+    errors = exc.errors() if isinstance(exc, ValidationError) else []
+    bad_json = [e for e in errors if e.get("type") == "json_invalid"]
+    if bad_json:
+        raw = bad_json[0].get("input")
+        if isinstance(raw, str) and not raw.strip():
+            return None  # an empty line carries no message: nothing to answer
+        return ErrorData(code=PARSE_ERROR, message=f"Parse error: {bad_json[0].get('msg', 'invalid JSON')}")
+    return ErrorData(code=INVALID_REQUEST, message="Invalid request: not a JSON-RPC 2.0 message (an object with "
+                     '"jsonrpc": "2.0" and a method, or a result or error for a request of ours)')
+
+
+class SessionReader:
+    """The read stream the server reads, over the transport's.
+
+    A line the transport could not parse arrives as an exception: it is answered on the write
+    stream with a JSON-RPC error (``id: null``: a malformed line has no id to answer) and skipped.
+    :meth:`stop` ends the stream as end of input does, even while the transport is blocked in a
+    read (the SDK's reader thread cannot be interrupted)."""
+
+    def __init__(self, inner: Any, write: Any) -> None:
+        self._inner = inner
+        self._write = write
+        self._stopped = False
+        self._waiting: anyio.CancelScope | None = None
+
+    @property
+    def last_context(self) -> Any:  # the sender's context of the last message (the SDK reads it)
+        return getattr(self._inner, "last_context", None)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def receive(self) -> Any:
+        while True:
+            if self._stopped:
+                raise anyio.EndOfStream
+            with anyio.CancelScope() as scope:
+                self._waiting = scope
+                try:
+                    item = await self._inner.receive()
+                finally:
+                    self._waiting = None
+            if scope.cancelled_caught:
+                raise anyio.EndOfStream
+            if not isinstance(item, Exception):
+                return item
+            error = malformed_line_error(item)
+            if error is None:
+                continue
+            log.debug("answering a malformed line with %d", error.code)
+            try:
+                await self._write.send(SessionMessage(JSONRPCError(jsonrpc="2.0", id=None, error=error)))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the session is closing: nobody to answer
+
+    def __aiter__(self) -> "SessionReader":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> "SessionReader":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _exit_soon(delay_s: float) -> None:
+    """After a signal, once the index is closed: if the process is still alive ``delay_s`` later
+    (the SDK's stdin reader thread blocks in a read nothing interrupts; a tool call ignored its
+    stop), exit anyway. A daemon timer: a process that exits first takes it along."""
+
+    def go() -> None:
+        log.warning("still running %.0f s after the session ended: exiting", delay_s)
+        for stream in (sys.stderr, sys.stdout):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(0)
+
+    timer = threading.Timer(delay_s, go)
+    timer.daemon = True
+    timer.start()
+
+
+async def _on_signals(stop) -> None:
+    """Call ``stop(signal)`` on SIGTERM or SIGINT (main thread, POSIX; elsewhere nothing)."""
+    try:
+        receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+        with receiver as signals:
+            async for signum in signals:
+                stop(signum)
+    except (NotImplementedError, ValueError, RuntimeError) as exc:  # Windows, or not the main thread
+        log.debug("no signal handling on stdio: %s", exc)
+
+
 async def run_stdio(server, transport: str = "asyncio") -> None:
     """Run an ``MCPServer`` over stdio: through :func:`stdio_streams` with ``transport="asyncio"``
     (the SDK's threaded transport where the descriptors are not pipes), or the SDK's own
-    transport with ``transport="sdk"``."""
+    transport with ``transport="sdk"``; malformed lines are answered (:class:`SessionReader`),
+    SIGTERM and SIGINT end the session cleanly."""
     from mcp.server.stdio import stdio_server
 
     lowlevel = getattr(server, "_lowlevel_server", None)  # MCPServer keeps its protocol server here
-    if transport == "sdk" or lowlevel is None:
+    if lowlevel is None:
         await server.run_stdio_async()
         return
-    async with stdio_streams() as streams:
-        if streams is None:
-            log.debug("stdin/stdout are not pipes asyncio can watch: using the SDK's threaded stdio transport")
-            await server.run_stdio_async()
-            return
-        lines, writer = streams
-        async with stdio_server(stdin=lines, stdout=writer) as (read_stream, write_stream):
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    async with AsyncExitStack() as stack:
+        pipes = await stack.enter_async_context(stdio_streams()) if transport != "sdk" else None
+        if pipes is None:
+            if transport != "sdk":
+                log.debug("stdin/stdout are not pipes asyncio can watch: using the SDK's threaded stdio transport")
+            read_stream, write_stream = await stack.enter_async_context(stdio_server())
+        else:
+            lines, writer = pipes
+            read_stream, write_stream = await stack.enter_async_context(stdio_server(stdin=lines, stdout=writer))
+        reader = SessionReader(read_stream, write_stream)
+        signalled: list[int] = []
+
+        def stop(signum: int) -> None:
+            if not signalled:
+                log.info("%s: stopping the running tool calls, closing the index, exiting",
+                         signal.Signals(signum).name)
+            signalled.append(signum)
+            reader.stop()
+            if pipes is not None:
+                pipes[0].close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_on_signals, stop)
+            await lowlevel.run(reader, write_stream, lowlevel.create_initialization_options())
+            tg.cancel_scope.cancel()
+        if signalled:
+            _exit_soon(2.0)

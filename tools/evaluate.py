@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput, NotFound
+from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
 from rerank_mcp.tools.models import RerankStep
 
 Progress = Callable[[float, float, str], None]
@@ -438,6 +440,12 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
 
 
+# ranx computes metrics in numba kernels with parallel=True; numba's default threading layer
+# aborts the whole process when two threads enter such a kernel at once (two evaluate calls on
+# the server), so one thread at a time runs them.
+_RANX_LOCK = threading.Lock()
+
+
 def _metrics(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Sequence[str]]) -> tuple[dict[str, float], dict[str, float]]:
     """ranx means and per-query nDCG@10 for one pipeline's document rankings."""
     from ranx import Qrels, Run, evaluate
@@ -447,8 +455,9 @@ def _metrics(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Sequence
     run = Run(run_dict) if run_dict else Run({})
     if not run_dict:
         return {m: 0.0 for m in METRICS}, {q: 0.0 for q in qrels}
-    means = evaluate(qr, run, list(METRICS), make_comparable=True)
-    per = evaluate(qr, run, "ndcg@10", return_mean=False, make_comparable=True)
+    with _RANX_LOCK:
+        means = evaluate(qr, run, list(METRICS), make_comparable=True)
+        per = evaluate(qr, run, "ndcg@10", return_mean=False, make_comparable=True)
     order = list(Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()}).keys())
     per_q = {q: float(v) for q, v in zip(order, per)}
     return {m: float(means[m]) for m in METRICS}, per_q
@@ -474,7 +483,9 @@ def run_pipeline(
     limits: Any = None,
     progress: Progress | None = None,
     label: str = "",
+    cancelled: CancelCheck | None = None,
 ) -> PipelineRun:
+    """``cancelled`` (default: the thread's check) is asked before each query."""
     from rerank_mcp.tools.search import SearchLimits, search
 
     p = pipeline if isinstance(pipeline, Pipeline) else parse_pipeline(pipeline)
@@ -497,6 +508,7 @@ def run_pipeline(
         except Exception:
             pass
     for i, qid in enumerate(qids):
+        check(cancelled)
         t = time.perf_counter()
         try:
             res = search(engine, registry, queries[qid], collection, **kwargs)
@@ -514,6 +526,7 @@ def run_pipeline(
         rankings[qid] = doc_ranking(hits, k)
         if progress and (i % 5 == 0 or i == len(qids) - 1):
             progress(i + 1, len(qids), f"{label}{p.name}: queries")
+    check(cancelled)  # the metrics' first use in a process loads numba kernels: seconds, not interruptible
     means, per_q = _metrics(qrels, rankings)
     return PipelineRun(
         PipelineMetrics(
@@ -601,8 +614,12 @@ def evaluate_collection(
     candidates: int = DEFAULT_CANDIDATES,
     limits: Any = None,
     progress: Progress | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> CollectionEvalResult:
-    """Evaluate pipelines on an existing collection against agent-supplied judgments."""
+    """Evaluate pipelines on an existing collection against agent-supplied judgments.
+
+    ``cancelled`` (default: the thread's check) is asked between queries, and by rerankers
+    between their scoring batches; once it says stop, :class:`Cancelled` is raised."""
     js = _judgments(judgments)
     if isinstance(pipelines, str):
         pipelines = split_pipelines(pipelines)
@@ -634,9 +651,10 @@ def evaluate_collection(
     names = [s.name for s in specs]
     all_names = with_baselines(names)
     runs: dict[str, PipelineRun] = {}
-    for n, name in enumerate(all_names):
-        runs[name] = run_pipeline(engine, registry, collection, queries, qrels, name, k=k, candidates=candidates,
-                                  limits=limits, progress=progress, label=f"[{n + 1}/{len(all_names)}] ")
+    with cancellable(cancelled):
+        for n, name in enumerate(all_names):
+            runs[name] = run_pipeline(engine, registry, collection, queries, qrels, name, k=k, candidates=candidates,
+                                      limits=limits, progress=progress, label=f"[{n + 1}/{len(all_names)}] ")
     findings = compare(collection, runs)
     per_query = [
         QueryOutcome(

@@ -3,7 +3,9 @@
 Everything is validated before anything is written: one bad input fails the whole call and
 stores nothing (unless ``skip_invalid`` asks to ingest the rest and report the failures).
 Documents are written to the store in batches, one transaction each; a document's outcome
-says ``added``/``updated`` only once its transaction has committed.
+says ``added``/``updated`` only once its transaction has committed. A cancelled call (see
+:mod:`rerank_mcp.tools.cancel`) stops at the next batch boundary: the batches committed before
+stay, the batch in hand is dropped before its transaction.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rerank_mcp.index.chunking import chunk_text
+from rerank_mcp.index.chunking import chunk_document
+from rerank_mcp.index.lines import lines_of_chunks
 from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
 from rerank_mcp.index.loaders import expand_paths, load_file
 from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import InvalidInput, LimitExceeded, RerankMCPError
+from rerank_mcp.tools.cancel import CancelCheck, check
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
 
 Progress = Callable[[float, float, str], None]
 
 WRITE_BATCH = 64
-EMBED_BATCH = 256
+# chunks per embedding call: a cancelled ingest stops between these (64 MiniLM chunks take
+# seconds on a small CPU; the model batches 32 at a time inside each call anyway)
+EMBED_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class _Pending:
     metadata: dict[str, Any]
     source: str | None
     hash: str = ""
+    kind: str | None = None  # a file's kind: "code" is chunked by blocks
 
 
 def _check_metadata(meta: Any, where: str, limit: int) -> dict[str, Any]:
@@ -121,11 +128,13 @@ def ingest(
     limits: IngestLimits = IngestLimits(),
     progress: Progress | None = None,
     on_commit: Callable[[list[str]], None] | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> IngestResult:
     """Ingest ``documents`` and files under ``paths`` into ``collection``.
 
     ``on_commit`` is called with the ids of each batch right after its transaction commits:
-    from then on those documents survive any crash.
+    from then on those documents survive any crash. ``cancelled`` (default: the thread's check)
+    is asked between files and batches; once it says stop, :class:`Cancelled` is raised.
     """
     t0 = time.perf_counter()
     check_collection_name(collection)
@@ -187,6 +196,7 @@ def ingest(
                 "(RERANK_MCP_MAX_DOCUMENTS_PER_INGEST); narrow the paths or the glob"
             )
         for n, f in enumerate(files):
+            check(cancelled)
             name = str(f)
             try:
                 try:
@@ -199,7 +209,9 @@ def ingest(
                 meta = {"source": str(f), "type": lf.kind}
                 if lf.title:
                     meta["title"] = lf.title
-                pending.append(_Pending(str(f), lf.text, meta, str(f)))
+                if lf.language:
+                    meta["language"] = lf.language
+                pending.append(_Pending(str(f), lf.text, meta, str(f), kind=lf.kind))
             except RerankMCPError as exc:
                 fail(name, name, exc)
             if progress and n % 20 == 0:
@@ -231,10 +243,11 @@ def ingest(
     chunks_written = 0
     for b in range(0, total_docs, WRITE_BATCH):
         batch = todo[b : b + WRITE_BATCH]
-        chunked = [chunk_text(p.text, chunk_size, chunk_overlap, emb.count_tokens) for p in batch]
+        chunked = [chunk_document(p.text, chunk_size, chunk_overlap, emb.count_tokens, p.kind) for p in batch]
         flat = [c.text for cs in chunked for c in cs]
         vecs = []
         for e in range(0, len(flat), EMBED_BATCH):
+            check(cancelled)
             vecs.append(emb.documents(flat[e : e + EMBED_BATCH]))
             if progress:
                 progress(b + len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))), total_docs,
@@ -244,9 +257,12 @@ def ingest(
         allv = np.concatenate(vecs) if vecs else np.zeros((0, info.dim), np.float32)
         rows, k = [], 0
         for p, cs in zip(batch, chunked):
-            news = [NewChunk(c.text, c.start, c.end, c.tokens, allv[k + j]) for j, c in enumerate(cs)]
+            where = lines_of_chunks([(c.start, c.end, c.text) for c in cs], p.text)  # cited lines, joinable gaps
+            news = [NewChunk(c.text, c.start, c.end, c.tokens, allv[k + j], line, gap)
+                    for j, (c, (line, gap)) in enumerate(zip(cs, where))]
             k += len(cs)
             rows.append(DocumentWrite(p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
+        check(cancelled)  # the last point to drop the batch: the transaction below runs to its end
         index.upsert(collection, rows)  # durable and searchable when it returns
         if on_commit:
             on_commit([p.doc_id for p in batch])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded
+from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
 from rerank_mcp.tools.rerank.registry import RerankerRegistry
 from rerank_mcp.tools.search import check_options, check_query, check_scores, check_unicode
@@ -59,7 +60,10 @@ def rerank(
     top_n: int | None = None,
     limits: RerankLimits = RerankLimits(),
     return_text: bool = True,
+    cancelled: CancelCheck | None = None,
 ) -> RerankResult:
+    """``cancelled`` (default: the thread's check) is asked before scoring and by the reranker
+    between its scoring batches; once it says stop, :class:`Cancelled` is raised."""
     check_query(query, limits.max_query_chars)
     if options is not None and not isinstance(options, dict):
         raise InvalidInput("options must be a JSON object")
@@ -68,7 +72,9 @@ def rerank(
         raise InvalidInput(f"top_n must be a positive integer, got {top_n!r}")
     items = to_passages(passages, limits)
     registry.family(reranker)
-    result = check_scores(registry.get(reranker, options or {}).rerank(query, items, top_n), reranker)
+    check(cancelled)
+    with cancellable(cancelled):
+        result = check_scores(registry.get(reranker, options or {}).rerank(query, items, top_n), reranker)
     if not return_text:
         result = result.model_copy(update={"passages": [p.model_copy(update={"text": None}) for p in result.passages]})
     return result

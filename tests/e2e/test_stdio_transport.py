@@ -65,7 +65,7 @@ def _session(tmp_path: Path, transport: str) -> dict[int, dict]:
         send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "rerank", "arguments": {
             "query": "mitochondria", "passages": BIG, "reranker": "bm25", "return_text": True}}})
         wait_for(5)
-        send(b"\xff\xfe not utf-8 and not json\n")  # dropped by the SDK's reader; the session goes on
+        send(b"\xff\xfe not utf-8 and not json\n")  # answered with a parse error (id null); the session goes on
         send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "search", "arguments": {
             "collection": "t", "query": "naïve café mitochondria", "mode": "bm25", "k": 3}}})
         send({"jsonrpc": "2.0", "id": 4, "method": "ping"})

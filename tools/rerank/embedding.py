@@ -25,7 +25,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools import cancel
 from rerank_mcp.tools.rerank.base import Reranker, Scored
+
+# passages encoded per call: a cancelled rerank stops between these slices
+ENCODE_SLICE = 128
 
 
 class _STEncoder:
@@ -150,7 +154,11 @@ class EmbeddingReranker(Reranker):
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         enc = self._get_encoder()
         q = np.asarray(enc.encode([query]), dtype=np.float32).reshape(1, -1)
-        docs = np.asarray(enc.encode(list(texts)), dtype=np.float32)
+        parts = []
+        for s in range(0, len(texts), ENCODE_SLICE):
+            cancel.check()
+            parts.append(np.asarray(enc.encode(list(texts[s : s + ENCODE_SLICE])), dtype=np.float32))
+        docs = np.concatenate(parts) if parts else np.zeros((0, q.shape[1]), np.float32)
         # Rows are L2-normalised; normalise again defensively (a no-op for conforming embedders).
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         docs /= np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)

@@ -21,6 +21,7 @@ import time
 from typing import Any, Sequence
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.rerank.base import RemoteReranker, Scored
 
 NO_BASE_URL = (
@@ -261,6 +262,7 @@ class ListwiseLLMReranker(RemoteReranker):
         end = n
         start = max(0, end - self.window_size)
         while True:
+            check()  # a cancelled call stops between windows (one LLM call each)
             window = order[start:end]
             windows += 1
             try:
