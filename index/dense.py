@@ -16,24 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_mcp.index.threads import single_threaded_faiss
+
 from rerank_mcp.index.persist import atomic_write, atomic_write_json, read_json
 from rerank_mcp.index.store import Store
 
 log = logging.getLogger(__name__)
 
 
-_configured = False
-
-
 def _faiss():
-    global _configured
     import faiss
 
-    if not _configured:
-        # One query at a time: OpenMP threads only add synchronisation cost (2 threads measured
-        # 5-7x slower than 1 on this machine class for single queries).
-        faiss.omp_set_num_threads(1)
-        _configured = True
     return faiss
 
 
@@ -220,7 +213,8 @@ class DenseIndex:
                     params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
                 else:
                     params = faiss.SearchParameters(sel=sel)
-            scores, ids = self.index.search(q, k, params=params) if params else self.index.search(q, k)
+            with single_threaded_faiss(faiss):  # one thread for this query only: torch keeps its cores
+                scores, ids = self.index.search(q, k, params=params) if params else self.index.search(q, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     @property

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rerank_mcp.errors import DependencyMissing
+from rerank_mcp.index.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:  # torch on 2 cores: concurrent forwards only thrash
+            torch_threads()  # every core, whatever this worker thread's OpenMP setting was
             vecs = self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,

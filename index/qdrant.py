@@ -134,13 +134,39 @@ def term_id(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
 
 
+def _int4_to_long(i: int) -> int:
+    bits, shift = i & 0x07, (i >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+def _long_to_int4(i: int) -> int:
+    num_bits = i.bit_length()
+    if num_bits < 4:
+        return i
+    shift = num_bits - 4
+    return ((i >> shift) & 0x07) | ((shift + 1) << 3)
+
+
+_FREE = 255 - _long_to_int4(2**31 - 1)  # 24 lengths stored exactly
+
+
+def fieldnorm(length: int) -> int:
+    """A document length as tantivy (and Lucene) store it: one byte, exact up to 24 tokens, then
+    rounded down to 4 significant bits (``SmallFloat.intToByte4`` / ``byte4ToInt``). The
+    embedded engine's BM25 uses these lengths, so Qdrant's sparse vectors use them too."""
+    if length < _FREE:
+        return length
+    return _FREE + _int4_to_long(_long_to_int4(length - _FREE))
+
+
 def bm25_document_vector(tokens: Sequence[str], avgdl: float) -> tuple[list[int], list[float]]:
     """A chunk's BM25 sparse vector from its analyzed tokens: saturated, length-normalised tf
-    per term (the IDF factor is Qdrant's, applied at query time)."""
+    per term (the IDF factor is Qdrant's, applied at query time). The length is quantised as
+    tantivy quantises it (:func:`fieldnorm`); ``avgdl`` is the exact average, as tantivy's."""
     if not tokens:
         return [], []
     tf = Counter(term_id(t) for t in tokens)
-    norm = K1 * (1.0 - B + B * len(tokens) / (avgdl if avgdl > 0 else 1.0))
+    norm = K1 * (1.0 - B + B * fieldnorm(len(tokens)) / (avgdl if avgdl > 0 else 1.0))
     idx = sorted(tf)
     return idx, [tf[i] * (K1 + 1.0) / (tf[i] + norm) for i in idx]
 
