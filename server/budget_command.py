@@ -77,11 +77,12 @@ def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -
     finally:
         state.close()
     report = BudgetReport(
-        command=_command_line(args), embedding_model=model, tokenizer=tok, budgets=budgets, datasets=results,
+        command=_command_line(args, settings), embedding_model=model, tokenizer=tok, budgets=budgets, datasets=results,
         environment={"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                      "elapsed_s": round(time.perf_counter() - t0, 1), "chunk_size": chunk_size,
                      "chunk_overlap": chunk_overlap, "mode": args.mode, "pool": args.pool, "split": args.split,
-                     "max_docs": args.max_docs, "max_queries": args.max_queries},
+                     "max_docs": args.max_docs, "max_queries": args.max_queries,
+                     "embedding_backend": settings.embedding_backend},
     )
     if args.out:
         folder = Path(args.out)
@@ -101,8 +102,9 @@ def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -
     return 0
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    parts = ["rerank-mcp", "eval-budget", *[Path(d).name if Path(d).is_absolute() else d for d in args.datasets]]
+def _command_line(args: argparse.Namespace, settings: Settings | None = None) -> str:
+    backend = getattr(settings, "embedding_backend", "torch")
+    parts = ([f"RERANK_MCP_EMBEDDING_BACKEND={backend}"] if backend != "torch" else []) + ["rerank-mcp", "eval-budget", *[Path(d).name if Path(d).is_absolute() else d for d in args.datasets]]
     for flag, value in (("--budgets", args.budgets if args.budgets != "1000,2000,4000" else None),
                         ("--mode", args.mode if args.mode != "hybrid" else None),
                         ("--pool", args.pool if args.pool != 100 else None),
@@ -112,4 +114,4 @@ def _command_line(args: argparse.Namespace) -> str:
                         ("--out", args.out)):
         if value is not None:
             parts += [flag, str(value)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return " ".join(p if p.startswith("RERANK_MCP_") else shlex.quote(p) for p in parts)

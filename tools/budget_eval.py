@@ -172,7 +172,9 @@ def render_markdown(report: BudgetReport) -> str:
         report.command or "rerank-mcp eval-budget ...",
         "```",
         "",
-        f"Embedding model `{report.embedding_model}`; tokens counted with the {report.tokenizer} - the same count "
+        f"Embedding model `{report.embedding_model}`"
+        + (" on the ONNX Runtime int8 backend" if env.get("embedding_backend") == "onnx" else "")
+        + "; tokens counted with the {report.tokenizer} - the same count "
         "`search`'s `max_tokens` uses. Chunking "
         f"{env.get('chunk_size')}/{env.get('chunk_overlap')} tokens. Each query runs one `{env.get('mode')}` search "
         f"for a pool of {env.get('pool')} chunks; every strategy fills the budget from that same pool:",

@@ -74,6 +74,8 @@ class FolderWatcher:
         if kind not in CHANGES:
             return
         is_dir = bool(getattr(event, "is_directory", False))
+        if is_dir and kind in ("modified", "closed"):
+            return  # a folder's listing changed: the files' own events say whether that matters
         paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
         if not any(p and self.relevant(p.decode() if isinstance(p, bytes) else p, is_dir) for p in paths):
             return
