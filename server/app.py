@@ -13,20 +13,26 @@ from urllib.parse import unquote, urlparse
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.types import ListRootsResult, ToolAnnotations
 from pydantic import Field
 
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
+from rerank_mcp.tools.compare import CompareResult, RerankerSpec
+from rerank_mcp.tools.compare import compare as do_compare
 from rerank_mcp.errors import PathNotAllowed, RerankMCPError
+from rerank_mcp.tools.cancel import Cancelled
 from rerank_mcp.tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
 from rerank_mcp.tools.ingest import ingest as do_ingest
 from rerank_mcp.tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
 from rerank_mcp.tools.rerank.registry import RerankerInfo
 from rerank_mcp.tools.reranking import rerank as do_rerank
-from rerank_mcp.tools.search import search as do_search
+from rerank_mcp.tools.documents import read_lines
+from rerank_mcp.tools.shaping import shaped_search as do_search
+from rerank_mcp.tools.sync import sync_folders as do_sync
 
 log = logging.getLogger("rerank_mcp")
 T = TypeVar("T")
@@ -49,18 +55,20 @@ def _state(ctx: Context) -> AppState:
 
 
 async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking work in a worker thread with the per-call timeout; map errors for the client."""
+    """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
+
+    A call the client cancels, or that times out, is told to stop (server/workers.py): its
+    thread ends at the next batch boundary; every batch it wrote is one atomic transaction."""
     st = _state(ctx)
     try:
-        with anyio.fail_after(st.settings.tool_timeout_s):
-            # On timeout the worker thread is abandoned, not killed: it finishes in the background;
-            # every write it makes is still one atomic transaction per batch.
-            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), abandon_on_cancel=True)
+        return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, **kwargs)
     except TimeoutError:
         raise ToolError(
             f"timed out after {st.settings.tool_timeout_s:g} s (RERANK_MCP_TOOL_TIMEOUT_S); "
             "work already committed stays committed"
         ) from None
+    except Cancelled as exc:  # the server is shutting down
+        raise ToolError(f"cancelled: {exc}; work already committed stays committed") from None
     except RerankMCPError as exc:
         raise ToolError(str(exc)) from None
     except ToolError:
@@ -112,9 +120,12 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         finally:
             live.pop("state", None)
             if state is None:
-                await anyio.to_thread.run_sync(st.close)
+                with anyio.CancelScope(shield=True):  # a cancelled session still closes the index
+                    await anyio.to_thread.run_sync(st.close)
 
     server = MCPServer("rerank-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version="0.1.0")
+    server.live_state = live  # type: ignore[attr-defined]  # the running state, for the HTTP rerank API
+    _announce_resource_changes(server)
 
     # ------------------------------------------------------------------ search
     @server.tool(
@@ -128,7 +139,13 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
             "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call: "
             "'flashrank' fast, 'cross-encoder' best local quality, 'cascade' both, 'embedding' always "
-            "offline, 'cohere'/'rankllm' remote. No hits is an empty list, not an error."
+            "offline, 'cohere'/'rankllm' remote. No hits is an empty list, not an error. "
+            "For context windows: max_tokens packs the best hits, in rank order, into at most that many tokens "
+            "(the embedding model's word-piece tokenizer; the total is returned in tokens); group_by 'document' "
+            "gives one entry per document with its matching chunks merged into passages; expand N adds N "
+            "neighbouring chunks each side; near-duplicate texts in other documents are folded into one entry "
+            "(listed under duplicates). Hits from files carry source, start_line and end_line (1-based, inclusive) "
+            "to cite; read exact lines with the documents://{collection}/{doc_id}?lines=10-20 resource."
         ),
         annotations=READ_ONLY,
     )
@@ -136,19 +153,37 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         query: Annotated[str, Field(description="what to look for")],
         ctx: Context,
         collection: Annotated[str, Field(description="collection name")] = settings.default_collection,
-        k: Annotated[int, Field(description="number of hits to return")] = 10,
+        k: Annotated[
+            int | None, Field(description="number of hits (entries) to return; default 10, or with max_tokens as "
+                                          "many as fit")
+        ] = None,
         mode: Literal["dense", "bm25", "hybrid"] = "hybrid",
-        fusion: Literal["rrf", "minmax", "zscore"] = "zscore",
+        fusion: Annotated[
+            Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"],
+            Field(description="hybrid fusion; server-rrf / server-dbsf: fused by Qdrant itself (qdrant engine only)"),
+        ] = "zscore",
         weights: Annotated[
             dict[str, float] | None, Field(description="fusion weights, e.g. {\"dense\": 0.7, \"bm25\": 0.3}")
         ] = None,
         filter: Annotated[dict[str, Any] | None, Field(description="metadata filter")] = None,
         rerank: Annotated[RerankStep | None, Field(description="optional rerank step")] = None,
+        max_tokens: Annotated[
+            int | None, Field(description="token budget: the best hits in rank order, never more tokens than this")
+        ] = None,
+        group_by: Annotated[
+            Literal["document"] | None, Field(description="'document': one entry per document, chunks merged")
+        ] = None,
+        expand: Annotated[int, Field(description="neighbouring chunks to add on each side of a hit (0-20)")] = 0,
+        dedupe: Annotated[
+            bool | None, Field(description="fold near-duplicate texts from other documents into one entry "
+                                           "(default: on with max_tokens, group_by or expand)")
+        ] = None,
     ) -> SearchResult:
         st = _state(ctx)
         return await _run(
             ctx, do_search, st.engine, st.registry, query, collection, k=k, mode=mode, fusion=fusion,
-            weights=weights, filter=filter, rerank=rerank, limits=st.search_limits,
+            weights=weights, filter=filter, rerank=rerank, limits=st.search_limits, max_tokens=max_tokens,
+            group_by=group_by, expand=expand, dedupe=dedupe,
         )
 
     # ------------------------------------------------------------------ rerank
@@ -178,6 +213,32 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         st = _state(ctx)
         return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits,
                           return_text)
+
+    @server.tool(
+        name="compare_rerankers",
+        description=(
+            "Run several rerankers on the same query and passages and compare them side by side: each one's "
+            "order, scores and latency (model loading reported apart), overlap@k and Kendall's tau between "
+            "every pair and against the input order, and nDCG@k of each when judgments are given. "
+            "rerankers: names ('bm25', 'embedding', 'flashrank', 'cross-encoder', ...), 'name(key=value)' or "
+            "{reranker, options, label}. judgments: {passage id or input index: grade} or a list of grades in "
+            "input order (0 = not relevant). Nothing is stored."
+        ),
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
+    )
+    async def compare_rerankers(
+        query: Annotated[str, Field(description="the query to rank against")],
+        passages: Annotated[list[str | Passage], Field(description="passages to rank")],
+        rerankers: Annotated[list[str | RerankerSpec], Field(description="rerankers to compare (at most 8)")],
+        ctx: Context,
+        judgments: Annotated[
+            dict[str, float] | list[float] | None,
+            Field(description="optional relevance grades: {passage id or input index: grade} or one per passage"),
+        ] = None,
+        k: Annotated[int, Field(description="k of overlap@k and nDCG@k")] = 10,
+    ) -> CompareResult:
+        st = _state(ctx)
+        return await _run(ctx, do_compare, st.registry, query, passages, rerankers, judgments, k, st.rerank_limits)
 
     # ------------------------------------------------------------------ read-only helpers
     @server.tool(
@@ -225,10 +286,12 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             description=(
                 "Add documents and/or files to a collection (created on first use). documents: "
                 "[{id?, text, metadata?}]; re-ingesting an id replaces it, identical content is skipped. "
-                "paths: files (.txt .md .html .pdf) or folders (recursive; narrow with glob, e.g. '*.md'), "
-                "only under the server's allowed roots. Returns a per-document outcome (added / updated / "
-                "unchanged / failed) and chunk counts. Any invalid input fails the whole call and stores "
-                "nothing, unless skip_invalid is true."
+                "paths: files (.txt .md .html .pdf .docx, source code) or folders (recursive, .gitignore and "
+                ".rerankignore honoured; narrow with glob, e.g. '*.md'), only under the server's allowed roots. "
+                "sync: true makes the collection mirror the folders in one call: changed files re-embedded, "
+                "unchanged skipped, documents whose files are gone deleted (progress is reported). Returns a "
+                "per-document outcome (added / updated / unchanged / deleted / failed) and chunk counts. Any "
+                "invalid input fails the whole call and stores nothing, unless skip_invalid is true."
             ),
             annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
         )
@@ -242,6 +305,9 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             chunk_size: Annotated[int | None, Field(description="tokens per chunk")] = None,
             chunk_overlap: Annotated[int | None, Field(description="tokens of overlap")] = None,
             skip_invalid: Annotated[bool, Field(description="ingest the valid inputs, report the rest")] = False,
+            sync: Annotated[
+                bool, Field(description="paths are folders to mirror: also delete documents whose files are gone")
+            ] = False,
         ) -> IngestResult:
             st = _state(ctx)
             allowed = st.settings.roots()
@@ -256,12 +322,20 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                         raise ToolError(f"path {p} is outside the client's roots ({', '.join(map(str, client_roots))})") from None
                     except RerankMCPError as exc:
                         raise ToolError(str(exc)) from None
-            return await _run(
-                ctx, do_ingest, st.engine, collection, documents or [], paths or [], roots=allowed, glob=glob,
-                chunk_size=chunk_size or st.settings.chunk_size,
+            if sync and documents:
+                raise ToolError("sync mirrors folders: give them in paths, and documents in a separate call")
+            if sync and not paths:
+                raise ToolError("sync needs one or more folders in paths")
+            existed = await _exists(st, collection)
+            res = await _run(
+                ctx, do_sync if sync else do_ingest, st.engine, collection, *(() if sync else (documents or [],)),
+                paths or [], roots=allowed, glob=glob, chunk_size=chunk_size or st.settings.chunk_size,
                 chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
                 skip_invalid=skip_invalid, limits=st.ingest_limits, progress=_progress(ctx),
             )
+            if not existed:
+                await _resources_changed(ctx)  # a new collection: a new collections:// resource
+            return res
 
         @server.tool(
             name="delete",
@@ -278,7 +352,10 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             filter: Annotated[dict[str, Any] | None, Field(description="delete documents matching this")] = None,
             drop_collection: Annotated[bool, Field(description="delete the collection itself")] = False,
         ) -> DeleteResult:
-            return await _run(ctx, coll_tools.delete, _state(ctx).engine, collection, ids, filter, drop_collection)
+            res = await _run(ctx, coll_tools.delete, _state(ctx).engine, collection, ids, filter, drop_collection)
+            if res.collection_dropped:
+                await _resources_changed(ctx)
+            return res
 
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
@@ -294,24 +371,67 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         st = _state(ctx)
 
         def read() -> dict:
-            info = st.engine.store.require_collection(name)
+            info = st.engine.require_collection(name)
             return {
                 "name": info.name, "embedding_model": info.embedding_model, "dim": info.dim,
-                "documents": st.engine.store.documents(name, limit=100),
+                "documents": st.engine.documents(name, limit=100),
             }
 
         return json.dumps(await _resource(read), indent=1, ensure_ascii=False)
 
+    # doc_id is a key in the index, never opened as a path: file ids are absolute paths, so the
+    # SDK's path checks do not apply to it. ?lines=10-20 (1-based, inclusive; 10 or 10- too) returns
+    # those lines of the document's text, e.g. documents://kb//home/me/notes/a.md?lines=10-20
     @server.resource(
-        "documents://{collection}/{+doc_id}", description="One document with its chunks",
-        mime_type="application/json",
+        "documents://{collection}/{+doc_id}{?lines}",
+        description="One document with its chunks; with ?lines=10-20, those lines of its text (1-based, inclusive)",
+        mime_type="application/json", security=ResourceSecurity(exempt_params={"doc_id"}),
     )
-    async def document_resource(collection: str, doc_id: str, ctx: Context) -> str:
+    async def document_resource(collection: str, doc_id: str, ctx: Context, lines: str | None = None) -> str:
         st = _state(ctx)
-        doc = await _resource(st.engine.store.document, collection, doc_id)
+        if lines is not None:
+            part = await _resource(read_lines, st.engine, collection, doc_id, lines)
+            return part.model_dump_json(indent=1)
+        doc = await _resource(st.engine.document, collection, doc_id)
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
     return server
+
+
+def _announce_resource_changes(server: MCPServer) -> None:
+    """Declare ``resources.listChanged`` to clients of the handshake era (the SDK derives it from
+    notification options that its run paths never pass); later protocol versions learn it from
+    ``subscriptions/listen``."""
+    from mcp.server.lowlevel.server import NotificationOptions
+
+    low = server._lowlevel_server  # the SDK exposes no setter for these options
+    init = low.create_initialization_options
+
+    def options(notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any):
+        return init(notification_options or NotificationOptions(resources_changed=True), *args, **kwargs)
+
+    low.create_initialization_options = options  # type: ignore[method-assign]
+
+
+async def _exists(st: AppState, collection: str) -> bool:
+    try:
+        return await anyio.to_thread.run_sync(lambda: st.engine.collection_info(collection) is not None)
+    except RerankMCPError:
+        return True  # an invalid name: the tool call reports it
+
+
+async def _resources_changed(ctx: Context) -> None:
+    """Tell the client the resource list changed (a collection was created or dropped): as a
+    ``notifications/resources/list_changed`` on a session of the handshake era, and as an event
+    for ``subscriptions/listen`` streams on later protocol versions. Best effort."""
+    try:
+        await ctx.session.send_resource_list_changed()
+    except Exception:  # no channel for it on this connection
+        log.debug("resource list change not sent on the session", exc_info=True)
+    try:
+        await ctx.notify_resources_changed()
+    except Exception:
+        log.debug("resource list change not published", exc_info=True)
 
 
 async def _resource(fn: Callable[..., T], *args: Any) -> T:

@@ -63,18 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=int)
     s.add_argument("--chunk-overlap", type=int)
     s.add_argument("--skip-invalid", action="store_true")
+    s.add_argument("--sync", action="store_true",
+                   help="the paths are folders to mirror: also delete documents whose files are gone")
 
     s = sub.add_parser("search", help="search a collection")
     s.add_argument("query")
     s.add_argument("-c", "--collection")
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("-k", type=int, help="hits to return (default 10; with --max-tokens, as many as fit)")
     s.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
-    s.add_argument("--fusion", default="zscore", choices=["rrf", "minmax", "zscore"])
+    s.add_argument("--fusion", default="zscore", choices=["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"])
     s.add_argument("--weights", help='JSON, e.g. {"dense": 0.7, "bm25": 0.3}')
     s.add_argument("--filter", help="JSON metadata filter")
     s.add_argument("--rerank", help="reranker family for a rerank step")
     s.add_argument("--rerank-options", help="JSON options of the reranker")
     s.add_argument("--candidates", type=int, default=50, help="first-stage hits to rerank")
+    s.add_argument("--max-tokens", type=int, help="token budget for the returned texts (embedding model's tokenizer)")
+    s.add_argument("--group-by", choices=["document"], help="one entry per document, its chunks merged")
+    s.add_argument("--expand", type=int, default=0, help="neighbouring chunks to add on each side of a hit")
+    s.add_argument("--dedupe", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold near-duplicate texts of other documents into one entry (default: on with "
+                        "--max-tokens, --group-by or --expand)")
 
     s = sub.add_parser("rerank", help="rerank passages (arguments, or one per line on stdin with -)")
     s.add_argument("query")
@@ -82,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-r", "--reranker")
     s.add_argument("--options", help="JSON options")
     s.add_argument("--top-n", type=int)
+
+    s = sub.add_parser("compare", help="compare rerankers on one query (passages as arguments, or one per line on stdin with -)")
+    s.add_argument("query")
+    s.add_argument("passages", nargs="*")
+    s.add_argument("-r", "--reranker", action="append", dest="rerankers", required=True,
+                   help="a reranker: name, 'name(key=value,...)' or 'name={json options}' (repeatable)")
+    s.add_argument("--judgments", help='JSON grades: {"passage index or id": grade} or a list, one per passage')
+    s.add_argument("-k", type=int, default=10, help="k of overlap@k and nDCG@k")
 
     sub.add_parser("collections", help="list collections")
     sub.add_parser("rerankers", help="list reranker families and their availability")
@@ -94,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("reindex", help="re-embed a collection with the current embedding model")
     s.add_argument("collection")
+
+    s = sub.add_parser("export", help="write a collection (text, metadata, vectors) to a JSONL file: backup, or "
+                       "moving to another engine")
+    s.add_argument("collection")
+    s.add_argument("file")
+
+    s = sub.add_parser("import", help="load an export file into the configured engine (no re-embedding)")
+    s.add_argument("file")
+    s.add_argument("-c", "--collection", help="collection name (default: the one in the file)")
 
     from rerank_mcp.server.commands import add_extra_parsers
 
@@ -168,8 +193,11 @@ def _commands():
         "ingest": commands.ingest,
         "search": commands.search,
         "rerank": commands.rerank,
+        "compare": commands.compare,
         "collections": commands.collections,
         "rerankers": commands.rerankers,
         "delete": commands.delete,
         "reindex": commands.reindex,
+        "export": commands.export,
+        "import": commands.import_,
     }

@@ -36,10 +36,11 @@ def _opened(settings: Settings, open_collections: bool = False) -> Iterator[AppS
 
 
 def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
-    """Verbs beyond the tools: evaluation and benchmarks."""
+    """Verbs beyond the tools: evaluation, benchmarks, budgets and folder watching."""
     import importlib
 
-    for module in ("rerank_mcp.server.eval_command", "rerank_mcp.server.bench_command"):
+    for module in ("rerank_mcp.server.eval_command", "rerank_mcp.server.bench_command",
+                   "rerank_mcp.server.budget_command", "rerank_mcp.server.watch_command"):
         try:
             mod = importlib.import_module(module)
         except ImportError:  # pragma: no cover - a partial checkout
@@ -49,6 +50,7 @@ def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
 
 def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.tools.ingest import ingest as do_ingest
+    from rerank_mcp.tools.sync import sync_folders
 
     docs: list[dict] = []
     meta = _json(args.metadata, "--metadata") or {}
@@ -65,10 +67,15 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                         from rerank_mcp.errors import InvalidInput
 
                         raise InvalidInput(f"{args.jsonl} line {n}: not valid JSON ({exc.msg})") from None
+    if getattr(args, "sync", False) and (docs or not args.paths):
+        from rerank_mcp.errors import InvalidInput
+
+        raise InvalidInput("--sync mirrors folders: give folders as paths (and no --text or --jsonl)")
     with _opened(settings) as state:
-        with out.progress("ingesting") as progress:
-            res = do_ingest(
-                state.engine, args.collection or settings.default_collection, docs, args.paths,
+        with out.progress("syncing" if getattr(args, "sync", False) else "ingesting") as progress:
+            res = (sync_folders if getattr(args, "sync", False) else do_ingest)(
+                state.engine, args.collection or settings.default_collection,
+                *(() if getattr(args, "sync", False) else (docs,)), args.paths,
                 roots=settings.roots(), glob=args.glob,
                 chunk_size=args.chunk_size or settings.chunk_size,
                 chunk_overlap=args.chunk_overlap if args.chunk_overlap is not None else settings.chunk_overlap,
@@ -80,13 +87,14 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         out.table(f"ingest into {res.collection}", ["id", "status", "chunks", "reason"],
                   [[d.id, d.status, d.chunks, d.reason] for d in res.documents[:50]])
         more = f" (first 50 of {len(res.documents)} shown)" if len(res.documents) > 50 else ""
-        out.line(f"added {res.added}, updated {res.updated}, unchanged {res.unchanged}, failed {res.failed}; "
+        out.line(f"added {res.added}, updated {res.updated}, unchanged {res.unchanged}, "
+                 + (f"deleted {res.deleted}, " if res.synced is not None else "") + f"failed {res.failed}; "
                  f"{res.chunks_written} chunks in {res.elapsed_ms / 1000:.1f} s{more}")
     return 1 if res.failed else 0
 
 
 def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from rerank_mcp.tools.search import search as do_search
+    from rerank_mcp.tools.shaping import shaped_search as do_search
 
     step = None
     if args.rerank:
@@ -95,14 +103,19 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     with _opened(settings) as state:
         res = do_search(state.engine, state.registry, args.query, args.collection or settings.default_collection,
                         k=args.k, mode=args.mode, fusion=args.fusion, weights=_json(args.weights, "--weights"),
-                        filter=_json(args.filter, "--filter"), rerank=step, limits=state.search_limits)
+                        filter=_json(args.filter, "--filter"), rerank=step, limits=state.search_limits,
+                        max_tokens=args.max_tokens, group_by=args.group_by, expand=args.expand, dedupe=args.dedupe)
     if out.as_json:
         out.json(res)
     else:
         out.table(f"{res.mode} search in {res.collection}" + (f", reranked by {res.reranker}" if res.reranker else ""),
-                  ["#", "score", "document", "text"],
-                  [[h.rank, f"{h.score:.4f}", h.doc_id, short(h.text)] for h in res.hits])
-        out.line(f"{len(res.hits)} hits in {res.timings_ms.get('total_ms', 0):.1f} ms")
+                  ["#", "score", "document", "lines", "text"],
+                  [[h.rank, f"{h.score:.4f}", h.doc_id,
+                    f"{h.start_line}-{h.end_line}" if h.start_line is not None else "", short(h.text)]
+                   for h in res.hits])
+        out.line(f"{len(res.hits)} hits in {res.timings_ms.get('total_ms', 0):.1f} ms"
+                 + (f"; {res.tokens} tokens" if res.tokens is not None else "")
+                 + (f" of {res.max_tokens}" if res.max_tokens is not None else ""))
     return 0
 
 
@@ -124,6 +137,42 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         if res.fallback:
             out.line(f"fallback: {res.fallback}")
     return 0
+
+
+def compare(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    from rerank_mcp.tools.compare import compare as do_compare
+
+    passages = list(args.passages)
+    if passages == ["-"] or not passages:
+        passages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with _opened(settings) as state:
+        res = do_compare(state.registry, args.query, passages, args.rerankers, _json(args.judgments, "--judgments"),
+                         args.k, state.rerank_limits)
+    if out.as_json:
+        out.json(res)
+        return 0
+    ok = [r for r in res.rerankers if r.error is None]
+    out.table(f"rerankers on {len(res.passages)} passages (k={res.k})",
+              ["reranker", "model", "latency ms", "load ms", f"nDCG@{res.k}", f"top {res.k} (input indices)", "error / fallback"],
+              [[r.label, r.model, f"{r.latency_ms:.1f}" if r.latency_ms is not None else "",
+                f"{r.load_ms:.0f}" if r.load_ms is not None else "",
+                f"{r.ndcg_at_k:.3f}" if r.ndcg_at_k is not None else "", " ".join(map(str, r.order[: res.k])),
+                short(r.error or r.fallback or "", 90)] for r in res.rerankers])
+    if ok:
+        first = {i: n for n, i in enumerate(ok[0].order)}
+        rows = sorted(res.passages, key=lambda p: first[p.index])[:50]
+        out.table("side by side: rank (score), in the first reranker's order", ["input", "id", "text", "rel"]
+                  + [r.label for r in ok],
+                  [[p.index, p.id, short(p.text, 60), "" if p.relevance is None else f"{p.relevance:g}"]
+                   + [f"{p.ranks[r.label]} ({p.scores[r.label]:.4g})" for r in ok] for p in rows])
+        out.table("agreement", ["a", "b", f"overlap@{res.k}", "Kendall tau"],
+                  [[a.a, a.b, f"{a.overlap_at_k:.2f}", "" if a.kendall_tau is None else f"{a.kendall_tau:.3f}"]
+                   for a in res.agreement])
+    if res.input_ndcg_at_k is not None:
+        out.line(f"input order nDCG@{res.k}: {res.input_ndcg_at_k:.3f}")
+    for note in res.notes:
+        out.line(note)
+    return 0 if ok else 1
 
 
 def collections(args: argparse.Namespace, settings: Settings, out: Output) -> int:
@@ -172,4 +221,31 @@ def reindex(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         out.json({"collection": args.collection, "chunks": n})
     else:
         out.line(f"re-embedded {n} chunks of {args.collection} with {state.engine.model_name}")
+    return 0
+
+
+def export(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    from rerank_mcp.tools.transfer import export_collection
+
+    with _opened(settings) as state:
+        with out.progress("exporting") as progress:
+            res = export_collection(state.engine, args.collection, args.file, progress)
+    if out.as_json:
+        out.json(res)
+    else:
+        out.line(f"exported {res.documents} documents ({res.chunks} chunks) of {res.collection} to {res.file}")
+    return 0
+
+
+def import_(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    from rerank_mcp.tools.transfer import import_collection
+
+    with _opened(settings) as state:
+        with out.progress("importing") as progress:
+            res = import_collection(state.engine, args.file, args.collection, progress)
+        engine = state.engine.backend
+    if out.as_json:
+        out.json(res)
+    else:
+        out.line(f"imported {res.documents} documents ({res.chunks} chunks) into {res.collection} ({engine} engine)")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -58,21 +59,47 @@ def security_settings(settings: Settings) -> TransportSecuritySettings:
 
 
 def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
-    app = server.streamable_http_app(
+    """``/mcp`` plus the rerank API (server/rerank_api.py: Cohere, Jina and TEI shapes, and
+    ``/v1/models``), on one port, behind the same token, Host / Origin checks and body limit."""
+    from rerank_mcp.server.rerank_api import Dispatch, RerankAPI
+
+    app: ASGIApp = server.streamable_http_app(
         transport_security=security_settings(settings),
         max_request_body_size=settings.max_request_bytes,
         host=settings.http_host,
     )
     if settings.http_token is not None:
-        return BearerAuth(app, settings.http_token.get_secret_value())
-    if settings.http_host not in ("127.0.0.1", "localhost", "::1"):
+        app = BearerAuth(app, settings.http_token.get_secret_value())
+    elif settings.http_host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a bearer token: set RERANK_MCP_HTTP_TOKEN", settings.http_host)
-    return app
+    live = getattr(server, "live_state", {})
+    api = RerankAPI(settings, lambda: live.get("state"), security_settings(settings))
+    return Dispatch(api, app)
 
 
 def serve_http(server: MCPServer, settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT. Then the running tool calls are told to stop at once (each
+    answers "cancelled" after its batch in hand, instead of uvicorn waiting for it to finish),
+    connections get 3 s to close, and the lifespan closes the index."""
+    import asyncio
+
     import uvicorn
 
     app = http_app(server, settings)
-    log.info("serving MCP over streamable HTTP at http://%s:%s/mcp", settings.http_host, settings.http_port)
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    live = getattr(server, "live_state", {})
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            st = live.get("state")
+            if st is not None:  # on the event loop, not inside the signal handler
+                asyncio.get_event_loop().call_soon_threadsafe(st.workers.stop)
+
+    log.info("serving MCP over streamable HTTP at http://%s:%s/mcp (rerank API: /v2/rerank, /v1/rerank, /rerank, "
+             "/v1/models)", settings.http_host, settings.http_port)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                            timeout_graceful_shutdown=3)
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for; the shutdown is done
+        pass

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.schema import compact_nullable
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class Reranker(ABC):
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         """Return one score per text (higher is more relevant)."""
 
+    def _score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[Scored]:
+        """Score several ``(query, texts)`` requests at once (dynamic batching of concurrent
+        callers). Families that can score the pairs of different queries in one model call
+        override this; the default scores the requests in turn."""
+        return [self._score(query, texts) for query, texts in requests]
+
     def rerank(
         self,
         query: str,
@@ -99,6 +106,7 @@ class Reranker(ABC):
         start = time.perf_counter()
         if not items:
             return RerankResult(reranker=self.family, model=self.model, passages=[], latency_ms=0.0)
+        check()  # the thread's cancel check; families also ask it between their scoring batches
         scored = self._score(query, [p.text for p in items])
         if len(scored.scores) != len(items):
             raise RuntimeError(

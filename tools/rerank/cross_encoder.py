@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.rerank.base import Reranker, Scored
 
 BACKENDS = ("torch", "onnx")
@@ -115,14 +116,20 @@ class _TorchBackend:
         limit = max_length or getattr(ce, "max_seq_length", None) or getattr(ce.tokenizer, "model_max_length", 512)
         self.limit = int(min(limit, 100_000))
 
-    def run(self, query: str, texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+    def run(self, query: str | list[str], texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+        """``query``: one for all texts, or one per text (pairs of several requests)."""
         import torch
 
+        from rerank_mcp.index.threads import torch_threads
+
+        torch_threads()  # every core, whatever this worker thread's OpenMP setting was
+        queries = [query] * len(texts) if isinstance(query, str) else query
         rows: list[Any] = [None] * len(texts)
         for batch in length_sorted_batches(lengths, batch_size):
+            check()  # a cancelled call stops here, between model batches
             # One predict call per batch: CrossEncoder pads the batch to its own longest pair.
             out = self.ce.predict(
-                [(query, texts[i]) for i in batch],
+                [(queries[i], texts[i]) for i in batch],
                 batch_size=len(batch),
                 show_progress_bar=False,
                 activation_fn=torch.nn.Identity(),
@@ -160,17 +167,19 @@ class _OnnxBackend:
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pad_id = self.tokenizer.pad_token_id or 0
 
-    def run(self, query: str, texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+    def run(self, query: str | list[str], texts: list[str], lengths: list[int], batch_size: int) -> list[Any]:
+        """``query``: one for all texts, or one per text (pairs of several requests)."""
         import numpy as np
 
         enc = self.tokenizer(
-            [query] * len(texts), texts, truncation=True, max_length=self.limit,
+            [query] * len(texts) if isinstance(query, str) else list(query), texts, truncation=True, max_length=self.limit,
             return_attention_mask=False, verbose=False,
         )
         ids_all = enc["input_ids"]
         types_all = enc.get("token_type_ids")
         rows: list[Any] = [None] * len(texts)
         for batch in length_sorted_batches([len(x) for x in ids_all], batch_size):
+            check()  # a cancelled call stops here, between model batches
             width = max(len(ids_all[i]) for i in batch)
             ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -320,6 +329,26 @@ class CrossEncoderReranker(Reranker):
 
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         be = self._load()
+        pairs, truncated, notes = self._pairs(be, query, texts)
+        rows = be.run(query, [t for _, t, _ in pairs], [n for _, _, n in pairs], self.batch_size)
+        return self._finish(be, len(texts), pairs, rows, truncated, notes)
+
+    def _score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[Scored]:
+        """The pairs of all requests share one run of length-sorted, padded model batches."""
+        if len(requests) < 2:
+            return super()._score_many(requests)
+        be = self._load()
+        prepared = [self._pairs(be, q, texts) for q, texts in requests]
+        queries = [q for (q, _), (pairs, _, _) in zip(requests, prepared) for _ in pairs]
+        flat = [p for pairs, _, _ in prepared for p in pairs]
+        rows = be.run(queries, [t for _, t, _ in flat], [n for _, _, n in flat], self.batch_size)
+        out, start = [], 0
+        for (_, texts), (pairs, truncated, notes) in zip(requests, prepared):
+            out.append(self._finish(be, len(texts), pairs, rows[start : start + len(pairs)], truncated, notes))
+            start += len(pairs)
+        return out
+
+    def _pairs(self, be: Any, query: str, texts: Sequence[str]) -> tuple[list[tuple[int, str, int]], list[bool], list[str]]:
         tok = be.tokenizer
         limit = be.limit
         specials = tok.num_special_tokens_to_add(pair=True)
@@ -363,9 +392,12 @@ class CrossEncoderReranker(Reranker):
             pairs = [(i, t, min(lengths[i], limit)) for i, t in enumerate(texts)]
         if self.window and not need_offsets:
             notes.append("windowing needs a fast tokenizer; long passages were truncated")
+        return pairs, truncated, notes
 
-        rows = be.run(query, [t for _, t, _ in pairs], [n for _, _, n in pairs], self.batch_size)
-        best = [-math.inf] * len(texts)
+    def _finish(self, be: Any, n_texts: int, pairs: list[tuple[int, str, int]], rows: list[Any],
+                truncated: list[bool], notes: list[str]) -> Scored:
+        limit = be.limit
+        best = [-math.inf] * n_texts
         for (i, _, _), row in zip(pairs, rows):
             s, multi = _score_of(row)
             self._multi_label = self._multi_label or multi

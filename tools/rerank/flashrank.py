@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.rerank.base import Reranker, Scored
 from rerank_mcp.tools.rerank.cross_encoder import length_sorted_batches
 
@@ -136,6 +137,31 @@ class FlashRankReranker(Reranker):
                 scores[p["id"]] = 1.0 / rank
             return Scored(scores, notes=["listwise FlashRank model: scores are 1/rank"])
 
+        scores, truncated = self._score_pairs(ranker, [(query, t) for t in texts])
+        return self._scored(scores, truncated)
+
+    def _score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[Scored]:
+        """The (query, passage) pairs of all requests share one run of length-sorted batches."""
+        if self.model in LISTWISE or len(requests) < 2:
+            return super()._score_many(requests)
+        ranker = self._load()
+        scores, truncated = self._score_pairs(ranker, [(q, t) for q, texts in requests for t in texts])
+        out, start = [], 0
+        for _, texts in requests:
+            end = start + len(texts)
+            out.append(self._scored(scores[start:end], truncated[start:end]))
+            start = end
+        return out
+
+    def _scored(self, scores: list[float], truncated: list[bool]) -> Scored:
+        notes = []
+        if any(truncated):
+            tok = self._ranker.tokenizer
+            limit = tok.truncation["max_length"] if tok.truncation else self.max_length
+            notes.append(f"{sum(truncated)} passage(s) truncated to {limit} tokens (query + passage)")
+        return Scored(scores, truncated=truncated, notes=notes)
+
+    def _score_pairs(self, ranker: Any, pairs: list[tuple[str, str]]) -> tuple[list[float], list[bool]]:
         # FlashRank's own ``rerank`` tokenises and runs one padded batch per call; here the pairs
         # are tokenised once with FlashRank's tokenizer and run through its ONNX session in
         # length-sorted batches (each pads only to its own longest pair), with FlashRank's
@@ -144,12 +170,13 @@ class FlashRankReranker(Reranker):
 
         tok = ranker.tokenizer
         session = ranker.session
-        enc = tok.encode_batch([[query, t] for t in texts])
+        enc = tok.encode_batch([[q, t] for q, t in pairs])
         truncated = [bool(e.overflowing) for e in enc]
         lengths = [sum(e.attention_mask) for e in enc]
         inputs = {i.name for i in session.get_inputs()}
-        scores = [0.0] * len(texts)
+        scores = [0.0] * len(pairs)
         for chunk in length_sorted_batches(lengths, self.batch_size):
+            check()  # a cancelled call stops here, between model batches
             width = max(lengths[i] for i in chunk)
             feed = {
                 "input_ids": np.array([enc[i].ids[:width] for i in chunk], dtype=np.int64),
@@ -165,8 +192,4 @@ class FlashRankReranker(Reranker):
                 out = e[:, 1] / e.sum(axis=1)
             for i, v in zip(chunk, out):
                 scores[i] = float(v)
-        notes = []
-        if any(truncated):
-            limit = tok.truncation["max_length"] if tok.truncation else self.max_length
-            notes.append(f"{sum(truncated)} passage(s) truncated to {limit} tokens (query + passage)")
-        return Scored(scores, truncated=truncated, notes=notes)
+        return scores, truncated
