@@ -121,7 +121,8 @@ class Mcp(BaseMcp):
         if tool in READ_ONLY:
             assert self.seq() == seq and after == before, f"read-only {tool} wrote to the store"
         if tool == "search":
-            assert isinstance(sc["hits"], list) and len(sc["hits"]) <= args.get("k", 10)
+            k = args.get("k")  # null (NaN on the in-memory client) means the default, 10
+            assert isinstance(sc["hits"], list) and len(sc["hits"]) <= (k if isinstance(k, int) and k > 0 else 10)
             assert [h["rank"] for h in sc["hits"]] == list(range(1, len(sc["hits"]) + 1))
         if tool == "rerank":
             ps = sc["passages"]
