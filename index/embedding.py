@@ -21,7 +21,9 @@ from rerank_mcp.index.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
-from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name, model_folder, resolve_path as _resolve_path
+from rerank_mcp.index.model_names import (  # noqa: E402,F401 - re-exported
+    CANONICAL_DEFAULT, EMBEDDING_BACKENDS, canonical_name, identity, model_folder, resolve_path as _resolve_path,
+    split_identity)
 
 
 class Embedder:
@@ -31,6 +33,8 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         self.name = canonical_name(name)
+        self.backend = "torch"
+        self.identity = self.name  # what a collection built with it records
         self.batch_size = batch_size
         try:
             self.model = SentenceTransformer(_resolve_path(name), device=device)
@@ -114,12 +118,14 @@ class EmbeddingCache:
 
 def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int = 32,
                   cache_dir: Path | None = None):
-    """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32)
-    or ``onnx`` (ONNX Runtime int8, exported and cached under ``cache_dir`` on first use)."""
+    """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32),
+    ``onnx`` (ONNX Runtime int8) or ``onnx-mixed`` (ONNX Runtime int8 with the FFN output
+    projections kept in fp32); the ONNX files are exported and cached under ``cache_dir`` on
+    first use."""
     if backend == "torch":
         return Embedder(name, device, batch_size)
-    if backend == "onnx":
-        from rerank_mcp.index.onnx_embed import OnnxEmbedder
+    if backend in ("onnx", "onnx-mixed"):
+        from rerank_mcp.index.onnx_embed import FFN_OUTPUT, OnnxEmbedder
 
         folder = model_folder(name)
         max_len = 256
@@ -128,8 +134,9 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
             import json
 
             max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
-        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size, max_len)
-    raise DependencyMissing(f"unknown embedding backend {backend!r}: use torch or onnx")
+        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size, max_len,
+                            keep_fp32=FFN_OUTPUT if backend == "onnx-mixed" else None, backend=backend)
+    raise DependencyMissing(f"unknown embedding backend {backend!r}: use {', '.join(EMBEDDING_BACKENDS)}")
 
 
 def encode_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None) -> np.ndarray:

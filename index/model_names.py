@@ -12,6 +12,25 @@ from rerank_mcp.errors import DependencyMissing
 _DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 CANONICAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 
+# How a model can be run. The backends give slightly different vectors, so a collection records
+# the backend it was built with in its model identity: ``<model>#<backend>``, except for torch,
+# whose identity is the bare model name (as it always was).
+EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-mixed")
+_SEP = "#"
+
+
+def identity(model: str, backend: str = "torch") -> str:
+    """The model identity a collection records: the model and, unless torch, the backend."""
+    return model if backend == "torch" else f"{model}{_SEP}{backend}"
+
+
+def split_identity(ident: str) -> tuple[str, str]:
+    """``(model, backend)`` of a recorded identity (``torch`` where none is named)."""
+    model, sep, backend = ident.rpartition(_SEP)
+    if sep and (backend in EMBEDDING_BACKENDS or backend.startswith("onnx-keep:")):
+        return model, backend
+    return ident, "torch"
+
 
 def canonical_name(name: str) -> str:
     """The identity recorded with a collection for a model setting."""

@@ -22,6 +22,10 @@ from rerank_mcp.index.persist import atomic_write
 
 log = logging.getLogger(__name__)
 
+# MatMuls of the FFN output projections (intermediate -> hidden) in the exported BERT graph: the
+# ``onnx-mixed`` embedding backend keeps these in fp32 and quantises the rest to int8.
+FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
+
 
 def _model_key(folder: Path) -> str:
     h = hashlib.sha256()
@@ -99,7 +103,7 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
                        if n.op_type == "MatMul" and re.search(keep_fp32, n.name)]
         root = logging.getLogger()
         level = root.level
-        root.setLevel(max(level, logging.WARNING))  # the quantiser logs every tensor at INFO on the root logger
+        root.setLevel(max(level, logging.ERROR))  # the quantiser logs every tensor at INFO (and advice at WARNING) on the root logger
         try:
             atomic_write(target, lambda p: quantize_dynamic(
                 str(source), str(p), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
@@ -159,20 +163,54 @@ def ort_session(path: Path, threads: int | None = None, spin: bool = True):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+class WordPieces:
+    """The model's tokenizer, read with the ``tokenizers`` library from its ``tokenizer.json``
+    where there is one (milliseconds to load, where importing transformers takes seconds), else
+    transformers' AutoTokenizer. ``ids(texts, special=True)``: with [CLS]/[SEP], truncated to
+    ``max_length`` as sentence-transformers does; ``special=False``: every word piece, untruncated."""
+
+    def __init__(self, model_dir: Path, max_length: int) -> None:
+        self.max_length = max_length
+        self._fast = self._auto = None
+        if (model_dir / "tokenizer.json").exists():
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self._fast.no_padding()
+            self._fast.no_truncation()
+            self._trunc = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self._trunc.no_padding()
+            self._trunc.enable_truncation(max_length)
+        else:
+            from transformers import AutoTokenizer
+
+            self._auto = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def ids(self, texts: Sequence[str], special: bool) -> list[list[int]]:
+        texts = list(texts)
+        if self._fast is not None:
+            tok = self._trunc if special else self._fast
+            return [e.ids for e in tok.encode_batch(texts, add_special_tokens=special)]
+        kw = {"truncation": True, "max_length": self.max_length} if special else {}
+        return self._auto(texts, add_special_tokens=special, return_attention_mask=False,
+                          return_token_type_ids=False, verbose=False, **kw)["input_ids"]
+
+
 class OnnxEmbedder:
     """Same interface as :class:`index.embedding.Embedder`, on ONNX Runtime int8."""
 
     def __init__(self, name: str, model_dir: Path, cache_dir: Path, batch_size: int = 32, max_seq_length: int = 256,
-                 keep_fp32: str | None = None):
-        from transformers import AutoTokenizer
-
-        from rerank_mcp.index.model_names import canonical_name
+                 keep_fp32: str | None = None, backend: str | None = None):
+        from rerank_mcp.index.model_names import canonical_name, identity
 
         self.name = canonical_name(name)
+        self.backend = backend or ("onnx" if not keep_fp32 else "onnx-mixed" if keep_fp32 == FFN_OUTPUT
+                                   else f"onnx-keep:{keep_fp32}")
+        self.identity = identity(self.name, self.backend)  # recorded with the collections it builds
         self.cache_key = self.name + "#onnx-int8" + (f"-keep:{keep_fp32}" if keep_fp32 else "")
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self._tok = WordPieces(model_dir, max_seq_length)
         self.path = export_int8(model_dir, cache_dir, "encoder", keep_fp32)
         self.session = ort_session(self.path)
         self.dim = int(self.encode(["dimension probe"]).shape[1])
@@ -181,15 +219,13 @@ class OnnxEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        enc = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False)
-        return [len(ids) for ids in enc["input_ids"]]
+        return [len(ids) for ids in self._tok.ids(texts, special=False)]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length, return_attention_mask=False,
-                             return_token_type_ids=False, verbose=False)["input_ids"]
+        enc = self._tok.ids(texts, special=True)
         order = np.argsort([len(e) for e in enc], kind="stable")
         out: np.ndarray | None = None
         for s in range(0, len(order), self.batch_size):
