@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Any, Callable, Iterator
 
@@ -16,6 +17,9 @@ class Output:
         from rich.console import Console
 
         self.console = Console(soft_wrap=False)
+        if not self.console.is_terminal and "COLUMNS" not in os.environ:
+            # a file or a pipe has no width: tables keep their natural width instead of wrapping at 80
+            self.console.width = 400
         self.err = Console(stderr=True)
 
     def json(self, obj: Any) -> None:
@@ -42,8 +46,14 @@ class Output:
 
     @contextlib.contextmanager
     def progress(self, description: str) -> Iterator[Callable[[float, float, str], None]]:
-        """A progress bar on stderr; yields a ``(done, total, message)`` callback."""
-        if self.as_json or not self.err.is_terminal:
+        """Progress on stderr; yields a ``(done, total, message)`` callback. A bar in a terminal;
+        otherwise (a log file, a pipe, CI) a plain line every few seconds or every 10%."""
+        if not self.err.is_terminal:
+            lines = ProgressLines(description, lambda text: print(text, file=sys.stderr, flush=True))
+            yield lines.update
+            lines.finish()
+            return
+        if self.as_json:
             yield lambda done, total, message: None
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -56,6 +66,51 @@ class Output:
                 prog.update(task, completed=done, total=total or None, description=message or description)
 
             yield update
+
+
+class ProgressLines:
+    """Progress as plain lines, for output that is not a terminal: the first update, then one line
+    when ``every_s`` seconds have passed or the fraction done has crossed another ``every_pct``
+    percent (at most one line a second), and a last line when the work ends."""
+
+    def __init__(self, description: str, write: Callable[[str], None], every_s: float = 5.0,
+                 every_pct: float = 10.0, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.description = description
+        self.write = write
+        self.every_s = every_s
+        self.every_pct = every_pct
+        self.clock = clock or time.monotonic
+        self.start = self.clock()
+        self.last_t: float | None = None
+        self.last_step = -1
+        self.pending: tuple[float, float, str] | None = None
+
+    def _line(self, done: float, total: float, message: str) -> str:
+        elapsed = self.clock() - self.start
+        where = f"{100 * done / total:.0f}% ({done:g}/{total:g})" if total else f"{done:g}"
+        what = message or self.description
+        if message and not message.startswith(self.description):
+            what = f"{self.description}: {message}"
+        return f"{what}: {where}, {elapsed:.0f} s"
+
+    def update(self, done: float, total: float, message: str = "") -> None:
+        now = self.clock()
+        step = int(100 * done / total // self.every_pct) if total else -1
+        due = (self.last_t is None or now - self.last_t >= self.every_s
+               or (step > self.last_step and now - self.last_t >= 1.0))
+        if due:
+            self.write(self._line(done, total, message))
+            self.last_t, self.last_step, self.pending = now, max(step, self.last_step), None
+        else:
+            self.pending = (done, total, message)
+
+    def finish(self) -> None:
+        """The last state, if not yet printed (so the log shows where the work ended)."""
+        if self.pending is not None:
+            self.write(self._line(*self.pending))
+            self.pending = None
 
 
 def short(text: str, n: int = 100) -> str:
