@@ -139,7 +139,7 @@ class SearchResult(Frozen):
     tokenizer: str | None = Field(None, description="what counted the tokens")
     group_by: str | None = None
     expand: int | None = None
-    omitted: int | None = Field(None, description="candidate entries left out to stay within max_tokens")
+    omitted: int | None = Field(None, description="candidate hits left out to stay within max_tokens")
     collapsed: int | None = Field(None, description="near-duplicate hits folded into another entry")
 
 
