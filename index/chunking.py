@@ -16,8 +16,8 @@ at lines, lines over it at words; blocks are packed as paragraphs are.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from rerank_mcp.errors import InvalidInput
 
@@ -66,7 +66,7 @@ def _words(text: str, s: int, e: int, size: int, count: TokenCounter) -> list[tu
     words = [(m.start(), m.end()) for m in _WORD_RE.finditer(text, s, e)]
     costs = count([text[a:b] for a, b in words])
     out: list[tuple[int, int]] = []
-    run_start, run_cost = None, 0
+    run_start, run_cost, prev_end = None, 0, s
     for (a, b), c in zip(words, costs):
         if run_start is not None and run_cost + c > size:
             out.append((run_start, prev_end))

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rerank_mcp.index.threads import single_threaded_faiss
-
 from rerank_mcp.index.persist import atomic_write, atomic_write_json, read_json
 from rerank_mcp.index.store import Store
+from rerank_mcp.index.threads import single_threaded_faiss
 
 log = logging.getLogger(__name__)
 

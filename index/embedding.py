@@ -11,19 +11,25 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from rerank_mcp.errors import DependencyMissing
+from rerank_mcp.index.model_names import (  # noqa: F401 - canonical_name and friends are used from here too
+    CANONICAL_DEFAULT,
+    EMBEDDING_BACKENDS,
+    canonical_name,
+    identity,
+    model_folder,
+    split_identity,
+)
+from rerank_mcp.index.model_names import resolve_path as _resolve_path
 from rerank_mcp.index.threads import torch_threads
 
 log = logging.getLogger(__name__)
-
-from rerank_mcp.index.model_names import (  # noqa: E402,F401 - re-exported
-    CANONICAL_DEFAULT, EMBEDDING_BACKENDS, canonical_name, identity, model_folder, resolve_path as _resolve_path,
-    split_identity)
 
 
 class Embedder:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from rerank_mcp.errors import InvalidInput
 
@@ -45,20 +45,20 @@ class Cond:
 
 @dataclass(frozen=True)
 class And:
-    items: tuple["Filter", ...]  # empty: matches everything
+    items: tuple[Filter, ...]  # empty: matches everything
 
 
 @dataclass(frozen=True)
 class Or:
-    items: tuple["Filter", ...]
+    items: tuple[Filter, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Filter"
+    item: Filter
 
 
-Filter = Union[Cond, And, Or, Not]
+Filter = Cond | And | Or | Not
 
 
 def _scalar(value: Any, where: str) -> Any:

@@ -8,7 +8,8 @@ then a weighted sum) keeps score gaps. Both take per-arm weights.
 from __future__ import annotations
 
 import math
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 Ranked = Sequence[tuple[int, float]]  # (id, score), best first
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 _BREAK_RE = re.compile(r"\r\n|\n|\r")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
 

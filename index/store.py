@@ -13,13 +13,14 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
+from rerank_mcp.errors import NotFound, StoreCorrupt
 from rerank_mcp.index.contract import ChunkRow, CollectionInfo, ExportedDocument, NewChunk, check_collection_name  # noqa: F401
 
 SCHEMA_VERSION = 1

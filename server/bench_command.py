@@ -89,7 +89,6 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         log(f"   pool: {len(pool.texts)} real chunks, {len(pool.queries)} queries")
 
     if "search" in sections:
-        from rerank_mcp.index.contract import IndexConfig
         from rerank_mcp.index.engines import open_index
 
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -119,7 +118,7 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 if backend == "embedded" and (n >= 100_000 or n == max(sizes)):
                     extra.update({k: v for k, v in B.bench_rank_bm25(
                         [t for t, _ in B.synth(pool, min(n, 100_000))], pool.queries, min(n, 100_000),
-                        lambda q: engine.bm25_search("bench", q, 100)).items() if k != "chunks"})
+                        lambda q, engine=engine: engine.bm25_search("bench", q, 100)).items() if k != "chunks"})
                 extra["peak RSS MB"] = round(B.peak_rss_mb())
                 ext.rows.append(extra)
                 engine.close()

@@ -46,6 +46,9 @@ from mcp.server.transport_security import (
     TransportSecurityMiddleware,
     TransportSecuritySettings,
 )
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from rerank_mcp.errors import (
     DependencyMissing,
@@ -58,9 +61,6 @@ from rerank_mcp.errors import (
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.batching import BatcherPool
 from rerank_mcp.tools.rerank.base import Reranker
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("rerank_mcp.http.api")
 

@@ -31,8 +31,9 @@ import signal
 import stat
 import sys
 import threading
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 from mcp.shared.message import SessionMessage
@@ -62,7 +63,7 @@ class PipeLines:
         if self._transport is not None:
             self._transport.close()  # the protocol then feeds EOF to the reader
 
-    def __aiter__(self) -> "PipeLines":
+    def __aiter__(self) -> PipeLines:
         return self
 
     async def __anext__(self) -> str:
@@ -248,7 +249,7 @@ class SessionReader:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # the session is closing: nobody to answer
 
-    def __aiter__(self) -> "SessionReader":
+    def __aiter__(self) -> SessionReader:
         return self
 
     async def __anext__(self) -> Any:
@@ -260,7 +261,7 @@ class SessionReader:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    async def __aenter__(self) -> "SessionReader":
+    async def __aenter__(self) -> SessionReader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

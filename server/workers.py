@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from rerank_mcp.tools.cancel import CancelToken, Cancelled, cancellable
+from rerank_mcp.tools.cancel import Cancelled, CancelToken, cancellable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

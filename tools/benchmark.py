@@ -12,15 +12,16 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from rerank_mcp.index.chunking import chunk_text
-from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
 from rerank_mcp.index.contract import DocumentWrite, Index, IndexConfig, NewChunk
+from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
 from rerank_mcp.index.engines import open_index
 
 
@@ -135,7 +136,7 @@ def bench_ingest(docs: list[tuple[str, str]], backends: Sequence[str], log: Call
         with tempfile.TemporaryDirectory() as d:
             inner = load_embedder("all-MiniLM-L6-v2", backend, cache_dir=Path(tempfile.gettempdir()) / "rerank-mcp-onnx")
             timed = TimedEmbedder(inner)
-            engine = open_index(IndexConfig(data_dir=Path(d), embedder_factory=lambda: timed))
+            engine = open_index(IndexConfig(data_dir=Path(d), embedder_factory=lambda timed=timed: timed))
             cache, engine.embedding.cache = engine.embedding.cache, None  # measure embedding, not cache hits
             log(f"ingesting {len(docs)} documents with the {backend} backend")
             t = time.perf_counter()

@@ -15,8 +15,8 @@ not thread the parameter through.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 CancelCheck = Callable[[], bool]
 

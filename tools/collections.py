@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from rerank_mcp.index.contract import Index
-from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.contract import Index, check_collection_name
+from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.tools.models import CollectionList, CollectionSummary, DeleteResult
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.contract import Index, check_collection_name

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from rerank_mcp.index.loaders import IGNORE_FILES, selected
 from rerank_mcp.tools.models import IngestResult

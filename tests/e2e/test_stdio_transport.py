@@ -146,7 +146,7 @@ asyncio.run(main())
 def test_stdin_from_dev_null_exits_cleanly(tmp_path):
     """epoll refuses /dev/null: the server must notice, fall back, read end of input and exit."""
     with open(os.devnull, "rb") as stdin:
-        proc = subprocess.run([EXE, "serve"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=_env(tmp_path, "asyncio"), timeout=120)
+        proc = subprocess.run([EXE, "serve"], stdin=stdin, capture_output=True, env=_env(tmp_path, "asyncio"),
+                              timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout == b"" and b"Traceback" not in proc.stderr

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES, open_engine
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.models import IngestResult, SearchResult
 from rerank_mcp.tools.search import search
+from tests.conftest import ENGINES, open_engine
 
 COLLECTION = "scifact"
 MODES = ("dense", "bm25", "hybrid")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rerank_mcp.tools.collections import delete
 from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound, PathNotAllowed
+from rerank_mcp.tools.collections import delete
 from rerank_mcp.tools.ingest import IngestLimits, ingest
 from rerank_mcp.tools.search import search
 
@@ -123,7 +123,7 @@ def test_ingest_paths_outside_roots(eng, tmp_path):
     (tmp_path / "secret.txt").write_text("secret")
     (root / "link.txt").symlink_to(tmp_path / "secret.txt")
     for p in ("../secret.txt", str(tmp_path / "secret.txt"), str(root / "link.txt")):
-        unchanged(eng, lambda: ingest(eng, "bio", paths=[p], roots=[root]), PathNotAllowed, "outside the allowed roots")
+        unchanged(eng, lambda p=p: ingest(eng, "bio", paths=[p], roots=[root]), PathNotAllowed, "outside the allowed roots")
     (root / "bin.dat").write_bytes(b"\x00\x01")
     unchanged(eng, lambda: ingest(eng, "bio", paths=[str(root / "bin.dat")], roots=[root]), InvalidInput, "binary")
 

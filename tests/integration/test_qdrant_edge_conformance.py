@@ -26,7 +26,7 @@ from qdrant_client import models
 
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.qdrant import K1, B, DENSE, SPARSE, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
+from rerank_mcp.index.qdrant import DENSE, K1, SPARSE, B, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
 from rerank_mcp.index.tokenize import tokenize
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
@@ -206,7 +206,7 @@ FILTERS = [
 def test_dense_search_agrees(engines, corpus):
     ix, shard, _ = engines
     rng = np.random.default_rng(3)
-    for i in range(5):
+    for _ in range(5):
         v = rng.standard_normal(DIM).astype(np.float32)
         v /= np.linalg.norm(v)
         for flt in FILTERS:

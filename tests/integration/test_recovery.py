@@ -3,14 +3,13 @@ refused clearly, embedding-model mismatches refused, and incremental BM25 catch-
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
 import pytest
 
-from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.errors import ModelMismatch, StoreCorrupt
+from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
 

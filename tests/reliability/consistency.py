@@ -10,7 +10,8 @@ BM25 indexes hold as many chunks as the store.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rerank_mcp.index.chunking import chunk_text
 from rerank_mcp.tools.search import SearchLimits, search

@@ -13,8 +13,8 @@ from pathlib import Path
 def main() -> None:
     data_dir, docs_file, journal = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
-    from tests.reliability.hash_embedder import HashEmbedder
     from rerank_mcp.tools.ingest import ingest
+    from tests.reliability.hash_embedder import HashEmbedder
 
     engine = EmbeddedIndex(IndexConfig(data_dir=data_dir, embedder_factory=HashEmbedder))
     docs = [json.loads(line) for line in docs_file.read_text().splitlines()]

@@ -21,9 +21,9 @@ import pytest
 
 from rerank_mcp.index.chunking import chunk_text
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
+from rerank_mcp.tools.search import search
 from tests.reliability.hash_embedder import HashEmbedder
 from tests.reliability.stats import record
-from rerank_mcp.tools.search import search
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("RERANK_MCP_CRASH_KILLS", "5" if os.environ.get("CI") else "20"))

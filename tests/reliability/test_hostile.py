@@ -35,16 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 import rerank_mcp.server as server_pkg
 from rerank_mcp.server.settings import Settings
-from tests.reliability.mcp_driver import Mcp as BaseMcp, serve
-from tests.reliability.stats import record
 from rerank_mcp.tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
 from rerank_mcp.tools.rerank.base import RerankResult
 from rerank_mcp.tools.rerank.registry import RerankerInfo
+from tests.reliability.mcp_driver import Mcp as BaseMcp
+from tests.reliability.mcp_driver import serve
+from tests.reliability.stats import record
 
 SERVER_SRC = str(Path(server_pkg.__file__).resolve().parents[1])
 TRIED = {"n": 0}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import anyio
 import httpx2
-import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -52,7 +51,7 @@ def http_server(tmp_path: Path, **env_extra: str):
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError((tmp_path / "server.log").read_text()[-3000:])
+                    raise RuntimeError((tmp_path / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.2)
         yield url
     finally:

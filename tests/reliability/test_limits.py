@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES
-
 from rerank_mcp.server.settings import Settings
-from tests.reliability.mcp_driver import serve
+from tests.conftest import ENGINES
+from tests.reliability.mcp_driver import Mcp, serve
 
 LIMITS = dict(
     max_request_bytes=2048,

@@ -8,9 +8,9 @@ like two processes do.
 from __future__ import annotations
 
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
-from tests.reliability.hash_embedder import HashEmbedder
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
+from tests.reliability.hash_embedder import HashEmbedder
 
 
 def _ids(engine, q, mode):

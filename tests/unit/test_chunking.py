@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from rerank_mcp.index.chunking import approx_token_counter, chunk_text
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.chunking import approx_token_counter, chunk_text
 
 PARAS = [
     "Retrieval augmented generation grounds a language model in documents. It fetches passages first.",

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from rerank_mcp.index.filters import MAX_DEPTH, compile_filter, parse_filter
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.filters import MAX_DEPTH, compile_filter, parse_filter
 
 ROWS = {
     "a": {"lang": "en", "year": 2019, "tags": "x", "score": 0.5, "draft": True, "nested": {"k": "v1"}},

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from rerank_mcp.index.loaders import expand_paths, load_file, resolve_allowed
 from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
+from rerank_mcp.index.loaders import expand_paths, load_file, resolve_allowed
 
 MAX = 1_000_000
 

@@ -17,7 +17,8 @@ pytest.importorskip("qdrant_client")
 from qdrant_client import QdrantClient, models
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.index.filters import compile_filter as compile_sql, parse_filter
+from rerank_mcp.index.filters import compile_filter as compile_sql
+from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import compile_filter
 
 _spec = importlib.util.spec_from_file_location("_sql_filter_cases", Path(__file__).with_name("test_filters.py"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
 from rerank_mcp.index.filters import compile_filter
 from rerank_mcp.index.store import NewChunk, Store, check_collection_name
-from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
 
 DIM = 4
 
