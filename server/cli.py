@@ -7,11 +7,8 @@ structured result on stdout. ``serve`` runs the MCP server (stdio by default).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from rerank_mcp.errors import RerankMCPError
@@ -28,12 +25,10 @@ def _setup_logging(level: str) -> None:
 
 
 def _offline_env() -> None:
-    # Loading models must never hang on an unreachable hub; ONNX Runtime must not write telemetry.
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # ONNX Runtime must not write telemetry, libraries must not chatter (index/environment.py).
+    from rerank_mcp.index.environment import apply
 
+    apply()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,13 +3,10 @@ and a small SciFact slice read in place from ../shared/datasets (never copied in
 
 from __future__ import annotations
 
-import os
+# Before anything imports transformers / onnxruntime: the CLI's quiet defaults, and offline.
+from rerank_mcp.index.environment import apply as _environment
 
-# Before anything imports transformers / onnxruntime.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_environment(offline=True)
 
 import csv
 import json
