@@ -180,6 +180,40 @@ class SparseIndex:
         cids = searcher.fast_field_values("chunk_id", [addr for _, addr in res.hits])
         return [(int(c), float(s)) for (s, _), c in zip(res.hits, cids) if c is not None]
 
+    def stats(self, terms: list[str]) -> tuple[int, float, dict[str, int]]:
+        """``(N, avgdl, {term: df})`` as tantivy's BM25 weight computes them (N and the lengths
+        count documents deleted but not yet merged away, as its scores do)."""
+        import json
+
+        import tantivy
+
+        if self.index is None:
+            return 0, 0.0, {t: 0 for t in terms}
+        searcher = self.index.searcher()
+        df = {t: int(searcher.doc_freq("text", t)) for t in dict.fromkeys(terms)}
+        n, avgdl = int(searcher.num_docs), 0.0
+        present = next((t for t, d in df.items() if d > 0), None)
+        if present is not None:
+            # tantivy does not expose N and avgdl directly: its score explanation of one hit does
+            q = tantivy.Query.term_query(self.schema, "text", present)
+            hits = searcher.search(q, 1, count=False).hits
+            if hits:
+                found: dict[str, float] = {}
+
+                def walk(node: dict) -> None:
+                    desc = str(node.get("description", ""))
+                    if desc.startswith("N,"):
+                        found["N"] = float(node["value"])
+                    elif desc.startswith("avgdl"):
+                        found["avgdl"] = float(node["value"])
+                    for d in node.get("details") or []:
+                        walk(d)
+
+                walk(json.loads(q.explain(searcher, hits[0][1]).to_json()))
+                n = int(found.get("N", n))
+                avgdl = float(found.get("avgdl", 0.0))
+        return n, avgdl, df
+
     @property
     def size(self) -> int:
         return 0 if self.index is None else int(self.index.searcher().num_docs)

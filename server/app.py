@@ -28,7 +28,7 @@ from rerank_mcp.tools.evaluate import CollectionEvalResult, Judgment, evaluate_c
 from rerank_mcp.tools.ingest import ingest as do_ingest
 from rerank_mcp.tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
-from rerank_mcp.tools.rerank.registry import RerankerInfo
+from rerank_mcp.tools.rerank.registry import FAMILIES, RerankerInfo, families_help
 from rerank_mcp.tools.reranking import rerank as do_rerank
 from rerank_mcp.tools.documents import read_lines
 from rerank_mcp.tools.shaping import shaped_search as do_search
@@ -137,9 +137,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "'zscore' (default: z-normalised scores summed, best on our BEIR evals), 'minmax', or 'rrf' (ranks only); "
             "weights favour an arm. "
             "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
-            "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call: "
-            "'flashrank' fast, 'cross-encoder' best local quality, 'cascade' both, 'embedding' always "
-            "offline, 'cohere'/'rankllm' remote. No hits is an empty list, not an error. "
+            "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call; "
+            f"rerankers: {families_help()}; their options: list_rerankers. No hits is an empty list, not an error. "
             "For context windows: max_tokens packs the best hits, in rank order, into at most that many tokens "
             "(the embedding model's word-piece tokenizer; the total is returned in tokens); group_by 'document' "
             "gives one entry per document with its matching chunks merged into passages; expand N adds N "
@@ -191,11 +190,11 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         name="rerank",
         description=(
             "Reorder passages you already have by relevance to a query (nothing is stored). "
-            "passages: strings or {id, text, metadata}. reranker: 'cross-encoder' (best local quality), "
-            "'flashrank' (fastest), 'bm25' (lexical, instant), 'embedding' (bi-encoder cosine, offline), "
-            "'cascade' (cheap then expensive), 'cohere' (API), 'rankllm' (listwise LLM). options: family "
-            "options such as {\"model\": ...}; see list_rerankers. Returns each passage with its input "
-            "index, id, score and whether it was truncated to fit the model."
+            f"passages: strings or {{id, text, metadata}}. reranker (default {settings.reranker_default!r}): "
+            f"{families_help()}. options: the family's options, e.g. {{\"model\": ...}} or {{\"blend\": 0.5}} "
+            "(fuse with the input order); list_rerankers gives each family's options as a JSON schema. Returns "
+            "each passage with its input index, id, score and whether it was truncated to fit the model; `used` "
+            "names the reranker that ran when another stood in (auto's pick, or while a model downloads)."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
     )
@@ -220,7 +219,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "Run several rerankers on the same query and passages and compare them side by side: each one's "
             "order, scores and latency (model loading reported apart), overlap@k and Kendall's tau between "
             "every pair and against the input order, and nDCG@k of each when judgments are given. "
-            "rerankers: names ('bm25', 'embedding', 'flashrank', 'cross-encoder', ...), 'name(key=value)' or "
+            f"rerankers: names ({', '.join(repr(n) for n in FAMILIES)}), 'name(key=value)' or "
             "{reranker, options, label}. judgments: {passage id or input index: grade} or a list of grades in "
             "input order (0 = not relevant). Nothing is stored."
         ),
@@ -251,7 +250,9 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
 
     @server.tool(
         name="list_rerankers",
-        description="List every reranker family, whether it is available on this server and, if not, why.",
+        description="List every reranker family: its status here (ready, downloading with progress, missing with "
+        "the command that fetches its model, or unavailable and why), its default model, and its options as a "
+        "JSON schema (options_schema).",
         annotations=READ_ONLY,
     )
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:

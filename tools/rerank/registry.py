@@ -3,6 +3,10 @@
 Importing this module imports no model library (no torch): a family's module is imported
 the first time the family is used. Instances are cached by (family, model, options), so a
 second call with the same configuration loads nothing.
+
+Adding a family is one module (a :class:`~tools.rerank.base.Reranker` subclass with its
+``Options`` model) and one :class:`Family` line below: its options schema, default model,
+availability, tool descriptions and place in ``auto``'s order all come from there.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound
-from rerank_mcp.tools.rerank.base import Reranker
+from rerank_mcp.tools.rerank.base import ModelDownload, Reranker
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,13 @@ class RerankContext:
     onnx_cache_dir: str | None = None  # where ONNX int8 exports of local models are cached
     # Returns a bi-encoder for the ``embedding`` reranker: ``embedder(model_name_or_None)``.
     embedder: Callable[[str | None], Any] | None = None
+    # The models on this machine (tools.models_store.ModelStore): where downloadable models are,
+    # and background downloads. With ``fallback_when_missing`` a family whose model is not here
+    # yet answers with the best reranker present (and says so) instead of failing.
+    models: Any = None
+    fallback_when_missing: bool = False
+    # Default options per family name (RERANK_MCP_RERANKER_OPTIONS), under a call's own options.
+    family_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,17 +59,31 @@ class Family:
     extra: str | None  # pip extra (or package) that provides them
     summary: str
     local: bool = True  # runs without any network peer
+    # place in ``auto``'s order (lower first; None: never picked by auto), and the options auto
+    # and the stand-in for a missing model use with it
+    auto_rank: int | None = None
+    auto_options: tuple[tuple[str, Any], ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family(
+            "auto",
+            "rerank_mcp.tools.rerank.auto:AutoReranker",
+            (),
+            None,
+            "the default: the best reranker present here, in this order: cross-encoder (if its model is "
+            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; the result names its pick.",
+        ),
+        Family(
             "bm25",
             "rerank_mcp.tools.rerank.bm25:BM25Reranker",
             ("rank_bm25",),
             "rank-bm25",
-            "rank-bm25 (BM25Okapi, BM25L, BM25Plus) over the candidates only; lexical, instant, no model.",
+            "lexical BM25, instant, no model; inside search it scores with the collection's statistics "
+            "(IDF, average length), elsewhere over the candidates only.",
+            auto_rank=4,
         ),
         Family(
             "embedding",
@@ -66,6 +91,8 @@ FAMILIES: dict[str, Family] = {
             ("sentence_transformers",),
             "sentence-transformers",
             "cosine similarity under a bi-encoder (the collection's by default); fully offline.",
+            auto_rank=3,
+            auto_options=(("blend", 0.5),),
         ),
         Family(
             "cross-encoder",
@@ -74,6 +101,7 @@ FAMILIES: dict[str, Family] = {
             "sentence-transformers",
             "sentence-transformers CrossEncoder (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...); "
             "best local quality, ~1-2 s per 100 passages on CPU.",
+            auto_rank=1,
         ),
         Family(
             "flashrank",
@@ -81,6 +109,7 @@ FAMILIES: dict[str, Family] = {
             ("flashrank", "onnxruntime"),
             "flashrank",
             "FlashRank ONNX cross-encoders (TinyBERT-L-2 default); fastest on CPU, good for many candidates.",
+            auto_rank=2,
         ),
         Family(
             "cohere",
@@ -119,6 +148,26 @@ class RerankerInfo(BaseModel):
     summary: str
     default_model: str | None = None
     needs_network: bool = False
+    status: str = Field(
+        "ready",
+        description="'ready'; 'downloading' (its model is on its way: see download); 'missing' (its model is "
+        "not here: see download.command; calls are answered by the best reranker present meanwhile); "
+        "'unavailable' (see reason)",
+    )
+    download: ModelDownload | None = None
+    note: str | None = None
+    options_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
+    )
+
+
+def families_help(names: list[str] | None = None) -> str:
+    """``'name' (summary), ...`` for tool descriptions, from the registry."""
+    out = []
+    for fam in FAMILIES.values():
+        if names is None or fam.name in names:
+            out.append(f"'{fam.name}' ({fam.summary.split(';')[0].rstrip('.')})")
+    return ", ".join(out)
 
 
 _FOUND: set[str] = set()
@@ -180,10 +229,16 @@ class RerankerRegistry:
         return getattr(module, cls_name)
 
     def get(self, name: str, options: dict[str, Any] | None = None) -> Reranker:
-        """The reranker ``name`` configured by ``options`` (``model`` among them), cached."""
-        options = dict(options or {})
+        """The reranker ``name`` configured by ``options`` (``model`` among them), cached.
+
+        Options are validated against the family's ``Options`` model first (unknown or
+        ill-typed ones are an :class:`InvalidInput` listing the valid ones), over the family's
+        configured defaults (``RerankContext.family_options``)."""
         if not isinstance(name, str) or not name:
             raise InvalidInput("reranker name must be a non-empty string")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidInput("reranker options must be a JSON object")
+        options = {**self.context.family_options.get(name, {}), **(options or {})}
         key = (name, _freeze(options))
         with self._lock:
             inst = self._cache.get(key)
@@ -192,11 +247,16 @@ class RerankerRegistry:
         if inst is not None:
             return inst
         cls = self.resolve_class(name)
-        model = options.pop("model", None)
+        opts = cls.parse_options(options)
+        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "model"})
+        model = getattr(opts, "model", None)
         try:
-            inst = cls(model, context=self.context, registry=self, **options)
+            inst = cls(model, context=self.context, registry=self, **kwargs)
         except TypeError as exc:
             raise InvalidInput(f"bad options for reranker {name!r}: {exc}") from None
+        inst.blend = float(opts.blend)
+        inst.context = self.context
+        inst.registry = self
         with self._lock:
             inst = self._cache.setdefault(key, inst)
             self._cache.move_to_end(key)
@@ -204,37 +264,90 @@ class RerankerRegistry:
                 self._cache.popitem(last=False)
             return inst
 
+    def availability(self, name: str) -> str | None:
+        """Why family ``name`` cannot run here with its default configuration, or None."""
+        fam = self.family(name)
+        missing = _missing_modules(fam)
+        if missing:
+            return f"missing module(s) {', '.join(missing)}; pip install {fam.extra}"
+        try:
+            cls = self.resolve_class(fam.name)
+            check = getattr(cls, "availability", None)
+            return check(self.context) if check else None
+        except Exception as exc:  # an import that fails is reported, not raised
+            return f"import failed: {type(exc).__name__}: {exc}"
+
+    def auto_order(self) -> list[tuple[str, dict[str, Any]]]:
+        """The families ``auto`` considers, best first, with the options it uses them with."""
+        ranked = sorted((f for f in FAMILIES.values() if f.auto_rank is not None), key=lambda f: f.auto_rank)
+        return [(f.name, dict(f.auto_options)) for f in ranked]
+
+    def best_present(self, exclude: set[str] | frozenset[str] = frozenset()) -> tuple[str, dict[str, Any]]:
+        """The first family of :meth:`auto_order` that runs here now (its model present), with
+        its options; ``bm25`` when nothing else does."""
+        for name, options in self.auto_order():
+            if name not in exclude and self.availability(name) is None:
+                return name, options
+        return "bm25", {}
+
+    def model_ref(self, name: str) -> Any:
+        """The downloadable model family ``name`` uses by default (a ModelRef), or None."""
+        try:
+            cls = self.resolve_class(name)
+        except Exception:
+            return None
+        check = getattr(cls, "default_model_ref", None)
+        return check(self.context) if check else None
+
     def describe(self) -> list[RerankerInfo]:
         out = []
+        models = self.context.models
         for fam in FAMILIES.values():
-            missing = _missing_modules(fam)
-            reason = None
-            if missing:
-                reason = f"missing module(s) {', '.join(missing)}; pip install {fam.extra}"
-            else:
-                try:
-                    cls = self.resolve_class(fam.name)
-                    check = getattr(cls, "availability", None)
-                    reason = check(self.context) if check else None
-                except Exception as exc:  # an import that fails is reported, not raised
-                    reason = f"import failed: {type(exc).__name__}: {exc}"
+            reason = self.availability(fam.name)
+            status, download, note, schema, default_model = "ready", None, None, {}, None
+            try:
+                cls = self.resolve_class(fam.name)
+                schema = cls.options_schema()
+                default_model = cls.default_model(self.context)
+            except Exception:
+                cls = None
+            ref = self.model_ref(fam.name) if cls is not None and not _missing_modules(fam) else None
+            if reason is not None:
+                status = "unavailable"
+                if ref is not None and models is not None and not models.present(ref):
+                    d = models.state(ref)
+                    if d is not None and d.state == "downloading":
+                        status, download = "downloading", d
+                    else:
+                        status = "missing"
+                        download = d if d is not None and d.state == "failed" else ModelDownload(
+                            model=ref.name, state="missing", command=ref.command)
+                    if self.context.fallback_when_missing:
+                        stand_in, _ = self.best_present(exclude={fam.name})
+                        note = f"calls are answered by {stand_in} until the model is here"
+            if fam.name == "auto":
+                pick, _ = self.best_present()
+                note = f"picks {pick} now"
+                top = self.auto_order()[0][0]
+                if pick != top:
+                    ref_top = self.model_ref(top)
+                    if ref_top is not None and models is not None:
+                        d = models.state(ref_top)
+                        if d is not None and d.state == "downloading":
+                            download = d
+                            note += f"; {top} once {ref_top.name} is downloaded"
             out.append(
                 RerankerInfo(
                     name=fam.name,
                     available=reason is None,
                     reason=reason,
                     summary=fam.summary,
-                    default_model=_default_model(fam.name, self.context),
+                    default_model=default_model,
                     needs_network=not fam.local,
+                    status=status,
+                    download=download,
+                    note=note,
+                    options_schema=schema,
                 )
             )
         return out
-
-
-def _default_model(name: str, ctx: RerankContext) -> str | None:
-    return {
-        "cross-encoder": ctx.default_cross_encoder_model,
-        "flashrank": ctx.default_flashrank_model,
-        "cohere": ctx.cohere_model,
-        "rankllm": ctx.llm_model,
-    }.get(name)

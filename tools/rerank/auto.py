@@ -1,0 +1,80 @@
+"""``auto``: the default reranker, which never fails for want of a model.
+
+It ranks with the best family that runs here now, in the order the registry gives
+(:meth:`RerankerRegistry.auto_order`): ``cross-encoder`` when its model is on this machine,
+else ``flashrank`` when its model is, else ``embedding`` (blended 50/50 with the incoming
+order: a bi-encoder alone can rank below the first stage it reranks), else ``bm25``. The
+result names the pick (``used``) and why. Where model downloads are allowed and the first
+choice's model is missing, its download starts in the background and later calls pick it once
+it is complete; the result reports the download's progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rerank_mcp.errors import InvalidInput
+from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
+
+
+class AutoReranker(Reranker):
+    """Options: ``blend`` only (applied over the pick's scores)."""
+
+    family = "auto"
+    Options = RerankOptions
+    corpus_aware = True
+
+    def __init__(self, model: str | None = None, *, context: Any = None, registry: Any = None) -> None:
+        if model is not None:
+            raise InvalidInput("the auto reranker has no model of its own: name a family to choose its model")
+        super().__init__(None)
+        self.context = context
+        self.registry = registry
+
+    def pick(self) -> tuple[str, dict[str, Any], list[str], Any]:
+        """``(family, options, notes, download)``: what runs now, why, and the download awaited."""
+        reg = self.registry
+        order = reg.auto_order()
+        name, options = reg.best_present()
+        notes: list[str] = []
+        download = None
+        skipped = []
+        for fam, _ in order:
+            if fam == name:
+                break
+            skipped.append(fam)
+        why = []
+        models = getattr(self.context, "models", None)
+        for fam in skipped:
+            reason = reg.availability(fam)
+            ref = reg.model_ref(fam)
+            if ref is not None and (models is None or not models.present(ref)):
+                d = None
+                if models is not None:
+                    d = models.ensure(ref) if fam == order[0][0] else models.state(ref)
+                if d is not None and d.state == "downloading":
+                    why.append(f"{fam}'s model {ref.name} is downloading ({_pct(d)})")
+                    download = download or d
+                else:
+                    why.append(f"{fam}'s model {ref.name} is not here (`{ref.command}`)")
+                    if fam == order[0][0] and d is not None:
+                        download = download or d
+            else:
+                why.append(f"{fam} is unavailable ({reason})")
+        opts = f" with {', '.join(f'{k}={v}' for k, v in options.items())}" if options else ""
+        notes.append(f"auto picked {name}{opts}" + (f": {'; '.join(why)}" if why else ": the first choice"))
+        return name, options, notes, download
+
+    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        name, options, notes, download = self.pick()
+        scored = self.registry.get(name, options).score(query, texts, corpus)
+        scored.notes = notes + list(scored.notes)
+        scored.used = scored.used or name
+        scored.download = scored.download or download
+        return scored
+
+
+def _pct(d: Any) -> str:
+    if d.total_bytes:
+        return f"{d.percent or 0:.0f}% of {d.total_bytes / 1e6:.1f} MB"
+    return f"{d.done_bytes / 1e6:.1f} MB so far"
