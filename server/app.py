@@ -41,7 +41,7 @@ INSTRUCTIONS = """\
 rerank-mcp: a local knowledge base with retrieve-then-rerank search.
 1. `ingest` documents or files into a collection (chunked, embedded, stored durably).
 2. `search` it: mode "hybrid" (default, best overall), "bm25" (exact names, codes, rare words),
-   or "dense" (paraphrases, questions). Add `rerank` for the best top results.
+   or "dense" (paraphrases, questions). Add `rerank` to reorder the top results with a reranker.
 3. `rerank` reorders passages you already have (web results, file snippets) without storing them.
 Use `list_collections` to see what is stored and `list_rerankers` to see which rerankers work here.
 """
@@ -134,7 +134,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "Search a collection and return the best chunks with per-stage provenance. "
             "mode: 'hybrid' (default; dense + BM25 fused, best overall), 'bm25' (exact terms, names, "
             "identifiers, rare words), 'dense' (meaning, paraphrases, questions). fusion for hybrid: "
-            "'zscore' (default: z-normalised scores summed, best on our BEIR evals), 'minmax', or 'rrf' (ranks only); "
+            "'zscore' (default: z-normalised scores summed; highest on our BEIR evals, though not significantly above "
+            "the others), 'minmax', or 'rrf' (ranks only); "
             "weights favour an arm. "
             "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
             "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call; "

@@ -99,8 +99,8 @@ FAMILIES: dict[str, Family] = {
             "rerank_mcp.tools.rerank.cross_encoder:CrossEncoderReranker",
             ("sentence_transformers",),
             "sentence-transformers",
-            "sentence-transformers CrossEncoder (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...); "
-            "best local quality, ~1-2 s per 100 passages on CPU.",
+            "sentence-transformers CrossEncoder (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...); reads "
+            "query and passage together, ~1-2 s per 100 passages on CPU.",
             auto_rank=1,
         ),
         Family(
