@@ -361,6 +361,9 @@ class RerankAPI:
         except RerankMCPError as exc:
             raise ApiError(500, str(exc)) from None
         call.batch_size = job.batch_size
+        if job.scored.used and job.scored.download is not None and t.family != "auto":
+            # the family's model is not here yet: these APIs cannot say that another reranker stood in
+            raise ApiError(503, f"model {t.name!r} is not available here yet: {job.scored.fallback}")
         scores = [float(s) for s in job.scored.scores]
         if len(scores) != len(call.texts):
             raise ApiError(500, f"reranker {t.family!r} returned {len(scores)} scores for {len(call.texts)} documents")

@@ -121,6 +121,16 @@ class RerankBatcher:
         self._pending = rest
         return batch
 
+    def _one(self, query: str, texts: Sequence[str]) -> Scored:
+        """The reranker's ``score`` (its ``_score`` plus what the base class adds: blend, the stand-in
+        while a model is missing); a bare scorer's ``_score``."""
+        f = getattr(self.reranker, "score", None)
+        return f(query, texts) if f is not None else self.reranker._score(query, texts)
+
+    def _many(self, requests: list[tuple[str, Sequence[str]]]) -> list[Scored]:
+        f = getattr(self.reranker, "score_many", None)
+        return f(requests) if f is not None else self.reranker._score_many(requests)
+
     def _run(self, batch: list[_Job]) -> None:
         """In a worker thread: score the batch in one call; on failure score each job alone so
         that one bad request fails only itself."""
@@ -131,9 +141,9 @@ class RerankBatcher:
             j.batch_size = len(batch)
         try:
             if len(batch) == 1:
-                results = [self.reranker.score(batch[0].query, batch[0].texts)]
+                results = [self._one(batch[0].query, batch[0].texts)]
             else:
-                results = self.reranker.score_many([(j.query, j.texts) for j in batch])
+                results = self._many([(j.query, j.texts) for j in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.reranker.family} returned {len(results)} results for {len(batch)} requests")
             for j, r in zip(batch, results):
@@ -145,7 +155,7 @@ class RerankBatcher:
                 log.debug("batched scoring failed (%s); scoring the %d requests one by one", exc, len(batch))
                 for j in batch:
                     try:
-                        j.scored = self.reranker.score(j.query, j.texts)
+                        j.scored = self._one(j.query, j.texts)
                     except BaseException as one:  # noqa: BLE001
                         j.error = one
         finally:

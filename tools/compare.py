@@ -317,6 +317,11 @@ def _run_one(registry: RerankerRegistry, spec: RerankerSpec, label: str, query: 
     except Exception as exc:  # a reranker's own bug: reported, the others still compared
         log.exception("reranker %s failed", label)
         return RerankerOutcome(**base, error=f"internal error in {spec.reranker}: {type(exc).__name__}: {exc}")
+    if res.download is not None and res.used and spec.reranker != "auto":
+        # a stand-in ranked while the family's model is missing: comparing it would compare the
+        # stand-in, so the family is reported as not runnable yet
+        return RerankerOutcome(**base, error=res.fallback or f"{spec.reranker}'s model is not on this machine",
+                               fallback=res.fallback)
     order = [p.index for p in res.passages]
     return RerankerOutcome(
         **base, model=res.model, order=order, scores=[p.score for p in res.passages],

@@ -176,7 +176,8 @@ def options_error(family: str, model: type[BaseModel], exc: ValidationError) -> 
             msg = f"must be one of {', '.join(map(str, lit))}"
         else:
             msg = str(e.get("msg", "is invalid")).replace("Input should be", "must be")
-        problems.append(f"{family} option {where} {msg}, got {e.get('input')!r}")
+        got = repr(e.get("input"))
+        problems.append(f"{family} option {where} {msg}, got {got if len(got) <= 80 else got[:77] + '...'}")
     return InvalidInput(f"bad options for reranker {family!r}: {'; '.join(problems)}. Valid options: {valid}")
 
 
