@@ -117,7 +117,7 @@ class RerankStep(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reranker: str = Field(description="reranker family, see list_rerankers")
+    reranker: str = Field("auto", description="reranker family, see list_rerankers; auto: the best one present")
     options: dict[str, Any] = Field(default_factory=dict, description="family options, e.g. {'model': ...}")
     candidates: int = Field(50, ge=1, le=1000, description="how many first-stage hits to rerank")
 
@@ -131,6 +131,8 @@ class SearchResult(Frozen):
     reranker: str | None = None
     rerank_model: str | None = None
     rerank_fallback: str | None = None
+    rerank_used: str | None = Field(None, description="the reranker that ranked, when not the one named (auto's "
+                                    "pick, or a stand-in while the named one's model is missing)")
     truncated: list[int] = Field(default_factory=list, description="chunk ids truncated by the reranker")
     notes: list[str] = Field(default_factory=list, description="advice about this search's configuration")
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -84,3 +84,10 @@ async def test_search_notes_a_rerank_known_to_rank_below_its_first_stage(offline
                                          "rerank": {"reranker": "embedding", "options": {"blend": 0.5},
                                                     "candidates": 4}})
         assert any("blended 0.5" in n and "lower nDCG@10 than hybrid" in n for n in r.structured_content["notes"])
+        # a rerank step without a reranker is auto: the result names its pick
+        r = await c.call_tool("search", {"query": "cats", "collection": "n", "k": 3, "mode": "bm25",
+                                         "rerank": {"candidates": 4}})
+        assert not r.is_error, r.content
+        sc = r.structured_content
+        assert sc["reranker"] == "auto" and sc["rerank_used"] in ("flashrank", "embedding", "bm25")
+        assert any(n.startswith(f"auto picked {sc['rerank_used']}") for n in sc["notes"])
