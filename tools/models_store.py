@@ -314,6 +314,7 @@ class ModelStore:
         with self._thread_lock(ref), self._file_lock(ref):
             if self.path(ref) is not None:  # another pull finished while this one waited
                 return self.path(ref)  # type: ignore[return-value]
+            self._clean_leftovers(ref)
             if ref.kind == "flashrank":
                 folder = self._pull_flashrank(ref, progress)
             else:
@@ -322,6 +323,27 @@ class ModelStore:
             self._present.add(ref)
         log.info("model %s is ready in %s", ref.name, folder)
         return folder
+
+    def _clean_leftovers(self, ref: ModelRef, stale_s: float = 600.0) -> None:
+        """Remove what a pull killed part-way left behind (temporary files it never moved into place),
+        once nothing has written to them for ``stale_s``; the caller holds the model's lock. The
+        FlashRank ``.part`` file stays: the next download resumes it."""
+        now = time.time()
+        if ref.kind == "flashrank":
+            cands = [*self.flashrank_dir.glob(f".{ref.name}.extract-*"), *self.flashrank_dir.glob(f".{ref.name}.old-*")]
+        else:
+            cands = list((self._hf_repo_dir(ref) / "blobs").glob("*.incomplete"))
+        for p in cands:
+            try:
+                if now - p.stat().st_mtime < stale_s:
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                log.info("removed %s, left by an interrupted download", p.name)
+            except OSError:
+                pass
 
     def remove(self, ref: ModelRef) -> bool:
         """Delete ``ref`` (and any partial download of it); True if anything was there."""

@@ -129,6 +129,18 @@ def test_hf_download_that_keeps_failing_leaves_nothing_present(tmp_path, hub):
     assert st.pull(ref) and st.present(ref)
 
 
+def test_leftovers_of_a_killed_pull_are_cleaned_up(tmp_path, hub):
+    blobs = tmp_path / "hf" / "models--org--tiny-reranker" / "blobs"
+    blobs.mkdir(parents=True)
+    stale, fresh = blobs / "abc.1234.incomplete", blobs / "def.5678.incomplete"
+    stale.write_bytes(b"x" * 10)
+    fresh.write_bytes(b"y")
+    os.utime(stale, (0, 0))  # long untouched: its writer is gone
+    st = store(tmp_path, hub=hub)
+    st.pull(model_ref("org/tiny-reranker"))
+    assert not stale.exists() and fresh.exists()  # a recent one may belong to a live download
+
+
 def test_hf_unknown_repository(tmp_path, hub):
     with pytest.raises(NotFound, match="no model 'org/absent'"):
         store(tmp_path, hub=hub).pull(model_ref("org/absent"))
