@@ -19,9 +19,13 @@ BM25. Each chunk's sparse vector holds, per analyzed term (:func:`rerank_mcp.ind
 the embedded engine's analyzer), its saturated term frequency
 ``tf*(k1+1) / (tf + k1*(1-b+b*dl/avgdl))`` with k1=1.2, b=0.75, under a stable 32-bit hash of the
 term; the query vector has each distinct query term once with weight 1, and Qdrant's IDF
-modifier multiplies in ``ln(1 + (N-df+0.5)/(df+0.5))`` (Lucene's IDF) at query time. That is the
-BM25 the embedded tantivy index computes, with one difference: ``avgdl`` is the collection's
-running average at the time a chunk was written, not at query time.
+modifier multiplies in ``ln(1 + (N-df+0.5)/(df+0.5))`` (Lucene's IDF) at query time. Lengths are
+quantised to one byte as tantivy and Lucene store them. That is the BM25 the embedded tantivy
+index computes, with one difference: tantivy uses the average length at query time, a sparse
+vector the average of its write. Each chunk records the average it was written with, and when
+the collection's average moves by more than 1% the chunks off by more than 1% are rewritten
+(:meth:`QdrantIndex._renormalise_bm25`), so every chunk stays within about 2% of the current
+average.
 
 Writes without transactions. Every write of a document gets a new random generation: a
 ``pending`` marker is written, then the new chunks (payload ``gen`` = new), then in one batch
@@ -50,6 +54,7 @@ import numpy as np
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, RerankMCPError, UpstreamError
 from rerank_mcp.index.contract import (
+    BM25Stats,
     ChunkRow,
     CollectionInfo,
     DocumentWrite,
@@ -73,7 +78,8 @@ META_ID = 0
 STALE_WRITE_S = 3600.0  # a write marker older than this belongs to a writer that died
 WRITE_BATCH = 256  # points per upsert request
 PAGE = 1000  # ids per retrieve / scroll request
-MAX_LIMIT = 10_000  # how far a search oversamples to make up for chunks of stale generations
+MAX_LIMIT = 10_000
+AVGDL_TOLERANCE = 0.01  # BM25: chunks' average-length normalisation kept within 1% of the collection's  # how far a search oversamples to make up for chunks of stale generations
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
@@ -617,7 +623,7 @@ class QdrantIndex(Index):
                 return existing.info
             if model is None or dim is None:
                 emb = self.embedding.embedder
-                model, dim = model or emb.name, dim or emb.dim
+                model, dim = model or self.embedding.identity, dim or emb.dim
             self._ensure_registry()
             now = time.time()
             physical = f"{PREFIX}{name}__{secrets.token_hex(6)}"
@@ -677,6 +683,67 @@ class QdrantIndex(Index):
         return self._point(META_ID, {"created_at": e.created_at, **meta, "kind": "meta", "collection": e.name,
                                      "chunks": int(chunks), "tokens": int(tokens), "touched_at": time.time()})
 
+    def _renormalise_bm25(self, e: _Entry, n_chunks: int, n_tokens: int) -> int:
+        """Keep every chunk's BM25 length normalisation within :data:`AVGDL_TOLERANCE` of the
+        collection's average chunk length, as tantivy's (computed at query time) is.
+
+        A sparse vector is written with the average length of its time; a collection whose later
+        chunks are longer or shorter (a corpus sorted by length, say) would otherwise score its
+        early chunks with a stale average. When the average has moved by more than the tolerance
+        since the last pass, the chunks written with an average off by more than the tolerance
+        get their sparse vectors rewritten (term frequencies are recovered exactly from the stored
+        values). Returns how many were rewritten."""
+        if not n_chunks or not n_tokens:
+            return 0
+        m = self.m
+        avgdl = n_tokens / n_chunks
+        meta = self._meta(e)
+        last = float(meta.get("norm_avgdl") or 0.0)
+        if last and abs(avgdl - last) <= AVGDL_TOLERANCE * last:
+            return 0
+        lo, hi = avgdl * (1 - AVGDL_TOLERANCE), avgdl * (1 + AVGDL_TOLERANCE)
+        stale = m.Filter(must=[self._kind("chunk")], should=[
+            m.FieldCondition(key="bm25_avgdl", range=m.Range(lt=lo)),
+            m.FieldCondition(key="bm25_avgdl", range=m.Range(gt=hi)),
+        ])
+        updates, ids = [], []
+        n = 0
+
+        def flush() -> None:
+            if not updates:
+                return
+            self._c(e, "renormalise BM25 vectors", "batch_update_points", update_operations=[
+                m.UpdateVectorsOperation(update_vectors=m.UpdateVectors(points=list(updates))),
+                m.SetPayloadOperation(set_payload=m.SetPayload(payload={"bm25_avgdl": avgdl}, points=list(ids))),
+            ], wait=True)
+            updates.clear()
+            ids.clear()
+
+        for r in self._scroll_all(e, "find chunks to renormalise", stale, ["bm25_dl", "bm25_avgdl"], [SPARSE]):
+            p = r.payload or {}
+            sv = (r.vector or {}).get(SPARSE) if isinstance(r.vector, dict) else None
+            if sv is None or "bm25_dl" not in p:
+                continue
+            dl = fieldnorm(int(p["bm25_dl"]))
+            old = K1 * (1.0 - B + B * dl / float(p["bm25_avgdl"]))
+            new = K1 * (1.0 - B + B * dl / avgdl)
+            values = []
+            for v in sv.values:
+                tf = round(v * old / (K1 + 1.0 - v))  # invert tf*(k1+1)/(tf+norm)
+                values.append(tf * (K1 + 1.0) / (tf + new))
+            updates.append(m.PointVectors(id=r.id, vector={SPARSE: m.SparseVector(indices=list(sv.indices),
+                                                                                   values=values)}))
+            ids.append(r.id)
+            n += 1
+            if len(updates) >= WRITE_BATCH:
+                flush()
+        flush()
+        self._c(e, "write collection totals", "set_payload", payload={"norm_avgdl": avgdl}, points=[META_ID],
+                wait=True)
+        if n:
+            log.info("%s: BM25 length normalisation of %d chunks brought to the average %.2f", e.name, n, avgdl)
+        return n
+
     def _commit(self, e: _Entry, records: list[Any], doc_ids: list[str], keep_gens: list[int]) -> None:
         """Flip the records to their new generation, drop the other generations' chunks, unmark."""
         m = self.m
@@ -725,6 +792,7 @@ class QdrantIndex(Index):
                         "kind": "chunk", "doc_id": d.doc_id, "gen": g, "ord": o, "text": c.text,
                         "start": int(c.start), "end": int(c.end), "tokens": int(c.tokens),
                         "metadata": d.metadata or {}, "line": c.line, "gap": c.gap,
+                        "bm25_dl": len(toks), "bm25_avgdl": avgdl,
                     }, vector))
                 prev = old.get(d.doc_id, {})
                 records.append(self._point(_doc_pid(d.doc_id), {
@@ -742,6 +810,7 @@ class QdrantIndex(Index):
                 part = ids[i : i + WRITE_BATCH]
                 recs = records[i : i + WRITE_BATCH] + ([meta_point] if i == 0 else [])
                 self._commit(e, recs, part, [gens[d] for d in part])
+            self._renormalise_bm25(e, n_chunks, n_tokens)
 
     def delete(self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None) -> list[str]:
         if ids is None and filter is None:
@@ -781,6 +850,7 @@ class QdrantIndex(Index):
                     m.DeleteOperation(delete=m.PointIdsList(points=[_marker_pid(d) for d in part])),
                 ]
                 self._c(e, "delete documents", "batch_update_points", update_operations=ops, wait=True)
+            self._renormalise_bm25(e, n_chunks, n_tokens)
             return doomed
 
     def _doc_ids(self, e: _Entry) -> list[str]:
@@ -901,6 +971,24 @@ class QdrantIndex(Index):
         if reqs:
             out.update(self._run(e, reqs, k))
         return out
+
+    def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
+        """N: the chunk points (what Qdrant's IDF modifier counts); avgdl: the meta point's running
+        totals; df: the chunk points whose sparse vector holds the term, one request for all terms."""
+        m = self.m
+        e = self._entry(collection)
+        meta = self._meta(e)
+        n_chunks, n_tokens = int(meta.get("chunks", 0)), int(meta.get("tokens", 0))
+        distinct = list(dict.fromkeys(terms))
+        df = {t: 0 for t in distinct}
+        if distinct and n_chunks > 0:
+            flt = m.Filter(must=[self._kind("chunk")])
+            reqs = [m.QueryRequest(query=m.SparseVector(indices=[term_id(t)], values=[1.0]), using=SPARSE,
+                                   filter=flt, limit=n_chunks + 64, with_payload=False)
+                    for t in distinct]
+            res = self._c(e, "count term documents", "query_batch_points", requests=reqs)
+            df = {t: sum(1 for p in r.points if p.score > 0) for t, r in zip(distinct, res)}
+        return BM25Stats(n_chunks, n_tokens / n_chunks if n_chunks else 0.0, df)
 
     def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
         return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
