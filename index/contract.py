@@ -25,18 +25,34 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from rerank_mcp.errors import InvalidInput, ModelMismatch, NotFound
 from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, encode_cached, load_embedder
+from rerank_mcp.index.model_names import (
+    DEFAULT_EMBEDDING_BACKEND,
+    EMBEDDING_BACKENDS,
+    identity,
+    onnx_cache_dir,
+    split_identity,
+)
 from rerank_mcp.index.filters import Filter
 
 log = logging.getLogger(__name__)
 
 Ranked = list[tuple[int, float]]  # (chunk id, score), best first
 Progress = Callable[[int, int], None]
+
+
+class BM25Stats(NamedTuple):
+    """Corpus statistics of a collection's BM25 index for some analyzed terms: what a reranker
+    needs to score candidates as the collection's BM25 does (unpacks as ``(N, avgdl, df)``)."""
+
+    docs: int  # N: the documents (chunks) the index counts for IDF
+    avgdl: float  # average analyzed length of a chunk
+    df: dict[str, int]  # documents holding each term
 
 
 @dataclass(frozen=True)
@@ -106,9 +122,10 @@ class ExportedDocument:
 class IndexConfig:
     data_dir: Path
     embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_backend: str = "torch"
+    embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
     device: str = "cpu"
     embedding_batch_size: int = 32
+    onnx_cache_dir: Path | None = None  # ONNX exports of the embedding model (default: the user's cache folder)
     # embedded engine
     dense_index: str = "auto"
     ann_threshold: int = 100_000
@@ -129,12 +146,18 @@ class IndexConfig:
 
 
 class Embedding:
-    """The configured bi-encoder, loaded on first use, with the persistent embedding cache."""
+    """The configured bi-encoder, loaded on first use, with the persistent embedding cache.
+
+    A collection records the identity of what built it (:func:`~rerank_mcp.index.model_names.identity`:
+    the model, plus the backend unless torch). A collection built with the configured model on
+    another backend is served with that backend (loaded on first use), for its queries and for
+    new documents alike: one collection never mixes vectors of two backends."""
 
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         self.cache: EmbeddingCache | None = EmbeddingCache(config.data_dir / "embedding-cache.sqlite")
         self._embedder: Embedder | None = None
+        self._others: dict[str, Any] = {}  # backend -> embedder, for collections built with another backend
         self._lock = threading.Lock()
         self.model_name = canonical_name(config.embedding_model)
 
@@ -147,7 +170,7 @@ class Embedding:
                 else:
                     self._embedder = load_embedder(
                         self.config.embedding_model, self.config.embedding_backend, self.config.device,
-                        self.config.embedding_batch_size, self.config.data_dir / "onnx",
+                        self.config.embedding_batch_size, onnx_cache_dir(self.config.onnx_cache_dir),
                     )
                 self.model_name = self._embedder.name
             return self._embedder
@@ -158,16 +181,55 @@ class Embedding:
 
     def known_name(self) -> str:
         if self._embedder is None and self.config.embedder_factory is not None:
-            self.embedder  # an injected embedder's name is only known once built
+            _ = self.embedder  # an injected embedder's name is only known once built
         return self.model_name
 
-    def documents(self, texts: Sequence[str]) -> np.ndarray:
-        return encode_cached(self.embedder, texts, self.cache)
+    @property
+    def identity(self) -> str:
+        """What a collection built with the configured embedder records (model, and backend unless torch)."""
+        if self._embedder is None and self.config.embedder_factory is not None:
+            _ = self.embedder
+        if self._embedder is not None:
+            return getattr(self._embedder, "identity", self._embedder.name)
+        return identity(self.model_name, self.config.embedding_backend)
 
-    def query(self, text: str) -> np.ndarray:
+    def serves(self, ident: str) -> bool:
+        """Whether vectors of a collection recorded as ``ident`` can be made here: the configured
+        identity, or the configured model on another known backend."""
+        if ident == self.identity:
+            return True
+        model, backend = split_identity(ident)
+        return (self.config.embedder_factory is None and model == self.known_name()
+                and backend in EMBEDDING_BACKENDS)
+
+    def embedder_for(self, collection: CollectionInfo | str | None = None):
+        """The embedder whose vectors the collection holds (the configured one by default)."""
+        ident = collection.embedding_model if isinstance(collection, CollectionInfo) else collection
+        if ident is None or ident == self.identity:
+            return self.embedder
+        model, backend = split_identity(ident)
+        if not self.serves(ident):
+            name = collection.name if isinstance(collection, CollectionInfo) else "the collection"
+            raise ModelMismatch(f"{name!r} was built with embedding model {ident!r}, which this server cannot "
+                                f"run (it uses {self.identity!r})")
+        with self._lock:
+            emb = self._others.get(backend)
+            if emb is None:
+                log.info("embedding with the %s backend for collections built with it (`rerank-mcp reindex NAME` "
+                         "moves a collection to the configured %s backend)", backend, self.config.embedding_backend)
+                emb = load_embedder(self.config.embedding_model, backend, self.config.device,
+                                    self.config.embedding_batch_size, onnx_cache_dir(self.config.onnx_cache_dir))
+                self._others[backend] = emb
+            return emb
+
+    def documents(self, texts: Sequence[str], collection: CollectionInfo | str | None = None) -> np.ndarray:
+        return encode_cached(self.embedder_for(collection), texts, self.cache)
+
+    def query(self, text: str, collection: CollectionInfo | str | None = None) -> np.ndarray:
+        emb = self.embedder_for(collection)
         if self.config.cache_queries:
-            return encode_cached(self.embedder, [text], self.cache)[0]
-        return self.embedder.encode([text])[0]
+            return encode_cached(emb, [text], self.cache)[0]
+        return emb.encode([text])[0]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.embedder.count_tokens(texts)
@@ -194,13 +256,16 @@ class Index(abc.ABC):
         return self.embedding.model_name
 
     def check_model(self, info: CollectionInfo) -> None:
-        """Refuse to use a collection built with another embedding model."""
-        if info.embedding_model != self.embedding.known_name():
+        """Refuse to use a collection built with another embedding model (another backend of the
+        configured model is fine: :class:`Embedding` embeds that collection's text with it)."""
+        if not self.embedding.serves(info.embedding_model):
+            model, backend = split_identity(info.embedding_model)
+            setting = f"RERANK_MCP_EMBEDDING_MODEL={model}" + (
+                f" and RERANK_MCP_EMBEDDING_BACKEND={backend}" if backend != "torch" else "")
             raise ModelMismatch(
                 f"collection {info.name!r} was built with embedding model {info.embedding_model!r} "
-                f"(dimension {info.dim}) but the server uses {self.model_name!r}. Either set "
-                f"RERANK_MCP_EMBEDDING_MODEL={info.embedding_model} or re-embed the collection with "
-                f"`rerank-mcp reindex {info.name}`"
+                f"(dimension {info.dim}) but the server uses {self.embedding.identity!r}. Either set "
+                f"{setting} or re-embed the collection with `rerank-mcp reindex {info.name}`"
             )
 
     # ------------------------------------------------------------------ collections
@@ -233,7 +298,7 @@ class Index(abc.ABC):
             if not create:
                 self.require_collection(name)  # raises NotFound with the known names
             emb = self.embedding.embedder
-            info = self.create_collection(name, emb.name, emb.dim)
+            info = self.create_collection(name, self.embedding.identity, emb.dim)
         self.check_model(info)
         return info
 
@@ -294,6 +359,12 @@ class Index(abc.ABC):
     def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
         """Top ``k`` chunks by BM25 (k1=1.2, b=0.75, Lucene IDF) under the project's analyzer."""
 
+    def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
+        """The BM25 index's statistics for ``terms`` (analyzed with :func:`index.tokenize.tokenize`):
+        the document count and average length its IDF and length normalisation use, and each
+        term's document frequency. An engine that cannot tell raises NotImplementedError."""
+        raise NotImplementedError(f"the {self.backend} engine does not report BM25 statistics")
+
     def search_arms(
         self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,
         arms: Sequence[str] = ("dense", "bm25"),
@@ -347,7 +418,7 @@ class Index(abc.ABC):
         """Re-embed every chunk of a collection with the configured model; returns the chunk count."""
         emb = self.embedding.embedder
         self.require_collection(name)
-        return self.set_vectors(name, emb.name, emb.dim, self.embedding.documents, progress)
+        return self.set_vectors(name, self.embedding.identity, emb.dim, self.embedding.documents, progress)
 
     # ------------------------------------------------------------------ lifecycle
     def open_all(self) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from rerank_mcp.index.contract import (
-    ChunkRow, CollectionInfo, DocumentWrite, ExportedDocument, Index, IndexConfig, Progress, Ranked,
+    BM25Stats, ChunkRow, CollectionInfo, DocumentWrite, ExportedDocument, Index, IndexConfig, Progress, Ranked,
 )
 from rerank_mcp.index.dense import DenseIndex
 from rerank_mcp.index.filters import Filter, compile_filter
@@ -120,7 +120,7 @@ class EmbeddedIndex(Index):
         check_collection_name(name)
         if model is None or dim is None:
             emb = self.embedding.embedder
-            model, dim = emb.name, emb.dim
+            model, dim = self.embedding.identity, emb.dim
         info = self.store.create_collection(name, model, dim)
         self._col(name)
         return info
@@ -222,6 +222,12 @@ class EmbeddedIndex(Index):
 
     def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
         return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
+
+    def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
+        col = self._col(collection)
+        col.catch_up()
+        n, avgdl, df = col.sparse.stats(list(terms))
+        return BM25Stats(n, avgdl, df)
 
     def search_arms(
         self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,

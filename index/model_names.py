@@ -16,6 +16,9 @@ CANONICAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 # the backend it was built with in its model identity: ``<model>#<backend>``, except for torch,
 # whose identity is the bare model name (as it always was).
 EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-mixed")
+# The fastest backend whose retrieval quality stays within 0.01 nDCG@10 of torch fp32 on SciFact,
+# Cranfield and NPL, dense and hybrid (docs/eval/onnx-mixed/report.md, docs/performance.md).
+DEFAULT_EMBEDDING_BACKEND = "onnx-mixed"
 _SEP = "#"
 
 
@@ -40,6 +43,17 @@ def canonical_name(name: str) -> str:
     if p.exists():
         return str(p.resolve())
     return name
+
+
+def onnx_cache_dir(explicit: Path | None = None) -> Path:
+    """Where ONNX exports of models are kept: ``explicit``, else the user's cache folder, shared
+    by every data directory (an export is keyed by the model's files, so it is made once per
+    model and machine)."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rerank-mcp", appauthor=False)) / "onnx"
 
 
 def resolve_path(name: str) -> str:

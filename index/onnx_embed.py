@@ -56,6 +56,7 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
     target = out_dir / f"{kind}-{_model_key(model_dir)}-int8{tag}.onnx"
     if target.exists():
         return target
+    log.info("exporting %s to ONNX int8 (once per model: later starts load %s)", model_dir.name, target.name)
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer

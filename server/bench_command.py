@@ -19,7 +19,7 @@ from typing import Any
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
-SECTIONS = ("embed", "ingest", "search", "rerank", "mcp", "http")
+SECTIONS = ("embed", "ingest", "search", "rerank", "mcp", "http", "startup")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {', '.join(SECTIONS)}")
     s.add_argument("--ingest-docs", type=int, default=600, help="SciFact documents for the ingest figure")
     s.add_argument("--pool-docs", type=int, default=5183, help="SciFact documents embedded for the real-vector pool")
-    s.add_argument("--backends", default="torch,onnx", help="embedding backends for the ingest figure")
+    s.add_argument("--backends", default="torch,onnx,onnx-mixed", help="embedding backends for the ingest figure")
     s.add_argument("--engines", default="embedded",
                    help="index engines for the search section: embedded, qdrant (qdrant-client's local mode)")
     s.add_argument("--out", default="docs/benchmarks.md")
@@ -152,6 +152,12 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
         log("== rerank HTTP API")
         report.append(bench_http(queries, docs, work, log))
+
+    if "startup" in sections:
+        from rerank_mcp.server.bench_startup import bench_startup
+
+        log("== start-up: cold start, first call, steady state")
+        report.append(bench_startup(settings, work, log))
 
     raw["sections"] = [{"title": s.title, "rows": s.rows, "notes": s.notes} for s in report]
     raw["peak_rss_mb"] = round(B.peak_rss_mb())

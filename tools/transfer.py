@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -156,7 +157,7 @@ def import_collection(index: Index, path: str | Path, collection: str | None = N
     if not isinstance(model, str) or not isinstance(dim, int) or dim <= 0:
         raise InvalidInput(f"{where}: the header must name the embedding_model and its dim")
     name = check_collection_name(collection or header.get("collection"))
-    if model != index.embedding.known_name():
+    if not index.embedding.serves(model):
         raise InvalidInput(
             f"{where} holds vectors of embedding model {model!r}, but this server uses {index.model_name!r}: "
             f"import with RERANK_MCP_EMBEDDING_MODEL={model} (then `rerank-mcp reindex {name}` to re-embed if you wish)"

@@ -10,6 +10,7 @@ from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound, PathNotAllo
 from rerank_mcp.tools.collections import delete
 from rerank_mcp.tools.ingest import IngestLimits, ingest
 from rerank_mcp.tools.search import search
+from tests.conftest import ENGINES, open_engine
 
 DOCS = [
     {"id": "a", "text": "The mitochondria is the powerhouse of the cell.", "metadata": {"k": 1}},
@@ -18,8 +19,20 @@ DOCS = [
 ]
 
 
+@pytest.fixture(scope="module", params=ENGINES)
+def eng(request, tmp_path_factory, embedder):
+    """One engine per module and engine kind: every test here checks that its call left the
+    stored state as it was (``unchanged``), so they can share it."""
+    e = open_engine(request.param, tmp_path_factory.mktemp(f"bad-inputs-{request.param}") / "data", embedder)
+    r = ingest(e, "bio", DOCS)
+    assert r.added == 3
+    yield e
+    e.close()
+
+
 @pytest.fixture
-def eng(any_engine):
+def fresh_eng(any_engine):
+    """A fresh engine for a test that stores something."""
     r = ingest(any_engine, "bio", DOCS)
     assert r.added == 3
     return any_engine
@@ -128,7 +141,8 @@ def test_ingest_paths_outside_roots(eng, tmp_path):
     unchanged(eng, lambda: ingest(eng, "bio", paths=[str(root / "bin.dat")], roots=[root]), InvalidInput, "binary")
 
 
-def test_ingest_files_and_skip_invalid(eng, tmp_path):
+def test_ingest_files_and_skip_invalid(fresh_eng, tmp_path):
+    eng = fresh_eng
     root = tmp_path / "root"
     root.mkdir()
     (root / "good.md").write_text("# Enzymes\n\nEnzymes catalyse reactions in the cell.")

@@ -184,7 +184,7 @@ class CachingOnnxEmbedder(CachingEmbedder):
 BLEND_QUERIES, BLEND_OTHERS = 100, 3000
 
 
-def test_embedding_blend_raises_ndcg_over_bm25(tmp_path):
+def test_embedding_blend_raises_ndcg_over_bm25():
     """Reranking BM25's top 100 by cosine alone (all-MiniLM-L6-v2) lowers nDCG@10 on SciFact;
     weighted RRF with the input order (blend=0.5) raises it above BM25's.
 
@@ -195,8 +195,10 @@ def test_embedding_blend_raises_ndcg_over_bm25(tmp_path):
     """
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
+    from rerank_mcp.index.model_names import onnx_cache_dir
+
     sf = load_slice(BLEND_QUERIES, BLEND_OTHERS)
-    emb = CachingOnnxEmbedder(tmp_path / "onnx")
+    emb = CachingOnnxEmbedder(onnx_cache_dir())  # the export is made once per machine, as for the server
     unique = sorted({d for cands in sf["first"].values() for d in cands})
     emb.encode([sf["corpus"][d] for d in unique])  # one length-sorted pass over every candidate
     reg = RerankerRegistry(RerankContext(embedder=lambda model: emb))
