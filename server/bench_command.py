@@ -193,7 +193,9 @@ class _NoEmbedder:
 
 def _argv_for_report(args: argparse.Namespace) -> list[str]:
     out = [f"--sizes {args.sizes}", f"--sections {args.sections}", f"--ingest-docs {args.ingest_docs}",
-           f"--backends {args.backends}"]
+           f"--backends {args.backends}", f"--pool-docs {args.pool_docs}"]
+    if getattr(args, "engines", "embedded") != "embedded":
+        out.append(f"--engines {args.engines}")
     return out
 
 
