@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +164,13 @@ def ort_session(path: Path, threads: int | None = None, spin: bool = True):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _cores() -> int:
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))  # the cores this process may use
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(4, os.cpu_count() or 1))
+
+
 class WordPieces:
     """The model's tokenizer, read with the ``tokenizers`` library from its ``tokenizer.json``
     where there is one (milliseconds to load, where importing transformers takes seconds), else
@@ -213,9 +220,12 @@ class OnnxEmbedder:
         self.max_seq_length = max_seq_length
         self._tok = WordPieces(model_dir, max_seq_length)
         self.path = export_int8(model_dir, cache_dir, "encoder", keep_fp32)
-        self.session = ort_session(self.path)
+        # One single-threaded session run from one worker per core, a batch each: the same batches
+        # as one multi-threaded session (the same vectors), without a thread hand-off per operator.
+        self._workers = _cores()
+        self.session = ort_session(self.path, threads=1 if self._workers > 1 else None)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-embed") if self._workers > 1 else None
         self.dim = int(self.encode(["dimension probe"]).shape[1])
-        self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -228,9 +238,9 @@ class OnnxEmbedder:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         enc = self._tok.ids(texts, special=True)
         order = np.argsort([len(e) for e in enc], kind="stable")
-        out: np.ndarray | None = None
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+
+        def run(idx: np.ndarray) -> np.ndarray:
             width = max(len(enc[i]) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -241,8 +251,13 @@ class OnnxEmbedder:
                                              "token_type_ids": np.zeros_like(ids)})[0]
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            if out is None:
-                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+        if self._pool is not None and len(batches) > 1:
+            results = list(self._pool.map(run, batches))
+        else:  # one batch (a query), or one core: in the calling thread
+            results = [run(b) for b in batches]
+        out = np.empty((len(texts), results[0].shape[1]), dtype=np.float32)
+        for idx, pooled in zip(batches, results):
             out[idx] = pooled
         return out

@@ -30,6 +30,32 @@ def embedder():
     return Embedder("all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _models_load_once_per_session():
+    """Every engine built in this process without an injected embedder (the servers and CLI verbs
+    tests run in-process) shares one loaded model per (model, backend, settings): the same model
+    files give the same vectors, so what is tested does not change; loading it again for every
+    test only costs time. Servers started as subprocesses load their own, as in use."""
+    import threading
+
+    from rerank_mcp.index import contract
+
+    real = contract.load_embedder
+    loaded: dict[tuple, object] = {}
+    lock = threading.Lock()
+
+    def shared(name, backend="torch", device="cpu", batch_size=32, cache_dir=None):
+        key = (name, backend, device, batch_size, str(cache_dir))
+        with lock:
+            if key not in loaded:
+                loaded[key] = real(name, backend, device, batch_size, cache_dir)
+            return loaded[key]
+
+    contract.load_embedder = shared
+    yield
+    contract.load_embedder = real
+
+
 ENGINES = ("embedded", "qdrant")  # every engine behind the index contract
 
 
