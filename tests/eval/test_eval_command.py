@@ -48,6 +48,11 @@ def test_outputs_and_floor_exit_status(tmp_path, capsys):
     first = capsys.readouterr()
     assert rc == 0, first.err[-2000:]
     assert "hybrid-rrf+bm25" in first.out  # the terminal table
+    # baselines the comparisons needed are named, not listed as if asked for
+    assert "also evaluated, as baselines for the comparisons: dense, hybrid-rrf" in first.out
+    assert not any(line.lstrip("│┃| ").startswith("dense") for line in first.out.splitlines())
+    # output not on a terminal: progress comes as plain lines on stderr
+    assert any(line.startswith("tiny") and "%" in line for line in first.err.splitlines()), first.err[-2000:]
     res = json.loads((out / "results.json").read_text())
     ds = res["datasets"][0]
     assert ds["dataset"] == "tiny" and ds["documents"] == 8 and ds["skipped_empty_documents"] == 1
@@ -55,6 +60,7 @@ def test_outputs_and_floor_exit_status(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert report.splitlines()[0].startswith("#") and "rerank-mcp --data-dir" in report and " eval " in report
     assert "| bm25 |" in report and "cross-encoder" in report
+    assert "| dense (baseline) |" in report and "| hybrid-rrf (baseline) |" in report
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the throwaway collection is gone
     from rerank_mcp.index.store import Store

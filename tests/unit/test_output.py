@@ -71,3 +71,17 @@ def test_tables_keep_their_width_when_not_a_terminal(capsys, monkeypatch):
     row = next(line for line in text.splitlines() if long in line)
     assert "0.6961" in row and "25.6" in row  # one line per row: nothing folded
     assert max(len(line) for line in text.splitlines()) > 80
+
+
+def test_findings_count_queries_in_good_english():
+    from rerank_mcp.tools.evaluate import PipelineMetrics, PipelineRun, compare
+
+    def run(name, ndcg, per_query):
+        m = PipelineMetrics(pipeline=name, ndcg_at_10=ndcg, recall_at_100=1.0, mrr_at_10=1.0, latency_p50_ms=1.0,
+                            latency_p95_ms=1.0, queries=len(per_query))
+        return PipelineRun(metrics=m, per_query_ndcg=per_query, rankings={})
+
+    runs = {"bm25": run("bm25", 0.6, {"a": 1.0, "b": 0.2, "c": 0.6}),
+            "bm25+embedding": run("bm25+embedding", 0.5, {"a": 0.5, "b": 0.4, "c": 0.6})}
+    (finding,) = compare("tiny", runs)
+    assert "better on 1 query, worse on 1)" in finding.message
