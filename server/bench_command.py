@@ -324,8 +324,8 @@ def _bench_mcp(pool, work: Path, log) -> Any:
     n = 10_000
     st = build_state(Settings(data_dir=d), warm=False)
     if st.engine.collection_info("bench") is None:
-        B.fill_collection(st.engine, "bench", B.synth(pool, n), n, pool.vecs.shape[1],
-                          "sentence-transformers/all-MiniLM-L6-v2", log)
+        # recorded as the configured embedder's (queries are embedded with it, as for a collection it built)
+        B.fill_collection(st.engine, "bench", B.synth(pool, n), n, pool.vecs.shape[1], st.engine.embedding.identity, log)
     st.engine.open_collection("bench")
     st.engine.embedding.embedder.encode(["warm"])
     qs = pool.queries[:100]

@@ -23,6 +23,7 @@ from rerank_mcp.index.chunking import chunk_text
 from rerank_mcp.index.contract import DocumentWrite, Index, IndexConfig, NewChunk
 from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
 from rerank_mcp.index.engines import open_index
+from rerank_mcp.index.onnx_embed import FFN_OUTPUT
 
 
 def pctl(values: Sequence[float], q: float) -> float:
@@ -93,8 +94,6 @@ class TimedEmbedder:
 
 
 # ---------------------------------------------------------------------------- embedding
-# MatMuls of the FFN output projections (intermediate -> hidden) in the exported BERT graph
-FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
 
 
 def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path, log: Callable[[str], None]) -> Section:
@@ -107,7 +106,7 @@ def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path,
     variant = OnnxEmbedder("all-MiniLM-L6-v2", model_folder("all-MiniLM-L6-v2"),
                            cache_dir, onnx_e.batch_size, onnx_e.max_seq_length, keep_fp32=FFN_OUTPUT)
     backends = [("torch fp32 (baseline)", torch_e), ("onnx int8 (the onnx backend)", onnx_e),
-                ("onnx int8, FFN output projections fp32 (not adopted)", variant)]
+                ("onnx int8, FFN output projections fp32 (onnx-mixed, the default)", variant)]
     for _, e in backends:
         e.encode(chunks[:32])
     log(f"embedding {len(chunks)} chunks with each backend")
@@ -122,8 +121,9 @@ def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path,
                          "cosine mean": round(float(cos.mean()), 4), "cosine 1st percentile": round(float(np.percentile(cos, 1)), 4),
                          "cosine min": round(float(cos.min()), 4), "chunks >= 0.99": f"{100 * float((cos >= 0.99).mean()):.1f}%"})
     toks = torch_e.count_tokens(chunks)
-    sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens; goal: >= 2x at cosine >= 0.99. "
-                     "Cosine is between each chunk's vector and the fp32 (torch) vector of the same chunk.")
+    sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens. Cosine is between each chunk's "
+                     "vector and the fp32 (torch) vector of the same chunk; the backends are judged by retrieval "
+                     "quality instead (docs/performance.md), the cosine target is retired.")
     return sec
 
 
