@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rerank_mcp.errors import RerankMCPError
@@ -31,7 +32,12 @@ def _offline_env() -> None:
     apply()
 
 
-def build_parser() -> argparse.ArgumentParser:
+# A verb added from outside this layer: it adds its sub-parser, with ``handler`` set to a function
+# ``(args, settings, out) -> exit status``, to the ``rerank-mcp`` sub-parsers.
+AddVerb = Callable[[argparse._SubParsersAction], None]
+
+
+def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rerank-mcp", description="Retrieve-then-rerank MCP server and CLI.")
     p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)")
     p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)")
@@ -115,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("-c", "--collection", help="collection name (default: the one in the file)")
 
-    from rerank_mcp.server.commands import add_extra_parsers
+    from rerank_mcp.server import models_command, watch_command
 
-    add_extra_parsers(sub)
+    for add in (watch_command.add_parser, models_command.add_parser, *extra_verbs):
+        add(sub)
     return p
 
 
@@ -135,8 +142,10 @@ def _settings(args: argparse.Namespace):
     return load_settings(**over)
 
 
-def run(argv: list[str]) -> int:
-    parser = build_parser()
+def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
+    """Run one command line. ``extra_verbs`` adds verbs from above this layer (the console entry
+    point, ``rerank_mcp.main``, passes ``eval``, ``eval-budget`` and ``bench`` this way)."""
+    parser = build_parser(extra_verbs)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *argv])

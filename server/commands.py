@@ -35,20 +35,6 @@ def _opened(settings: Settings, open_collections: bool = False) -> Iterator[AppS
         state.close()
 
 
-def add_extra_parsers(sub: argparse._SubParsersAction) -> None:
-    """Verbs beyond the tools: evaluation, benchmarks, budgets and folder watching."""
-    import importlib
-
-    for module in ("rerank_mcp.server.eval_command", "rerank_mcp.server.bench_command",
-                   "rerank_mcp.server.budget_command", "rerank_mcp.server.watch_command",
-                   "rerank_mcp.server.models_command"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:  # pragma: no cover - a partial checkout
-            continue
-        mod.add_parser(sub)
-
-
 def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.tools.ingest import ingest as do_ingest
     from rerank_mcp.tools.sync import sync_folders

@@ -1,4 +1,6 @@
-"""Entry point of the ``rerank-mcp`` command."""
+"""The server's own command line: every verb but the evaluation and benchmark ones (``eval``,
+``eval-budget``, ``bench``, from ``bench/``), which the ``rerank-mcp`` command (``main.py``) adds.
+``python -m rerank_mcp.server.main serve`` starts the server like ``rerank-mcp serve``."""
 
 from __future__ import annotations
 

@@ -35,9 +35,9 @@ def tiny_beir(root: Path) -> Path:
 
 
 def run_cli(argv: list[str]) -> int:
-    from rerank_mcp.server.cli import run
+    from rerank_mcp.main import main
 
-    return run(argv)
+    return main(argv)
 
 
 def test_outputs_and_floor_exit_status(tmp_path, capsys):

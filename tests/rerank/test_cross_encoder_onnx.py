@@ -1,5 +1,5 @@
 """The ``cross-encoder`` reranker's ``onnx`` backend (ONNX Runtime, int8) against its ``torch``
-backend, on the MiniLM-L-6-shaped fixture (tools/rerank/shapes.py: random head, so scores are
+backend, on the MiniLM-L-6-shaped fixture (bench/shapes.py: random head, so scores are
 meaningless; the comparison is between the two backends running the same weights).
 
 int8 dynamic quantisation perturbs every logit a little (about 0.15 on a spread of ~1.5 for

@@ -1,9 +1,12 @@
-"""The layers' contract, read from the source: server -> tools -> index -> errors, no circles.
+"""The layers' contract, read from the source: main -> bench -> server -> tools -> index ->
+errors, no circles.
 
 Every ``import`` and ``from ... import`` of a ``rerank_mcp`` module is collected, also those
 inside functions (a lazy import is still a dependency). ``tools/`` and ``index/`` never import
 ``mcp``; nothing above ``index/`` imports an engine's parts (store, FAISS, tantivy): it goes
-through the index contract.
+through the index contract. ``bench/`` (evaluation and benchmarks) is on top: the product never
+names it, not even in a string handed to importlib; only the console entry point
+(``main.py``) wires its verbs in.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = {"errors": 0, "index": 1, "tools": 2, "server": 3}
+LAYERS = {"errors": 0, "index": 1, "tools": 2, "server": 3, "bench": 4, "main": 5}
+PRODUCT = ("errors", "index", "tools", "server")  # what the server runs: never imports bench
 # modules of the embedded engine that only index/ itself may import
 ENGINE_PARTS = {"rerank_mcp.index.store", "rerank_mcp.index.dense", "rerank_mcp.index.sparse",
                 "rerank_mcp.index.engine", "rerank_mcp.index.persist", "rerank_mcp.index.qdrant"}
@@ -27,8 +31,8 @@ def module_name(path: Path) -> str:
 
 
 def source_files() -> list[Path]:
-    files = [ROOT / "errors.py", ROOT / "__init__.py"]
-    for layer in ("index", "tools", "server"):
+    files = [ROOT / "errors.py", ROOT / "__init__.py", ROOT / "main.py"]
+    for layer in ("index", "tools", "server", "bench"):
         files += sorted((ROOT / layer).rglob("*.py"))
     return files
 
@@ -79,6 +83,23 @@ def test_no_module_imports_a_layer_above_it():
             if theirs is not None and theirs > mine:
                 bad.append(f"{mod} imports {d}")
     assert not bad, "upward imports:\n" + "\n".join(sorted(bad))
+
+
+def test_the_product_never_names_bench():
+    """Not imported, lazily or otherwise, and not named in a string (importlib, __import__)."""
+    bad = []
+    for path in source_files():
+        mod = module_name(path)
+        if layer_of(mod) not in [LAYERS[x] for x in PRODUCT] and mod != "rerank_mcp":
+            continue
+        bad += [f"{mod} imports {m}" for m in imports_of(path) if m.startswith(("rerank_mcp.bench", "rerank_mcp.main"))]
+        if "rerank_mcp.bench" in path.read_text():
+            bad.append(f"{mod} names rerank_mcp.bench in its text")
+    assert not bad, "the product must work without bench/ (pass verbs in through server.cli.run):\n" + "\n".join(bad)
+
+
+def test_every_source_file_is_in_a_layer():
+    assert all(layer_of(module_name(p)) is not None or p.name == "__init__.py" for p in source_files())
 
 
 def test_only_server_speaks_mcp():

@@ -6,7 +6,7 @@ sends Cohere v2 requests (``POST /v2/rerank``, one query and ``passages`` docume
 mean batch (the ``x-rerank-batch`` header) for bm25, flashrank and the ONNX int8 cross-encoder.
 The two servers are measured in alternating rounds (on, off, off, on, ...), so that a change in
 the machine's load during the run weighs on both alike; the idle one uses no CPU. The models are untrained, with the published
-architectures (tools/rerank/shapes.py): their cost is real, their scores are not.
+architectures (bench/shapes.py): their cost is real, their scores are not.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ async def _drive(base: str, model: str, requests: list[tuple[str, list[str]]], c
 def bench_http(queries: list[str], docs: list[tuple[str, str]], work: Path, log: Callable[[str], None],
                passages: int = 20, words: int = 100, budget_s: float = 8.0) -> Any:
     """The section's rows: per reranker, batching on / off, 1 and 8 clients."""
-    from rerank_mcp.tools import benchmark as B
-    from rerank_mcp.tools.rerank import shapes
+    from rerank_mcp.bench import benchmark as B
+    from rerank_mcp.bench import shapes
 
     sec = B.Section(f"Rerank HTTP API: Cohere v2 requests ({passages} passages each), 1 and 8 concurrent clients, "
                     "dynamic batching on and off")
@@ -177,6 +177,6 @@ def bench_http(queries: list[str], docs: list[tuple[str, str]], work: Path, log:
         f"{os.cpu_count()} cores: above the core count, other processes were competing for the CPU and every figure is "
         "slower than on an idle machine (the alternating rounds keep the on / off comparison fair).")
     sec.notes.append(
-        "flashrank and cross-encoder are untrained models with the published architectures (tools/rerank/shapes.py): "
+        "flashrank and cross-encoder are untrained models with the published architectures (bench/shapes.py): "
         "their cost is real, their scores are not.")
     return sec

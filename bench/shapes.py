@@ -121,7 +121,7 @@ def build_cross_encoder(out_dir: Path | str, shape: str = "ms-marco-MiniLM-L-6-v
     model.save_pretrained(str(tmp))
     AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(tmp))
     (tmp / "UNTRAINED.txt").write_text(
-        f"Untrained model with {shape}'s architecture, built by tools/rerank/shapes.py.\n"
+        f"Untrained model with {shape}'s architecture, built by bench/shapes.py.\n"
         "Random classification head: scores are meaningless; use it for cost measurements and tests only.\n"
     )
     tmp.rename(out_dir)
@@ -219,7 +219,7 @@ def build_flashrank(
     # The torch state, so the same weights can be scored directly.
     model.save_pretrained(str(tmp / "torch"))
     (tmp / "UNTRAINED.txt").write_text(
-        f"Untrained model with {model_name}'s architecture, built by tools/rerank/shapes.py.\n"
+        f"Untrained model with {model_name}'s architecture, built by bench/shapes.py.\n"
         "Random weights: scores are meaningless; use it for cost measurements and tests only.\n"
     )
     tmp.rename(model_dir)

@@ -1,8 +1,9 @@
 """Benchmarks measured in-process: embedding, ingest, search at scale, BM25, rerankers.
 
 Every figure is printed beside its baseline measured in the same run (machines are shared and
-noisy; ratios from one run are what can be compared). The MCP round-trip part lives in
-``server/bench_command.py`` because only ``server/`` speaks MCP.
+noisy; ratios from one run are what can be compared). The sections that drive a server
+process (MCP round trips, the rerank HTTP API, start-up) are in ``bench_command.py``,
+``http_api.py`` and ``startup.py``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from rerank_mcp.tools import benchmark as B
+    from rerank_mcp.bench import benchmark as B
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
@@ -148,13 +148,13 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         report.append(_bench_mcp(pool, work, log))
 
     if "http" in sections:
-        from rerank_mcp.server.bench_http import bench_http
+        from rerank_mcp.bench.http_api import bench_http
 
         log("== rerank HTTP API")
         report.append(bench_http(queries, docs, work, log))
 
     if "startup" in sections:
-        from rerank_mcp.server.bench_startup import bench_startup
+        from rerank_mcp.bench.startup import bench_startup
 
         log("== start-up: cold start, first call, steady state")
         report.append(bench_startup(settings, work, log))
@@ -270,9 +270,9 @@ def _machine() -> str:
 
 
 def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: Path, log) -> Any:
+    from rerank_mcp.bench import benchmark as B
     from rerank_mcp.index.chunking import chunk_text
     from rerank_mcp.index.embedding import Embedder
-    from rerank_mcp.tools import benchmark as B
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     emb = Embedder("all-MiniLM-L6-v2")
@@ -281,7 +281,7 @@ def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: P
     ce_dir = fr_dir = None
     notes = []
     try:
-        from rerank_mcp.tools.rerank import shapes
+        from rerank_mcp.bench import shapes
 
         ce_dir = shapes.build_cross_encoder(work / "shapes" / "ms-marco-MiniLM-L-6-v2")
         fr_dir = work / "shapes" / "flashrank"
@@ -315,9 +315,9 @@ def _bench_mcp(pool, work: Path, log) -> Any:
     import anyio
     import numpy as np
 
+    from rerank_mcp.bench import benchmark as B
     from rerank_mcp.server.settings import Settings
     from rerank_mcp.server.state import build_state
-    from rerank_mcp.tools import benchmark as B
     from rerank_mcp.tools.search import search
 
     d = work / "mcp"

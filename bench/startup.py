@@ -137,8 +137,8 @@ def one_round(exe: str, data_dir: Path, onnx_dir: Path, env_extra: dict[str, str
 
 
 def bench_startup(settings: Any, work: Path, log: Callable[[str], None], rounds: int = 3) -> Any:
+    from rerank_mcp.bench.benchmark import Section
     from rerank_mcp.index.embedding import load_embedder
-    from rerank_mcp.tools.benchmark import Section
 
     exe = str(Path(sys.executable).with_name("rerank-mcp"))
     default = settings.embedding_backend
