@@ -51,6 +51,7 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
 
 def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.bench import benchmark as B
+    from rerank_mcp.bench.beir import load_beir
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
@@ -67,8 +68,9 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     report: list[B.Section] = []
     raw: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine()}
-    docs = B.load_beir_texts(ds / "scifact", args.pool_docs)
-    queries = B.load_beir_queries(ds / "scifact", 300)
+    scifact = load_beir(ds / "scifact")
+    docs = list(scifact.documents.items())[: args.pool_docs]
+    queries = list(scifact.queries.values())[:300]
 
     if "embed" in sections:
         log("== embedding")

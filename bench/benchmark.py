@@ -42,37 +42,6 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
 
-def load_beir_texts(folder: Path, limit: int | None = None) -> list[tuple[str, str]]:
-    out = []
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            j = json.loads(line)
-            text = (j.get("title", "") + "\n\n" + j.get("text", "")).strip()
-            if text:
-                out.append((str(j["_id"]), text))
-            if limit and len(out) >= limit:
-                break
-    return out
-
-
-def load_beir_queries(folder: Path, limit: int = 200) -> list[str]:
-    qids = set()
-    qrels = folder / "qrels" / "test.tsv"
-    if qrels.exists():
-        for i, line in enumerate(qrels.read_text().splitlines()):
-            if i and line.strip():
-                qids.add(line.split("\t")[0])
-    out = []
-    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            j = json.loads(line)
-            if not qids or str(j["_id"]) in qids:
-                out.append(j["text"])
-            if len(out) >= limit:
-                break
-    return out
-
-
 class TimedEmbedder:
     """Wraps an embedder and accumulates the time spent inside ``encode``."""
 

@@ -151,8 +151,9 @@ def evaluate_budgets(
 def evaluate_dataset_budgets(engine: Any, ds: Any, collection: str, budgets: Sequence[int], *, chunk_size: int,
                              chunk_overlap: int, mode: str = "hybrid", pool: int = 100,
                              progress: Progress | None = None) -> BudgetDataset:
-    """Ingest a BEIR dataset (tools.evaluate.BeirDataset) and measure every strategy at every budget."""
-    from rerank_mcp.tools.evaluate import ingest_dataset
+    """Ingest a BEIR dataset (:class:`~rerank_mcp.bench.beir.BeirDataset`) and measure every strategy
+    at every budget."""
+    from rerank_mcp.bench.evaluate import ingest_dataset
 
     t0 = time.perf_counter()
     ingest_dataset(engine, collection, ds, chunk_size, chunk_overlap, progress)

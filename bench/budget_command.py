@@ -36,10 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    from rerank_mcp.bench.beir import load_beir, slice_dataset
     from rerank_mcp.bench.budget import BudgetReport, evaluate_dataset_budgets, parse_budgets, render_markdown
     from rerank_mcp.errors import InvalidInput
     from rerank_mcp.server.state import build_state
-    from rerank_mcp.tools.evaluate import load_beir, slice_dataset
     from rerank_mcp.tools.shaping import tokenizer_name
 
     budgets = parse_budgets(args.budgets)

@@ -102,8 +102,9 @@ def _collection_name(args: argparse.Namespace, ds_name: str, many: bool) -> tupl
 def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.server.state import build_state
     from rerank_mcp.errors import InvalidInput
-    from rerank_mcp.tools.evaluate import (EvalReport, check_floors, evaluate_dataset, load_beir, parse_pipeline,
-                                slice_dataset, split_pipelines, with_baselines)
+    from rerank_mcp.bench.beir import load_beir, slice_dataset
+    from rerank_mcp.bench.evaluate import EvalReport, check_floors, evaluate_dataset
+    from rerank_mcp.tools.evaluate import parse_pipeline, split_pipelines, with_baselines
 
     pipelines = split_pipelines(args.pipelines)
     if not pipelines:

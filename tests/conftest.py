@@ -8,8 +8,6 @@ from rerank_mcp.index.environment import apply as _environment
 
 _environment(offline=True)
 
-import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,29 +100,22 @@ def load_scifact(n_queries: int = 20, n_docs: int = 300, max_chars: int = 300) -
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         pytest.skip(f"SciFact dataset not found (expected BEIR files at {', '.join(missing)})")
-    qrels: dict[str, set[str]] = {}
-    with open(base / "qrels" / "test.tsv") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            if int(row["score"]) > 0:
-                qrels.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    from rerank_mcp.bench.beir import read_corpus, read_qrels, read_queries
+
+    graded = read_qrels(base / "qrels" / "test.tsv")
+    qrels = {q: {d for d, g in rel.items() if g > 0} for q, rel in graded.items()}
+    qrels = {q: rel for q, rel in qrels.items() if rel}
     qids = sorted(qrels, key=int)[:n_queries]
     qrels = {q: qrels[q] for q in qids}
     judged = set().union(*qrels.values())
-    queries = {}
-    with open(base / "queries.jsonl") as fh:
-        for line in fh:
-            q = json.loads(line)
-            if q["_id"] in qrels:
-                queries[q["_id"]] = q["text"]
+    queries = {qid: text for qid, text in read_queries(base) if qid in qrels}
     docs = []
-    with open(base / "corpus.jsonl") as fh:
-        for line in fh:
-            d = json.loads(line)
-            if d["_id"] in judged or len(docs) < n_docs - len(judged) + sum(x["id"] in judged for x in docs):
-                body = d["text"]
-                if len(body) > max_chars:
-                    body = body[:max_chars].rsplit(" ", 1)[0]
-                docs.append({"id": d["_id"], "title": d["title"], "text": f"{d['title']}\n\n{body}"})
+    for d in read_corpus(base):
+        if d.id in judged or len(docs) < n_docs - len(judged) + sum(x["id"] in judged for x in docs):
+            body = d.text
+            if len(body) > max_chars:
+                body = body[:max_chars].rsplit(" ", 1)[0]
+            docs.append({"id": d.id, "title": d.title, "text": f"{d.title}\n\n{body}"})
     assert judged <= {d["id"] for d in docs}
     return SciFactSlice(docs=docs, queries=queries, qrels=qrels)
 

@@ -1,6 +1,8 @@
-"""Evaluation: retrieval and reranking quality on BEIR-format data or agent-supplied judgments.
+"""Evaluation: retrieval and reranking quality of search pipelines against judgments.
 
-Everything goes through :func:`tools.search.search`, the same path the ``search`` tool takes,
+The ``evaluate`` tool runs :func:`evaluate_collection` on an existing collection with judgments
+an agent supplies; ``rerank-mcp eval`` (bench/) runs the same :func:`run_pipeline` on BEIR
+datasets. Everything goes through :func:`tools.search.search`, the same path the ``search`` tool takes,
 so the numbers measure the product. Search returns chunks; a document's rank is the rank of
 its best chunk (first occurrence in the ranked list). Metrics come from ``ranx``
 (nDCG@10 with linear gains as in trec_eval / BEIR, Recall@100, MRR@10).
@@ -16,14 +18,12 @@ cascade whose stages are given inline (``name:top_k``, last stage without top_k)
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,7 +36,6 @@ Progress = Callable[[float, float, str], None]
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEFAULT_K = 100  # chunks fetched per query; documents are aggregated from them
 DEFAULT_CANDIDATES = 100  # first-stage hits a reranker sees
-INGEST_BATCH = 1000
 
 
 # --------------------------------------------------------------------------- result models
@@ -68,50 +67,6 @@ class Finding(Frozen):
     message: str
 
 
-class Significance(Frozen):
-    """A paired test of two pipelines' per-query nDCG@10 on one dataset (ranx ``compare``)."""
-
-    a: str
-    b: str
-    a_ndcg_at_10: float
-    b_ndcg_at_10: float
-    delta: float = Field(description="a - b")
-    p_value: float
-    test: str = Field(description="'student' (paired t-test) or 'fisher' (randomization test)")
-    significant: bool = Field(description="p < 0.05")
-    wins: int = Field(description="queries where a's nDCG@10 is higher")
-    losses: int
-
-
-class DatasetReport(Frozen):
-    dataset: str
-    path: str | None = None
-    split: str | None = None
-    collection: str
-    documents: int
-    skipped_empty_documents: int = 0
-    queries: int
-    judgments: int
-    chunks: int
-    chunk_size: int | None = None
-    chunk_overlap: int | None = None
-    ingest_s: float | None = None
-    pipelines: list[PipelineMetrics]
-    per_query_ndcg: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="nDCG@10 of every pipeline on every query: {pipeline: {query id: score}}")
-    significance: list[Significance] = Field(default_factory=list, description="paired tests between pipelines")
-
-
-class EvalReport(Frozen):
-    command: str | None = None
-    embedding_model: str
-    datasets: list[DatasetReport]
-    findings: list[Finding]
-    floors: dict[str, float] = Field(default_factory=dict)
-    floor_failures: list[str] = Field(default_factory=list)
-    environment: dict[str, Any] = Field(default_factory=dict)
-
-
 class Judgment(BaseModel):
     """One query with the documents an agent judges relevant (binary list or graded map)."""
 
@@ -135,175 +90,6 @@ class CollectionEvalResult(Frozen):
     pipelines: list[PipelineMetrics]
     findings: list[Finding]
     per_query: list[QueryOutcome]
-
-
-# --------------------------------------------------------------------------- BEIR loading
-@dataclass
-class BeirDataset:
-    name: str
-    path: str
-    split: str
-    documents: dict[str, str]  # doc id -> text to ingest (title + blank line + text)
-    queries: dict[str, str]  # only the judged queries of the split
-    qrels: dict[str, dict[str, int]]
-    skipped_empty: int = 0
-    empty_ids: set[str] = field(default_factory=set)
-
-    @property
-    def judgments(self) -> int:
-        return sum(len(v) for v in self.qrels.values())
-
-
-def _read_jsonl(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise InvalidInput(f"{path}: file not found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path} line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise InvalidInput(f"{path} line {n}: expected a JSON object, got {type(obj).__name__}")
-            missing = [f for f in required if f not in obj]
-            if missing:
-                raise InvalidInput(f"{path} line {n}: missing field(s) {', '.join(missing)}")
-            for f in required:
-                if f == "_id" and not isinstance(obj[f], (str, int)) or f != "_id" and not isinstance(obj[f], str):
-                    raise InvalidInput(f"{path} line {n}: field {f!r} must be a string")
-            yield n, obj
-
-
-def doc_text(title: str | None, text: str | None) -> str:
-    """The text ingested for a BEIR document: title, blank line, text (either alone if the other is empty)."""
-    t = (title or "").strip()
-    x = (text or "").strip()
-    if t and x:
-        return f"{t}\n\n{x}"
-    return t or x
-
-
-def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
-    """Load a BEIR folder; keeps only queries judged in ``qrels/<split>.tsv``."""
-    root = Path(path)
-    if not root.is_dir():
-        raise InvalidInput(f"{root}: not a folder (expected a BEIR dataset folder)")
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", split):
-        raise InvalidInput(f"invalid split name {split!r}")
-    qrels_path = root / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
-        raise InvalidInput(
-            f"{qrels_path}: file not found" + (f" (splits here: {', '.join(have)})" if have else "")
-        )
-    corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
-    for p in (corpus_path, queries_path):
-        if not p.is_file():
-            raise InvalidInput(f"{p}: file not found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
-
-    documents: dict[str, str] = {}
-    empty: set[str] = set()
-    for n, obj in _read_jsonl(corpus_path, ("_id",)):
-        did = str(obj["_id"])
-        if did in documents or did in empty:
-            raise InvalidInput(f"{corpus_path} line {n}: duplicate document id {did!r}")
-        title, text = obj.get("title"), obj.get("text")
-        if "title" not in obj and "text" not in obj:
-            raise InvalidInput(f"{corpus_path} line {n}: missing field(s) title, text")
-        for f, v in (("title", title), ("text", text)):
-            if v is not None and not isinstance(v, str):
-                raise InvalidInput(f"{corpus_path} line {n}: field {f!r} must be a string")
-        body = doc_text(title, text)
-        if body:
-            documents[did] = body
-        else:
-            empty.add(did)
-
-    all_queries: dict[str, str] = {}
-    for n, obj in _read_jsonl(queries_path, ("_id", "text")):
-        all_queries[str(obj["_id"])] = obj["text"]
-
-    qrels: dict[str, dict[str, int]] = {}
-    with qrels_path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if n == 1 and parts and not _is_int(parts[-1]):
-                continue  # header: query-id corpus-id score
-            if len(parts) == 4:  # TREC layout: qid iter docid grade
-                parts = [parts[0], parts[2], parts[3]]
-            if len(parts) != 3:
-                raise InvalidInput(f"{qrels_path} line {n}: expected 3 tab-separated columns (query-id, corpus-id, score)")
-            qid, did, grade = parts
-            if not _is_int(grade):
-                raise InvalidInput(f"{qrels_path} line {n}: score {grade!r} is not an integer")
-            if qid not in all_queries:
-                raise InvalidInput(f"{qrels_path} line {n}: query {qid!r} is not in {queries_path.name}")
-            if did not in documents and did not in empty:
-                raise InvalidInput(f"{qrels_path} line {n}: document {did!r} is not in {corpus_path.name}")
-            qrels.setdefault(qid, {})[did] = int(grade)
-    if not qrels:
-        raise InvalidInput(f"{qrels_path}: no judgments")
-    queries = {q: all_queries[q] for q in qrels}
-    return BeirDataset(root.name, str(root), split, documents, queries, qrels, len(empty), empty)
-
-
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
-        return True
-    except ValueError:
-        return False
-
-
-def slice_dataset(ds: BeirDataset, max_docs: int | None = None, max_queries: int | None = None) -> BeirDataset:
-    """The first ``max_queries`` judged queries, and at most ``max_docs`` documents that always
-    include every judged document of those queries (then corpus order fills the rest)."""
-    qids = list(ds.qrels)
-    if max_queries is not None:
-        if max_queries <= 0:
-            raise InvalidInput(f"max_queries must be positive, got {max_queries}")
-        qids = qids[:max_queries]
-    qrels = {q: ds.qrels[q] for q in qids}
-    docs = ds.documents
-    if max_docs is not None:
-        if max_docs <= 0:
-            raise InvalidInput(f"max_docs must be positive, got {max_docs}")
-        judged = [d for q in qids for d in qrels[q] if d in ds.documents]
-        keep = dict.fromkeys(judged)
-        for d in ds.documents:
-            if len(keep) >= max_docs:
-                break
-            keep.setdefault(d, None)
-        docs = {d: ds.documents[d] for d in ds.documents if d in keep}
-    return BeirDataset(ds.name, ds.path, ds.split, docs, {q: ds.queries[q] for q in qids}, qrels,
-                       ds.skipped_empty, ds.empty_ids)
-
-
-def ingest_dataset(engine: Any, collection: str, ds: BeirDataset, chunk_size: int, chunk_overlap: int,
-                   progress: Progress | None = None, batch: int = INGEST_BATCH) -> int:
-    """Ingest the dataset's documents (upsert by id); returns the number of chunks written."""
-    from rerank_mcp.tools.ingest import IngestLimits, ingest
-
-    items = list(ds.documents.items())
-    total = len(items)
-    written = 0
-    for b in range(0, total, batch):
-        part = [{"id": d, "text": t} for d, t in items[b : b + batch]]
-
-        def sub(done: float, _total: float, _msg: str, b: int = b) -> None:
-            if progress:
-                progress(b + done, total, f"{ds.name}: ingesting documents")
-
-        res = ingest(engine, collection, part, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-                     limits=IngestLimits(max_documents=max(batch, 1)), progress=sub)
-        written += res.chunks_written
-        if progress:
-            progress(min(b + batch, total), total, f"{ds.name}: ingesting documents")
-    return written
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -562,47 +348,6 @@ def run_pipeline(
     )
 
 
-SIGNIFICANCE_P = 0.05
-STAT_TESTS = ("student", "fisher")
-
-
-def paired_significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, PipelineRun],
-                        stat_test: str = "fisher") -> list[Significance]:
-    """Every pair of pipelines compared on per-query nDCG@10 with ranx's ``compare``: Fisher's
-    paired randomization test (``fisher``, 10,000 permutations, fixed seed) or a paired t-test
-    (``student``)."""
-    from ranx import Qrels, Run
-    from ranx import compare as ranx_compare
-
-    if stat_test not in STAT_TESTS:
-        raise InvalidInput(f"unknown statistical test {stat_test!r}; use {' or '.join(STAT_TESTS)}")
-    names = list(runs)
-    if len(names) < 2:
-        return []
-    qr = Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()})
-    ranx_runs = []
-    for n in names:
-        rd = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in runs[n].rankings.items() if docs}
-        if not rd:  # ranx needs at least one ranked query per run
-            rd = {next(iter(qrels)): {"\x00none": 0.0}}
-        r = Run(rd, name=n)
-        ranx_runs.append(r)
-    with _RANX_LOCK:
-        rep = ranx_compare(qr, ranx_runs, ["ndcg@10"], stat_test=stat_test, max_p=SIGNIFICANCE_P,
-                           n_permutations=10_000, make_comparable=True)
-    out = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            p = float(rep.comparisons[frozenset((a, b))]["ndcg@10"]["p_value"])
-            wtl = rep.win_tie_loss[(a, b)]["ndcg@10"]
-            sa, sb = float(rep.results[a]["ndcg@10"]), float(rep.results[b]["ndcg@10"])
-            out.append(Significance(a=a, b=b, a_ndcg_at_10=round(sa, 4), b_ndcg_at_10=round(sb, 4),
-                                    delta=round(sa - sb, 4), p_value=round(p, 6) if math.isfinite(p) else 1.0,
-                                    test=stat_test, significant=bool(p < SIGNIFICANCE_P), wins=int(wtl["W"]),
-                                    losses=int(wtl["L"])))
-    return out
-
-
 def _queries(n: int) -> str:
     return f"{n} query" if n == 1 else f"{n} queries"
 
@@ -731,55 +476,3 @@ def evaluate_collection(
         collection=collection, queries=len(queries), pipelines=[runs[n].metrics for n in all_names],
         findings=findings, per_query=per_query,
     )
-
-
-# --------------------------------------------------------------------------- BEIR datasets
-def evaluate_dataset(
-    engine: Any,
-    registry: Any,
-    ds: BeirDataset,
-    collection: str,
-    pipelines: Sequence[str],
-    *,
-    chunk_size: int,
-    chunk_overlap: int,
-    k: int = DEFAULT_K,
-    candidates: int = DEFAULT_CANDIDATES,
-    limits: Any = None,
-    progress: Progress | None = None,
-    stat_test: str = "fisher",
-) -> tuple[DatasetReport, list[Finding]]:
-    """Ingest a BEIR dataset into ``collection`` (upsert) and evaluate the pipelines on it;
-    the report keeps every query's nDCG@10 and paired tests between every two pipelines."""
-    t0 = time.perf_counter()
-    ingest_dataset(engine, collection, ds, chunk_size, chunk_overlap, progress)
-    ingest_s = time.perf_counter() - t0
-    all_names = with_baselines(pipelines)
-    runs: dict[str, PipelineRun] = {}
-    for n, name in enumerate(all_names):
-        runs[name] = run_pipeline(engine, registry, collection, ds.queries, ds.qrels, name, k=k,
-                                  candidates=candidates, limits=limits, progress=progress,
-                                  label=f"{ds.name} [{n + 1}/{len(all_names)}] ")
-    report = DatasetReport(
-        dataset=ds.name, path=ds.path, split=ds.split, collection=collection, documents=len(ds.documents),
-        skipped_empty_documents=ds.skipped_empty, queries=len(ds.queries), judgments=ds.judgments,
-        chunks=engine.count_chunks(collection), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-        ingest_s=round(ingest_s, 2), pipelines=[runs[n].metrics for n in all_names],
-        per_query_ndcg={n: {q: round(v, 4) for q, v in runs[n].per_query_ndcg.items()} for n in all_names},
-        significance=paired_significance(ds.qrels, runs, stat_test),
-    )
-    return report, compare(ds.name, runs)
-
-
-def check_floors(datasets: Sequence[DatasetReport], floors: Mapping[str, float]) -> list[str]:
-    """Messages for every (dataset, pipeline) whose nDCG@10 is below its floor."""
-    out = []
-    for ds in datasets:
-        by = {p.pipeline: p for p in ds.pipelines}
-        for name, floor in floors.items():
-            m = by.get(name)
-            if m is None:
-                out.append(f"{ds.dataset}: pipeline {name} was not evaluated (floor {floor})")
-            elif m.ndcg_at_10 < floor:
-                out.append(f"{ds.dataset}: {name} nDCG@10 {m.ndcg_at_10:.4f} is below the floor {floor:.4f}")
-    return out

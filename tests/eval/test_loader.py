@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rerank_mcp.bench.beir import BeirDocument, load_beir, read_corpus, read_qrels, read_queries, slice_dataset
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.tools.evaluate import load_beir, parse_pipeline, slice_dataset, split_pipelines, with_baselines
+from rerank_mcp.tools.evaluate import parse_pipeline, split_pipelines, with_baselines
 
 
 def make(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:
@@ -45,6 +46,20 @@ def test_loads_judged_queries_and_builds_text(tmp_path):
     assert "d4" not in ds.documents and ds.skipped_empty == 1
     assert ds.qrels == {"q1": {"d1": 1}, "q2": {"d2": 2, "d3": 1}}
     assert ds.judgments == 3
+
+
+def test_record_readers_stream_the_raw_fields(tmp_path):
+    root = make(tmp_path / "tiny")
+    docs = list(read_corpus(root))  # the folder or the file
+    assert docs[0] == BeirDocument("d1", "Alpha", "alpha body") and docs[0].body == "Alpha\n\nalpha body"
+    assert [d.id for d in docs] == ["d1", "d2", "d3", "d4"]  # empty documents included
+    assert list(read_queries(root / "queries.jsonl")) == [("q1", "alpha?"), ("q2", "beta?"), ("q3", "unjudged")]
+    assert read_qrels(root / "qrels" / "test.tsv") == {"q1": {"d1": 1}, "q2": {"d2": 2, "d3": 1}}
+    trec = tmp_path / "trec.tsv"
+    trec.write_text("q1\t0\td1\t2\nq1\t0\td2\t0\n")  # TREC layout: no header, an iteration column
+    assert read_qrels(trec) == {"q1": {"d1": 2, "d2": 0}}
+    with pytest.raises(InvalidInput, match=r"trec\.tsv line 1: query 'q1' is not in queries\.jsonl"):
+        read_qrels(trec, queries={"q2"})
 
 
 @pytest.mark.parametrize("missing", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])

@@ -11,7 +11,6 @@ computed here, and against tantivy (the embedded engine's BM25) scoring the same
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -24,6 +23,7 @@ qe = pytest.importorskip("qdrant_edge")
 
 from qdrant_client import models
 
+from rerank_mcp.bench.beir import read_corpus, read_queries
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import DENSE, K1, SPARSE, B, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
@@ -65,20 +65,15 @@ def corpus():
     if not path.exists():
         pytest.skip(f"SciFact corpus not found at {path}")
     docs = []
-    with open(path) as fh:
-        for i, line in zip(range(N_DOCS), fh):
-            d = json.loads(line)
-            meta = {"n": i, "parity": "even" if i % 2 == 0 else "odd", "year": 2000 + i % 7,
-                    "score": round(i / 10, 1)}
-            if i % 3:
-                meta["group"] = {"k": f"g{i % 3}"}
-            if i % 5 < 2:
-                meta["lang"] = "en" if i % 5 else None
-            docs.append((d["_id"], d["title"], [d["title"], *_split(d["text"])], meta))
-    queries = []
-    with open(DATASETS / "scifact" / "queries.jsonl") as fh:
-        for _, line in zip(range(12), fh):
-            queries.append(json.loads(line)["text"])
+    for i, d in zip(range(N_DOCS), read_corpus(path)):
+        meta = {"n": i, "parity": "even" if i % 2 == 0 else "odd", "year": 2000 + i % 7,
+                "score": round(i / 10, 1)}
+        if i % 3:
+            meta["group"] = {"k": f"g{i % 3}"}
+        if i % 5 < 2:
+            meta["lang"] = "en" if i % 5 else None
+        docs.append((d.id, d.title, [d.title, *_split(d.text)], meta))
+    queries = [text for _, (_, text) in zip(range(12), read_queries(DATASETS / "scifact"))]
     queries += [title for _, title, _, _ in docs[:40:5]]
     return docs, queries
 

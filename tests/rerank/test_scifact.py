@@ -18,8 +18,6 @@ shuffled candidate list recovers a ranking far better than the input and close t
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from pathlib import Path
 
@@ -41,20 +39,11 @@ def ndcg10(qrels, run) -> float:
 def load_slice(n_queries: int, n_others: int, depth: int = DEPTH) -> dict:
     """The first ``n_queries`` test queries, every judged doc of theirs plus ``n_others``
     others, and rank-bm25's top ``depth`` over that slice per query."""
-    corpus = {}
-    with open(DATA / "corpus.jsonl") as f:
-        for line in f:
-            d = json.loads(line)
-            corpus[d["_id"]] = f"{d.get('title', '')} {d['text']}".strip()
-    queries = {}
-    with open(DATA / "queries.jsonl") as f:
-        for line in f:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    with open(DATA / "qrels" / "test.tsv") as f:
-        for r in csv.DictReader(f, delimiter="\t"):
-            qrels.setdefault(r["query-id"], {})[r["corpus-id"]] = int(r["score"])
+    from rerank_mcp.bench.beir import read_corpus, read_qrels, read_queries
+
+    corpus = {d.id: f"{d.title} {d.text}".strip() for d in read_corpus(DATA)}
+    queries = dict(read_queries(DATA))
+    qrels = read_qrels(DATA / "qrels" / "test.tsv")
     qids = sorted(qrels, key=int)[:n_queries]
     judged = {d for q in qids for d in qrels[q]}
     ids = sorted(judged) + [d for d in corpus if d not in judged][:n_others]
