@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
+from rerank_mcp.tools.metrics import median, percentile
 
 SECTIONS = ("embed", "ingest", "search", "rerank", "mcp", "http", "startup")
 
@@ -315,7 +315,6 @@ def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: P
 def _bench_mcp(pool, work: Path, log) -> Any:
     """A search through a stdio MCP session vs the same call in-process, same data."""
     import anyio
-    import numpy as np
 
     from rerank_mcp.bench import benchmark as B
     from rerank_mcp.server.settings import Settings
@@ -367,7 +366,7 @@ def _bench_mcp(pool, work: Path, log) -> Any:
     mcp_times = anyio.run(via_mcp)
     raw_times = _raw_jsonrpc(exe, d, qs)
     sdk_times = _raw_jsonrpc(exe, d, qs, transport="sdk")
-    med = statistics.median
+    med = median
     for mode in ("bm25", "hybrid"):
         a = med(inproc[mode])
         b = med(raw_times[mode])
@@ -375,7 +374,7 @@ def _bench_mcp(pool, work: Path, log) -> Any:
         c = med(mcp_times[mode])
         sec.rows.append({"mode": mode, "in-process p50 ms": round(a, 2),
                          "stdio JSON-RPC p50 ms": round(b, 2), "server + transport overhead ms": round(b - a, 2),
-                         "overhead p95 ms": round(float(np.percentile(raw_times[mode], 95)) - float(np.percentile(inproc[mode], 95)), 2),
+                         "overhead p95 ms": round(percentile(raw_times[mode], 95) - percentile(inproc[mode], 95), 2),
                          "SDK stdio transport p50 ms": round(s_, 2), "SDK transport overhead ms": round(s_ - a, 2),
                          "mcp Python Client p50 ms": round(c, 2), "client overhead ms": round(c - a, 2)})
     for label in ("ping", "list_rerankers"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,10 +24,7 @@ from rerank_mcp.index.contract import DocumentWrite, Index, IndexConfig, NewChun
 from rerank_mcp.index.embedding import Embedder, load_embedder, model_folder
 from rerank_mcp.index.engines import open_index
 from rerank_mcp.index.onnx_embed import FFN_OUTPUT
-
-
-def pctl(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+from rerank_mcp.tools.metrics import median, percentile
 
 
 def peak_rss_mb() -> float:
@@ -88,7 +84,7 @@ def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path,
     for label, (v, secs) in out.items():
         cos = (ref * v).sum(axis=1)
         sec.rows.append({"backend": label, "chunks/s": round(len(chunks) / secs, 1), "speed-up": round(t_torch / secs, 2),
-                         "cosine mean": round(float(cos.mean()), 4), "cosine 1st percentile": round(float(np.percentile(cos, 1)), 4),
+                         "cosine mean": round(float(cos.mean()), 4), "cosine 1st percentile": round(percentile(cos, 1), 4),
                          "cosine min": round(float(cos.min()), 4), "chunks >= 0.99": f"{100 * float((cos >= 0.99).mean()):.1f}%"})
     toks = torch_e.count_tokens(chunks)
     sec.notes.append(f"{len(chunks)} SciFact chunks, mean {np.mean(toks):.0f} tokens. Cosine is between each chunk's "
@@ -235,7 +231,7 @@ def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Call
     for mode in ("dense", "bm25", "hybrid"):
         rows.append({"chunks": n, "mode": mode, "index": kind if mode != "bm25" else
                      ("tantivy" if engine.backend == "embedded" else f"{engine.backend} sparse"),
-                     "p50 ms": round(pctl(lat[mode], 50), 2), "p95 ms": round(pctl(lat[mode], 95), 2)})
+                     "p50 ms": round(percentile(lat[mode], 50), 2), "p95 ms": round(percentile(lat[mode], 95), 2)})
     extra: dict[str, Any] = {"chunks": n, "engine": engine.backend, "dense index": kind}
     if recalls:
         extra["ANN recall@100 vs exact"] = round(float(np.mean(recalls)), 4)
@@ -247,7 +243,7 @@ def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Call
         engine.upsert(name, [DocumentWrite(f"new-{i}", f"hn{i}", {}, None, len(text),
                                            [NewChunk(text, 0, len(text), 100, vec)])])
         adds.append((time.perf_counter() - t) * 1000)
-    extra["add one document ms (p50)"] = round(pctl(adds, 50), 1)
+    extra["add one document ms (p50)"] = round(median(adds), 1)
     return rows, extra
 
 
@@ -271,7 +267,7 @@ def bench_rank_bm25(pool_texts: list[str], queries: list[str], n: int, sparse_se
         t = time.perf_counter()
         sparse_search(q)
         times_tv.append((time.perf_counter() - t) * 1000)
-    rb, tv = statistics.median(times_rb), statistics.median(times_tv)
+    rb, tv = median(times_rb), median(times_tv)
     return {"chunks": n, "rank-bm25 ms/query": round(rb, 1), "tantivy ms/query": round(tv, 2),
             "speed-up": round(rb / tv, 1), "rank-bm25 build s": round(build, 1)}
 
@@ -295,7 +291,7 @@ def bench_rerankers(registry: Any, queries: list[str], passages: list[str], fami
                 t = time.perf_counter()
                 r.rerank(queries[i % len(queries)], passages[i * 7 % 50 : i * 7 % 50 + n])
                 times.append((time.perf_counter() - t) * 1000)
-            row[str(n)] = f"{statistics.median(times):.1f} ms"
+            row[str(n)] = f"{median(times):.1f} ms"
         row["note"] = ""
         sec.rows.append(row)
         log(f"  {name}: {row['20']} / {row['50']} / {row['100']}")

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rerank_mcp.tools.metrics import median, percentile
+
 TOKEN = "bench-http-token"
 RERANKERS = ("bm25", "flashrank", "ce-onnx")
 ROUNDS = 4  # per setting, alternating: on, off, off, on, on, off, off, on
@@ -64,14 +66,6 @@ def _server(data_dir: Path, env_extra: dict[str, str], log_path: Path) -> Iterat
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    pos = (len(v) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
 async def _drive(base: str, model: str, requests: list[tuple[str, list[str]]], clients: int,
@@ -129,7 +123,7 @@ def bench_http(queries: list[str], docs: list[tuple[str, str]], work: Path, log:
             for url in urls.values():
                 asyncio.run(_drive(url, model, reqs[:4], 2))  # load the model (and export it to ONNX) once
                 one += asyncio.run(_drive(url, model, reqs[4:7], 1))[1]
-            per = max(statistics.median(one), 0.5) / 1000.0
+            per = max(median(one), 0.5) / 1000.0
             for clients in (1, 8):
                 # about budget_s per setting, in ROUNDS rounds of n requests each
                 n = int(min(max(budget_s / ROUNDS / per * (1 if clients == 1 else 1.5), 4), 100))
@@ -143,8 +137,8 @@ def bench_http(queries: list[str], docs: list[tuple[str, str]], work: Path, log:
                         acc[batching]["times"] += times
                         acc[batching]["n"] += n
                 for batching, a in acc.items():
-                    r = {"requests": a["n"], "req/s": a["n"] / a["wall"], "p50": statistics.median(a["times"]),
-                         "p95": _pct(a["times"], 0.95), "batch": statistics.mean(a["batches"])}
+                    r = {"requests": a["n"], "req/s": a["n"] / a["wall"], "p50": median(a["times"]),
+                         "p95": percentile(a["times"], 95), "batch": statistics.mean(a["batches"])}
                     results[(model, batching, clients)] = r
                     log(f"   {model:9s} batching {'on ' if batching else 'off'} {clients} client(s): "
                         f"{r['req/s']:7.1f} req/s, p50 {r['p50']:7.1f} ms, p95 {r['p95']:7.1f} ms, "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rerank_mcp.tools.metrics import median
 
 GOALS = {"initialize": 1000.0, "first call": 2000.0}
 
@@ -123,8 +124,8 @@ def one_round(exe: str, data_dir: Path, onnx_dir: Path, env_extra: dict[str, str
             c.tool("search", search)
             srch.append((time.perf_counter() - t) * 1000)
         if steady_calls:
-            out["steady ingest"] = statistics.median(ing)
-            out["steady search"] = statistics.median(srch)
+            out["steady ingest"] = median(ing)
+            out["steady search"] = median(srch)
         return out
     finally:
         assert proc.stdin
@@ -164,7 +165,7 @@ def bench_startup(settings: Any, work: Path, log: Callable[[str], None], rounds:
                 per.setdefault((b, first), []).append(res)
                 log(f"   {b}, first {first}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in res.items()))
     for (b, first), runs in per.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        med = {k: median(r[k] for r in runs) for k in runs[0]}
         sec.rows.append({
             "backend": b + (" (default)" if b == default else ""), "first call": first,
             "initialize ms": round(med["initialize"]),

@@ -4,8 +4,9 @@ The ``evaluate`` tool runs :func:`evaluate_collection` on an existing collection
 an agent supplies; ``rerank-mcp eval`` (bench/) runs the same :func:`run_pipeline` on BEIR
 datasets. Everything goes through :func:`tools.search.search`, the same path the ``search`` tool takes,
 so the numbers measure the product. Search returns chunks; a document's rank is the rank of
-its best chunk (first occurrence in the ranked list). Metrics come from ``ranx``
-(nDCG@10 with linear gains as in trec_eval / BEIR, Recall@100, MRR@10).
+its best chunk (first occurrence in the ranked list). Metrics are ranx's definitions
+(nDCG@10 with linear gains as in trec_eval / BEIR, Recall@100, MRR@10), computed by
+:mod:`tools.metrics`.
 
 Pipelines are named by strings:
 
@@ -18,9 +19,7 @@ cascade whose stages are given inline (``name:top_k``, last stage without top_k)
 
 from __future__ import annotations
 
-import math
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput, NotFound
 from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
+from rerank_mcp.tools.metrics import mean, percentile, ranking_metrics
 from rerank_mcp.tools.models import RerankStep
 
 Progress = Callable[[float, float, str], None]
@@ -235,36 +235,10 @@ def doc_ranking(hits: Sequence[Any], limit: int = DEFAULT_K) -> list[str]:
     return list(out)
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    v = sorted(values)
-    pos = (len(v) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
-
-
-# ranx computes metrics in numba kernels with parallel=True; numba's default threading layer
-# aborts the whole process when two threads enter such a kernel at once (two evaluate calls on
-# the server), so one thread at a time runs them.
-_RANX_LOCK = threading.Lock()
-
-
 def _metrics(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Sequence[str]]) -> tuple[dict[str, float], dict[str, float]]:
-    """ranx means and per-query nDCG@10 for one pipeline's document rankings."""
-    from ranx import Qrels, Run, evaluate
-
-    run_dict = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in runs.items() if docs}
-    qr = Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()})
-    run = Run(run_dict) if run_dict else Run({})
-    if not run_dict:
-        return {m: 0.0 for m in METRICS}, {q: 0.0 for q in qrels}
-    with _RANX_LOCK:
-        means = evaluate(qr, run, list(METRICS), make_comparable=True)
-        per = evaluate(qr, run, "ndcg@10", return_mean=False, make_comparable=True)
-    order = list(Qrels({q: {d: int(g) for d, g in rel.items()} for q, rel in qrels.items()}).keys())
-    per_q = {q: float(v) for q, v in zip(order, per)}
-    return {m: float(means[m]) for m in METRICS}, per_q
+    """Means over the judged queries and per-query nDCG@10 for one pipeline's document rankings."""
+    per = ranking_metrics(qrels, runs, METRICS)
+    return {m: mean(per[m].values()) for m in METRICS}, per["ndcg@10"]
 
 
 @dataclass
@@ -338,8 +312,8 @@ def run_pipeline(
             ndcg_at_10=round(means["ndcg@10"], 4),
             recall_at_100=round(means["recall@100"], 4),
             mrr_at_10=round(means["mrr@10"], 4),
-            latency_p50_ms=round(_percentile(lat, 0.5), 2),
-            latency_p95_ms=round(_percentile(lat, 0.95), 2),
+            latency_p50_ms=round(percentile(lat, 50, empty=0.0), 2),
+            latency_p95_ms=round(percentile(lat, 95, empty=0.0), 2),
             queries=len(qids),
             errors=errors,
         ),
