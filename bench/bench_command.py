@@ -38,20 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=run_bench)
 
 
-def _md_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(nothing measured)\n"
-    cols: list[str] = []
-    for r in rows:
-        cols.extend(c for c in r if c not in cols)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
 def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.bench import benchmark as B
     from rerank_mcp.bench.beir import load_beir
+    from rerank_mcp.bench.report import render_bench_markdown
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
@@ -163,15 +153,10 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
     raw["sections"] = [{"title": s.title, "rows": s.rows, "notes": s.notes} for s in report]
     raw["peak_rss_mb"] = round(B.peak_rss_mb())
-    md = [f"# Benchmarks\n\nProduced by `rerank-mcp bench {' '.join(_argv_for_report(args))}` on "
-          f"{raw['machine']}, {raw['started']} UTC. Every figure is measured in the same run as its baseline.\n"]
-    for s in report:
-        md.append(f"## {s.title}\n\n{_md_table(s.rows)}")
-        md += [f"- {n}\n" for n in s.notes]
-        md.append("")
-    md.append(f"Peak resident memory of the benchmark process: {raw['peak_rss_mb']} MB.\n")
+    md = render_bench_markdown(report, f"rerank-mcp bench {' '.join(_argv_for_report(args))}", raw["machine"],
+                               raw["started"], raw["peak_rss_mb"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(md))
+    Path(args.out).write_text(md)
     Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
     for s in report:
         out.table(s.title, list(s.rows[0].keys()) if s.rows else [], [list(r.values()) for r in s.rows])

@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.bench.beir import load_beir, slice_dataset
-    from rerank_mcp.bench.budget import BudgetReport, evaluate_dataset_budgets, parse_budgets, render_markdown
+    from rerank_mcp.bench.budget import BudgetReport, evaluate_dataset_budgets, parse_budgets
+    from rerank_mcp.bench.report import render_budget_markdown
     from rerank_mcp.errors import InvalidInput
     from rerank_mcp.server.state import build_state
     from rerank_mcp.tools.shaping import tokenizer_name
@@ -88,7 +89,7 @@ def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (folder / "report.md").write_text(render_budget_markdown(report), encoding="utf-8")
     if out.as_json:
         out.json(report)
     else:
