@@ -91,10 +91,13 @@ def _collection_name(args: argparse.Namespace, ds_name: str, many: bool) -> tupl
 def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.bench.beir import load_beir, slice_dataset
     from rerank_mcp.bench.evaluate import EvalReport, check_floors, evaluate_dataset
+    from rerank_mcp.bench.extra import require
     from rerank_mcp.errors import InvalidInput
     from rerank_mcp.server.state import build_state
     from rerank_mcp.tools.evaluate import parse_pipeline, split_pipelines, with_baselines
 
+    # before any work: the paired tests need ranx, the chart matplotlib (the 'eval' extra)
+    require("ranx", *(["matplotlib"] if args.out else []))
     pipelines = split_pipelines(args.pipelines)
     if not pipelines:
         raise InvalidInput("--pipelines is empty")

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from rerank_mcp.bench.beir import BeirDataset
+from rerank_mcp.bench.extra import require
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.evaluate import (
     DEFAULT_CANDIDATES,
@@ -116,6 +117,7 @@ def paired_significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[st
     """Every pair of pipelines compared on per-query nDCG@10 with ranx's ``compare``: Fisher's
     paired randomization test (``fisher``, 10,000 permutations, fixed seed) or a paired t-test
     (``student``)."""
+    require("ranx")
     from ranx import Qrels, Run
     from ranx import compare as ranx_compare
 

@@ -57,6 +57,9 @@ def write_eval_outputs(report: Any, folder: Path) -> None:
 
 def write_eval_chart(report: Any, path: Path) -> None:
     """nDCG@10 against median latency, a marker per dataset and a colour per pipeline."""
+    from rerank_mcp.bench.extra import require
+
+    require("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,6 +4,7 @@ SciFact slice (read in place from ../shared/datasets) that fails if ranking brea
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,19 @@ def test_outputs_and_floor_exit_status(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "quality floor" in captured.err and "below the floor" in captured.err
     assert json.loads(captured.out)["floor_failures"]
+
+
+@pytest.mark.parametrize("missing,out", [("ranx", False), ("matplotlib", True)])
+def test_without_the_eval_extra_the_error_names_it(tmp_path, capsys, monkeypatch, missing, out):
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now raises ImportError
+    data = tiny_beir(tmp_path / "tiny")
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "bm25",
+                  *(["--out", str(tmp_path / "report")] if out else [])])
+    err = capsys.readouterr().err
+    assert rc == 1, err[-2000:]
+    assert (f"error: rerank-mcp eval needs the 'eval' extra: pip install 'rerank-mcp[eval]' (missing: {missing})"
+            in err), err[-2000:]
+    assert not (tmp_path / "report").exists()  # refused before any work
 
 
 def test_bad_arguments(tmp_path, capsys):
