@@ -52,11 +52,18 @@ def test_wheel_holds_one_top_level_package(installed):
         tops = {n.split("/")[0] for n in z.namelist()}
         names = z.namelist()
     assert {t for t in tops if not t.endswith(".dist-info")} == {"rerank_mcp"}
-    for sub in ("server", "tools", "index"):
+    for sub in ("server", "tools", "index", "bench"):
         assert f"rerank_mcp/{sub}/__init__.py" in names
-    assert "rerank_mcp/errors.py" in names
+    assert "rerank_mcp/errors.py" in names and "rerank_mcp/main.py" in names
+    assert "rerank_mcp/bench/beir.py" in names and "rerank_mcp/bench/shapes.py" in names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(installed["wheel"]) as z:
+        assert "rerank-mcp = rerank_mcp.main:main" in z.read(entry_points).decode()
     assert "rerank_mcp/tools/rerank/base.py" in names
     assert not any(n.startswith("rerank_mcp/tests/") for n in names)
+    # no module the checkout no longer has (setuptools copies into build/lib and never empties it)
+    stale = [n for n in names if n.startswith("rerank_mcp/") and not (ROOT / n.removeprefix("rerank_mcp/")).exists()]
+    assert not stale, f"the wheel holds modules the checkout does not (delete {ROOT / 'build'}): {stale}"
     # site-packages gained the package and its metadata, nothing named server, tools or index
     gained = {g for g in installed["gained"] if not g.endswith(".dist-info") and g != "__pycache__"}
     assert gained == {"rerank_mcp"}, gained
