@@ -125,13 +125,14 @@ class EmbeddingCache:
 def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int = 32,
                   cache_dir: Path | None = None):
     """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32),
-    ``onnx`` (ONNX Runtime int8) or ``onnx-mixed`` (ONNX Runtime int8 with the FFN output
-    projections kept in fp32); the ONNX files are exported and cached under ``cache_dir`` on
+    ``onnx`` (ONNX Runtime int8), ``onnx-mixed`` (ONNX Runtime int8 with the FFN output
+    projections kept in fp32) or ``onnx-mixed-l0`` (int8 with the first layer's FFN output
+    projection in fp32, the default); the ONNX files are exported and cached under ``cache_dir`` on
     first use."""
     if backend == "torch":
         return Embedder(name, device, batch_size)
-    if backend in ("onnx", "onnx-mixed"):
-        from rerank_mcp.index.onnx_embed import FFN_OUTPUT, OnnxEmbedder
+    if backend in EMBEDDING_BACKENDS and backend != "torch":
+        from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, OnnxEmbedder
 
         folder = model_folder(name)
         max_len = 256
@@ -141,7 +142,7 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
 
             max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
         return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size, max_len,
-                            keep_fp32=FFN_OUTPUT if backend == "onnx-mixed" else None, backend=backend)
+                            keep_fp32=ONNX_BACKENDS[backend], backend=backend)
     raise DependencyMissing(f"unknown embedding backend {backend!r}: use {', '.join(EMBEDDING_BACKENDS)}")
 
 

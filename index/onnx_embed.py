@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 # MatMuls of the FFN output projections (intermediate -> hidden) in the exported BERT graph: the
 # ``onnx-mixed`` embedding backend keeps these in fp32 and quantises the rest to int8.
 FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
+# Only the first layer's FFN output projection: ``onnx-mixed-l0``, the default. Its input (GELU
+# outputs with a few large channels) quantises worst of all, and an error made there travels
+# through every later layer. Kept in fp32, this one MatMul brings retrieval quality as close to
+# fp32 as keeping all six does (closer, on SciFact, Cranfield and NPL) for a sixth of their cost
+# (docs/adr/0009-first-layer-fp32.md).
+FIRST_FFN_OUTPUT = r"layer\.0/output/dense/MatMul"
+# The ONNX embedding backends and the MatMuls each keeps in fp32 (None: all int8).
+ONNX_BACKENDS = {"onnx": None, "onnx-mixed": FFN_OUTPUT, "onnx-mixed-l0": FIRST_FFN_OUTPUT}
 
 
 def _model_key(folder: Path) -> str:
@@ -212,8 +220,8 @@ class OnnxEmbedder:
         from rerank_mcp.index.model_names import canonical_name, identity
 
         self.name = canonical_name(name)
-        self.backend = backend or ("onnx" if not keep_fp32 else "onnx-mixed" if keep_fp32 == FFN_OUTPUT
-                                   else f"onnx-keep:{keep_fp32}")
+        named = {pattern: b for b, pattern in ONNX_BACKENDS.items()}
+        self.backend = backend or named.get(keep_fp32, f"onnx-keep:{keep_fp32}")
         self.identity = identity(self.name, self.backend)  # recorded with the collections it builds
         self.cache_key = self.name + "#onnx-int8" + (f"-keep:{keep_fp32}" if keep_fp32 else "")
         self.batch_size = batch_size

