@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.metrics import median, percentile
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {', '.join(SECTIONS)}")
     s.add_argument("--ingest-docs", type=int, default=600, help="SciFact documents for the ingest figure")
     s.add_argument("--pool-docs", type=int, default=5183, help="SciFact documents embedded for the real-vector pool")
-    s.add_argument("--backends", default="torch,onnx,onnx-mixed", help="embedding backends for the ingest figure")
+    s.add_argument("--backends", default="torch,onnx,onnx-mixed,onnx-mixed-l0", help="embedding backends for the ingest figure")
     s.add_argument("--engines", default="embedded",
                    help="index engines for the search section: embedded, qdrant (qdrant-client's local mode)")
     s.add_argument("--out", default="docs/benchmarks.md")
@@ -81,10 +82,13 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         log(f"   pool: {len(pool.texts)} real chunks, {len(pool.queries)} queries")
 
     if "search" in sections:
+        from rerank_mcp.index.embedding import load_embedder
         from rerank_mcp.index.engines import open_index
 
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-        sec = B.Section("Search latency per mode, in-process, query embedding excluded (top 100 per arm)")
+        query_embedder = load_embedder("all-MiniLM-L6-v2", DEFAULT_EMBEDDING_BACKEND, cache_dir=work / "onnx")
+        query_embedder.encode(["warm up"])
+        sec = B.Section("Search latency per mode, in-process, query embedding excluded except where named (top 100 per arm)")
         ext = B.Section("Index figures at each size")
         for backend in engines:
             for n in sizes:
@@ -103,7 +107,8 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                     engine.open_collection("bench")
                     ext.notes.append(f"{n} chunks ({backend}): stored and indexed in {time.perf_counter() - t:.0f} s")
                 rows, extra = B.bench_search_at_size(engine, "bench", pool, n, log,
-                                                     n_queries=200 if backend == "embedded" else 50 if n <= 10_000 else 20)
+                                                     n_queries=200 if backend == "embedded" else 50 if n <= 10_000 else 20,
+                                                     query_embedder=query_embedder)
                 for r in rows:
                     r["engine"] = backend
                 sec.rows.extend(rows)
@@ -126,8 +131,10 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         sec.notes.append(
             "Vectors: real all-MiniLM-L6-v2 embeddings of SciFact chunks; beyond the real pool, mixtures of two "
             "real chunks (text and vector) plus noise. Queries: SciFact test claims. 'hybrid' = dense + BM25 + "
-            "fusion (z-score, the search default) + fetching the top 10 chunks from SQLite. Goals: hybrid p50 <= 10 ms and p95 <= 25 ms at 100k; "
-            "p50 <= 25 ms at 1M with ANN recall@100 >= 0.95."
+            "fusion (z-score, the search default) + fetching the top 10 chunks from SQLite. 'hybrid + query embedding' "
+            f"embeds each query first, one at a time, with the default backend ({DEFAULT_EMBEDDING_BACKEND}; the collection's "
+            "vectors come from the onnx backend, which does not change the cost). Goals: hybrid p50 <= 10 ms and p95 <= 25 ms at 100k; "
+            "with the query embedding, p50 <= 15 ms at 100k; p50 <= 25 ms at 1M with ANN recall@100 >= 0.95."
         )
         report += [sec, ext]
 

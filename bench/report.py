@@ -11,7 +11,9 @@ from typing import Any
 from rerank_mcp.tools.evaluate import parse_pipeline
 
 _BACKEND_LABEL = {"torch": "", "onnx": " on the ONNX Runtime int8 backend",
-                  "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)"}
+                  "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)",
+                  "onnx-mixed-l0": " on the ONNX Runtime int8 backend with the first layer's FFN output projection in "
+                                   "fp32 (onnx-mixed-l0)"}
 
 # Published nDCG@10 on the test split, for the report (see ../shared/datasets/README.md).
 PUBLISHED = {
@@ -287,9 +289,7 @@ def render_budget_markdown(report: Any) -> str:
         "```",
         "",
         f"Embedding model `{report.embedding_model}`"
-        + {"onnx": " on the ONNX Runtime int8 backend",
-           "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)",
-           }.get(env.get("embedding_backend") or "torch", "")
+        + {k: v for k, v in _BACKEND_LABEL.items() if k != "torch"}.get(env.get("embedding_backend") or "torch", "")
         + f"; tokens counted with the {report.tokenizer}, the same count "
         "`search`'s `max_tokens` uses. Chunking "
         f"{env.get('chunk_size')}/{env.get('chunk_overlap')} tokens. Each query runs one `{env.get('mode')}` search "

@@ -124,7 +124,7 @@ class IndexConfig:
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
     device: str = "cpu"
-    embedding_batch_size: int = 32
+    embedding_batch_size: int | None = None  # texts per model run; None: the backend's default
     onnx_cache_dir: Path | None = None  # ONNX exports of the embedding model (default: the user's cache folder)
     # embedded engine
     dense_index: str = "auto"

@@ -122,7 +122,14 @@ class EmbeddingCache:
         self._db.close()
 
 
-def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int = 32,
+# Texts per model run when the settings name none. ONNX Runtime on CPU embeds faster in batches
+# of a few texts: a length-sorted batch of 4 pads little and its activations stay in the core's
+# caches (128-token SciFact chunks: 2036 of them in 11.5-12.8 s with batches of 1-4, 14 s with 32,
+# both cores; docs/performance.md). torch keeps sentence-transformers' 32.
+DEFAULT_BATCH = {"torch": 32, "onnx": 4}
+
+
+def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int | None = None,
                   cache_dir: Path | None = None):
     """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32),
     ``onnx`` (ONNX Runtime int8), ``onnx-mixed`` (ONNX Runtime int8 with the FFN output
@@ -130,7 +137,7 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
     projection in fp32, the default); the ONNX files are exported and cached under ``cache_dir`` on
     first use."""
     if backend == "torch":
-        return Embedder(name, device, batch_size)
+        return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"])
     if backend in EMBEDDING_BACKENDS and backend != "torch":
         from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, OnnxEmbedder
 
@@ -141,7 +148,7 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
             import json
 
             max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
-        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size, max_len,
+        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size or DEFAULT_BATCH["onnx"], max_len,
                             keep_fp32=ONNX_BACKENDS[backend], backend=backend)
     raise DependencyMissing(f"unknown embedding backend {backend!r}: use {', '.join(EMBEDDING_BACKENDS)}")
 

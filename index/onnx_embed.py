@@ -212,6 +212,20 @@ class WordPieces:
                           return_token_type_ids=False, verbose=False, **kw)["input_ids"]
 
 
+def plan_batches(lengths: Sequence[int], batch_size: int, workers: int = 1) -> list[np.ndarray]:
+    """Indices of the texts in each model run: sorted by length (a batch pads only to its own
+    longest text), at most ``batch_size`` a batch, as many batches as makes a multiple of the
+    workers and of near-equal size, longest first: the workers finish a call together instead of
+    one waiting for the other's last batch, and the short batches fill in at the end."""
+    if not len(lengths):
+        return []
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    n = -(-len(order) // batch_size)
+    if workers > 1 and n > 1:
+        n = -(-n // workers) * workers
+    return [b for b in np.array_split(order, n) if len(b)][::-1]
+
+
 class OnnxEmbedder:
     """Same interface as :class:`index.embedding.Embedder`, on ONNX Runtime int8."""
 
@@ -245,8 +259,7 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         enc = self._tok.ids(texts, special=True)
-        order = np.argsort([len(e) for e in enc], kind="stable")
-        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        batches = plan_batches([len(e) for e in enc], self.batch_size, self._workers if self._pool else 1)
 
         def run(idx: np.ndarray) -> np.ndarray:
             width = max(len(enc[i]) for i in idx)

@@ -46,7 +46,10 @@ class Settings(BaseSettings):
     # fp32; onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
     # sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
     embedding_backend: Literal["torch", "onnx", "onnx-mixed", "onnx-mixed-l0"] = DEFAULT_EMBEDDING_BACKEND
-    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    embedding_batch_size: int | None = Field(
+        None, ge=1, le=1024,
+        description="texts per model run (default: 4 on the ONNX backends, whose small batches pad less and stay "
+        "in the CPU's caches, 32 on torch)")
     onnx_cache_dir: Path | None = Field(
         None, description="where ONNX exports of the embedding model are kept (default: the user's cache folder, "
         "shared by every data directory; an export is made once per model)")

@@ -42,7 +42,7 @@ def _models_load_once_per_session():
     loaded: dict[tuple, object] = {}
     lock = threading.Lock()
 
-    def shared(name, backend="torch", device="cpu", batch_size=32, cache_dir=None):
+    def shared(name, backend="torch", device="cpu", batch_size=None, cache_dir=None):
         key = (name, backend, device, batch_size, str(cache_dir))
         with lock:
             if key not in loaded:

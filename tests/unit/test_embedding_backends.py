@@ -21,7 +21,7 @@ def loads(monkeypatch):
 
     made: dict[tuple[str, str], BackendHashEmbedder] = {}
 
-    def fake_load(name, backend="torch", device="cpu", batch_size=32, cache_dir=None):
+    def fake_load(name, backend="torch", device="cpu", batch_size=None, cache_dir=None):
         return made.setdefault((name, backend), BackendHashEmbedder(name, backend))
 
     monkeypatch.setattr(contract, "load_embedder", fake_load)
@@ -163,3 +163,42 @@ def test_unknown_backend_names_the_known_ones():
 
     with pytest.raises(DependencyMissing, match="torch, onnx, onnx-mixed"):
         load_embedder("all-MiniLM-L6-v2", "tensorrt")
+
+
+@pytest.mark.parametrize("n,batch,workers", [(1, 4, 2), (7, 4, 2), (217, 4, 2), (217, 32, 2), (64, 32, 1), (9, 4, 3)])
+def test_batches_are_sorted_balanced_and_longest_first(n, batch, workers):
+    import random
+
+    from rerank_mcp.index.onnx_embed import plan_batches
+
+    rng = random.Random(n)
+    lengths = [rng.randint(3, 130) for _ in range(n)]
+    batches = plan_batches(lengths, batch, workers)
+    flat = [int(i) for b in batches for i in b]
+    assert sorted(flat) == list(range(n))  # every text once
+    sizes = [len(b) for b in batches]
+    assert max(sizes) <= batch and max(sizes) - min(sizes) <= 1
+    if len(batches) > 1 and workers > 1:
+        assert len(batches) % workers == 0  # no worker waits alone for a last batch
+    widths = [max(lengths[i] for i in b) for b in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first
+    for b in batches:  # each batch holds neighbours in length order: little padding
+        inside = sorted(lengths[i] for i in b)
+        others = [lengths[i] for c in batches if c is not b for i in c]
+        assert not any(inside[0] < x < inside[-1] for x in others)
+
+
+def test_onnx_backends_default_to_small_batches(monkeypatch, tmp_path):
+    from rerank_mcp.index import embedding, onnx_embed
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, name, folder, cache_dir, batch_size, max_len, keep_fp32=None, backend=None):
+            seen["batch"] = batch_size
+
+    monkeypatch.setattr(onnx_embed, "OnnxEmbedder", Recorder)
+    embedding.load_embedder("all-MiniLM-L6-v2", "onnx-mixed-l0", cache_dir=tmp_path)
+    assert seen["batch"] == embedding.DEFAULT_BATCH["onnx"] == 4
+    embedding.load_embedder("all-MiniLM-L6-v2", "onnx-mixed-l0", cache_dir=tmp_path, batch_size=16)
+    assert seen["batch"] == 16  # a setting wins
