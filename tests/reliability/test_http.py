@@ -123,7 +123,7 @@ def test_read_only_mode_over_http(tmp_path):
 
 def test_eight_concurrent_clients_mixed_work(tmp_path):
     """8 clients over streamable HTTP: ingest, search, rerank, delete, for a bounded time."""
-    duration = float(os.environ.get("RERANK_MCP_SOAK_S", "20"))
+    duration = float(os.environ.get("RERANK_MCP_SOAK_S", "8"))
     stats = {"ops": 0, "errors": [], "acked": {}, "deleted": set()}
     with http_server(tmp_path) as url:
         async def worker(w: int) -> None:

@@ -10,7 +10,7 @@ it had to repair.
 Measured: server memory (RSS) over each lifetime, search and ingest latency per time window,
 operations and errors (an error outside a restart window is unexpected), acknowledged writes
 that went missing, exit time after SIGTERM, repairs on open. Duration:
-``RERANK_MCP_RESTART_SOAK_S`` (40 s by default here; ``scripts/reliability-report
+``RERANK_MCP_RESTART_SOAK_S`` (20 s by default here: three restarts; ``scripts/reliability-report
 --soak-minutes N`` runs it for N minutes, default 30).
 """
 
@@ -32,12 +32,13 @@ import psutil
 import pytest
 
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
+from rerank_mcp.tools.metrics import percentile
 from tests.reliability.consistency import check_collection
 from tests.reliability.stats import record
 from tests.reliability.test_http import TOKEN, _client, _free_port
 
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
-DURATION = float(os.environ.get("RERANK_MCP_RESTART_SOAK_S", "40"))
+DURATION = float(os.environ.get("RERANK_MCP_RESTART_SOAK_S", "20"))
 EVERY = float(os.environ.get("RERANK_MCP_RESTART_EVERY_S", "0")) or (60.0 if DURATION >= 300 else DURATION / 3)
 CLIENTS = 8
 CHUNK, OVERLAP = 200, 40  # the server's defaults
@@ -229,19 +230,14 @@ def _growth_mb(life: Life) -> float | None:
     return (steady[-1] - steady[0]) / 2**20 if len(steady) >= 2 else None
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
-
-
 def _windows(soak: Soak, op: str, width: float) -> list[dict]:
     out = []
     start, end = soak.t0, max((t for t, _, _ in soak.ops), default=soak.t0)
     while start < end:
         lat = [s * 1000 for t, o, s in soak.ops if o == op and start <= t < start + width]
         if lat:
-            out.append({"from_s": round(start - soak.t0), "n": len(lat), "p50_ms": round(_pct(lat, 0.5), 1),
-                        "p95_ms": round(_pct(lat, 0.95), 1)})
+            out.append({"from_s": round(start - soak.t0), "n": len(lat), "p50_ms": round(percentile(lat, 50, empty=0.0), 1),
+                        "p95_ms": round(percentile(lat, 95, empty=0.0), 1)})
         start += width
     return out
 

@@ -30,7 +30,7 @@ from tests.reliability.stats import record
 from tests.reliability.test_crash import _docs
 
 ROOT = Path(__file__).resolve().parents[2]
-CYCLES = int(os.environ.get("RERANK_MCP_SIGTERM_CYCLES", "8"))
+CYCLES = int(os.environ.get("RERANK_MCP_SIGTERM_CYCLES", "5"))
 CALL_DOCS = 3 * WRITE_BATCH  # three write batches per ingest call
 CHUNK, OVERLAP = 32, 8
 STOPS = ("SIGTERM", "SIGINT", "EOF")

