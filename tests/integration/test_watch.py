@@ -5,7 +5,6 @@ CLI verb runs, reports each sync and stops on SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from rerank_mcp.tools.sync import sync_folders
 from rerank_mcp.tools.watch import FolderWatcher
+from tests.fixtures.env import offline_env
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -119,7 +119,7 @@ def _reader(stream, q):
 
 def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
     notes = folder / "notes"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+    env = offline_env(PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fixtures.watch_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
          str(folder), "--json", "watch", str(notes), "-c", "kb", "--debounce", "0.2"],
@@ -156,7 +156,7 @@ def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
 
 
 def test_watch_cli_refuses_a_path_outside_the_roots(tmp_path, folder):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = offline_env(PYTHONPATH=str(ROOT))
     r = subprocess.run(
         [sys.executable, "-m", "tests.fixtures.watch_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
          str(folder), "watch", str(tmp_path), "-c", "kb"],

@@ -45,6 +45,7 @@ from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
 from rerank_mcp.tools.rerank.base import RerankResult
 from rerank_mcp.tools.rerank.registry import RerankerInfo
+from tests.fixtures.env import offline_env
 from tests.reliability.mcp_driver import Mcp as BaseMcp
 from tests.reliability.mcp_driver import serve
 from tests.reliability.stats import record
@@ -605,9 +606,10 @@ def test_raw_stdio_numbers_and_escapes_only_json_can_carry(tmp_path):
     exe = str(Path(sys.executable).with_name("rerank-mcp"))
     files = tmp_path / "files"
     files.mkdir()
-    env = {"RERANK_MCP_DATA_DIR": str(tmp_path / "data"), "RERANK_MCP_ALLOWED_ROOTS": json.dumps([str(files)]),
-           "RERANK_MCP_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ORT_DISABLE_TELEMETRY": "1", "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")}
+    # a bare environment: of this process's, only HOME and PATH
+    env = offline_env({"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")},
+                      RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_ALLOWED_ROOTS=json.dumps([str(files)]),
+                      RERANK_MCP_LOG_LEVEL="WARNING")
     proc = subprocess.Popen([exe, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=env)
     answers: dict[int, dict] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.ingest import WRITE_BATCH
+from tests.fixtures.env import offline_env
 from tests.fixtures.stdio_process import StdioServer
 from tests.reliability.consistency import check_collection
 from tests.reliability.hash_embedder import HashEmbedder
@@ -37,8 +38,8 @@ STOPS = ("SIGTERM", "SIGINT", "EOF")
 
 
 def _serve(tmp_path: Path, data_dir: Path, cycle: int, transport: str) -> StdioServer:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RERANK_MCP_DATA_DIR": str(data_dir),
-           "RERANK_MCP_LOG_LEVEL": "INFO", "RERANK_MCP_STDIO_TRANSPORT": transport, "HF_HUB_OFFLINE": "1"}
+    env = offline_env(PYTHONPATH=str(ROOT), RERANK_MCP_DATA_DIR=str(data_dir), RERANK_MCP_LOG_LEVEL="INFO",
+                      RERANK_MCP_STDIO_TRANSPORT=transport)
     log = open(tmp_path / f"server-{cycle}.log", "wb")
     srv = StdioServer([sys.executable, "-m", "tests.reliability.sigterm_server", "serve"], env, stderr=log)
     log.close()  # the child holds its own copy

@@ -6,12 +6,9 @@ Offline switches are set before anything imports transformers / onnxruntime. Fix
 
 from __future__ import annotations
 
-import os
+from rerank_mcp.index.environment import apply as _environment
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_environment(offline=True)
 
 import sys
 from pathlib import Path
