@@ -9,9 +9,6 @@ its own.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.fixtures.env import offline_env
 from tests.fixtures.models import FLASHRANK_MODEL, build_flashrank
+from tests.fixtures.servers import serve_http
 
-EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 TOKEN = "api-token-5678-abcdef"
 MAX_BYTES = 100_000
 MAX_DOCS = 40
@@ -45,43 +43,22 @@ DOCS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _lists_models(port: int) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
 
 
 @contextmanager
 def _server(tmp: Path, **env_extra: str):
-    port = _free_port()
-    log = open(tmp / "server.log", "w")
-    env = {**os.environ, "RERANK_MCP_DATA_DIR": str(tmp / "data"), "RERANK_MCP_HTTP_TOKEN": TOKEN,
-           "RERANK_MCP_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1", **env_extra}
+    env = offline_env(RERANK_MCP_DATA_DIR=str(tmp / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN, RERANK_MCP_LOG_LEVEL="INFO",
+                      **env_extra)
     env.pop("CO_API_KEY", None)
     env.pop("RERANK_MCP_COHERE_API_KEY", None)
-    proc = subprocess.Popen([EXE, "serve", "--http", "--port", str(port)], env=env, stdout=log, stderr=log,
-                            cwd=str(tmp))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                r = httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp / "server.log").read_text()[-3000:])
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with serve_http(env, tmp / "server.log", ready=_lists_models, cwd=tmp) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

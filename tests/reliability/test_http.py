@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,46 +18,20 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.fixtures.env import offline_env
+from tests.fixtures.servers import serve_http
 from tests.reliability.stats import record
 
-EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 TOKEN = "s3cret-token-value-1234"
 COHERE_KEY = "co-key-should-never-appear"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def http_server(tmp_path: Path, **env_extra: str):
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    env = {**os.environ, "RERANK_MCP_DATA_DIR": str(tmp_path / "data"), "RERANK_MCP_HTTP_TOKEN": TOKEN,
-           "RERANK_MCP_COHERE_API_KEY": COHERE_KEY, "RERANK_MCP_LOG_LEVEL": "DEBUG", "HF_HUB_OFFLINE": "1",
-           **env_extra}
-    proc = subprocess.Popen([EXE, "serve", "--http", "--port", str(port)], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError((tmp_path / "server.log").read_text()[-3000:]) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = offline_env(RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
+                      RERANK_MCP_COHERE_API_KEY=COHERE_KEY, RERANK_MCP_LOG_LEVEL="DEBUG", **env_extra)
+    with serve_http(env, tmp_path / "server.log") as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def _client(url: str, token: str | None = TOKEN, **headers: str):

@@ -33,9 +33,11 @@ import pytest
 
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.metrics import percentile
+from tests.fixtures.env import offline_env
+from tests.fixtures.servers import free_port
 from tests.reliability.consistency import check_collection
 from tests.reliability.stats import record
-from tests.reliability.test_http import TOKEN, _client, _free_port
+from tests.reliability.test_http import TOKEN, _client
 
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 DURATION = float(os.environ.get("RERANK_MCP_RESTART_SOAK_S", "20"))
@@ -88,8 +90,7 @@ def _text(rng: random.Random) -> str:
 
 
 async def _start(soak: Soak, data_dir: Path, port: int, log_dir: Path, n: int) -> Life:
-    env = {**os.environ, "RERANK_MCP_DATA_DIR": str(data_dir), "RERANK_MCP_HTTP_TOKEN": TOKEN,
-           "RERANK_MCP_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
+    env = offline_env(RERANK_MCP_DATA_DIR=str(data_dir), RERANK_MCP_HTTP_TOKEN=TOKEN, RERANK_MCP_LOG_LEVEL="INFO")
     with open(log_dir / f"server-{n}.log", "wb") as log:
         proc = subprocess.Popen([EXE, "serve", "--http", "--port", str(port)], env=env, stdout=log, stderr=log)
     life = Life(start=time.monotonic(), proc=proc)
@@ -245,7 +246,7 @@ def _windows(soak: Soak, op: str, width: float) -> list[dict]:
 @pytest.mark.timeout(DURATION + 900)
 def test_restart_soak_over_http(tmp_path):
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     soak = Soak(t0=time.monotonic(), url=f"http://127.0.0.1:{port}/mcp")
 
     async def supervise() -> None:
