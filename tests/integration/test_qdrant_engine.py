@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from rerank_mcp.errors import DependencyMissing, InvalidInput, ModelMismatch, No
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import QdrantIndex
+from tests.fixtures.fakes import BowEmbedder
 
 try:
     from rerank_mcp.index.engines import open_index
@@ -27,26 +26,6 @@ except ImportError:  # the contract module used to hold it
     from rerank_mcp.index.contract import open_index
 
 COL = "docs"
-
-
-class BowEmbedder:
-    """Hashed bag of words, L2-normalised: deterministic, model-free, and search still means something."""
-
-    def __init__(self, name: str = "test/bow-32", dim: int = 32) -> None:
-        self.name, self.dim, self.max_seq_length = name, dim, 512
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) for t in texts]
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"\w+", t.lower()):
-                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little")
-                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
-            n = np.linalg.norm(out[i])
-            out[i] = out[i] / n if n > 0 else 1.0 / np.sqrt(self.dim)
-        return out
 
 
 EMB = BowEmbedder()
