@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 URL = os.environ.get("RERANK_MCP_TEST_QDRANT_URL")
@@ -24,26 +21,10 @@ from rerank_mcp.errors import ModelMismatch, NotFound, UpstreamError
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import QdrantIndex, compile_filter
+from tests.fixtures.fakes import BowEmbedder
+from tests.fixtures.filter_cases import OPERATOR_CASES, ROWS
 
-
-class Bow:
-    name, dim, max_seq_length = "test/server-bow-32", 32, 512
-
-    def count_tokens(self, texts):
-        return [len(t.split()) for t in texts]
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"\w+", t.lower()):
-                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little")
-                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
-            n = np.linalg.norm(out[i])
-            out[i] = out[i] / n if n > 0 else 1.0 / np.sqrt(self.dim)
-        return out
-
-
-EMB = Bow()
+EMB = BowEmbedder("test/server-bow-32")
 
 
 def doc(doc_id, text, meta):
@@ -84,8 +65,7 @@ def test_round_trip_on_a_server(server):
     assert ix.count_chunks(name) == 3 and ix.bm25_search(name, "cider", 5) == []
     assert ix.delete(name, filter=parse_filter({"lang": "de"})) == ["c"]
     assert [d.doc_id for d in ix.export_documents(name)] == ["a", "b"]
-    other = Bow()
-    other.name = "test/other"
+    other = BowEmbedder("test/other")
     ix.set_vectors(name, other.name, 32, other.encode)
     with pytest.raises(ModelMismatch):
         ix.open_collection(name)
@@ -93,23 +73,16 @@ def test_round_trip_on_a_server(server):
 
 def test_filter_semantics_on_a_server(server):
     ix, name = server
-    spec_path = Path(__file__).parents[1] / "unit" / "test_filters.py"
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_sql_filter_cases", spec_path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cases = next(m.args[1] for m in mod.test_operators.pytestmark if m.name == "parametrize")
     from qdrant_client import models
 
     raw = f"rerank_mcp__{name}__rows"
     c = ix.q.client
     c.create_collection(raw, vectors_config={})
     try:
-        names = list(mod.ROWS)
+        names = list(ROWS)
         c.upsert(raw, [models.PointStruct(id=i + 1, vector={}, payload={"metadata": v})
-                       for i, v in enumerate(mod.ROWS.values())], wait=True)
-        for flt, expect in cases:
+                       for i, v in enumerate(ROWS.values())], wait=True)
+        for flt, expect in OPERATOR_CASES:
             recs, _ = c.scroll(raw, scroll_filter=compile_filter(parse_filter(flt)), limit=100)
             assert {names[int(r.id) - 1] for r in recs} == expect, flt
     finally:

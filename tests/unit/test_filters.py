@@ -1,83 +1,50 @@
-"""Metadata filters compiled to SQL and run against a real SQLite JSON column."""
+"""Metadata filters compiled to SQL and run against a real SQLite JSON column (the rows and the
+cases shared with the Qdrant compiler's tests: tests/fixtures/filter_cases.py)."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
+from contextlib import closing
 
 import pytest
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.filters import MAX_DEPTH, compile_filter, parse_filter
+from tests.fixtures.filter_cases import (
+    ALL,
+    COMBINATOR_CASES,
+    NE_NIN_CASES,
+    NOT_INNERS,
+    OPERATOR_CASES,
+    ROWS,
+    rows_db,
+    run_sql,
+)
 
-ROWS = {
-    "a": {"lang": "en", "year": 2019, "tags": "x", "score": 0.5, "draft": True, "nested": {"k": "v1"}},
-    "b": {"lang": "de", "year": 2021, "tags": "y", "score": 1.5, "draft": False, "nested": {"k": "v2"}},
-    "c": {"lang": "en", "year": 2023, "score": 2.5, "draft": False},
-    "d": {"lang": None, "year": 2020},
-    "e": {},
-}
+run = run_sql
 
 
 @pytest.fixture(scope="module")
 def db():
-    con = sqlite3.connect(":memory:")
-    con.execute("CREATE TABLE docs (id TEXT, metadata TEXT)")
-    con.executemany("INSERT INTO docs VALUES (?, ?)", [(k, json.dumps(v)) for k, v in ROWS.items()])
-    yield con
-    con.close()
+    with closing(rows_db()) as con:
+        yield con
 
 
-def run(db, flt) -> set[str]:
-    sql, params = compile_filter(parse_filter(flt) or {})
-    return {r[0] for r in db.execute(f"SELECT id FROM docs WHERE {sql}", params)}
-
-
-ALL = set(ROWS)
-
-
-@pytest.mark.parametrize(
-    "flt,expect",
-    [
-        ({"lang": "en"}, {"a", "c"}),
-        ({"lang": {"$eq": "de"}}, {"b"}),
-        ({"year": {"$gt": 2020}}, {"b", "c"}),
-        ({"year": {"$gte": 2021}}, {"b", "c"}),
-        ({"year": {"$lt": 2020}}, {"a"}),
-        ({"year": {"$lte": 2020}}, {"a", "d"}),
-        ({"year": {"$gte": 2020, "$lt": 2023}}, {"b", "d"}),
-        ({"score": {"$gt": 1.0}}, {"b", "c"}),
-        ({"lang": {"$in": ["de", "fr"]}}, {"b"}),
-        ({"draft": True}, {"a"}),
-        ({"draft": False}, {"b", "c"}),
-        ({"nested.k": "v2"}, {"b"}),
-        ({"tags": {"$exists": True}}, {"a", "b"}),
-        ({"tags": {"$exists": False}}, {"c", "d", "e"}),
-        ({"lang": None}, {"d", "e"}),
-        ({"lang": {"$eq": None}}, {"d", "e"}),
-        ({"lang": {"$ne": None}}, {"a", "b", "c"}),
-        ({"missing": "x"}, set()),
-        ({}, ALL),
-        ('{"lang": "en", "year": {"$gt": 2020}}', {"c"}),  # JSON string form
-    ],
-)
+@pytest.mark.parametrize("flt,expect", OPERATOR_CASES)
 def test_operators(db, flt, expect):
     assert run(db, flt) == expect
 
 
 def test_ne_and_nin_match_documents_without_the_field(db):
-    # Mongo semantics: "not equal" holds for a document that has no such value
-    assert run(db, {"lang": {"$ne": "en"}}) == {"b", "d", "e"}
-    assert run(db, {"lang": {"$nin": ["en"]}}) == {"b", "d", "e"}
+    for flt, expect in NE_NIN_CASES:
+        assert run(db, flt) == expect, flt
 
 
 def test_combinators(db):
-    assert run(db, {"$or": [{"lang": "de"}, {"year": 2023}]}) == {"b", "c"}
-    assert run(db, {"$and": [{"lang": "en"}, {"year": {"$gt": 2020}}]}) == {"c"}
-    assert run(db, {"$or": [{"$and": [{"lang": "en"}, {"draft": True}]}, {"year": 2020}]}) == {"a", "d"}
+    for flt, expect in COMBINATOR_CASES:
+        assert run(db, flt) == expect, flt
 
 
-@pytest.mark.parametrize("inner", [{"lang": "en"}, {"year": {"$gt": 2020}}, {"tags": "x"}, {"$or": [{"lang": "de"}, {"year": 2019}]}])
+@pytest.mark.parametrize("inner", NOT_INNERS)
 def test_not_is_the_complement(db, inner):
     assert run(db, {"$not": inner}) == ALL - run(db, inner)
 

@@ -1,14 +1,11 @@
 """The filter tree compiled to Qdrant filters, run by qdrant-client's local mode over the same
-rows as the SQL compiler's tests, with the same expected results; and, for many more filters,
-checked against the SQL compiler itself on those rows."""
+rows as the SQL compiler's tests, with the same expected results (tests/fixtures/filter_cases.py);
+and, for many more filters, checked against the SQL compiler itself on those rows."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import json
-import sqlite3
-from pathlib import Path
+from contextlib import closing
 
 import pytest
 
@@ -17,17 +14,19 @@ pytest.importorskip("qdrant_client")
 from qdrant_client import QdrantClient, models
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.index.filters import compile_filter as compile_sql
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import compile_filter
+from tests.fixtures.filter_cases import (
+    ALL,
+    COMBINATOR_CASES,
+    NE_NIN_CASES,
+    NOT_INNERS,
+    OPERATOR_CASES,
+    ROWS,
+    rows_db,
+    run_sql,
+)
 
-_spec = importlib.util.spec_from_file_location("_sql_filter_cases", Path(__file__).with_name("test_filters.py"))
-_sql_cases = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_sql_cases)
-ROWS: dict[str, dict] = _sql_cases.ROWS
-ALL = set(ROWS)
-# the (filter, expected ids) table of the SQL compiler's test_operators, reused as it stands
-OPERATOR_CASES = next(mark.args[1] for mark in _sql_cases.test_operators.pytestmark if mark.name == "parametrize")
 IDS = {name: i + 1 for i, name in enumerate(ROWS)}
 NAMES = {v: k for k, v in IDS.items()}
 
@@ -43,11 +42,8 @@ def client():
 
 @pytest.fixture(scope="module")
 def db():
-    con = sqlite3.connect(":memory:")
-    con.execute("CREATE TABLE docs (id TEXT, metadata TEXT)")
-    con.executemany("INSERT INTO docs VALUES (?, ?)", [(k, json.dumps(v)) for k, v in ROWS.items()])
-    yield con
-    con.close()
+    with closing(rows_db()) as con:
+        yield con
 
 
 def run(client, flt) -> set[str]:
@@ -56,28 +52,22 @@ def run(client, flt) -> set[str]:
     return {NAMES[r.id] for r in recs}
 
 
-def run_sql(db, flt) -> set[str]:
-    sql, params = compile_sql(parse_filter(flt) or {})
-    return {r[0] for r in db.execute(f"SELECT id FROM docs WHERE {sql}", params)}
-
-
 @pytest.mark.parametrize("flt,expect", OPERATOR_CASES)
 def test_operators(client, flt, expect):
     assert run(client, flt) == expect
 
 
 def test_ne_and_nin_match_documents_without_the_field(client):
-    assert run(client, {"lang": {"$ne": "en"}}) == {"b", "d", "e"}
-    assert run(client, {"lang": {"$nin": ["en"]}}) == {"b", "d", "e"}
+    for flt, expect in NE_NIN_CASES:
+        assert run(client, flt) == expect, flt
 
 
 def test_combinators(client):
-    assert run(client, {"$or": [{"lang": "de"}, {"year": 2023}]}) == {"b", "c"}
-    assert run(client, {"$and": [{"lang": "en"}, {"year": {"$gt": 2020}}]}) == {"c"}
-    assert run(client, {"$or": [{"$and": [{"lang": "en"}, {"draft": True}]}, {"year": 2020}]}) == {"a", "d"}
+    for flt, expect in COMBINATOR_CASES:
+        assert run(client, flt) == expect, flt
 
 
-@pytest.mark.parametrize("inner", [{"lang": "en"}, {"year": {"$gt": 2020}}, {"tags": "x"}, {"$or": [{"lang": "de"}, {"year": 2019}]}])
+@pytest.mark.parametrize("inner", NOT_INNERS)
 def test_not_is_the_complement(client, inner):
     assert run(client, {"$not": inner}) == ALL - run(client, inner)
 
