@@ -29,7 +29,3 @@ def apply(offline: bool = False, environ: MutableMapping[str, str] | None = None
     if offline:
         env.update(OFFLINE)
 
-
-def child_env(**extra: str) -> dict[str, str]:
-    """This process's environment for a child process, quiet and offline, plus ``extra``."""
-    return {**os.environ, **QUIET, **OFFLINE, **extra}
