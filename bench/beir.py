@@ -214,3 +214,16 @@ def slice_dataset(ds: BeirDataset, max_docs: int | None = None, max_queries: int
         docs = {d: ds.documents[d] for d in ds.documents if d in keep}
     return BeirDataset(ds.name, ds.path, ds.split, docs, {q: ds.queries[q] for q in qids}, qrels,
                        ds.skipped_empty, ds.empty_ids)
+
+
+def add_dataset_arguments(s, what: str) -> None:
+    """The arguments ``eval`` and ``eval-budget`` share: the BEIR folders and how they are sliced,
+    ingested and chunked. ``what``: what the verb measures, for the --collection help."""
+    s.add_argument("datasets", nargs="+", metavar="DATASET_DIR", help="BEIR dataset folder(s)")
+    s.add_argument("--split", default="test", help="qrels split to evaluate (qrels/<split>.tsv), default test")
+    s.add_argument("--collection", help=f"collection to ingest into and keep for {what} (one per dataset: "
+                   "NAME-<dataset> when several datasets are given); default: a throwaway collection dropped at the end")
+    s.add_argument("--max-docs", type=int, help="keep at most N documents (always all judged documents of the kept queries)")
+    s.add_argument("--max-queries", type=int, help="keep the first N judged queries")
+    s.add_argument("--chunk-size", type=int, help="chunk size in tokens (default: the chunk_size setting)")
+    s.add_argument("--chunk-overlap", type=int, help="chunk overlap in tokens (default: the chunk_overlap setting)")

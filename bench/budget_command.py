@@ -10,6 +10,7 @@ import shlex
 import time
 from pathlib import Path
 
+from rerank_mcp.bench.beir import add_dataset_arguments
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
@@ -21,16 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Ingest BEIR-format datasets and, per judged query, fill token budgets from one search's "
         "candidate pool with plain top-k and with the shaping options; report recall of relevant documents.",
     )
-    s.add_argument("datasets", nargs="+", metavar="DATASET_DIR", help="BEIR dataset folder(s)")
+    add_dataset_arguments(s, "the budgets")
     s.add_argument("--budgets", default="1000,2000,4000", help="token budgets, comma-separated (default 1000,2000,4000)")
     s.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"], help="first stage (default hybrid)")
     s.add_argument("--pool", type=int, default=100, help="candidate chunks per query (default 100)")
-    s.add_argument("--split", default="test", help="qrels split (default test)")
-    s.add_argument("--collection", help="collection to ingest into and keep (default: a throwaway one)")
-    s.add_argument("--max-docs", type=int, help="keep at most N documents (always the judged ones)")
-    s.add_argument("--max-queries", type=int, help="keep the first N judged queries")
-    s.add_argument("--chunk-size", type=int, help="chunk size in tokens (default: the chunk_size setting)")
-    s.add_argument("--chunk-overlap", type=int, help="chunk overlap in tokens (default: the chunk_overlap setting)")
     s.add_argument("--out", help="folder for report.md and results.json (e.g. docs/eval/budgets)")
     s.set_defaults(handler=run_budget_eval)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rerank_mcp.bench.beir import add_dataset_arguments
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
@@ -31,18 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Ingest BEIR-format datasets (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) and report "
         "nDCG@10, Recall@100, MRR@10 and latency per pipeline.",
     )
-    s.add_argument("datasets", nargs="+", metavar="DATASET_DIR", help="BEIR dataset folder(s)")
+    add_dataset_arguments(s, "the pipelines")
     s.add_argument("--pipelines", default=DEFAULT_PIPELINES,
                    help="comma-separated: bm25, dense, hybrid (search defaults), hybrid-rrf, hybrid-minmax, "
                         "hybrid-zscore, hybrid-zscore(dense=1,bm25=0.5), each optionally +<reranker> "
                         f"(e.g. hybrid+embedding, bm25+cascade(bm25:30,embedding)); default {DEFAULT_PIPELINES}")
-    s.add_argument("--split", default="test", help="qrels split to evaluate (qrels/<split>.tsv), default test")
-    s.add_argument("--collection", help="collection to ingest into and keep (one per dataset: NAME-<dataset> "
-                   "when several datasets are given); default: a throwaway collection dropped at the end")
-    s.add_argument("--max-docs", type=int, help="keep at most N documents (always all judged documents of the kept queries)")
-    s.add_argument("--max-queries", type=int, help="keep the first N judged queries")
-    s.add_argument("--chunk-size", type=int, help="chunk size in tokens (default: the chunk_size setting)")
-    s.add_argument("--chunk-overlap", type=int, help="chunk overlap in tokens (default: the chunk_overlap setting)")
     s.add_argument("--candidates", type=int, default=100, help="first-stage hits a reranker sees (default 100)")
     s.add_argument("--cache-query-embeddings", action="store_true",
                    help="serve query vectors from the embedding cache (fast re-runs on a busy CPU; latency then "

@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,41 +31,70 @@ RERANKERS = ("bm25", "flashrank", "ce-onnx")
 ROUNDS = 4  # per setting, alternating: on, off, off, on, on, off, off, on
 
 
-def _free_port() -> int:
+EXE = str(Path(sys.executable).with_name("rerank-mcp"))
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@contextmanager
-def _server(data_dir: Path, env_extra: dict[str, str], log_path: Path) -> Iterator[str]:
-    import httpx
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on ``port`` of 127.0.0.1."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
-    port = _free_port()
-    exe = str(Path(sys.executable).with_name("rerank-mcp"))
-    env = {**os.environ, "RERANK_MCP_DATA_DIR": str(data_dir), "RERANK_MCP_HTTP_TOKEN": TOKEN,
-           "RERANK_MCP_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1", **env_extra}
+
+@contextmanager
+def serve_http(env: Mapping[str, str], log_path: Path, *, ready: Callable[[int], bool] = accepts,
+               cwd: Path | None = None, timeout: float = 120) -> Iterator[int]:
+    """``rerank-mcp serve --http`` on a free port with ``env``, its stdout and stderr appended to
+    ``log_path``; yields the port once ``ready(port)`` holds. Fails with the log's tail if the
+    server exits or is not ready within ``timeout`` seconds; terminated (killed after 30 s) at
+    the end. Used by this benchmark and by the tests."""
+    port = free_port()
     with open(log_path, "a") as log:
-        proc = subprocess.Popen([exe, "serve", "--http", "--port", str(port)], env=env, stdout=log, stderr=log)
-        base = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([EXE, "serve", "--http", "--port", str(port)], env=dict(env), stdout=log,
+                                stderr=log, cwd=None if cwd is None else str(cwd))
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+            deadline = time.monotonic() + timeout
+            while not ready(port):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start; see {log_path}")
+                    raise RuntimeError(f"the server did not start:\n{Path(log_path).read_text()[-3000:]}")
                 time.sleep(0.2)
-            yield base
+            yield port
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _models_answer(port: int) -> bool:
+    import httpx
+
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def _server(data_dir: Path, env_extra: dict[str, str], log_path: Path) -> Iterator[str]:
+    from rerank_mcp.index.environment import apply
+
+    env = {**os.environ, "RERANK_MCP_DATA_DIR": str(data_dir), "RERANK_MCP_HTTP_TOKEN": TOKEN,
+           "RERANK_MCP_LOG_LEVEL": "WARNING"}
+    apply(offline=True, environ=env)
+    env.update(env_extra)
+    with serve_http(env, log_path, ready=_models_answer, timeout=180) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def _drive(base: str, model: str, requests: list[tuple[str, list[str]]], clients: int,
