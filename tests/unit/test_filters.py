@@ -1,5 +1,6 @@
-"""Metadata filters compiled to SQL and run against a real SQLite JSON column (the rows and the
-cases shared with the Qdrant compiler's tests: tests/fixtures/filter_cases.py)."""
+"""Metadata filters compiled to SQL and run against a real SQLite JSON column: parsing, limits and
+what only SQL does. The cases shared with the Qdrant compiler run on both in
+tests/unit/test_filter_engines.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,6 @@ import pytest
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.filters import MAX_DEPTH, compile_filter, parse_filter
 from tests.fixtures.filter_cases import (
-    ALL,
-    COMBINATOR_CASES,
-    NE_NIN_CASES,
-    NOT_INNERS,
-    OPERATOR_CASES,
     ROWS,
     rows_db,
     run_sql,
@@ -27,26 +23,6 @@ run = run_sql
 def db():
     with closing(rows_db()) as con:
         yield con
-
-
-@pytest.mark.parametrize("flt,expect", OPERATOR_CASES)
-def test_operators(db, flt, expect):
-    assert run(db, flt) == expect
-
-
-def test_ne_and_nin_match_documents_without_the_field(db):
-    for flt, expect in NE_NIN_CASES:
-        assert run(db, flt) == expect, flt
-
-
-def test_combinators(db):
-    for flt, expect in COMBINATOR_CASES:
-        assert run(db, flt) == expect, flt
-
-
-@pytest.mark.parametrize("inner", NOT_INNERS)
-def test_not_is_the_complement(db, inner):
-    assert run(db, {"$not": inner}) == ALL - run(db, inner)
 
 
 def test_values_are_bound_not_interpolated(db):
