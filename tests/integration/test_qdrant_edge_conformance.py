@@ -28,6 +28,7 @@ from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import DENSE, K1, SPARSE, B, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
 from rerank_mcp.index.tokenize import tokenize
+from tests.fixtures.filter_cases import OPERATOR_CASES, ROWS  # the cases both compilers' tests use
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 COL = "scifact"
@@ -311,17 +312,6 @@ def test_filter_counts_agree(engines, flt):
     assert local == edge > 0
 
 
-def _operator_cases():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_sql_filter_cases", Path(__file__).parents[1] / "unit" / "test_filters.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cases = next(m.args[1] for m in mod.test_operators.pytestmark if m.name == "parametrize")
-    return mod.ROWS, cases
-
-
-ROWS, OPERATOR_CASES = _operator_cases()
 
 
 @pytest.fixture(scope="module")
