@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -90,7 +91,10 @@ class ProgressLines:
 
     def _line(self, done: float, total: float, message: str) -> str:
         elapsed = self.clock() - self.start
-        where = f"{100 * done / total:.0f}% ({done:g}/{total:g})" if total else f"{done:g}"
+        # a count of whole things (documents, queries) shows whole numbers: work reports progress
+        # inside a batch as a fraction of it, which the percentage carries
+        shown = math.floor(done) if float(total).is_integer() else done
+        where = f"{100 * done / total:.0f}% ({shown:g}/{total:g})" if total else f"{done:g}"
         what = message or self.description
         if message and not message.startswith(self.description):
             what = f"{self.description}: {message}"

@@ -38,6 +38,13 @@ def test_progress_lines_every_few_seconds_or_every_ten_percent():
     assert lines[-1].startswith("scifact: dense: queries: 100% (1000/1000)")
 
 
+def test_progress_counts_whole_documents_while_a_batch_is_part_done():
+    lines = []
+    p = ProgressLines("scifact", lines.append, clock=Clock())
+    p.update(1567.35, 5183, "ingesting documents")  # ingest reports embedding inside a batch as a fraction
+    assert lines == ["scifact: ingesting documents: 30% (1567/5183), 0 s"]
+
+
 def test_progress_without_a_total():
     lines = []
     p = ProgressLines("reading", lines.append, clock=Clock())
