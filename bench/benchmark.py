@@ -226,6 +226,10 @@ def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Call
             exact.add(vecs)
         exact_ids = np.concatenate(ids_list)
     recalls = []
+    def fuse_and_fetch(d: Any, s: Any) -> None:  # the rest of a hybrid search: fusion, the top 10 chunks
+        fused = fuse({"dense": d, "bm25": s}, DEFAULT_FUSION)
+        engine.fetch_chunks(name, [c for c, _ in fused[:10]])
+
     for rep in range(2):  # first pass warms caches
         for q, qv in qs:
             t = time.perf_counter()
@@ -233,8 +237,7 @@ def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Call
             t1 = time.perf_counter()
             s = engine.bm25_search(name, q, 100)
             t2 = time.perf_counter()
-            fused = fuse({"dense": d, "bm25": s}, DEFAULT_FUSION)
-            engine.fetch_chunks(name, [c for c, _ in fused[:10]])
+            fuse_and_fetch(d, s)
             t3 = time.perf_counter()
             if rep:
                 lat["dense"].append((t1 - t) * 1000)
@@ -247,9 +250,7 @@ def bench_search_at_size(engine: Index, name: str, pool: Pool, n: int, log: Call
             if query_embedder is not None:
                 t = time.perf_counter()
                 v = query_embedder.encode([q])[0]
-                fused = fuse({"dense": engine.dense_search(name, v, 100), "bm25": engine.bm25_search(name, q, 100)},
-                             DEFAULT_FUSION)
-                engine.fetch_chunks(name, [c for c, _ in fused[:10]])
+                fuse_and_fetch(engine.dense_search(name, v, 100), engine.bm25_search(name, q, 100))
                 if rep:
                     lat["hybrid + query embedding"].append((time.perf_counter() - t) * 1000)
     for mode in [m for m in lat if lat[m]]:

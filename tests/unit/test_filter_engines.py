@@ -14,7 +14,9 @@ from tests.fixtures.filter_cases import (
     NE_NIN_CASES,
     NOT_INNERS,
     OPERATOR_CASES,
+    client_over_rows,
     rows_db,
+    run_qdrant,
     run_sql,
 )
 
@@ -27,8 +29,6 @@ def run(request):
             yield lambda flt: run_sql(con, flt)
         return
     pytest.importorskip("qdrant_client")
-    from tests.unit.test_qdrant_filters import client_over_rows, run_qdrant
-
     with client_over_rows() as c:
         yield lambda flt: run_qdrant(c, flt)
 

@@ -5,7 +5,7 @@ and, for many more filters, checked against the SQL compiler itself on those row
 from __future__ import annotations
 
 import itertools
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import pytest
 
@@ -18,25 +18,11 @@ from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import compile_filter
 from tests.fixtures.filter_cases import (
     ALL,
-    ROWS,
+    client_over_rows,
     rows_db,
+    run_qdrant,
     run_sql,
 )
-
-IDS = {name: i + 1 for i, name in enumerate(ROWS)}
-NAMES = {v: k for k, v in IDS.items()}
-
-
-@contextmanager
-def client_over_rows():
-    """qdrant-client's local mode holding the shared rows, each as a point's metadata."""
-    c = QdrantClient(location=":memory:")
-    c.create_collection("rows", vectors_config={})
-    c.upsert("rows", [models.PointStruct(id=IDS[k], vector={}, payload={"metadata": v}) for k, v in ROWS.items()])
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +35,6 @@ def client():
 def db():
     with closing(rows_db()) as con:
         yield con
-
-
-def run_qdrant(client, flt) -> set[str]:
-    compiled = compile_filter(parse_filter(flt))
-    recs, _ = client.scroll("rows", scroll_filter=compiled, limit=100)
-    return {NAMES[r.id] for r in recs}
 
 
 run = run_qdrant

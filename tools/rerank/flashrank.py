@@ -20,21 +20,14 @@ from pydantic import Field
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
+# KNOWN_MODELS: FlashRank model name -> model file (mirrors flashrank.Config.model_file_map, checked
+# against it at load time), so names are validated without importing flashrank / onnxruntime
+from rerank_mcp.tools.models_store import FLASHRANK_BASE_URL, ModelRef
+from rerank_mcp.tools.models_store import FLASHRANK_MODELS as KNOWN_MODELS
 from rerank_mcp.tools.rerank.cross_encoder import length_sorted_batches
 
-# Mirrors flashrank.Config.model_file_map (checked against it at load time) so that names can
-# be validated without importing flashrank / onnxruntime.
-KNOWN_MODELS = {
-    "ms-marco-TinyBERT-L-2-v2": "flashrank-TinyBERT-L-2-v2.onnx",
-    "ms-marco-MiniLM-L-12-v2": "flashrank-MiniLM-L-12-v2_Q.onnx",
-    "ms-marco-MultiBERT-L-12": "flashrank-MultiBERT-L12_Q.onnx",
-    "rank-T5-flan": "flashrank-rankt5_Q.onnx",
-    "ce-esci-MiniLM-L12-v2": "flashrank-ce-esci-MiniLM-L12-v2_Q.onnx",
-    "rank_zephyr_7b_v1_full": "rank_zephyr_7b_v1_full.Q4_K_M.gguf",
-    "miniReranker_arabic_v1": "miniReranker_arabic_v1.onnx",
-}
 LISTWISE = {"rank_zephyr_7b_v1_full"}
-MODEL_URL = "https://huggingface.co/prithivida/flashrank/resolve/main/{}.zip"
+MODEL_URL = FLASHRANK_BASE_URL + "/{}.zip"
 
 
 def default_cache_dir() -> str:
@@ -119,17 +112,13 @@ class FlashRankReranker(Reranker):
 
     @classmethod
     def default_model_ref(cls, context: Any) -> Any:
-        from rerank_mcp.tools.models_store import FLASHRANK_MODELS, ModelRef
-
         model = cls.default_model(context)
-        return ModelRef(model, "flashrank") if model in FLASHRANK_MODELS else None
+        return ModelRef(model, "flashrank") if model in KNOWN_MODELS else None
 
     def required_model(self) -> Any:
         """The model, when it lives where the server's model store puts FlashRank models."""
-        from rerank_mcp.tools.models_store import FLASHRANK_MODELS, ModelRef
-
         store = getattr(self.context, "models", None)
-        if store is None or self.model not in FLASHRANK_MODELS:
+        if store is None or self.model not in KNOWN_MODELS:
             return None
         if Path(self.cache_dir).expanduser().resolve() != Path(store.flashrank_dir).resolve():
             return None
