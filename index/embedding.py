@@ -124,8 +124,8 @@ class EmbeddingCache:
 
 # Texts per model run when the settings name none. ONNX Runtime on CPU embeds faster in batches
 # of a few texts: a length-sorted batch of 4 pads little and its activations stay in the core's
-# caches (128-token SciFact chunks: 2036 of them in 11.5-12.8 s with batches of 1-4, 14 s with 32,
-# both cores; docs/performance.md). torch keeps sentence-transformers' 32.
+# caches (2036 SciFact chunks of up to 128 tokens on both cores: 11.6 s in batches of 4, 14.1 s in
+# batches of 32; docs/performance.md). torch keeps sentence-transformers' 32.
 DEFAULT_BATCH = {"torch": 32, "onnx": 4}
 
 
