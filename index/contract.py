@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from rerank_mcp.errors import InvalidInput, ModelMismatch, NotFound
+from rerank_mcp.index import analyzers
 from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, encode_cached, load_embedder
 from rerank_mcp.index.model_names import (
     DEFAULT_EMBEDDING_BACKEND,
@@ -63,6 +64,7 @@ class CollectionInfo:
     created_at: float
     documents: int = 0
     chunks: int = 0
+    analyzer: str | None = None  # the BM25 analyzer (index/analyzers.py); None: made before they were recorded
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class IndexConfig:
     embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
     device: str = "cpu"
     embedding_batch_size: int | None = None  # texts per model run; None: the backend's default
+    analyzer: str = analyzers.AUTO  # BM25 analyzer of new collections (index/analyzers.py); auto: from their text
     onnx_cache_dir: Path | None = None  # ONNX exports of the embedding model (default: the user's cache folder)
     # embedded engine
     dense_index: str = "auto"
@@ -288,19 +291,55 @@ class Index(abc.ABC):
         return info
 
     @abc.abstractmethod
-    def create_collection(self, name: str, model: str | None = None, dim: int | None = None) -> CollectionInfo:
-        """Create the collection for ``model`` (default: the configured one) unless it exists."""
+    def create_collection(self, name: str, model: str | None = None, dim: int | None = None,
+                          analyzer: str | None = None) -> CollectionInfo:
+        """Create the collection for ``model`` (default: the configured one) and ``analyzer`` (a
+        concrete name; default: the configured one, ``auto`` resolving to English) unless it exists."""
 
-    def open_collection(self, name: str, create: bool = False) -> CollectionInfo:
-        """The collection, ready for use and checked against the embedding model; created if asked."""
+    def open_collection(self, name: str, create: bool = False, analyzer: str | None = None,
+                        sample: Sequence[str] = ()) -> CollectionInfo:
+        """The collection, ready for use and checked against the embedding model; created if asked,
+        with ``analyzer`` (default: the configured one; ``auto`` is resolved from ``sample``, the
+        first texts going into it). An existing collection analyzed otherwise than an explicitly
+        requested analyzer is an error naming ``reindex``."""
         info = self.collection_info(name)
         if info is None:
             if not create:
                 self.require_collection(name)  # raises NotFound with the known names
             emb = self.embedding.embedder
-            info = self.create_collection(name, self.embedding.identity, emb.dim)
+            chosen = analyzers.resolve(analyzer or self.config.analyzer, sample)
+            info = self.create_collection(name, self.embedding.identity, emb.dim, chosen)
+        else:
+            self.check_analyzer(info, analyzer)
         self.check_model(info)
         return info
+
+    def default_analyzer(self, analyzer: str | None = None) -> str:
+        """The concrete analyzer a collection created without text to look at gets."""
+        return analyzers.resolve(analyzer or self.config.analyzer, ())
+
+    @staticmethod
+    def check_analyzer(info: CollectionInfo, requested: str | None) -> None:
+        if requested is None or analyzers.check_name(requested) == analyzers.AUTO:
+            return
+        want = analyzers.check_name(requested)
+        have = info.analyzer or analyzers.LEGACY
+        if want != have:
+            raise InvalidInput(
+                f"collection {info.name!r} is analyzed with {have!r}, not {want!r}: a collection's analyzer is "
+                f"fixed when it is created. Re-analyze it with `rerank-mcp reindex {info.name} --analyzer {want}` "
+                "(BM25 only: no re-embedding), or ingest into a new collection"
+            )
+
+    def analyzer(self, collection: str | CollectionInfo) -> analyzers.Analyzer:
+        """The analyzer a collection's BM25 index was built with (the query side must use the same)."""
+        info = collection if isinstance(collection, CollectionInfo) else self.require_collection(collection)
+        return analyzers.get_analyzer(info.analyzer)
+
+    def set_analyzer(self, collection: str, analyzer: str, progress: Progress | None = None) -> int:
+        """Re-analyze every chunk of the collection for BM25 with ``analyzer`` and record it;
+        returns the number of chunks."""
+        raise NotImplementedError(f"the {self.backend} engine cannot change a collection's analyzer")
 
     @abc.abstractmethod
     def drop(self, name: str) -> int:
@@ -357,10 +396,10 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
-        """Top ``k`` chunks by BM25 (k1=1.2, b=0.75, Lucene IDF) under the project's analyzer."""
+        """Top ``k`` chunks by BM25 (k1=1.2, b=0.75, Lucene IDF) under the collection's analyzer."""
 
     def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
-        """The BM25 index's statistics for ``terms`` (analyzed with :func:`index.tokenize.tokenize`):
+        """The BM25 index's statistics for ``terms`` (analyzed with the collection's :meth:`analyzer`):
         the document count and average length its IDF and length normalisation use, and each
         term's document frequency. An engine that cannot tell raises NotImplementedError."""
         raise NotImplementedError(f"the {self.backend} engine does not report BM25 statistics")
@@ -414,10 +453,21 @@ class Index(abc.ABC):
         """Replace every chunk's vector with ``vectors(texts)`` and record ``model``/``dim`` as the
         collection's embedding model; returns the number of chunks."""
 
-    def reindex(self, name: str, progress: Progress | None = None) -> int:
-        """Re-embed every chunk of a collection with the configured model; returns the chunk count."""
+    def reindex(self, name: str, progress: Progress | None = None, analyzer: str | None = None) -> int:
+        """Re-embed every chunk of a collection with the configured model; returns the chunk count.
+        With ``analyzer``, re-analyze its BM25 index instead (``auto``: chosen from its text)."""
+        info = self.require_collection(name)
+        if analyzer is not None:
+            want = analyzers.check_name(analyzer)
+            if want == analyzers.AUTO:
+                import itertools
+
+                docs = itertools.islice(self.export_documents(name), 200)
+                want = analyzers.resolve(want, (c.text for d in docs for c in d.chunks))
+            if want == (info.analyzer or analyzers.LEGACY):
+                return 0
+            return self.set_analyzer(name, want, progress)
         emb = self.embedding.embedder
-        self.require_collection(name)
         return self.set_vectors(name, self.embedding.identity, emb.dim, self.embedding.documents, progress)
 
     # ------------------------------------------------------------------ lifecycle

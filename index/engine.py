@@ -18,6 +18,7 @@ import numpy as np
 from rerank_mcp.index.contract import (
     BM25Stats, ChunkRow, CollectionInfo, DocumentWrite, ExportedDocument, Index, IndexConfig, Progress, Ranked,
 )
+from rerank_mcp.index.analyzers import get_analyzer
 from rerank_mcp.index.dense import DenseIndex
 from rerank_mcp.index.filters import Filter, compile_filter
 from rerank_mcp.index.sparse import SparseIndex
@@ -36,7 +37,7 @@ class Collection:
             folder, engine.store, info.name, info.dim, engine.config.dense_index, engine.config.ann_threshold,
             engine.config.nprobe,
         )
-        self.sparse = SparseIndex(folder, engine.store, info.name)
+        self.sparse = SparseIndex(folder, engine.store, info.name, get_analyzer(info.analyzer))
         self.dense.owner = self.sparse.owner = engine.owner
         self.dense.open()
         self.sparse.open()
@@ -95,8 +96,12 @@ class EmbeddedIndex(Index):
         with self._lock:
             col = self._collections.get(name)
             if col is not None:
-                if self.store.collection(name) is None:  # dropped meanwhile (another process)
+                now = self.store.collection(name)
+                if now is None:  # dropped meanwhile (another process)
                     self._collections.pop(name, None)
+                elif now.analyzer != col.info.analyzer:  # re-analyzed by another process: rebuild BM25
+                    self._collections.pop(name, None)
+                    col.close()
                 else:
                     return col
             info = self.store.require_collection(name)  # raises NotFound
@@ -116,19 +121,35 @@ class EmbeddedIndex(Index):
         check_collection_name(name)
         return self.store.collection(name)
 
-    def create_collection(self, name: str, model: str | None = None, dim: int | None = None) -> CollectionInfo:
+    def create_collection(self, name: str, model: str | None = None, dim: int | None = None,
+                          analyzer: str | None = None) -> CollectionInfo:
         check_collection_name(name)
         if model is None or dim is None:
             emb = self.embedding.embedder
             model, dim = self.embedding.identity, emb.dim
-        info = self.store.create_collection(name, model, dim)
+        info = self.store.create_collection(name, model, dim, self.default_analyzer(analyzer))
         self._col(name)
         return info
 
-    def open_collection(self, name: str, create: bool = False) -> CollectionInfo:
-        info = super().open_collection(name, create)
+    def open_collection(self, name: str, create: bool = False, analyzer: str | None = None,
+                        sample: Sequence[str] = ()) -> CollectionInfo:
+        info = super().open_collection(name, create, analyzer, sample)
         self._col(name)
         return info
+
+    def set_analyzer(self, collection: str, analyzer: str, progress: Progress | None = None) -> int:
+        get_analyzer(analyzer)  # validates
+        with self._lock:
+            self.store.require_collection(collection)
+            col = self._collections.pop(collection, None)
+            if col is not None:
+                col.sparse.close()
+            self.store.set_analyzer(collection, analyzer)
+            col = self._col(collection)  # the BM25 index sees another analyzer in its sidecar: rebuilt
+            n = self.store.count_chunks(collection)
+            if progress:
+                progress(n, n)
+            return n
 
     def dense_index_kind(self, name: str) -> str | None:
         with self._lock:

@@ -15,7 +15,7 @@ sparse vector ``bm25`` with ``Modifier.IDF``, and holds four kinds of points (pa
 - ``pending``: a marker that a write of a document is in flight, no vectors;
 - ``meta`` (point 0): running totals (chunks, BM25 tokens) that give BM25's average length.
 
-BM25. Each chunk's sparse vector holds, per analyzed term (:func:`rerank_mcp.index.tokenize.tokenize`,
+BM25. Each chunk's sparse vector holds, per analyzed term (the collection's analyzer, :mod:`rerank_mcp.index.analyzers`,
 the embedded engine's analyzer), its saturated term frequency
 ``tf*(k1+1) / (tf + k1*(1-b+b*dl/avgdl))`` with k1=1.2, b=0.75, under a stable 32-bit hash of the
 term; the query vector has each distinct query term once with weight 1, and Qdrant's IDF
@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, RerankMCPError, UpstreamError
+from rerank_mcp.index.analyzers import Analyzer, get_analyzer
 from rerank_mcp.index.contract import (
     BM25Stats,
     ChunkRow,
@@ -66,7 +67,6 @@ from rerank_mcp.index.contract import (
     Ranked,
 )
 from rerank_mcp.index.filters import And, Cond, Filter, Not, Or
-from rerank_mcp.index.tokenize import tokenize, tokenize_query
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,10 @@ def bm25_document_vector(tokens: Sequence[str], avgdl: float) -> tuple[list[int]
     return idx, [tf[i] * (K1 + 1.0) / (tf[i] + norm) for i in idx]
 
 
-def bm25_query_vector(query: str) -> tuple[list[int], list[float]]:
+def bm25_query_vector(query: str, analyzer: Analyzer | None = None) -> tuple[list[int], list[float]]:
     """A query's sparse vector: each distinct analyzed term once, weight 1 (as tantivy's
     boolean query over the distinct terms scores them)."""
-    c = Counter(term_id(t) for t in dict.fromkeys(tokenize_query(query)))
+    c = Counter(term_id(t) for t in dict.fromkeys((analyzer or get_analyzer(None)).tokenize_query(query)))
     idx = sorted(c)
     return idx, [float(c[i]) for i in idx]
 
@@ -426,10 +426,19 @@ class _Entry:
     model: str
     dim: int
     created_at: float
+    analyzer: str | None = None  # None: registered before analyzers were recorded (the legacy analyzer)
 
     @property
     def info(self) -> CollectionInfo:
-        return CollectionInfo(self.name, self.model, self.dim, self.created_at)
+        return CollectionInfo(self.name, self.model, self.dim, self.created_at, analyzer=self.analyzer)
+
+    @property
+    def analyze(self) -> Analyzer:
+        return get_analyzer(self.analyzer)
+
+    def registry_payload(self) -> dict[str, Any]:
+        return {"name": self.name, "physical": self.physical, "embedding_model": self.model, "dim": int(self.dim),
+                "created_at": self.created_at, **({"analyzer": self.analyzer} if self.analyzer else {})}
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -481,7 +490,8 @@ class QdrantIndex(Index):
                 self._entries.pop(name, None)
             return None
         p = recs[0].payload
-        entry = _Entry(name, p["physical"], p["embedding_model"], int(p["dim"]), float(p["created_at"]))
+        entry = _Entry(name, p["physical"], p["embedding_model"], int(p["dim"]), float(p["created_at"]),
+                       p.get("analyzer"))
         with self._guard:
             self._entries[name] = entry
         return entry
@@ -601,7 +611,7 @@ class QdrantIndex(Index):
                 p = r.payload or {}
                 if "name" in p and "physical" in p:
                     entries.append(_Entry(p["name"], p["physical"], p["embedding_model"], int(p["dim"]),
-                                          float(p["created_at"])))
+                                          float(p["created_at"]), p.get("analyzer")))
             if offset is None:
                 break
         for e in sorted(entries, key=lambda e: e.name):
@@ -612,11 +622,13 @@ class QdrantIndex(Index):
                                  exact=True).count
             except NotFound:
                 docs = chunks = 0
-            out.append(CollectionInfo(e.name, e.model, e.dim, e.created_at, int(docs), int(chunks)))
+            out.append(CollectionInfo(e.name, e.model, e.dim, e.created_at, int(docs), int(chunks), e.analyzer))
         return out
 
-    def create_collection(self, name: str, model: str | None = None, dim: int | None = None) -> CollectionInfo:
+    def create_collection(self, name: str, model: str | None = None, dim: int | None = None,
+                          analyzer: str | None = None) -> CollectionInfo:
         check_collection_name(name)
+        analyzer = self.default_analyzer(analyzer)
         with self._lock(name):
             existing = self._read_entry(name)
             if existing is not None:
@@ -632,13 +644,12 @@ class QdrantIndex(Index):
                 self.q.call("write collection totals", "upsert", physical, [self._point(
                     META_ID, {"kind": "meta", "collection": name, "chunks": 0, "tokens": 0, "created_at": now,
                               "touched_at": now})], wait=True)
+                e = _Entry(name, physical, model, int(dim), now, analyzer)
                 self.q.call(f"register collection {name!r}", "upsert", REGISTRY, [self._point(
-                    _registry_pid(name), {"name": name, "physical": physical, "embedding_model": model,
-                                          "dim": int(dim), "created_at": now})], wait=True)
+                    _registry_pid(name), e.registry_payload())], wait=True)
             except BaseException:
                 self._delete_physical(physical)
                 raise
-            e = _Entry(name, physical, model, int(dim), now)
             with self._guard:
                 self._entries[name] = e
             return e.info
@@ -768,7 +779,8 @@ class QdrantIndex(Index):
                 if not isinstance(d.doc_id, str) or not d.doc_id:
                     raise InvalidInput(f"document id must be a non-empty string, got {d.doc_id!r}")
             vecs = {d.doc_id: [self._check_vector(e, c.vec) for c in d.chunks] for d in batch}
-            tokens = {d.doc_id: [tokenize(c.text) for c in d.chunks] for d in batch}
+            analyze = e.analyze.tokenize
+            tokens = {d.doc_id: [analyze(c.text) for c in d.chunks] for d in batch}
             ids = [d.doc_id for d in batch]
             old = self._records(e, ids, ["n_chunks", "bm25_tokens", "created_at", "gen"])
             meta = self._meta(e)
@@ -948,7 +960,7 @@ class QdrantIndex(Index):
             reqs["dense"] = lambda n: m.QueryRequest(query=v, using=DENSE, filter=flt, limit=n,
                                                      with_payload=["doc_id", "gen"])
         if "bm25" in arms:
-            idx, val = bm25_query_vector(query)
+            idx, val = bm25_query_vector(query, e.analyze)
             if idx:
                 sv = m.SparseVector(indices=idx, values=val)
                 reqs["bm25"] = lambda n: m.QueryRequest(query=sv, using=SPARSE, filter=flt, limit=n,
@@ -1020,7 +1032,7 @@ class QdrantIndex(Index):
         depth = int(prefetch_limit or max(4 * k, 50))
         prefetch = [m.Prefetch(query=self._check_vector(e, vector), using=DENSE, filter=flt, limit=depth)]
         names = ["dense"]
-        idx, val = bm25_query_vector(query)
+        idx, val = bm25_query_vector(query, e.analyze)
         if idx:
             prefetch.append(m.Prefetch(query=m.SparseVector(indices=idx, values=val), using=SPARSE, filter=flt,
                                        limit=depth))
@@ -1092,6 +1104,53 @@ class QdrantIndex(Index):
                      for r in chunks[d]],
                 )
 
+    def set_analyzer(self, collection: str, analyzer: str, progress: Progress | None = None) -> int:
+        """Rewrite every chunk's BM25 sparse vector (and the lengths behind it) with ``analyzer``,
+        then record it in the registry. Interrupted, the registry still names the old analyzer and
+        running it again redoes the whole pass."""
+        m = self.m
+        new = get_analyzer(analyzer)
+        with self._lock(collection):
+            e = self._entry(collection, fresh=True)
+            chunks: list[tuple[Any, str, list[str]]] = []
+            for r in self._scroll_all(e, "read chunks to re-analyze", m.Filter(must=[self._kind("chunk")]),
+                                      ["doc_id", "text"]):
+                p = r.payload or {}
+                chunks.append((r.id, str(p.get("doc_id")), new.tokenize(str(p.get("text", "")))))
+            n_chunks = len(chunks)
+            n_tokens = sum(len(t) for _, _, t in chunks)
+            avgdl = n_tokens / n_chunks if n_chunks and n_tokens else 1.0
+            per_doc: Counter[str] = Counter()
+            for i in range(0, n_chunks, WRITE_BATCH):
+                ops: list[Any] = []
+                for pid, doc_id, toks in chunks[i : i + WRITE_BATCH]:
+                    per_doc[doc_id] += len(toks)
+                    idx, val = bm25_document_vector(toks, avgdl)
+                    if idx:
+                        ops.append(m.UpdateVectorsOperation(update_vectors=m.UpdateVectors(points=[m.PointVectors(
+                            id=pid, vector={SPARSE: m.SparseVector(indices=idx, values=val)})])))
+                    else:
+                        ops.append(m.DeleteVectorsOperation(delete_vectors=m.DeleteVectors(
+                            points=[pid], vector=[SPARSE])))
+                    ops.append(m.SetPayloadOperation(set_payload=m.SetPayload(
+                        payload={"bm25_dl": len(toks), "bm25_avgdl": avgdl}, points=[pid])))
+                self._c(e, "write re-analyzed BM25 vectors", "batch_update_points", update_operations=ops, wait=True)
+                if progress:
+                    progress(min(i + WRITE_BATCH, n_chunks), n_chunks)
+            docs = list(per_doc.items())
+            for i in range(0, len(docs), WRITE_BATCH):
+                self._c(e, "write document lengths", "batch_update_points", update_operations=[
+                    m.SetPayloadOperation(set_payload=m.SetPayload(payload={"bm25_tokens": n}, points=[_doc_pid(d)]))
+                    for d, n in docs[i : i + WRITE_BATCH]], wait=True)
+            self._c(e, "write collection totals", "set_payload", payload={"tokens": n_tokens, "norm_avgdl": avgdl},
+                    points=[META_ID], wait=True)
+            switched = _Entry(e.name, e.physical, e.model, e.dim, e.created_at, new.name)
+            self.q.call(f"record the analyzer of {collection!r}", "upsert", REGISTRY, [self._point(
+                _registry_pid(collection), switched.registry_payload())], wait=True)
+            with self._guard:
+                self._entries[collection] = switched
+            return n_chunks
+
     def set_vectors(self, collection: str, model: str, dim: int, vectors: Callable[[list[str]], np.ndarray],
                     progress: Progress | None = None) -> int:
         """Re-embed into a new Qdrant collection beside the old one, then switch the registry to
@@ -1134,14 +1193,14 @@ class QdrantIndex(Index):
                     done += len(chunks)
                     if progress:
                         progress(done, max(total, done))
+                switched = _Entry(collection, physical, model, int(dim), e.created_at, e.analyzer)
                 self.q.call(f"switch collection {collection!r}", "upsert", REGISTRY, [self._point(
-                    _registry_pid(collection), {"name": collection, "physical": physical, "embedding_model": model,
-                                                "dim": int(dim), "created_at": e.created_at})], wait=True)
+                    _registry_pid(collection), switched.registry_payload())], wait=True)
             except BaseException:
                 self._delete_physical(physical)
                 raise
             with self._guard:
-                self._entries[collection] = _Entry(collection, physical, model, int(dim), e.created_at)
+                self._entries[collection] = switched
             try:
                 self._delete_physical(e.physical)
             except RerankMCPError as exc:

@@ -1,8 +1,9 @@
 """The corpus BM25 index: tantivy (Lucene-style segments, BM25 k1=1.2 b=0.75, block-max WAND).
 
-Derived from the store of record like the dense index. Text is analysed by
-:mod:`index.tokenize` (the same analyzer as the ``bm25`` reranker) and indexed as
-whitespace-separated terms. Adding documents writes a new small segment and merges happen
+Derived from the store of record like the dense index. Text is analysed by the collection's
+analyzer (:mod:`index.analyzers`, the same one the ``bm25`` reranker and the query side use) and
+indexed as whitespace-separated terms; the sidecar records which analyzer built the index, and
+an index built with another one is rebuilt. Adding documents writes a new small segment and merges happen
 in the background, so one new document costs a commit, never a rebuild. A JSON sidecar
 records the last applied sequence number; replay of newer changes is idempotent (delete by
 chunk id, then add). See docs/adr/0002-bm25-corpus-index.md for why tantivy.
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_mcp.index.analyzers import Analyzer, get_analyzer
 from rerank_mcp.index.persist import atomic_write_json, read_json
 from rerank_mcp.index.store import Store
-from rerank_mcp.index.tokenize import tokenize, tokenize_query
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def _schema():
 
 
 class SparseIndex:
-    def __init__(self, folder: Path, store: Store, collection: str) -> None:
+    def __init__(self, folder: Path, store: Store, collection: str, analyzer: Analyzer | None = None) -> None:
+        self.analyzer = analyzer or get_analyzer(None)
         self.folder = folder
         self.dir = folder / "bm25"
         self.meta_path = folder / "bm25.json"
@@ -71,6 +73,10 @@ class SparseIndex:
                     ok = self.applied_seq <= self.store.seq()
                     if not ok:
                         self.repaired = "index is ahead of the store"
+                    elif meta.get("analyzer", "legacy") != self.analyzer.name:
+                        ok = False
+                        self.repaired = f"index built with analyzer {meta.get('analyzer', 'legacy')!r}, " \
+                            f"the collection's is {self.analyzer.name!r}"
                 except BaseException as exc:  # tantivy panics surface as pyo3 PanicException
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
@@ -142,18 +148,18 @@ class SparseIndex:
                 for cid, text, _ in rows:
                     if start >= 0:
                         self.writer.delete_documents_by_term("chunk_id", int(cid))
-                    self.writer.add_document(tantivy.Document(chunk_id=int(cid), text=" ".join(tokenize(text))))
+                    self.writer.add_document(tantivy.Document(chunk_id=int(cid), text=" ".join(self.analyzer.tokenize(text))))
                 changed += len(rows)
             self.writer.commit()
             self.index.reload()
             self.applied_seq = seq
-            atomic_write_json(self.meta_path, {"applied_seq": seq})
+            atomic_write_json(self.meta_path, {"applied_seq": seq, "analyzer": self.analyzer.name})
             return changed
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         import tantivy
 
-        terms = list(dict.fromkeys(tokenize_query(query)))
+        terms = list(dict.fromkeys(self.analyzer.tokenize_query(query)))
         if not terms or k <= 0:
             return []
         if self.index is None:

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS collections (
     name TEXT PRIMARY KEY,
     embedding_model TEXT NOT NULL,
     dim INTEGER NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    analyzer TEXT  -- NULL: made before analyzers were recorded (the legacy analyzer)
 );
 CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
@@ -90,6 +91,8 @@ class Store:
             for col, kind in (("line", "INTEGER"), ("gap", "TEXT")):  # databases made before lines were kept
                 if col not in cols:
                     self._db.execute(f"ALTER TABLE chunks ADD COLUMN {col} {kind}")
+            if "analyzer" not in {r[1] for r in self._db.execute("PRAGMA table_info(collections)")}:
+                self._db.execute("ALTER TABLE collections ADD COLUMN analyzer TEXT")  # NULL: the legacy analyzer
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
@@ -128,7 +131,8 @@ class Store:
 
     # ---------------------------------------------------------------- collections
     def collection(self, name: str) -> CollectionInfo | None:
-        rows = self._q("SELECT name, embedding_model, dim, created_at FROM collections WHERE name=?", (name,))
+        rows = self._q("SELECT name, embedding_model, dim, created_at, 0, 0, analyzer FROM collections WHERE name=?",
+                       (name,))
         return CollectionInfo(*rows[0]) if rows else None
 
     def require_collection(self, name: str) -> CollectionInfo:
@@ -145,15 +149,23 @@ class Store:
         rows = self._q(
             """SELECT c.name, c.embedding_model, c.dim, c.created_at,
                       (SELECT COUNT(*) FROM documents d WHERE d.collection=c.name),
-                      (SELECT COUNT(*) FROM chunks k WHERE k.collection=c.name)
+                      (SELECT COUNT(*) FROM chunks k WHERE k.collection=c.name),
+                      c.analyzer
                FROM collections c ORDER BY c.name"""
         )
         return [CollectionInfo(*r) for r in rows]
 
-    def create_collection(self, name: str, model: str, dim: int) -> CollectionInfo:
+    def create_collection(self, name: str, model: str, dim: int, analyzer: str | None = None) -> CollectionInfo:
         with self.write() as (db, _seq):
-            db.execute("INSERT OR IGNORE INTO collections VALUES (?,?,?,?)", (name, model, dim, time.time()))
+            db.execute(
+                "INSERT OR IGNORE INTO collections (name, embedding_model, dim, created_at, analyzer) VALUES (?,?,?,?,?)",
+                (name, model, dim, time.time(), analyzer),
+            )
         return self.require_collection(name)
+
+    def set_analyzer(self, name: str, analyzer: str) -> None:
+        with self.write() as (db, _seq):
+            db.execute("UPDATE collections SET analyzer=? WHERE name=?", (analyzer, name))
 
     def drop_collection(self, name: str) -> int:
         """Delete a collection and everything in it; returns the number of documents removed."""

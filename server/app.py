@@ -310,6 +310,10 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             sync: Annotated[
                 bool, Field(description="paths are folders to mirror: also delete documents whose files are gone")
             ] = False,
+            analyzer: Annotated[
+                str | None, Field(description="BM25 analyzer of a new collection: auto (default: from its text), "
+                                  "english, german, ... or none; CJK text is split into character bigrams")
+            ] = None,
         ) -> IngestResult:
             st = _state(ctx)
             allowed = st.settings.roots()
@@ -333,7 +337,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 ctx, do_sync if sync else do_ingest, st.engine, collection, *(() if sync else (documents or [],)),
                 paths or [], roots=allowed, glob=glob, chunk_size=chunk_size or st.settings.chunk_size,
                 chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
-                skip_invalid=skip_invalid, limits=st.ingest_limits, progress=_progress(ctx),
+                skip_invalid=skip_invalid, analyzer=analyzer, limits=st.ingest_limits, progress=_progress(ctx),
             )
             if not existed:
                 await _resources_changed(ctx)  # a new collection: a new collections:// resource

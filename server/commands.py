@@ -66,7 +66,8 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 roots=settings.roots(), glob=args.glob,
                 chunk_size=args.chunk_size or settings.chunk_size,
                 chunk_overlap=args.chunk_overlap if args.chunk_overlap is not None else settings.chunk_overlap,
-                skip_invalid=args.skip_invalid, limits=state.ingest_limits, progress=progress,
+                skip_invalid=args.skip_invalid, analyzer=getattr(args, "analyzer", None), limits=state.ingest_limits,
+                progress=progress,
             )
     if out.as_json:
         out.json(res)
@@ -204,11 +205,17 @@ def delete(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def reindex(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    analyzer = getattr(args, "analyzer", None)
+    verb = "re-analyzing" if analyzer else "re-embedding"
     with _opened(settings) as state:
-        with out.progress("re-embedding") as progress:
-            n = state.engine.reindex(args.collection, lambda d, t: progress(d, t, "re-embedding"))
+        with out.progress(verb) as progress:
+            n = state.engine.reindex(args.collection, lambda d, t: progress(d, t, verb), analyzer=analyzer)
+        now = state.engine.collection_info(args.collection)
     if out.as_json:
-        out.json({"collection": args.collection, "chunks": n})
+        out.json({"collection": args.collection, "chunks": n, **({"analyzer": now.analyzer} if analyzer else {})})
+    elif analyzer:
+        out.line(f"re-analyzed {n} chunks of {args.collection} for BM25 with the {now.analyzer} analyzer"
+                 if n else f"{args.collection} already uses the {now.analyzer} analyzer: nothing to do")
     else:
         out.line(f"re-embedded {n} chunks of {args.collection} with {state.engine.model_name}")
     return 0

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     device: str = "cpu"
     chunk_size: int = Field(200, ge=16, le=8192, description="target chunk size in tokens")
     chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
+    analyzer: str = Field(
+        "auto", description="BM25 analyzer of new collections: auto (chosen from the first documents), english, "
+        "german, ... (Snowball languages), none; CJK text is always split into character bigrams "
+        "(+unibigram or +jieba for the alternatives)")
 
     # Index engine: "embedded" (SQLite + FAISS + tantivy in data_dir) or "qdrant"
     backend: Literal["embedded", "qdrant"] = "embedded"
@@ -141,6 +145,17 @@ class Settings(BaseSettings):
             if not name or not isinstance(spec.get("reranker"), str) or not isinstance(spec.get("options", {}), dict):
                 raise ValueError(f"http_models[{name!r}] must be {{\"reranker\": name, \"options\": {{...}}}}")
         return models
+
+    @field_validator("analyzer", mode="after")
+    @classmethod
+    def _check_analyzer(cls, name: str) -> str:
+        from rerank_mcp.errors import RerankMCPError
+        from rerank_mcp.index.analyzers import check_name
+
+        try:
+            return check_name(name)
+        except RerankMCPError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -63,6 +63,7 @@ def index_config(settings: Settings, **extra) -> IndexConfig:
         device=settings.device,
         embedding_batch_size=settings.embedding_batch_size,
         onnx_cache_dir=settings.onnx_cache_dir,
+        analyzer=settings.analyzer,
         dense_index=settings.dense_index,
         ann_threshold=settings.ann_threshold,
         qdrant_url=settings.qdrant_url,

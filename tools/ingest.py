@@ -127,6 +127,7 @@ def ingest(
     chunk_size: int = 200,
     chunk_overlap: int = 40,
     skip_invalid: bool = False,
+    analyzer: str | None = None,
     limits: IngestLimits = IngestLimits(),
     progress: Progress | None = None,
     on_commit: Callable[[list[str]], None] | None = None,
@@ -226,7 +227,8 @@ def ingest(
         raise InvalidInput(f"duplicate document id(s) in one call: {', '.join(map(repr, dups[:5]))}")
 
     # 2. skip unchanged content
-    info = index.open_collection(collection, create=True)  # ModelMismatch with the way out
+    # ModelMismatch with the way out; a new collection's analyzer is chosen from these texts
+    info = index.open_collection(collection, create=True, analyzer=analyzer, sample=[p.text for p in pending[:200]])
     model = info.embedding_model
     for p in pending:
         p.hash = _content_hash(p.text, p.metadata, chunk_size, chunk_overlap, model)
@@ -288,6 +290,7 @@ def ingest(
         chunks_written=chunks_written,
         elapsed_ms=elapsed * 1000,
         chunks_per_s=(chunks_written / elapsed) if chunks_written and elapsed > 0 else None,
+        analyzer=info.analyzer or "legacy",
     )
 
 

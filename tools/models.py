@@ -51,6 +51,8 @@ class IngestResult(Frozen):
     chunks_per_s: float | None = None
     deleted: int = Field(0, description="with sync: documents whose files are gone from the synced folders")
     synced: list[str] | None = Field(None, description="with sync: the folders kept in sync")
+    analyzer: str | None = Field(None, description="the collection's BM25 analyzer ('legacy': re-analyze with "
+                                 "`rerank-mcp reindex NAME --analyzer auto` for CJK text)")
 
 
 class Provenance(Frozen):

@@ -13,7 +13,7 @@ from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.fusion import fuse
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
-from rerank_mcp.tools.rerank.base import Passage, RerankResult
+from rerank_mcp.tools.rerank.base import CorpusStats, Passage, RerankResult
 from rerank_mcp.tools.rerank.evidence import below_first_stage_note
 from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
@@ -191,7 +191,7 @@ def search(
         reranker = registry.get(step.reranker, step.options)
         passages = [Passage(text=rows[cid].text, id=str(cid)) for cid, _ in first[: step.candidates]]
         # the collection's BM25 statistics, for rerankers that score with them (bm25), asked lazily
-        corpus = lambda terms: index.bm25_stats(info.name, terms)  # noqa: E731
+        corpus = CorpusStats(lambda terms: index.bm25_stats(info.name, terms), index.analyzer(info))
         rr = check_scores(reranker.rerank(query, passages, corpus=corpus), step.reranker)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         final = []

@@ -40,6 +40,7 @@ def sync_folders(
     chunk_size: int = 200,
     chunk_overlap: int = 40,
     skip_invalid: bool = False,
+    analyzer: str | None = None,
     limits: IngestLimits = IngestLimits(),
     progress: Progress | None = None,
 ) -> IngestResult:
@@ -61,11 +62,12 @@ def sync_folders(
     # 1. what is there now: added, updated or unchanged
     if files:
         res = ingest(index, collection, paths=[str(f) for f in files], roots=roots, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap, skip_invalid=skip_invalid, limits=limits, progress=progress)
+                     chunk_overlap=chunk_overlap, skip_invalid=skip_invalid, analyzer=analyzer, limits=limits,
+                     progress=progress)
         outcomes = list(res.documents)
         written = res.chunks_written
     else:
-        index.open_collection(collection, create=True)
+        index.open_collection(collection, create=True, analyzer=analyzer)
         outcomes, written = [], 0
 
     # 2. what is gone: documents read from under these folders that the walk no longer yields
@@ -91,6 +93,7 @@ def sync_folders(
         unchanged=sum(o.status == "unchanged" for o in outcomes), failed=sum(o.status == "failed" for o in outcomes),
         deleted=len(deleted), chunks_written=written, elapsed_ms=elapsed * 1000,
         chunks_per_s=(written / elapsed) if written and elapsed > 0 else None, synced=[str(f) for f in folders],
+        analyzer=index.collection_info(collection).analyzer or "legacy",
     )
 
 

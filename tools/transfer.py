@@ -65,6 +65,7 @@ def export_collection(index: Index, collection: str, path: str | Path, progress:
         with open(tmp, "w", encoding="utf-8") as fh:
             header = {"format": FORMAT, "version": VERSION, "collection": collection,
                       "embedding_model": info.embedding_model, "dim": info.dim, "documents": total,
+                      "analyzer": info.analyzer or "legacy",
                       "engine": index.backend}
             fh.write(json.dumps(header, ensure_ascii=False) + "\n")
             for doc in index.export_documents(collection):
@@ -174,8 +175,9 @@ def import_collection(index: Index, path: str | Path, collection: str | None = N
             raise InvalidInput(f"{where} line {n}: document {d.doc_id!r} appears twice")
         seen.add(d.doc_id)
         docs.append(d)
+    analyzer = header.get("analyzer") or "legacy"  # files written before analyzers were recorded: legacy
     if existing is None:
-        index.create_collection(name, model, dim)
+        index.create_collection(name, model, dim, analyzer)
     else:
         index.open_collection(name)
     chunks = 0

@@ -181,7 +181,16 @@ def options_error(family: str, model: type[BaseModel], exc: ValidationError) -> 
     return InvalidInput(f"bad options for reranker {family!r}: {'; '.join(problems)}. Valid options: {valid}")
 
 
-CorpusStats = Callable[[Sequence[str]], Any]  # analyzed terms -> (N, avgdl, {term: df}) of the collection
+class CorpusStats:
+    """A collection's BM25 statistics, asked lazily: called with analyzed terms, it answers
+    ``(N, avgdl, {term: df})``; ``analyzer`` is the collection's (its terms are what the index holds)."""
+
+    def __init__(self, stats: Callable[[Sequence[str]], Any], analyzer: Any = None) -> None:
+        self._stats = stats
+        self.analyzer = analyzer
+
+    def __call__(self, terms: Sequence[str]) -> Any:
+        return self._stats(terms)
 
 
 # ------------------------------------------------------------------------------ blend

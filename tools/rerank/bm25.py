@@ -10,8 +10,9 @@ whole collection gives (a term in 3 of 100 candidates may be in half the collect
 
 Elsewhere (the ``rerank`` tool, passages without a collection) the candidates form the BM25
 "corpus": IDF and length normalisation come from the candidate list, via rank-bm25. Terms come
-from the project's shared analyzer (:func:`index.tokenize.tokenize`), so reranker and corpus
-index see the same terms.
+from the project's analyzers (:mod:`index.analyzers`): inside ``search`` the collection's own, so
+reranker and corpus index see the same terms; elsewhere the ``analyzer`` option (default
+``auto``: the language of the query and passages, with CJK text split into character bigrams).
 
 IDF: rank-bm25's BM25Okapi uses ``log((N - n + 0.5) / (n + 0.5))``, which is negative for a
 term found in more than half the documents (floored to ``epsilon`` x the mean IDF, itself
@@ -88,6 +89,9 @@ class BM25Options(RerankOptions):
     delta: float | None = Field(None, description="BM25L (0.5) / BM25Plus (1.0) delta")
     corpus: bool = Field(True, description="inside search, score with the collection's statistics (variant "
                          "okapi, idf lucene); false: IDF and lengths over the candidates only")
+    analyzer: str = Field("auto", description="outside search: the analyzer (auto: from the query and passages; "
+                          "english, german, ..., none; CJK text is split into character bigrams). Inside search "
+                          "the collection's analyzer is used")
 
 
 class BM25Reranker(Reranker):
@@ -110,6 +114,7 @@ class BM25Reranker(Reranker):
         delta: float | None = None,
         idf: str = "lucene",
         corpus: bool = True,
+        analyzer: str = "auto",
     ) -> None:
         if model is not None:
             raise InvalidInput("the bm25 reranker has no model; leave 'model' unset")
@@ -131,6 +136,9 @@ class BM25Reranker(Reranker):
             raise InvalidInput(f"bm25 option idf must be lucene or okapi, got {idf!r}")
         if idf == "okapi" and cls_name != "BM25Okapi":
             raise InvalidInput("bm25 option idf=okapi only applies to variant okapi")
+        from rerank_mcp.index.analyzers import check_name
+
+        self.analyzer_name = check_name(analyzer)
         super().__init__(None, variant=cls_name, k1=k1, b=b, epsilon=epsilon, delta=delta, idf=idf)
         self.variant = cls_name
         self.idf = idf
@@ -143,20 +151,27 @@ class BM25Reranker(Reranker):
         if delta is not None:
             self._params["delta"] = float(delta)
 
+    def _analyzer(self, query: str, texts: Sequence[str], corpus: CorpusStats | None):
+        from rerank_mcp.index.analyzers import get_analyzer, resolve
+
+        if corpus is not None and getattr(corpus, "analyzer", None) is not None:
+            return corpus.analyzer
+        return get_analyzer(resolve(self.analyzer_name, [query, *texts[:50]]))
+
     def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        analyzer = self._analyzer(query, texts, corpus)
         if corpus is not None and self.use_corpus:
-            got = self._score_corpus(query, texts, corpus)
+            got = self._score_corpus(query, texts, corpus, analyzer)
             if got is not None:
                 return got
-        return self._score_candidates(query, texts)
+        return self._score_candidates(query, texts, analyzer)
 
-    def _score_corpus(self, query: str, texts: Sequence[str], corpus: CorpusStats) -> Scored | None:
+    def _score_corpus(self, query: str, texts: Sequence[str], corpus: CorpusStats, analyzer: Any) -> Scored | None:
         """BM25 as the collection's index computes it: its N, avgdl and document frequencies,
         k1, b, Lucene IDF, and lengths quantised as tantivy stores them. None when the
         collection cannot say (the caller then scores over the candidates)."""
-        from rerank_mcp.index.tokenize import tokenize, tokenize_query
-
-        terms = list(dict.fromkeys(tokenize_query(query)))  # the index scores each distinct term once
+        tokenize = analyzer.tokenize
+        terms = list(dict.fromkeys(analyzer.tokenize_query(query)))  # the index scores each distinct term once
         if not terms:
             return Scored([0.0] * len(texts), notes=["query has no indexable terms after analysis; input order kept"])
         try:
@@ -176,10 +191,10 @@ class BM25Reranker(Reranker):
             f"BM25 with the collection's statistics (N={n_docs}, average length {avgdl:.1f} terms, k1={k1:g}, b={b:g})"
         ])
 
-    def _score_candidates(self, query: str, texts: Sequence[str]) -> Scored:
+    def _score_candidates(self, query: str, texts: Sequence[str], analyzer: Any) -> Scored:
         import rank_bm25
 
-        from rerank_mcp.index.tokenize import tokenize
+        tokenize = analyzer.tokenize
 
         q = tokenize(query)
         docs = [tokenize(t) for t in texts]
