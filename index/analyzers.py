@@ -211,14 +211,19 @@ def check_name(name: str) -> str:
     return (lang or "none") + ("" if mode == "bigram" else f"+{mode}")
 
 
-@cache
 def get_analyzer(name: str | None) -> Analyzer:
-    """The analyzer for a recorded name (None: a collection made before analyzers were recorded)."""
-    if name is None or name == LEGACY:
-        return _LegacyAnalyzer()
-    if name == AUTO:
-        name = DEFAULT_LANGUAGE
+    """The analyzer for a recorded name (None: a collection made before analyzers were recorded;
+    ``auto`` without text to look at: English)."""
+    if name is None:
+        return _analyzer(LEGACY)
     name = check_name(name)
+    return _analyzer(DEFAULT_LANGUAGE if name == AUTO else name)
+
+
+@cache
+def _analyzer(name: str) -> Analyzer:
+    if name == LEGACY:
+        return _LegacyAnalyzer()
     lang, mode = _parse(name)
     return Analyzer(name, lang, mode)
 

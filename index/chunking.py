@@ -24,7 +24,15 @@ from rerank_mcp.errors import InvalidInput
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
 _PARA_RE = re.compile(r"\n\s*\n")
-_SENT_RE = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=\S)")
+# Sentence ends: Latin ones need the whitespace that follows them; Chinese and Japanese ones
+# (。！？； and their full-width and half-width forms, with a closing quote or bracket after them)
+# end a sentence with or without it, since those scripts put no space between sentences.
+_CJK_END = "。！？；．｡"
+_CJK_CLOSE = "」』”’）》〉】"
+_SENT_RE = re.compile(
+    rf"(?<=[.!?])[\"')\]]*\s+(?=\S)"
+    rf"|(?:(?<=[{_CJK_END}])|(?<=[{_CJK_END}][{_CJK_CLOSE}]))(?![{_CJK_CLOSE}])\s*(?=\S)"
+)
 _WORD_RE = re.compile(r"\S+")
 
 

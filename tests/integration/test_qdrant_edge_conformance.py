@@ -1,8 +1,8 @@
 """What passes in qdrant-client's local mode (a Python re-implementation) also holds in Qdrant's
 real engine: qdrant-edge-py embeds it in-process as an ``EdgeShard``.
 
-A small real corpus (SciFact abstracts, about 200 chunks) goes into the Qdrant engine in local
-mode; the points it stored (same ids, dense vectors, BM25 sparse vectors, payloads) are copied
+A small real corpus (SciFact abstracts, about 200 chunks; and Chinese Wikipedia paragraphs from
+cmrc2018, analyzed into CJK bigrams) goes into the Qdrant engine in local mode; the points it stored (same ids, dense vectors, BM25 sparse vectors, payloads) are copied
 into an EdgeShard, and dense, BM25 (sparse + IDF) and filtered searches must give the same ids
 and scores. The sparse arm is also checked against a textbook BM25 (k1=1.2, b=0.75, Lucene IDF)
 computed here, and against tantivy (the embedded engine's BM25) scoring the same chunks.
@@ -24,10 +24,10 @@ qe = pytest.importorskip("qdrant_edge")
 from qdrant_client import models
 
 from rerank_mcp.bench.beir import read_corpus, read_queries
+from rerank_mcp.index.analyzers import get_analyzer
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.qdrant import DENSE, K1, SPARSE, B, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
-from rerank_mcp.index.tokenize import tokenize
 from tests.fixtures.filter_cases import OPERATOR_CASES, ROWS  # the cases both compilers' tests use
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
@@ -57,14 +57,22 @@ class RandomEmbedder:
 def _split(text: str) -> list[str]:
     """Two chunks per abstract, cut at a sentence near the middle."""
     cut = text.find(". ", len(text) // 2)
-    return [text] if cut < 0 else [text[: cut + 1], text[cut + 2 :]]
+    if cut < 0:
+        cut = text.find("。", len(text) // 2)  # Chinese: no space after the full stop
+        return [text] if cut < 0 or cut == len(text) - 1 else [text[: cut + 1], text[cut + 1 :]]
+    return [text[: cut + 1], text[cut + 2 :]]
 
 
-@pytest.fixture(scope="module")
-def corpus():
-    path = DATASETS / "scifact" / "corpus.jsonl"
+def tokenize(text: str) -> list[str]:
+    """The analyzer the collection was created with (English, CJK bigrams)."""
+    return get_analyzer("english").tokenize(text)
+
+
+@pytest.fixture(scope="module", params=["scifact", "cmrc2018"])
+def corpus(request):
+    path = DATASETS / request.param / "corpus.jsonl"
     if not path.exists():
-        pytest.skip(f"SciFact corpus not found at {path}")
+        pytest.skip(f"{request.param} corpus not found at {path}")
     docs = []
     for i, d in zip(range(N_DOCS), read_corpus(path)):
         meta = {"n": i, "parity": "even" if i % 2 == 0 else "odd", "year": 2000 + i % 7,
@@ -74,7 +82,7 @@ def corpus():
         if i % 5 < 2:
             meta["lang"] = "en" if i % 5 else None
         docs.append((d.id, d.title, [d.title, *_split(d.text)], meta))
-    queries = [text for _, (_, text) in zip(range(12), read_queries(DATASETS / "scifact"))]
+    queries = [text for _, (_, text) in zip(range(12), read_queries(DATASETS / request.param))]
     queries += [title for _, title, _, _ in docs[:40:5]]
     return docs, queries
 
@@ -85,7 +93,8 @@ def engines(corpus, tmp_path_factory):
     emb = RandomEmbedder()
     base = tmp_path_factory.mktemp("conformance")
     ix = QdrantIndex(IndexConfig(data_dir=base / "data", qdrant_path=":memory:", embedder_factory=lambda: emb))
-    ix.open_collection(COL, create=True)
+    ix.open_collection(COL, create=True, analyzer="english")
+    assert ix.analyzer(COL).name == "english"
     writes = []
     for doc_id, _, parts, meta in docs:
         vecs = emb.encode(parts)
@@ -159,7 +168,7 @@ def edge_dense(shard, vec, k, flt=None):
 
 
 def edge_bm25(shard, text, k, flt=None):
-    idx, val = bm25_query_vector(text)
+    idx, val = bm25_query_vector(text, get_analyzer("english"))
     res = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(qe.SparseVector(indices=idx, values=val), using=SPARSE),
                                       filter=edge_filter(flt), with_payload=False))
     return [(int(p.id), float(p.score)) for p in res]

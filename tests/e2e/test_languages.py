@@ -1,0 +1,84 @@
+"""Chinese (and mixed-script) documents through a real MCP client session, on both engines:
+BM25 search with Simplified, Traditional and mixed queries, the bm25 reranker, the analyzer a
+collection records, and the way out for collections analyzed otherwise."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from rerank_mcp.server.app import build_server
+from tests.conftest import ENGINES
+
+pytestmark = pytest.mark.anyio
+
+DOCS = [
+    {"id": "panda", "text": "大熊猫是中国特有的动物。大熊猫每天要花十几个小时吃竹子，一只成年大熊猫每天吃十二到三十八公斤竹子。"},
+    {"id": "index", "text": "倒排索引把每个词映射到包含它的文档列表，是全文检索引擎的核心数据结构。"},
+    {"id": "bm25", "text": "BM25是一种基于词频和逆文档频率的排序函数，常用于搜索引擎。"},
+    {"id": "both", "text": "搜索引擎先用倒排索引找出候选文档，再用BM25给它们打分排序。"},
+    {"id": "rag", "text": "在RAG系统中，Reranker对检索到的段落重新排序，把最相关的段落交给大模型。"},
+    {"id": "taiwan", "text": "台湾的高速铁路连接台北和高雄，全长约三百五十公里。"},
+    {"id": "fox", "text": "The quick brown fox jumps over the lazy dog."},
+]
+
+
+@pytest.fixture(params=ENGINES)
+def settings(request, settings):
+    if request.param == "qdrant":
+        return settings.model_copy(update={"backend": "qdrant", "qdrant_path": str(settings.data_dir / "qdrant")})
+    return settings
+
+
+async def _ids(c, query, **kw):
+    r = await c.call_tool("search", {"query": query, "collection": "zh", "mode": "bm25", "k": 5, **kw})
+    assert not r.is_error, r.content
+    return [h["doc_id"] for h in r.structured_content["hits"]]
+
+
+async def test_chinese_queries_find_the_matching_document_first(settings):
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
+        assert not r.is_error, r.content
+        assert r.structured_content["analyzer"] == "english"  # chosen from the text: CJK bigrams, English words
+        assert (await _ids(c, "大熊猫每天吃什么"))[0] == "panda"
+        # a Chinese query with an English term: both the CJK bigrams and the Latin word match
+        got = await _ids(c, "倒排索引和BM25")
+        assert got[0] == "both" and {"index", "bm25"} <= set(got)
+        assert (await _ids(c, "RAG中的Reranker"))[0] == "rag"
+        # Traditional script and full-width forms find the Simplified text
+        assert (await _ids(c, "臺灣的高速鐵路有多長"))[0] == "taiwan"
+        assert (await _ids(c, "ＢＭ２５排序函數"))[0] == "bm25"
+        assert (await _ids(c, "lazy dogs"))[0] == "fox"  # English words are still stemmed
+
+
+async def test_the_bm25_reranker_puts_the_matching_chinese_passage_first(settings):
+    passages = [d["text"] for d in DOCS]
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("rerank", {"query": "大熊猫吃竹子", "passages": passages, "reranker": "bm25"})
+        assert not r.is_error, r.content
+        ranked = r.structured_content["passages"]
+        assert ranked[0]["index"] == 0
+        assert ranked[0]["score"] > 0 and ranked[-1]["score"] == 0.0
+        r = await c.call_tool("rerank", {"query": "臺灣高鐵", "passages": passages, "reranker": "bm25"})
+        assert r.structured_content["passages"][0]["index"] == 5
+
+
+async def test_an_explicit_analyzer_is_recorded_and_a_different_one_later_names_reindex(settings):
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("ingest", {"collection": "de", "analyzer": "german",
+                                         "documents": [{"id": "a", "text": "Die Häuser der Stadt sind alt."}]})
+        assert not r.is_error, r.content
+        assert r.structured_content["analyzer"] == "german"
+        r = await c.call_tool("search", {"query": "Haus", "collection": "de", "mode": "bm25"})
+        assert [h["doc_id"] for h in r.structured_content["hits"]] == ["a"]  # Häuser -> haus
+        r = await c.call_tool("ingest", {"collection": "de", "analyzer": "french",
+                                         "documents": [{"id": "b", "text": "Les maisons"}]})
+        assert r.is_error
+        msg = r.content[0].text
+        assert "analyzed with 'german', not 'french'" in msg and "rerank-mcp reindex de --analyzer french" in msg
+        r = await c.call_tool("ingest", {"collection": "de", "analyzer": "klingon",
+                                         "documents": [{"id": "b", "text": "x"}]})
+        assert r.is_error and "unknown analyzer 'klingon'" in r.content[0].text
+        r = await c.call_tool("search", {"query": "maisons", "collection": "de", "mode": "bm25"})
+        assert r.structured_content["hits"] == []  # nothing stored by the refused calls
