@@ -36,6 +36,27 @@ def split_identity(ident: str) -> tuple[str, str]:
     return ident, "torch"
 
 
+# Embedding models trained on English only, and families trained on many languages (Chinese
+# included). A model in neither list is taken to cover the query's language.
+_ENGLISH_ONLY = ("all-minilm", "all-mpnet", "all-distilroberta", "multi-qa-", "msmarco-", "bge-small-en", "bge-base-en",
+                 "bge-large-en", "gte-small", "gte-base", "gte-large", "e5-small-v2", "e5-base-v2", "e5-large-v2",
+                 "nomic-embed-text", "snowflake-arctic-embed")
+_MULTILINGUAL = ("multilingual", "bge-m3", "labse", "xlm-r", "xlm-roberta", "bge-small-zh", "bge-base-zh",
+                 "bge-large-zh", "text2vec", "m3e", "jina-embeddings-v3", "qwen3-embedding", "gte-multilingual")
+
+
+def model_covers_cjk(name: str) -> bool | None:
+    """Whether an embedding model (a name or identity) was trained on Chinese, Japanese and
+    Korean text: False for known English-only models, True for known multilingual ones, None when
+    unknown."""
+    n = split_identity(name)[0].lower()
+    if any(m in n for m in _MULTILINGUAL):
+        return True
+    if any(m in n for m in _ENGLISH_ONLY):
+        return False
+    return None
+
+
 def canonical_name(name: str) -> str:
     """The identity recorded with a collection for a model setting."""
     if name.lower() in _DEFAULT_ALIASES:
