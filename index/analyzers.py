@@ -105,12 +105,15 @@ def has_cjk(text: str) -> bool:
 
 
 def cjk_share(text: str) -> float:
-    """The share of CJK characters among the word characters of ``text``."""
-    cjk = len(_CJK_RE.findall(text))
-    if not cjk:
-        return 0.0
-    words = sum(1 for ch in text if ch.isalnum())
-    return cjk / max(words, cjk)
+    """How much of ``text`` is Chinese, Japanese or Korean: CJK characters over CJK characters plus
+    other words (a CJK character carries about what a word does)."""
+    cjk = words = 0
+    for m in _TOKEN_RE.finditer(text):
+        if m.group("cjk") is not None:
+            cjk += len(m.group("cjk"))
+        else:
+            words += 1
+    return cjk / (cjk + words) if cjk else 0.0
 
 
 def _bigrams(run: str) -> list[str]:

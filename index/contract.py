@@ -36,12 +36,15 @@ from rerank_mcp.index.model_names import (
     DEFAULT_EMBEDDING_BACKEND,
     EMBEDDING_BACKENDS,
     identity,
+    model_covers_cjk,
     onnx_cache_dir,
     split_identity,
 )
 from rerank_mcp.index.filters import Filter
 
 log = logging.getLogger(__name__)
+
+CJK_QUERY_SHARE = 0.3  # a query whose word characters are at least this share CJK is a CJK query
 
 Ranked = list[tuple[int, float]]  # (chunk id, score), best first
 Progress = Callable[[int, int], None]
@@ -330,6 +333,13 @@ class Index(abc.ABC):
                 f"fixed when it is created. Re-analyze it with `rerank-mcp reindex {info.name} --analyzer {want}` "
                 "(BM25 only: no re-embedding), or ingest into a new collection"
             )
+
+    def embedding_covers(self, info: CollectionInfo, query: str) -> bool:
+        """False when the query is mostly Chinese, Japanese or Korean (at least :data:`CJK_QUERY_SHARE`
+        of its word characters) and the collection's embedding model is known to be English-only."""
+        if analyzers.cjk_share(query) < CJK_QUERY_SHARE:
+            return True
+        return model_covers_cjk(info.embedding_model) is not False
 
     def analyzer(self, collection: str | CollectionInfo) -> analyzers.Analyzer:
         """The analyzer a collection's BM25 index was built with (the query side must use the same)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rerank_mcp.index.contract import Index
+from rerank_mcp.index.model_names import split_identity
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.fusion import fuse
@@ -21,6 +22,10 @@ MODES = ("dense", "bm25", "hybrid")
 MAX_WEIGHT = 1e6
 FUSIONS = ("rrf", "minmax", "zscore", "server-rrf", "server-dbsf")  # server-*: fused by the engine (Qdrant)
 DEFAULT_FUSION = "zscore"  # docs/adr/0003
+# Hybrid weights when the collection's embedding model was not trained on the query's script (an
+# English-only model and a Chinese, Japanese or Korean query): its dense arm is far weaker than a
+# CJK-aware BM25 there, and equal weights drag hybrid below BM25 alone (docs/eval/languages).
+UNCOVERED_WEIGHTS = {"dense": 0.0, "bm25": 1.0}
 
 
 @dataclass(frozen=True)
@@ -146,20 +151,31 @@ def search(
     arm_depth = depth or max(n_first, 100 if mode == "hybrid" else n_first)
     arm_depth = min(arm_depth, limits.max_k * 2)
 
+    notes: list[str] = []
+    if mode == "hybrid" and weights is None and not index.embedding_covers(info, query):
+        weights = dict(UNCOVERED_WEIGHTS)
+        notes.append(
+            f"the embedding model {split_identity(info.embedding_model)[0]} was not trained on this query's language "
+            f"(Chinese, Japanese or Korean): hybrid weighted dense {weights['dense']:g}, bm25 {weights['bm25']:g}. "
+            "Pass weights to choose, or build the collection with a multilingual embedding model"
+        )
+
     qv = None
-    if mode in ("dense", "hybrid"):
+    if mode in ("dense", "hybrid") and not (mode == "hybrid" and weights and weights.get("dense", 1.0) == 0):
         t = time.perf_counter()
         qv = index.embedding.query(query, info)  # with the backend the collection was built with
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     server_fused = None
-    if mode == "hybrid" and fusion.startswith("server-"):
-        assert qv is not None
+    if mode == "hybrid" and fusion.startswith("server-") and qv is not None:
         server_fused = index.fused_search(info.name, query, qv, arm_depth, flt, fusion[len("server-"):],
                                           weights=dict(weights) if weights else None)
         arms = {}
     else:
-        arms = index.search_arms(info.name, query, qv, arm_depth, flt, ("dense", "bm25") if mode == "hybrid" else (mode,))
+        wanted = ("dense", "bm25") if mode == "hybrid" else (mode,)
+        if qv is None:  # a zero-weighted dense arm is not searched
+            wanted = tuple(a for a in wanted if a != "dense")
+        arms = index.search_arms(info.name, query, qv, arm_depth, flt, wanted)
     timings[f"{mode}_ms" if mode != "hybrid" else "arms_ms"] = (time.perf_counter() - t) * 1000
 
     prov: dict[int, dict[str, Any]] = {}
@@ -208,7 +224,6 @@ def search(
             Hit(rank=rank, chunk_id=cid, doc_id=row.doc_id, text=row.text, score=float(s), metadata=row.metadata,
                 start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})), **citation(row))
         )
-    notes = []
     below = below_first_stage_note(mode, step.reranker, step.options, rr.used) if step is not None and rr else None
     if below:  # a configuration the evaluations show ranking below its first stage (tools/rerank/evidence.py)
         notes.append(below)

@@ -82,3 +82,26 @@ async def test_an_explicit_analyzer_is_recorded_and_a_different_one_later_names_
         assert r.is_error and "unknown analyzer 'klingon'" in r.content[0].text
         r = await c.call_tool("search", {"query": "maisons", "collection": "de", "mode": "bm25"})
         assert r.structured_content["hits"] == []  # nothing stored by the refused calls
+
+
+async def test_hybrid_never_falls_below_bm25_when_the_model_does_not_cover_the_query(settings):
+    """The default embedding model is English-only: for a Chinese query hybrid weights its dense
+    arm 0 (the figures in docs/eval/languages) and says so; an English query keeps both arms."""
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
+        assert not r.is_error, r.content
+        r = await c.call_tool("search", {"query": "大熊猫每天吃什么", "collection": "zh", "k": 5})
+        assert not r.is_error, r.content
+        hybrid = r.structured_content
+        assert any("was not trained on this query's language" in n for n in hybrid["notes"]), hybrid["notes"]
+        assert hybrid["hits"][0]["doc_id"] == "panda"
+        bm25 = [h["doc_id"] for h in (await c.call_tool("search", {"query": "大熊猫每天吃什么", "collection": "zh",
+                                                                  "k": 5, "mode": "bm25"})).structured_content["hits"]]
+        assert [h["doc_id"] for h in hybrid["hits"]] == bm25
+        # weights the caller gives are kept
+        r = await c.call_tool("search", {"query": "大熊猫每天吃什么", "collection": "zh", "k": 5,
+                                         "weights": {"dense": 1, "bm25": 1}})
+        assert not any("not trained" in n for n in r.structured_content["notes"])
+        r = await c.call_tool("search", {"query": "lazy dog", "collection": "zh", "k": 3})
+        assert not any("not trained" in n for n in r.structured_content["notes"])
+        assert r.structured_content["hits"][0]["doc_id"] == "fox"
