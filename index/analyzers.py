@@ -6,13 +6,13 @@ Names:
 
 - ``english``, ``german``, ``french``, ... (every language PyStemmer's Snowball stemmers know):
   NFKC, lowercase, Traditional Chinese characters folded to Simplified; runs of Chinese,
-  Japanese or Korean characters become overlapping character bigrams (a lone character stays a
-  unigram), as Lucene's ``CJKAnalyzer`` and Elasticsearch's ``cjk`` analyzer do; every other
-  word (``\\w+``) loses the language's stopwords and is Snowball-stemmed. Mixed text is handled in
-  one pass: "倒排索引和BM25" gives ``倒排 排索 索引 引和 和`` ... and ``bm25``.
-- ``LANG+unibigram``: CJK runs give each character and each bigram; ``LANG+jieba``: CJK runs
-  are segmented into words by jieba (needs ``pip install jieba``). Measured against the default
-  bigrams in docs/eval/languages/.
+  Japanese or Korean characters give each character and each overlapping character bigram;
+  every other word (``\\w+``) loses the language's stopwords and is Snowball-stemmed. Mixed text
+  is handled in one pass: "倒排索引和BM25" gives ``倒 排 索 引 和 倒排 排索 索引 引和`` and ``bm25``.
+- ``LANG+bigram``: CJK runs give overlapping bigrams only (a lone character stays a unigram), as
+  Lucene's ``CJKAnalyzer`` does; ``LANG+jieba``: CJK runs are segmented into words by jieba
+  (``pip install jieba``). Characters and bigrams together scored best of the three on cmrc2018
+  and drcd (docs/eval/languages/), so they are the default.
 - ``none``: as above without stopwords or stemming (any language written with spaces).
 - ``legacy``: the analyzer of collections created before analyzers were recorded: lowercase,
   ``\\w+`` runs (a whole run of CJK characters is one token), English stopwords, Porter2. Kept so
@@ -21,7 +21,7 @@ Names:
 - ``auto`` (the default for new collections): resolved once, when the collection is created,
   from its first documents: the Snowball language whose stopwords the text uses most (English
   unless another language clearly dominates). CJK text needs no detection: every analyzer but
-  ``legacy`` bigrams it.
+  ``legacy`` splits it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rerank_mcp.index.tokenize import tokenize as legacy_tokenize
 AUTO = "auto"
 LEGACY = "legacy"
 DEFAULT_LANGUAGE = "english"
-CJK_MODES = ("bigram", "unibigram", "jieba")
+CJK_MODES = ("unibigram", "bigram", "jieba")  # the first is the default
 
 # Scripts written without spaces between words (plus Hangul, which Lucene's CJKAnalyzer bigrams too):
 # CJK ideographs (unified, extensions A-F, compatibility), Hiragana, Katakana (and half-width forms),
@@ -188,7 +188,7 @@ class _LegacyAnalyzer(Analyzer):
 
 def _parse(name: str) -> tuple[str | None, str]:
     lang, _, mode = name.partition("+")
-    mode = mode or "bigram"
+    mode = mode or CJK_MODES[0]
     if mode not in CJK_MODES:
         raise InvalidInput(f"unknown CJK mode {mode!r} in analyzer {name!r}: use one of {', '.join(CJK_MODES)}")
     if lang == "none":
@@ -196,7 +196,7 @@ def _parse(name: str) -> tuple[str | None, str]:
     if lang not in snowball_languages():
         raise InvalidInput(
             f"unknown analyzer {name!r}: use auto, none, legacy or a language "
-            f"({', '.join(snowball_languages())}), optionally with +unibigram or +jieba for CJK text"
+            f"({', '.join(snowball_languages())}), optionally with +bigram or +jieba for CJK text"
         )
     return lang, mode
 
@@ -211,7 +211,7 @@ def check_name(name: str) -> str:
     lang, mode = _parse(name)
     if mode == "jieba":
         _jieba("")  # fails now, with the install hint, if jieba is missing
-    return (lang or "none") + ("" if mode == "bigram" else f"+{mode}")
+    return (lang or "none") + ("" if mode == CJK_MODES[0] else f"+{mode}")
 
 
 def get_analyzer(name: str | None) -> Analyzer:

@@ -312,7 +312,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             ] = False,
             analyzer: Annotated[
                 str | None, Field(description="BM25 analyzer of a new collection: auto (default: from its text), "
-                                  "english, german, ... or none; CJK text is split into character bigrams")
+                                  "english, german, ... or none; CJK text is split into characters and bigrams")
             ] = None,
         ) -> IngestResult:
             st = _state(ctx)

@@ -65,7 +65,7 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("--chunk-overlap", type=int)
     s.add_argument("--skip-invalid", action="store_true")
     s.add_argument("--analyzer", help="BM25 analyzer of a new collection (default: auto, chosen from its text; "
-                   "english, german, ..., none; +unibigram or +jieba for CJK text)")
+                   "english, german, ..., none; +bigram or +jieba for CJK text)")
     s.add_argument("--sync", action="store_true",
                    help="the paths are folders to mirror: also delete documents whose files are gone")
 
@@ -115,7 +115,7 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
                        "--analyzer re-analyze its BM25 index")
     s.add_argument("collection")
     s.add_argument("--analyzer", help="re-analyze the BM25 index with this analyzer (auto, english, german, ..., "
-                   "none; +unibigram or +jieba for CJK text) instead of re-embedding")
+                   "none; +bigram or +jieba for CJK text) instead of re-embedding")
 
     s = sub.add_parser("export", help="write a collection (text, metadata, vectors) to a JSONL file: backup, or "
                        "moving to another engine")

@@ -171,8 +171,9 @@ def collections(args: argparse.Namespace, settings: Settings, out: Output) -> in
     if out.as_json:
         out.json(res)
     else:
-        out.table("collections", ["name", "documents", "chunks", "embedding model", "dense index"],
-                  [[c.name, c.documents, c.chunks, c.embedding_model, c.dense_index] for c in res.collections])
+        out.table("collections", ["name", "documents", "chunks", "embedding model", "dense index", "analyzer"],
+                  [[c.name, c.documents, c.chunks, c.embedding_model, c.dense_index, c.analyzer]
+                   for c in res.collections])
     return 0
 
 

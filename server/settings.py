@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
     analyzer: str = Field(
         "auto", description="BM25 analyzer of new collections: auto (chosen from the first documents), english, "
-        "german, ... (Snowball languages), none; CJK text is always split into character bigrams "
-        "(+unibigram or +jieba for the alternatives)")
+        "german, ... (Snowball languages), none; CJK text is always split into characters and character "
+        "bigrams (+bigram or +jieba for the alternatives)")
 
     # Index engine: "embedded" (SQLite + FAISS + tantivy in data_dir) or "qdrant"
     backend: Literal["embedded", "qdrant"] = "embedded"

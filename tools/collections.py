@@ -16,7 +16,8 @@ def list_collections(index: Index) -> CollectionList:
     for c in index.collections():
         kind = index.dense_index_kind(c.name)
         out.append(CollectionSummary(name=c.name, documents=c.documents, chunks=c.chunks,
-                                     embedding_model=c.embedding_model, dim=c.dim, dense_index=kind))
+                                     embedding_model=c.embedding_model, dim=c.dim, dense_index=kind,
+                                     analyzer=c.analyzer or "legacy"))
     return CollectionList(collections=out)
 
 

@@ -154,6 +154,7 @@ class CollectionSummary(Frozen):
     embedding_model: str
     dim: int
     dense_index: str | None = None
+    analyzer: str = Field("legacy", description="the BM25 analyzer ('legacy': made before analyzers were recorded)")
 
 
 class CollectionList(Frozen):

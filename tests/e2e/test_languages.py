@@ -50,6 +50,8 @@ async def test_chinese_queries_find_the_matching_document_first(settings):
         assert (await _ids(c, "臺灣的高速鐵路有多長"))[0] == "taiwan"
         assert (await _ids(c, "ＢＭ２５排序函數"))[0] == "bm25"
         assert (await _ids(c, "lazy dogs"))[0] == "fox"  # English words are still stemmed
+        r = await c.call_tool("list_collections", {})
+        assert {x["name"]: x["analyzer"] for x in r.structured_content["collections"]} == {"zh": "english"}
 
 
 async def test_the_bm25_reranker_puts_the_matching_chinese_passage_first(settings):

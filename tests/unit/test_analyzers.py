@@ -15,8 +15,8 @@ from rerank_mcp.index.tokenize import tokenize as legacy_tokenize
 SCIFACT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 
 
-def test_cjk_runs_become_overlapping_bigrams_and_a_lone_character_a_unigram():
-    a = get_analyzer("english")
+def test_cjk_runs_in_bigram_mode_become_overlapping_bigrams_and_a_lone_character_a_unigram():
+    a = get_analyzer("english+bigram")
     assert a.tokenize("大熊猫每天吃什么") == ["大熊", "熊猫", "猫每", "每天", "天吃", "吃什", "什么"]
     assert a.tokenize("猫。狗") == ["猫", "狗"]  # punctuation ends a run: lone characters stay unigrams
     # Japanese kana and Korean Hangul are bigrammed the same way (Lucene's CJKAnalyzer)
@@ -95,12 +95,14 @@ def test_unknown_analyzer_names_are_refused_with_the_valid_ones():
     with pytest.raises(InvalidInput, match="non-empty"):
         check_name("")
     assert check_name(" English ") == "english"
-    assert check_name("english+bigram") == "english"
-    assert "CJK character bigrams" in describe("auto")
+    assert check_name("english+unibigram") == "english"  # characters and bigrams: the default
+    assert check_name("english+bigram") == "english+bigram"
+    assert "CJK characters and bigrams" in describe("auto")
 
 
 def test_unigram_bigram_and_jieba_modes():
-    assert get_analyzer("english+unibigram").tokenize("熊猫") == ["熊", "猫", "熊猫"]
+    assert get_analyzer("english").tokenize("熊猫") == ["熊", "猫", "熊猫"]  # the default mode
+    assert get_analyzer("english+bigram").tokenize("熊猫") == ["熊猫"]
     pytest.importorskip("jieba", reason="jieba is in the test extra")
     toks = get_analyzer("english+jieba").tokenize("大熊猫每天吃什么")
     assert "大熊猫" in toks and "每天" in toks

@@ -12,7 +12,7 @@ Elsewhere (the ``rerank`` tool, passages without a collection) the candidates fo
 "corpus": IDF and length normalisation come from the candidate list, via rank-bm25. Terms come
 from the project's analyzers (:mod:`index.analyzers`): inside ``search`` the collection's own, so
 reranker and corpus index see the same terms; elsewhere the ``analyzer`` option (default
-``auto``: the language of the query and passages, with CJK text split into character bigrams).
+``auto``: the language of the query and passages, with CJK text split into characters and character bigrams).
 
 IDF: rank-bm25's BM25Okapi uses ``log((N - n + 0.5) / (n + 0.5))``, which is negative for a
 term found in more than half the documents (floored to ``epsilon`` x the mean IDF, itself
@@ -90,7 +90,7 @@ class BM25Options(RerankOptions):
     corpus: bool = Field(True, description="inside search, score with the collection's statistics (variant "
                          "okapi, idf lucene); false: IDF and lengths over the candidates only")
     analyzer: str = Field("auto", description="outside search: the analyzer (auto: from the query and passages; "
-                          "english, german, ..., none; CJK text is split into character bigrams). Inside search "
+                          "english, german, ..., none; CJK text is split into characters and bigrams). Inside search "
                           "the collection's analyzer is used")
 
 
