@@ -227,3 +227,4 @@ def add_dataset_arguments(s, what: str) -> None:
     s.add_argument("--max-queries", type=int, help="keep the first N judged queries")
     s.add_argument("--chunk-size", type=int, help="chunk size in tokens (default: the chunk_size setting)")
     s.add_argument("--chunk-overlap", type=int, help="chunk overlap in tokens (default: the chunk_overlap setting)")
+    s.add_argument("--analyzer", help="BM25 analyzer of the collections made (default: the analyzer setting, auto)")

@@ -49,6 +49,10 @@ def run_budget_eval(args: argparse.Namespace, settings: Settings, out: Output) -
         if args.max_docs or args.max_queries:
             ds = slice_dataset(ds, args.max_docs, args.max_queries)
         datasets.append(ds)
+    if getattr(args, "analyzer", None):
+        from rerank_mcp.index.analyzers import check_name
+
+        settings = settings.model_copy(update={"analyzer": check_name(args.analyzer)})
     state = build_state(settings, warm=False)
     results = []
     t0 = time.perf_counter()
@@ -107,6 +111,7 @@ def _command_line(args: argparse.Namespace, settings: Settings | None = None) ->
                         ("--split", args.split if args.split != "test" else None),
                         ("--max-docs", args.max_docs), ("--max-queries", args.max_queries),
                         ("--chunk-size", args.chunk_size), ("--chunk-overlap", args.chunk_overlap),
+                        ("--analyzer", getattr(args, "analyzer", None)),
                         ("--out", args.out)):
         if value is not None:
             parts += [flag, str(value)]

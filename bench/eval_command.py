@@ -113,9 +113,14 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             ds = slice_dataset(ds, args.max_docs, args.max_queries)
         datasets.append(ds)
 
+    if getattr(args, "analyzer", None):
+        from rerank_mcp.index.analyzers import check_name
+
+        settings = settings.model_copy(update={"analyzer": check_name(args.analyzer)})
     state = build_state(settings, warm=False, cache_queries=bool(args.cache_query_embeddings))
     registry = state.registry
     reports, findings = [], []
+    analyzers: dict[str, str] = {}
     t0 = time.perf_counter()
     try:
         for ds in datasets:
@@ -129,6 +134,8 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                         chunk_overlap=chunk_overlap, candidates=args.candidates,
                         limits=state.search_limits, progress=progress, stat_test=args.stat_test,
                     )
+                info = state.engine.collection_info(name)
+                analyzers[ds.name] = (info.analyzer if info else None) or "legacy"
             finally:
                 if throwaway and state.engine.collection_info(name) is not None:
                     state.engine.drop(name)
@@ -162,6 +169,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             "split": args.split,
             "cached_query_embeddings": bool(args.cache_query_embeddings),
             "embedding_backend": settings.embedding_backend,
+            "analyzers": analyzers,
             "stat_test": args.stat_test,
         },
     )
@@ -204,7 +212,8 @@ def _command_line(args: argparse.Namespace, settings: Settings | None = None) ->
     for flag, value in (("--split", args.split if args.split != "test" else None), ("--collection", args.collection),
                         ("--max-docs", args.max_docs), ("--max-queries", args.max_queries),
                         ("--chunk-size", args.chunk_size), ("--chunk-overlap", args.chunk_overlap),
-                        ("--candidates", args.candidates if args.candidates != 100 else None), ("--out", args.out)):
+                        ("--candidates", args.candidates if args.candidates != 100 else None),
+                        ("--analyzer", getattr(args, "analyzer", None)), ("--out", args.out)):
         if value is not None:
             parts += [flag, str(value)]
     if args.cache_query_embeddings:

@@ -115,7 +115,10 @@ def render_eval_markdown(report: Any) -> str:
         + _BACKEND_LABEL.get(env.get("embedding_backend") or "torch", f" on the {env.get('embedding_backend')} backend")
         + f". Chunking: {env.get('chunk_size')} tokens, "
         f"{env.get('chunk_overlap')} overlap. Rerankers see the first-stage top {env.get('candidates')}. "
-        f"Split: {env.get('split')}. Machine: {env.get('cpus')} CPUs ({env.get('machine')}), Python {env.get('python')}; "
+        f"Split: {env.get('split')}. "
+        + (f"BM25 analyzer: {', '.join(f'{k} `{v}`' for k, v in env['analyzers'].items())}. "
+           if env.get("analyzers") else "")
+        + f"Machine: {env.get('cpus')} CPUs ({env.get('machine')}), Python {env.get('python')}; "
         f"whole run {env.get('elapsed_s')} s.",
         "",
         "Metrics (nDCG@10 with linear gains as in trec_eval/BEIR, Recall@100, MRR@10; ranx's definitions, computed "

@@ -116,3 +116,24 @@ def test_scifact_slice_quality_floor(tmp_path, capsys):
     got = {p["pipeline"]: p["ndcg_at_10"] for p in res["datasets"][0]["pipelines"]}
     print("measured", got)
     assert rc == 0, (got, captured.err[-2000:])
+
+
+def test_eval_names_the_analyzer_of_each_collection(tmp_path, capsys):
+    """--analyzer chooses the collections' BM25 analyzer; the report and the command line say which ran."""
+    root = tmp_path / "zh"
+    (root / "qrels").mkdir(parents=True)
+    docs = {"panda": "大熊猫每天吃竹子。", "rail": "高速铁路连接台北和高雄。", "tea": "乌龙茶产自福建和台湾。"}
+    with (root / "corpus.jsonl").open("w") as fh:
+        for k, v in docs.items():
+            fh.write(json.dumps({"_id": k, "title": "", "text": v}, ensure_ascii=False) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "熊猫吃什么"}, ensure_ascii=False) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tpanda\t1\n")
+    out = tmp_path / "report"
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(root), "--pipelines", "bm25",
+                  "--analyzer", "english+bigram", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["environment"]["analyzers"] == {"zh": "english+bigram"}
+    assert "--analyzer english+bigram" in res["command"]
+    assert "BM25 analyzer: zh `english+bigram`" in (out / "report.md").read_text()
+    assert res["datasets"][0]["pipelines"][0]["ndcg_at_10"] == pytest.approx(1.0)
