@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -345,7 +346,8 @@ class RerankAPI:
         """Input indices best first (cut to top_n) and their API scores."""
         t = call.target
         try:
-            reranker = await anyio.to_thread.run_sync(state.registry.get, t.family, dict(t.options))
+            # t.options are the operator's (RERANK_MCP_HTTP_MODELS) or a model id checked by resolve_model
+            reranker = await anyio.to_thread.run_sync(partial(state.registry.get, t.family, dict(t.options), trusted=True))
             job = await self.batchers.get((t.family, json.dumps(t.options, sort_keys=True, default=str)),
                                           reranker).score_job(call.query, call.texts)
         except LimitExceeded as exc:
