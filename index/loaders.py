@@ -315,12 +315,26 @@ def _pdf_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         title = reader.metadata.title if reader.metadata and reader.metadata.title else None
     except LimitReachedError as exc:
-        raise LimitExceeded(f"{path}: the PDF is over a limit of its reader (pypdf: {exc}); it is not read") from None
+        raise LimitExceeded(
+            f"{path}: the PDF is over a limit of its reader (pypdf limits each stream to "
+            f"{_pdf_stream_limit()} bytes inflated, and the objects, pages and work per file; pypdf says: {exc}); "
+            "it is not read") from None
     except RecursionError:
         raise InvalidInput(f"{path} is not a readable PDF: its objects nest too deeply") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError) as exc:
         raise InvalidInput(f"{path} is not a readable PDF: {type(exc).__name__}: {exc}") from None
     return "\n\n".join(p for p in pages if p), title
+
+
+def _pdf_stream_limit() -> int | str:
+    try:
+        import pypdf
+
+        return pypdf.get_configuration().zlib_maximum_output_length
+    except Exception:  # older pypdf: the module constant
+        from pypdf import filters
+
+        return getattr(filters, "ZLIB_MAX_OUTPUT_LENGTH", "a fixed number of")
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

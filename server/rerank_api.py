@@ -171,7 +171,11 @@ def _doc_text(doc: Any, i: int, field: str, rank_fields: list[str] | None) -> st
             parts = []
             for f in rank_fields:
                 if f in doc:
-                    parts.append(f"{f}: {doc[f] if isinstance(doc[f], str) else json.dumps(doc[f], ensure_ascii=False)}")
+                    try:
+                        value = doc[f] if isinstance(doc[f], str) else json.dumps(doc[f], ensure_ascii=False)
+                    except (RecursionError, ValueError):
+                        raise ApiError(400, f"{field}[{i}].{f} nests too deeply to be ranked") from None
+                    parts.append(f"{f}: {value}")
             if parts:
                 return "\n".join(parts)
         text = doc.get("text")
@@ -310,6 +314,9 @@ class RerankAPI:
             return json.loads(bytes(body))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ApiError(400, "the body nests JSON arrays or objects too deeply to be read; a rerank request "
+                                "needs a few levels at most") from None
 
     # -- dispatch ---------------------------------------------------------------------
 
