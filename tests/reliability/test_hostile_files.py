@@ -458,3 +458,42 @@ def test_ingest_limits_unchanged_for_ordinary_files(eng, files):
     (files / "c.txt").write_text("y" * 101)
     with pytest.raises(LimitExceeded, match=r"c\.txt is 101 bytes, over the file size limit of 100"):
         ingest(eng, "c", paths=[str(files)], roots=[files], limits=IngestLimits(max_file_bytes=100))
+
+
+# ----------------------------------------------------------------------------- item: a stuck read does not keep the process alive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["asyncio", "sdk"])
+def test_a_stuck_read_does_not_keep_the_process_alive_after_stdin_eof(tmp_path, files, transport):
+    """A tool call stuck in a file read that never returns (a hung mount): once the client closes
+    stdin the server still exits, within seconds, with status 0."""
+    import time
+
+    from tests.fixtures.env import offline_env
+    from tests.fixtures.stdio_process import StdioServer
+
+    marker = tmp_path / "reading"
+    env = offline_env(PYTHONPATH=str(ROOT), RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_LOG_LEVEL="INFO",
+                      RERANK_MCP_ALLOWED_ROOTS=json.dumps([str(files)]), RERANK_MCP_STDIO_TRANSPORT=transport,
+                      RERANK_MCP_TEST_STUCK_MARKER=str(marker))
+    with open(tmp_path / "server.log", "wb") as log:
+        srv = StdioServer([sys.executable, "-m", "tests.reliability.stuck_read_server", "serve"], env, stderr=log)
+    try:
+        assert srv.initialize()["result"]["serverInfo"]["name"] == "rerank-mcp"
+        srv.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                  "params": {"name": "ingest", "arguments": {"collection": "c", "paths": [str(files / "a.txt")]}}})
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline and srv.proc.poll() is None, "the read never started"
+            time.sleep(0.05)
+        t = time.monotonic()
+        srv.proc.stdin.close()
+        rc = srv.proc.wait(timeout=30)
+        took = time.monotonic() - t
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    assert rc == 0, (tmp_path / "server.log").read_text(errors="replace")[-2000:]
+    assert took < 15, f"exited {took:.1f} s after stdin closed"
