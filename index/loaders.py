@@ -374,20 +374,20 @@ def _docx_part(zf: Any, name: str, path: Path, budget: list[int]) -> Any:
     return io.BufferedReader(_CappedReader(zf.open(info), info.file_size, path, name))
 
 
-def _iterparse(stream: Any, path: Path, counter: list[int]) -> Any:
-    """``(event, element)`` of an XML stream, no entities resolved, no network; at most
-    :data:`DOCX_MAX_ELEMENTS` elements over the whole file (``counter``)."""
+def _iterparse(stream: Any, path: Path, counter: list[int] | None) -> Any:
+    """Each element of an XML stream once it is complete, no entities resolved, no network; with a
+    ``counter``, at most :data:`DOCX_MAX_ELEMENTS` elements over the whole file."""
     from lxml import etree
 
     try:
-        for event, el in etree.iterparse(stream, events=("start", "end"), resolve_entities=False, no_network=True,
-                                         load_dtd=False, huge_tree=False, remove_comments=True):
-            if event == "start":
+        for _, el in etree.iterparse(stream, events=("end",), resolve_entities=False, no_network=True,
+                                     load_dtd=False, huge_tree=False, remove_comments=True):
+            if counter is not None:
                 counter[0] += 1
                 if counter[0] > DOCX_MAX_ELEMENTS:
                     raise LimitExceeded(f"{path} holds more than {DOCX_MAX_ELEMENTS} XML elements, over the limit "
                                         "for .docx files; it is not read")
-            yield event, el
+            yield el
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None
 
@@ -421,38 +421,41 @@ def _docx_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
         with zf:
             main = "word/document.xml"
             if "_rels/.rels" in zf.namelist():
-                for _, el in _iterparse(_docx_part(zf, "_rels/.rels", path, budget), path, counter):
+                for el in _iterparse(_docx_part(zf, "_rels/.rels", path, budget), path, counter):
                     if el.tag == f"{_REL}Relationship" and el.get("Type") == _OFFICE_DOC and el.get("Target"):
                         main = el.get("Target").lstrip("/")
             blocks: list[str] = []
-            body_depth = None
-            depth = 0
-            for event, el in _iterparse(_docx_part(zf, main, path, budget), path, counter):
-                if event == "start":
-                    depth += 1
-                    if el.tag == f"{_W}body":
-                        body_depth = depth
+            body, para, table = f"{_W}body", f"{_W}p", f"{_W}tbl"
+            n = counter[0]
+            for el in _iterparse(_docx_part(zf, main, path, budget), path, None):
+                n += 1  # counted here, in the tight loop: a bomb is millions of elements
+                if n > DOCX_MAX_ELEMENTS:
+                    raise LimitExceeded(f"{path} holds more than {DOCX_MAX_ELEMENTS} XML elements, over the limit "
+                                        "for .docx files; it is not read")
+                tag = el.tag
+                if tag != para and tag != table:
                     continue
-                depth -= 1
-                if body_depth is None or depth != body_depth:
-                    continue  # only the body's own children are taken, each once it is complete
-                if el.tag == f"{_W}p":
-                    t = _run_text(el).strip()
-                    if t:
-                        blocks.append(t)
-                elif el.tag == f"{_W}tbl":
-                    for row in el.iter(f"{_W}tr"):
-                        cells = ["\n".join(_run_text(p) for p in tc.iter(f"{_W}p")).strip() for tc in row.iter(f"{_W}tc")]
-                        if any(cells):
-                            blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))
-                el.clear()  # keep memory flat: drop the children read so far
                 parent = el.getparent()
-                while parent is not None and el.getprevious() is not None:
+                if parent is None or parent.tag != body:
+                    continue  # only the body's own children are taken, each once it is complete
+                if len(el):
+                    if tag == para:
+                        t = _run_text(el).strip()
+                        if t:
+                            blocks.append(t)
+                    else:
+                        for row in el.iter(f"{_W}tr"):
+                            cells = ["\n".join(_run_text(p) for p in tc.iter(para)).strip() for tc in row.iter(f"{_W}tc")]
+                            if any(cells):
+                                blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))
+                    el.clear()  # keep memory flat: drop what was read so far
+                while el.getprevious() is not None:
                     del parent[0]
+            counter[0] = n
             title = None
             if "docProps/core.xml" in zf.namelist():
-                for event, el in _iterparse(_docx_part(zf, "docProps/core.xml", path, budget), path, counter):
-                    if event == "end" and el.tag == "{http://purl.org/dc/elements/1.1/}title":
+                for el in _iterparse(_docx_part(zf, "docProps/core.xml", path, budget), path, counter):
+                    if el.tag == "{http://purl.org/dc/elements/1.1/}title":
                         title = (el.text or "").strip() or None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
         raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None

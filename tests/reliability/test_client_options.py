@@ -22,6 +22,7 @@ from mcp import Client
 from rerank_mcp.server.app import build_server
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import FakeCohere, FakeOpenAI, serve_http
+from tests.reliability.stats import record
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +115,8 @@ async def test_no_configured_key_reaches_a_client_chosen_url(settings):
             r = await c.call_tool("ingest", {"collection": "c", "documents": [
                 {"id": f"d{i}", "text": p} for i, p in enumerate(PASSAGES)]})
             assert not r.is_error, r.content
-            for tool, args in _hostile_calls(evil_co.base_url, evil_llm.base_url, co.base_url):
+            hostile = _hostile_calls(evil_co.base_url, evil_llm.base_url, co.base_url)
+            for tool, args in hostile:
                 r = await c.call_tool(tool, args)
                 text = _refusal(tool, r)
                 assert "RERANK_MCP_ALLOWED_ENDPOINTS" in text and "not an allowed endpoint" in text, (tool, args, text)
@@ -137,6 +139,11 @@ async def test_no_configured_key_reaches_a_client_chosen_url(settings):
     assert set(_keys_seen(co)) == {f"Bearer {CO_KEY}"} and len(co.requests) == 4
     assert set(_keys_seen(llm)) == {f"Bearer {LLM_KEY}"}
     assert evil_co.requests == [] and evil_llm.requests == []
+    record("client_urls", {"hostile_calls": len(hostile),
+                           "requests_to_client_urls": len(evil_co.requests) + len(evil_llm.requests),
+                           "configured_endpoint_requests": len(co.requests) + len(llm.requests),
+                           "configured_requests_with_key": _keys_seen(co, llm).count(f"Bearer {CO_KEY}")
+                           + _keys_seen(co, llm).count(f"Bearer {LLM_KEY}")})
 
 
 async def test_an_endpoint_the_operator_lists_is_allowed(settings):

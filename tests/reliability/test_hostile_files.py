@@ -29,6 +29,7 @@ from rerank_mcp.index.loaders import DOCX_MAX_ELEMENTS, DOCX_MAX_INFLATED_BYTES,
 from rerank_mcp.tools.ingest import IngestLimits, ingest
 from tests.fixtures.fakes import HashEmbedder
 from tests.fixtures.unprivileged import ROOT, permissions_apply, run_unprivileged
+from tests.reliability.stats import record
 
 
 @pytest.fixture
@@ -79,9 +80,12 @@ def _in_thread(fn, timeout: float = 20.0):
 
 
 def test_a_fifo_in_a_walked_folder_is_never_opened(eng, files):
+    import time
+
     fifo = files / "pipe.txt"
     os.mkfifo(fifo)
     try:
+        t = time.perf_counter()
         with pytest.raises(InvalidInput, match=r"pipe\.txt is a FIFO \(named pipe\), not a regular file"):
             _in_thread(lambda: ingest(eng, "c", paths=[str(files)], roots=[files]))
         assert _texts(eng, "c") == {}  # nothing stored
@@ -89,6 +93,7 @@ def test_a_fifo_in_a_walked_folder_is_never_opened(eng, files):
         out = {Path(d.source).name: d for d in res.documents}
         assert out["a.txt"].status == "added"
         assert out["pipe.txt"].status == "failed" and "FIFO" in out["pipe.txt"].reason
+        record("fifo_walk_s", round(time.perf_counter() - t, 2))
         # swapped in after the walk (or named directly): refused at the open, which does not block
         with pytest.raises(InvalidInput, match="FIFO"):
             _in_thread(lambda: load_file(fifo, 1000, [files]))
@@ -271,6 +276,8 @@ for name in ("many.docx", "big.docx"):
     except RerankMCPError as exc:
         out[name] = type(exc).__name__ + ": " + str(exc)
     out[name + " s"] = time.perf_counter() - t
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+out["peak_rss_mb"] = int(status["VmHWM"].split()[0]) / 1024  # this process's own peak (not the parent's)
 print(json.dumps(out))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -281,6 +288,10 @@ print(json.dumps(out))
     assert out["big.docx"].startswith("LimitExceeded") and "word/document.xml inflates to" in out["big.docx"]
     assert f"limit of {DOCX_MAX_INFLATED_BYTES} inflated bytes" in out["big.docx"]
     assert out["big.docx s"] < 1.0  # refused from the zip's directory, before inflating
+    record("docx_bombs", {"paragraphs": 3_000_000, "many_zip_bytes": (tmp_path / "many.docx").stat().st_size,
+                          "many_refused_s": round(out["many.docx s"], 2), "big_inflated_bytes": len(big),
+                          "big_zip_bytes": (tmp_path / "big.docx").stat().st_size,
+                          "big_refused_s": round(out["big.docx s"], 3), "peak_rss_mb": round(out["peak_rss_mb"])})
 
 
 def test_docx_external_entities_are_not_resolved(tmp_path):
@@ -497,3 +508,4 @@ def test_a_stuck_read_does_not_keep_the_process_alive_after_stdin_eof(tmp_path, 
             srv.proc.wait()
     assert rc == 0, (tmp_path / "server.log").read_text(errors="replace")[-2000:]
     assert took < 15, f"exited {took:.1f} s after stdin closed"
+    record(f"stuck_read_exit_{transport}", round(took, 2))
