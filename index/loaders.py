@@ -306,13 +306,20 @@ def _html_to_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
-def _pdf_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
+def _pdf_to_text(data: bytes, path: Path, max_chars: int | None = None) -> tuple[str, str | None]:
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        pages: list[str] = []
+        total = 0
+        for page in reader.pages:  # text extracted page by page, up to max_chars in all
+            pages.append((page.extract_text() or "").strip())
+            total += len(pages[-1])
+            if max_chars is not None and total > max_chars:
+                raise LimitExceeded(f"{path}: the PDF's text is over {max_chars} characters (after page {len(pages)}), "
+                                    "over the limit for one document (RERANK_MCP_MAX_REQUEST_BYTES); it is not read")
         title = reader.metadata.title if reader.metadata and reader.metadata.title else None
     except LimitReachedError as exc:
         raise LimitExceeded(
@@ -524,13 +531,15 @@ def _read_regular(path: Path, max_bytes: int, roots: Sequence[Path] | None = Non
         os.close(fd)
 
 
-def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None) -> LoadedFile:
-    """The text of the file at ``path`` (see the module docstring for what is checked)."""
+def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None,
+              max_chars: int | None = None) -> LoadedFile:
+    """The text of the file at ``path`` (see the module docstring for what is checked); a PDF's
+    extraction stops once its text passes ``max_chars``."""
     data = _read_regular(path, max_bytes, roots)
     suffix = path.suffix.lower()
     language = None
     if suffix in PDF_SUFFIXES:
-        text, title = _pdf_to_text(data, path)
+        text, title = _pdf_to_text(data, path, max_chars)
         kind = "pdf"
     elif suffix in DOCX_SUFFIXES:
         text, title = _docx_to_text(data, path)

@@ -209,8 +209,9 @@ def ingest(
                 except UnicodeEncodeError:  # a name in another encoding: it cannot be an id or a source
                     name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                     raise InvalidInput(f"{name}: the file name is not valid UTF-8; rename the file to ingest it")
-                lf = load_file(f, limits.max_file_bytes, list(roots))  # re-checked once open
-                _check_text(lf.text, str(f), max(limits.max_chars, limits.max_file_bytes))  # files: size-capped
+                text_limit = max(limits.max_chars, limits.max_file_bytes)  # files: size-capped
+                lf = load_file(f, limits.max_file_bytes, list(roots), text_limit)  # re-checked once open
+                _check_text(lf.text, str(f), text_limit)
                 meta = {"source": str(f), "type": lf.kind}
                 if lf.title:
                     meta["title"] = lf.title

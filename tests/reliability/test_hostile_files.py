@@ -344,6 +344,14 @@ def test_a_pdf_past_pypdfs_limits_is_a_clear_error(eng, files):
     assert "over a limit of its reader" in out["bomb.pdf"].reason
 
 
+def test_a_pdf_text_past_the_document_limit_stops_extraction(tmp_path):
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(_pdf_with_stream(b"BT /F1 12 Tf 72 720 Td (" + b"word " * 400 + b") Tj ET"))
+    assert len(load_file(pdf, 1_000_000).text) > 1000
+    with pytest.raises(LimitExceeded, match=r"long\.pdf: the PDF's text is over 100 characters \(after page 1\)"):
+        load_file(pdf, 1_000_000, max_chars=100)
+
+
 # ----------------------------------------------------------------------------- item: errors that name the file
 
 
