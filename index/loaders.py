@@ -236,6 +236,7 @@ class _IgnoreRules:
         self.specs: dict[Path, Any] = {}  # folder -> compiled patterns of its ignore files
         self.top = top
         real_roots = [Path(r).expanduser().resolve() for r in roots]
+        self.roots = real_roots
         root = max((r for r in real_roots if r == top or r in top.parents), key=lambda r: len(r.parts), default=top)
         chain = [top, *[q for q in top.parents if q == root or root in q.parents]]
         self.above = [q for q in reversed(chain)]  # from the root down to the walk's folder
@@ -247,8 +248,11 @@ class _IgnoreRules:
             return
         lines: list[str] = []
         for name in IGNORE_FILES:
-            try:
-                data = _read_regular(folder / name, MAX_IGNORE_FILE_BYTES)
+            try:  # an ignore file may be a symlink, to a regular file inside the roots
+                real = Path(os.path.realpath(folder / name))
+                if not _inside(real, self.roots):
+                    continue
+                data = _read_regular(real, MAX_IGNORE_FILE_BYTES, self.roots)
             except (OSError, RerankMCPError):
                 continue  # absent, not a regular file, or too large: no patterns from it
             lines += data.decode("utf-8", errors="replace").splitlines()

@@ -25,7 +25,7 @@ import pytest
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
-from rerank_mcp.index.loaders import DOCX_MAX_ELEMENTS, DOCX_MAX_INFLATED_BYTES, load_file
+from rerank_mcp.index.loaders import DOCX_MAX_ELEMENTS, DOCX_MAX_INFLATED_BYTES, expand_paths, load_file
 from rerank_mcp.tools.ingest import IngestLimits, ingest
 from tests.fixtures.fakes import HashEmbedder
 from tests.fixtures.unprivileged import ROOT, permissions_apply, run_unprivileged
@@ -94,14 +94,22 @@ def test_a_fifo_in_a_walked_folder_is_never_opened(eng, files):
         assert out["a.txt"].status == "added"
         assert out["pipe.txt"].status == "failed" and "FIFO" in out["pipe.txt"].reason
         record("fifo_walk_s", round(time.perf_counter() - t, 2))
+        # a FIFO as an ignore file is not read either; a symlinked ignore file inside the root still counts
+        os.mkfifo(files / ".rerankignore")
+        (files / "shared-ignore").write_text("*.log\n")
+        (files / ".gitignore").symlink_to(files / "shared-ignore")
+        (files / "b.log").write_text("ignored")
+        got = _in_thread(lambda: expand_paths([str(files)], [files], "*", []))
+        assert sorted(p.name for p in got) == ["a.txt", "shared-ignore"]
         # swapped in after the walk (or named directly): refused at the open, which does not block
         with pytest.raises(InvalidInput, match="FIFO"):
             _in_thread(lambda: load_file(fifo, 1000, [files]))
     finally:
-        try:  # a reader stuck in open() (the bug) is released by a writer
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
+        for f in (fifo, files / ".rerankignore"):
+            try:  # a reader stuck in open() (the bug) is released by a writer
+                os.close(os.open(f, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
 
 
 def test_a_character_device_in_a_walk_is_not_read():
