@@ -421,6 +421,7 @@ def _docx_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
     """Paragraphs (and table cells, row by row) of a Word document, in document order, read as a
     stream with limits on inflated bytes and XML elements."""
     import zipfile
+    import zlib
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -468,7 +469,8 @@ def _docx_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
                 for el in _iterparse(_docx_part(zf, "docProps/core.xml", path, budget), path, counter):
                     if el.tag == "{http://purl.org/dc/elements/1.1/}title":
                         title = (el.text or "").strip() or None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, RuntimeError,
+            zlib.error) as exc:  # RuntimeError: an encrypted member; zlib.error: damaged deflate data
         raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None
     return "\n\n".join(blocks), title
 

@@ -315,6 +315,21 @@ def test_docx_external_entities_are_not_resolved(tmp_path):
     assert "ENTITY-SECRET" not in text
 
 
+def test_a_damaged_docx_is_named(tmp_path):
+    import docx
+
+    b = io.BytesIO()
+    docx.Document().save(b)
+    data = bytearray(b.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("word/document.xml")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for i in range(start + 5, start + 40):  # garble the deflate stream
+        data[i] ^= 0xFF
+    (tmp_path / "bad.docx").write_bytes(bytes(data))
+    with pytest.raises(InvalidInput, match=r"bad\.docx is not a readable \.docx file"):
+        load_file(tmp_path / "bad.docx", 10_000_000)
+
+
 def _pdf_with_stream(raw: bytes) -> bytes:
     """A one-page PDF whose content stream is ``raw``, FlateDecode-compressed."""
     stream = zlib.compress(raw, 9)
