@@ -340,10 +340,11 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 # client's roots and the server's (symlinks included), and a relative path means the
                 # same file to both checks.
                 paths = [p if Path(p).expanduser().is_absolute() else str(client_roots[0] / p) for p in paths]
-                allowed = _common_roots(allowed, client_roots)
-                if not allowed:
+                common = _common_roots(allowed, client_roots)
+                if allowed and not common:  # (with no server roots at all, file ingest is off: said below)
                     raise ToolError("the client's roots lie outside the server's allowed roots (RERANK_MCP_ALLOWED_ROOTS): "
                                     "no file may be read")
+                allowed = common
             if sync and documents:
                 raise ToolError("sync mirrors folders: give them in paths, and documents in a separate call")
             if sync and not paths:

@@ -219,6 +219,16 @@ async def test_mcp_client_roots_bound_walks_and_relative_paths(tmp_path, anyio_b
             assert r.structured_content["documents"][0]["id"] == str(client / "note.md")
             r = await c.call_tool("ingest", {"collection": "k", "paths": [str(client / "escape.md")]})
             assert r.is_error and "outside the client's roots" in r.content[0].text
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "x.md").write_text("outside the server's roots")
+
+        async def other_roots(_ctx):
+            return ListRootsResult(roots=[Root(uri=elsewhere.as_uri())])
+
+        async with Client(build_server(settings, state), list_roots_callback=other_roots) as c:
+            r = await c.call_tool("ingest", {"collection": "k", "paths": ["x.md"]})
+            assert r.is_error and "the client's roots lie outside the server's allowed roots" in r.content[0].text
         texts = {**_texts(state.engine, "k"), **_texts(state.engine, "rel")}
         assert texts and not any("PRIVATE" in t or "SERVER" in t for t in texts.values()), texts
     finally:
