@@ -195,6 +195,7 @@ async def test_client_model_paths_stay_inside_the_model_folders(settings, tmp_pa
         assert "outside the model folders" not in r.content[0].text
 
 
+@pytest.mark.slow
 async def test_a_listed_model_folder_is_allowed(settings, tmp_path):
     from tests.fixtures.models import build_cross_encoder
 

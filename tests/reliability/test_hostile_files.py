@@ -269,6 +269,7 @@ def test_docx_text_tables_and_title_are_read(tmp_path):
     assert f.text == "Revenue grew.\n\nRegion | Total\n\nNorth | 42\n\nThe end." and f.title == "Quarterly"
 
 
+@pytest.mark.slow
 def test_docx_bombs_are_refused_with_bounded_memory(tmp_path):
     """3M empty paragraphs in a ~300 KB file (it used to take 4 GB and minutes to parse), and a part
     that inflates past the limit: both refused, in a subprocess capped at 1 GB of memory."""
