@@ -1,23 +1,39 @@
 """Reading files into text: .txt, .md, .html/.htm, .pdf, .docx, source code (and other UTF-8
 text), with checks.
 
-Paths must resolve (symlinks and ``..`` included) inside one of the allowed roots. Binary
-files and invalid UTF-8 are refused with a message naming the file. Folder walks skip hidden
-files and folders and honour ``.gitignore`` and ``.rerankignore`` files (gitignore syntax, via
-``pathspec``): those inside the folder, and those in the folders above it up to the allowed
-root it lies in; a deeper file's patterns win, as in git.
+Paths must resolve (symlinks and ``..`` included) inside one of the allowed roots, and what is
+opened is checked again: a file is opened without following a final symlink and without
+blocking (``O_NOFOLLOW | O_NONBLOCK``), must be a regular file (a FIFO, device or socket is
+never read), must still lie inside the roots once open (its real path, from the open file
+descriptor), and is read only up to the size limit (the bytes read count, not the size the
+file claims). Binary files and invalid UTF-8 are refused with a message naming the file.
+
+Folder walks skip hidden files and folders and honour ``.gitignore`` and ``.rerankignore`` files
+(gitignore syntax, via ``pathspec``): those inside the folder, and those in the folders above it
+up to the allowed root it lies in; a deeper file's patterns win, as in git. What a walk cannot
+take (an unreadable folder, a symlink loop, a file removed after it was listed, something that
+is not a regular file) is a :class:`WalkProblem`: an error naming it, or, when the caller
+collects problems (``skip_invalid``), reported while the walk goes on. Symlinks that lead out of
+the roots are skipped.
+
+A ``.docx`` is read as a stream: the zip members' inflated sizes are checked before inflating
+and the XML is parsed element by element, with limits on both (:data:`DOCX_MAX_INFLATED_BYTES`,
+:data:`DOCX_MAX_ELEMENTS`); pypdf's own limits on PDF streams become errors naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import io
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
+from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed, RerankMCPError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text", ".csv", ".json", ".jsonl", ".log"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -37,6 +53,24 @@ CODE_SUFFIXES = set(CODE_LANGUAGES)
 IGNORE_FILES = (".gitignore", ".rerankignore")
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES | CODE_SUFFIXES
 MAX_FILES_PER_FOLDER = 100_000
+# A .docx's XML parts, inflated, and the XML elements parsed from them: a small zip can hold
+# gigabytes of XML (a decompression bomb).
+DOCX_MAX_INFLATED_BYTES = 100_000_000
+DOCX_MAX_ELEMENTS = 2_000_000
+MAX_IGNORE_FILE_BYTES = 1_000_000
+_READ_CHUNK = 1 << 20
+_FILE_TYPES = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symlink"}
+
+
+@dataclass(frozen=True)
+class WalkProblem:
+    """Something a folder walk could not take: ``message`` names it and why. ``folder``: a
+    folder that could not be read, so nothing is known about what lies under it."""
+
+    path: Path
+    message: str
+    folder: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,15 +139,54 @@ def _why(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
-def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None = None) -> list[Path]:
-    """Files named by ``paths``; folders are walked recursively, keeping files matching ``glob``
-    (default: every supported type). Every file, symlinks included, must stay inside the roots."""
+def _file_type(mode: int) -> str:
+    return _FILE_TYPES.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "it no longer exists (removed after it was listed?)"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop, or a symlink where a file was checked"
+    return exc.strerror or type(exc).__name__
+
+
+def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None = None,
+                 problems: list[WalkProblem] | None = None) -> list[Path]:
+    """Regular files named by ``paths``; folders are walked recursively, keeping files matching
+    ``glob`` (default: every supported type). Every file, symlinks included, must stay inside the
+    roots (one leading out is skipped). What cannot be taken (:class:`WalkProblem`) is an
+    :class:`InvalidInput` naming it, or, given a ``problems`` list, appended to it while the walk
+    goes on. A path outside the roots is always refused."""
     out: list[Path] = []
+
+    def problem(path: Path, message: str, folder: bool = False, walk: bool = True) -> None:
+        if problems is None:
+            raise InvalidInput(message + ("; skip_invalid takes the rest of the folder and reports this" if walk else ""))
+        problems.append(WalkProblem(path, message, folder))
+
     for p in paths:
-        real = resolve_allowed(p, roots)
-        if real.is_dir():
+        try:
+            real = resolve_allowed(p, roots)
+            mode = os.stat(real).st_mode
+        except PathNotAllowed:
+            raise
+        except InvalidInput as exc:
+            problem(Path(str(p)), str(exc), walk=False)
+            continue
+        except OSError as exc:
+            problem(Path(str(p)), f"{_show(p)}: {_os_reason(exc)}", walk=False)
+            continue
+        if stat.S_ISDIR(mode):
             ignores = _IgnoreRules(real, roots)
-            for dirpath, dirnames, filenames in os.walk(real, followlinks=False):
+
+            def unreadable(err: OSError, top: Path = real) -> None:
+                where = Path(err.filename) if err.filename else top
+                problem(where, f"cannot read the folder {_show(where)}: {_os_reason(err)}", folder=True)
+
+            for dirpath, dirnames, filenames in os.walk(real, followlinks=False, onerror=unreadable):
                 here = Path(dirpath)
                 ignores.enter(here)
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not ignores.ignored(here / d, True))
@@ -125,15 +198,26 @@ def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None =
                     if ignores.ignored(here / fn, False):
                         continue
                     try:
-                        out.append(resolve_allowed(Path(dirpath) / fn, roots))
+                        f = resolve_allowed(here / fn, roots)
+                        fmode = os.stat(f).st_mode
                     except PathNotAllowed:
                         continue  # a symlink inside the folder pointing outside: skipped
+                    except InvalidInput as exc:  # a symlink loop, a file removed after the listing
+                        problem(here / fn, str(exc))
+                        continue
+                    except OSError as exc:
+                        problem(here / fn, f"{_show(here / fn)}: {_os_reason(exc)}")
+                        continue
+                    if not stat.S_ISREG(fmode):
+                        problem(here / fn, f"{_show(here / fn)} is {_file_type(fmode)}, not a regular file: not read")
+                        continue
+                    out.append(f)
                     if len(out) > MAX_FILES_PER_FOLDER:
                         raise LimitExceeded(f"{p} holds more than {MAX_FILES_PER_FOLDER} files; narrow it with a glob")
-        elif real.is_file():
+        elif stat.S_ISREG(mode):
             out.append(real)
         else:
-            raise InvalidInput(f"{p} is neither a regular file nor a folder")
+            problem(Path(str(p)), f"{_show(p)} is {_file_type(mode)}, neither a regular file nor a folder", walk=False)
     return list(dict.fromkeys(out))
 
 
@@ -152,6 +236,7 @@ class _IgnoreRules:
         self.specs: dict[Path, Any] = {}  # folder -> compiled patterns of its ignore files
         self.top = top
         real_roots = [Path(r).expanduser().resolve() for r in roots]
+        self.roots = real_roots
         root = max((r for r in real_roots if r == top or r in top.parents), key=lambda r: len(r.parts), default=top)
         chain = [top, *[q for q in top.parents if q == root or root in q.parents]]
         self.above = [q for q in reversed(chain)]  # from the root down to the walk's folder
@@ -163,12 +248,14 @@ class _IgnoreRules:
             return
         lines: list[str] = []
         for name in IGNORE_FILES:
-            f = folder / name
-            try:
-                if f.is_file():
-                    lines += f.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                continue
+            try:  # an ignore file may be a symlink, to a regular file inside the roots
+                real = Path(os.path.realpath(folder / name))
+                if not _inside(real, self.roots):
+                    continue
+                data = _read_regular(real, MAX_IGNORE_FILE_BYTES, self.roots)
+            except (OSError, RerankMCPError):
+                continue  # absent, not a regular file, or too large: no patterns from it
+            lines += data.decode("utf-8", errors="replace").splitlines()
         if lines:
             import pathspec
 
@@ -223,63 +310,248 @@ def _html_to_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
-def _pdf_to_text(path: Path) -> tuple[str, str | None]:
+def _pdf_to_text(data: bytes, path: Path, max_chars: int | None = None) -> tuple[str, str | None]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
-        reader = PdfReader(str(path))
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        reader = PdfReader(io.BytesIO(data))
+        pages: list[str] = []
+        total = 0
+        for page in reader.pages:  # text extracted page by page, up to max_chars in all
+            pages.append((page.extract_text() or "").strip())
+            total += len(pages[-1])
+            if max_chars is not None and total > max_chars:
+                raise LimitExceeded(f"{path}: the PDF's text is over {max_chars} characters (after page {len(pages)}), "
+                                    "over the limit for one document (RERANK_MCP_MAX_REQUEST_BYTES); it is not read")
         title = reader.metadata.title if reader.metadata and reader.metadata.title else None
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{path} is not a readable PDF: {exc}") from None
+    except LimitReachedError as exc:
+        raise LimitExceeded(
+            f"{path}: the PDF is over a limit of its reader (pypdf limits each stream to "
+            f"{_pdf_stream_limit()} bytes inflated, and the objects, pages and work per file; pypdf says: {exc}); "
+            "it is not read") from None
+    except RecursionError:
+        raise InvalidInput(f"{path} is not a readable PDF: its objects nest too deeply") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError) as exc:
+        raise InvalidInput(f"{path} is not a readable PDF: {type(exc).__name__}: {exc}") from None
     return "\n\n".join(p for p in pages if p), title
 
 
-def _docx_to_text(path: Path) -> tuple[str, str | None]:
-    """Paragraphs (and table cells, row by row) of a Word document, in document order."""
-    import zipfile
+def _pdf_stream_limit() -> int | str:
+    try:
+        import pypdf
+
+        return pypdf.get_configuration().zlib_maximum_output_length
+    except Exception:  # older pypdf: the module constant
+        from pypdf import filters
+
+        return getattr(filters, "ZLIB_MAX_OUTPUT_LENGTH", "a fixed number of")
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_OFFICE_DOC = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+
+
+class _CappedReader(io.RawIOBase):
+    """A zip member's inflated bytes, up to ``limit`` in all (:class:`LimitExceeded` past it)."""
+
+    def __init__(self, member: Any, limit: int, path: Path, name: str) -> None:
+        self.member, self.limit, self.path, self.name, self.n = member, limit, path, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        chunk = self.member.read(min(len(b), 1 << 16))
+        self.n += len(chunk)
+        if self.n > self.limit:
+            raise LimitExceeded(f"{self.path}: {self.name} inflates to more than {self.limit} bytes, over the "
+                                f"limit for .docx files; it is not read")
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _docx_part(zf: Any, name: str, path: Path, budget: list[int]) -> Any:
+    """A member of the .docx zip as a capped stream; its declared size counts against ``budget``."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise InvalidInput(f"{path} is not a readable .docx file: it has no {name}") from None
+    if info.file_size > budget[0]:
+        raise LimitExceeded(f"{path}: {name} inflates to {info.file_size} bytes, over the limit of "
+                            f"{DOCX_MAX_INFLATED_BYTES} inflated bytes for .docx files; it is not read")
+    budget[0] -= info.file_size
+    return io.BufferedReader(_CappedReader(zf.open(info), info.file_size, path, name))
+
+
+def _iterparse(stream: Any, path: Path, counter: list[int] | None) -> Any:
+    """Each element of an XML stream once it is complete, no entities resolved, no network; with a
+    ``counter``, at most :data:`DOCX_MAX_ELEMENTS` elements over the whole file."""
+    from lxml import etree
 
     try:
-        import docx
-        from docx.table import Table
-        from docx.text.paragraph import Paragraph
-    except ImportError:  # pragma: no cover - a dependency of the package
-        raise InvalidInput(f"{path}: reading .docx needs the python-docx package") from None
-    try:
-        d = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        for _, el in etree.iterparse(stream, events=("end",), resolve_entities=False, no_network=True,
+                                     load_dtd=False, huge_tree=False, remove_comments=True):
+            if counter is not None:
+                counter[0] += 1
+                if counter[0] > DOCX_MAX_ELEMENTS:
+                    raise LimitExceeded(f"{path} holds more than {DOCX_MAX_ELEMENTS} XML elements, over the limit "
+                                        "for .docx files; it is not read")
+            yield el
+    except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None
-    blocks: list[str] = []
-    for el in d.element.body.iterchildren():
-        tag = el.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            t = Paragraph(el, d).text.strip()
-            if t:
-                blocks.append(t)
-        elif tag == "tbl":
-            for row in Table(el, d).rows:
-                cells = [c.text.strip() for c in row.cells]
-                if any(cells):
-                    blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))
-    title = (d.core_properties.title or "").strip() or None
+
+
+def _run_text(el: Any) -> str:
+    """The text of a paragraph's runs (text, tabs, breaks), as python-docx's ``Paragraph.text``."""
+    out = []
+    for node in el.iter(f"{_W}t", f"{_W}tab", f"{_W}br", f"{_W}cr"):
+        tag = node.tag
+        if tag == f"{_W}t":
+            out.append(node.text or "")
+        elif tag == f"{_W}tab":
+            out.append("\t")
+        else:
+            out.append("\n")
+    return "".join(out)
+
+
+def _docx_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
+    """Paragraphs (and table cells, row by row) of a Word document, in document order, read as a
+    stream with limits on inflated bytes and XML elements."""
+    import zipfile
+    import zlib
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None
+    budget = [DOCX_MAX_INFLATED_BYTES]
+    counter = [0]
+    try:
+        with zf:
+            main = "word/document.xml"
+            if "_rels/.rels" in zf.namelist():
+                for el in _iterparse(_docx_part(zf, "_rels/.rels", path, budget), path, counter):
+                    if el.tag == f"{_REL}Relationship" and el.get("Type") == _OFFICE_DOC and el.get("Target"):
+                        main = el.get("Target").lstrip("/")
+            blocks: list[str] = []
+            body, para, table = f"{_W}body", f"{_W}p", f"{_W}tbl"
+            n = counter[0]
+            for el in _iterparse(_docx_part(zf, main, path, budget), path, None):
+                n += 1  # counted here, in the tight loop: a bomb is millions of elements
+                if n > DOCX_MAX_ELEMENTS:
+                    raise LimitExceeded(f"{path} holds more than {DOCX_MAX_ELEMENTS} XML elements, over the limit "
+                                        "for .docx files; it is not read")
+                tag = el.tag
+                if tag != para and tag != table:
+                    continue
+                parent = el.getparent()
+                if parent is None or parent.tag != body:
+                    continue  # only the body's own children are taken, each once it is complete
+                if len(el):
+                    if tag == para:
+                        t = _run_text(el).strip()
+                        if t:
+                            blocks.append(t)
+                    else:
+                        for row in el.iter(f"{_W}tr"):
+                            cells = ["\n".join(_run_text(p) for p in tc.iter(para)).strip() for tc in row.iter(f"{_W}tc")]
+                            if any(cells):
+                                blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))
+                    el.clear()  # keep memory flat: drop what was read so far
+                while el.getprevious() is not None:
+                    del parent[0]
+            counter[0] = n
+            title = None
+            if "docProps/core.xml" in zf.namelist():
+                for el in _iterparse(_docx_part(zf, "docProps/core.xml", path, budget), path, counter):
+                    if el.tag == "{http://purl.org/dc/elements/1.1/}title":
+                        title = (el.text or "").strip() or None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, RuntimeError,
+            zlib.error) as exc:  # RuntimeError: an encrypted member; zlib.error: damaged deflate data
+        raise InvalidInput(f"{path} is not a readable .docx file: {exc}") from None
     return "\n\n".join(blocks), title
 
 
-def load_file(path: Path, max_bytes: int) -> LoadedFile:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise LimitExceeded(f"{path} is {size} bytes, over the file size limit of {max_bytes} (RERANK_MCP_MAX_FILE_BYTES)")
+def _inside(real: Path, roots: Sequence[Path]) -> bool:
+    return any(real == r or r in real.parents for r in roots)
+
+
+def _opened_path(fd: int, path: Path, st: os.stat_result) -> Path | None:
+    """The real path of the file open on ``fd``: from /proc, else the path's real path when it
+    still leads to the same file; None when it does not."""
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}")
+        return Path(link[: -len(" (deleted)")] if link.endswith(" (deleted)") else link)
+    except OSError:
+        real = Path(os.path.realpath(path))
+        try:
+            now = os.stat(real)
+        except OSError:
+            return None
+        return real if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) else None
+
+
+def _read_regular(path: Path, max_bytes: int, roots: Sequence[Path] | None = None) -> bytes:
+    """The bytes of the regular file at ``path``: opened without following a final symlink and
+    without blocking, checked to be a regular file (and, given ``roots``, to lie inside them once
+    open), read to at most ``max_bytes`` (:class:`LimitExceeded` past it, whatever size the file
+    claims). :class:`InvalidInput` names the file and the reason when it cannot be read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise InvalidInput(f"{_show(path)} cannot be read: {_os_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"{_show(path)} is {_file_type(st.st_mode)}, not a regular file: only regular files are read")
+        if roots is not None:
+            real_roots = [Path(r).expanduser().resolve() for r in roots]
+            opened = _opened_path(fd, path, st)
+            if opened is None or not _inside(opened, real_roots):
+                raise PathNotAllowed(f"{_show(path)} led outside the allowed roots when it was opened (a folder on its "
+                                     "path was replaced by a symlink after the check?); it is not read")
+        if st.st_size > max_bytes:
+            raise LimitExceeded(f"{_show(path)} is {st.st_size} bytes, over the file size limit of {max_bytes} "
+                                "(RERANK_MCP_MAX_FILE_BYTES)")
+        os.set_blocking(fd, True)  # a regular file: reads never wait on a writer
+        parts: list[bytes] = []
+        n = 0
+        while True:
+            try:
+                chunk = os.read(fd, min(_READ_CHUNK, max_bytes + 1 - n))
+            except OSError as exc:
+                raise InvalidInput(f"{_show(path)} cannot be read: {_os_reason(exc)}") from None
+            if not chunk:
+                break
+            parts.append(chunk)
+            n += len(chunk)
+            if n > max_bytes:
+                raise LimitExceeded(f"{_show(path)} holds more than {max_bytes} bytes (read so far; its size said "
+                                    f"{st.st_size}), over the file size limit (RERANK_MCP_MAX_FILE_BYTES)")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None,
+              max_chars: int | None = None) -> LoadedFile:
+    """The text of the file at ``path`` (see the module docstring for what is checked); a PDF's
+    extraction stops once its text passes ``max_chars``."""
+    data = _read_regular(path, max_bytes, roots)
     suffix = path.suffix.lower()
     language = None
     if suffix in PDF_SUFFIXES:
-        text, title = _pdf_to_text(path)
+        text, title = _pdf_to_text(data, path, max_chars)
         kind = "pdf"
     elif suffix in DOCX_SUFFIXES:
-        text, title = _docx_to_text(path)
+        text, title = _docx_to_text(data, path)
         kind = "docx"
     else:
-        raw = _decode_text(path.read_bytes(), path)
+        raw = _decode_text(data, path)
         if suffix in HTML_SUFFIXES:
             text, title = _html_to_text(raw)
             kind = "html"

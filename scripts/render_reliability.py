@@ -12,6 +12,47 @@ import sys
 import time
 from pathlib import Path
 
+THREAT_MODEL = """## Threat model
+
+Who may call what:
+
+- **stdio**: the program that started the server (an agent's host) calls every tool: `ingest` and
+  `delete` too, unless `serve --read-only`. Whatever text the agent reads (documents, web pages, search
+  hits, tool results) may steer those calls, so every argument is treated as chosen by an attacker.
+- **HTTP** (`serve --http`): 127.0.0.1 by default; with RERANK_MCP_HTTP_TOKEN every request needs the
+  bearer token (without it any local process may call, and a warning is logged when the server listens
+  beyond loopback); Host and Origin are checked against DNS rebinding. A token holder calls every MCP
+  tool and the rerank API, whose models are the operator's (RERANK_MCP_HTTP_MODELS, local families, no
+  paths, no URLs).
+- **CLI**: the operator, with the same checks on reranker options as a client.
+
+What a client, or an agent steered by injected text, can and cannot reach:
+
+- **Secrets.** The Cohere, LLM, Qdrant keys and the HTTP token come from settings only; they appear in
+  no result, error or log line. A key goes only to its configured endpoint or to one listed in
+  RERANK_MCP_ALLOWED_ENDPOINTS: a client's `options.base_url` elsewhere is refused before any request
+  (the listed endpoints are trusted with the key). A client cannot read the environment.
+- **Paths.** Files are read only inside RERANK_MCP_ALLOWED_ROOTS, and when the MCP client declares
+  roots, only inside both (a relative path is taken from the client's first root). Symlinks and `..`
+  are resolved before the check; a walk does not follow a symlink out; a file is opened without
+  following a final symlink and without blocking, must be a regular file (never a FIFO, device or
+  socket), and its real path is checked again once open, so a folder swapped for a symlink after the
+  check is not read. Reads stop at RERANK_MCP_MAX_FILE_BYTES, counted on the bytes read. A model given
+  as a local folder (`options.model`, `cache_dir`, `onnx_cache_dir`) must lie inside the model caches
+  or RERANK_MCP_ALLOWED_MODEL_DIRS. What a client can do: read any supported file inside the roots and
+  get its text back through `search`: the roots are the confidentiality boundary. It can also delete
+  documents and collections: serve read-only where that matters.
+- **Work.** Each call is bounded: request body and document text (RERANK_MCP_MAX_REQUEST_BYTES),
+  passages per rerank and their length, query length, `k`, documents and files per ingest, bytes per
+  file; a .docx at most 100 MB of inflated XML and 2,000,000 XML elements, parsed as a stream; a PDF
+  within pypdf's limits (75 MB per inflated stream); the rerank API answers JSON nested too deeply
+  with a 400; every tool call ends at RERANK_MCP_TOOL_TIMEOUT_S (work already committed stays); at
+  most RERANK_MCP_HTTP_MAX_INFLIGHT rerank API requests run at once. What remains: a client can keep the CPU busy within those bounds, fill
+  the disk by ingesting large allowed folders, and name any Hugging Face model id, which the server
+  downloads in the background while RERANK_MCP_DOWNLOAD_MODELS is on (switch it off, and pull models
+  with `rerank-mcp models pull`, where clients are not trusted with network and disk).
+""".splitlines() + [""]
+
 
 def main(stats_path: str, out: str) -> None:
     kept = Path(out).with_suffix(".json")
@@ -60,6 +101,31 @@ def main(stats_path: str, out: str) -> None:
         lines += ["## Hostile input", "", when("hostile_inputs_tried"), "",
                   f"- {h} generated hostile inputs (hypothesis) across every tool's arguments: no crash, no traceback "
                   "or server path in any error, nothing stored by any call that failed.", ""]
+    u, d = s.get("client_urls"), s.get("docx_bombs")
+    stuck = [(t, s[f"stuck_read_exit_{t}"]) for t in ("asyncio", "sdk") if f"stuck_read_exit_{t}" in s]
+    if u or d or stuck or "fifo_walk_s" in s:
+        lines += ["## Hostile files and client options", ""]
+        if u:
+            lines += [f"- {when('client_urls')} {u['hostile_calls']} calls naming a listener of the test's own as "
+                      "`options.base_url` (cohere and rankllm, through `rerank`, `search`'s rerank step, "
+                      "`compare_rerankers` and cascade stages; URL spellings with user info, another host name, a "
+                      f"trailing slash): {u['requests_to_client_urls']} requests reached that listener; each call was "
+                      "refused naming RERANK_MCP_ALLOWED_ENDPOINTS. The configured endpoints received "
+                      f"{u['configured_endpoint_requests']} requests, {u['configured_requests_with_key']} of them with "
+                      "their configured key. The HTTP rerank API takes no URL from a request."]
+        if "fifo_walk_s" in s:
+            lines += [f"- {when('fifo_walk_s')} A FIFO inside a walked folder: refused and reported (`skip_invalid`) "
+                      f"in {s['fifo_walk_s']:g} s for both calls, never opened for reading."]
+        if d:
+            lines += [f"- {when('docx_bombs')} A .docx of {d['paragraphs']:,} empty paragraphs ({d['many_zip_bytes']:,} "
+                      f"bytes zipped): refused at the element limit in {d['many_refused_s']:g} s; one whose XML "
+                      f"inflates to {d['big_inflated_bytes']:,} bytes ({d['big_zip_bytes']:,} zipped): refused from the "
+                      f"zip directory in {d['big_refused_s']:g} s; peak memory of the process reading both "
+                      f"{d['peak_rss_mb']} MB."]
+        for t, took in stuck:
+            lines += [f"- {when(f'stuck_read_exit_{t}')} A tool call stuck in a read that never returns (the "
+                      f"{t} stdio transport): the server exited {took:g} s after stdin closed, status 0."]
+        lines.append("")
     g = s.get("sigterm")
     if g:
         st = g["stops"]
@@ -110,6 +176,7 @@ def main(stats_path: str, out: str) -> None:
             lines.append(f"| {w['from_s']} | {w['n']} | {w['p50_ms']:g} | {w['p95_ms']:g} | {i.get('n', 0)} | "
                          f"{i.get('p50_ms', '')} | {i.get('p95_ms', '')} |")
         lines.append("")
+    lines += THREAT_MODEL
     Path(out).write_text("\n".join(lines))
 
 

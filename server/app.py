@@ -106,6 +106,18 @@ def _root_paths(roots: ListRootsResult) -> list[Path]:
     return out
 
 
+def _common_roots(server: list[Path], client: list[Path]) -> list[Path]:
+    """The folders inside both a server root and a client root, client order first (a relative
+    path is taken from the first)."""
+    out: list[Path] = []
+    for c in client:
+        for r in server:
+            deeper = c if (c == r or r in c.parents) else r if c in r.parents else None
+            if deeper is not None and deeper not in out:
+                out.append(deeper)
+    return out
+
+
 def build_server(settings: Settings, state: AppState | None = None) -> MCPServer:
     """The MCP server. ``state`` lets tests share one already-built state."""
 
@@ -328,6 +340,15 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                         raise ToolError(f"path {p} is outside the client's roots ({', '.join(map(str, client_roots))})") from None
                     except RerankMCPError as exc:
                         raise ToolError(str(exc)) from None
+                # Read against what was checked: the walk and every file opened stay inside both the
+                # client's roots and the server's (symlinks included), and a relative path means the
+                # same file to both checks.
+                paths = [p if Path(p).expanduser().is_absolute() else str(client_roots[0] / p) for p in paths]
+                common = _common_roots(allowed, client_roots)
+                if allowed and not common:  # (with no server roots at all, file ingest is off: said below)
+                    raise ToolError("the client's roots lie outside the server's allowed roots (RERANK_MCP_ALLOWED_ROOTS): "
+                                    "no file may be read")
+                allowed = common
             if sync and documents:
                 raise ToolError("sync mirrors folders: give them in paths, and documents in a separate call")
             if sync and not paths:

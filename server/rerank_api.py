@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -170,7 +171,11 @@ def _doc_text(doc: Any, i: int, field: str, rank_fields: list[str] | None) -> st
             parts = []
             for f in rank_fields:
                 if f in doc:
-                    parts.append(f"{f}: {doc[f] if isinstance(doc[f], str) else json.dumps(doc[f], ensure_ascii=False)}")
+                    try:
+                        value = doc[f] if isinstance(doc[f], str) else json.dumps(doc[f], ensure_ascii=False)
+                    except (RecursionError, ValueError):
+                        raise ApiError(400, f"{field}[{i}].{f} nests too deeply to be ranked") from None
+                    parts.append(f"{f}: {value}")
             if parts:
                 return "\n".join(parts)
         text = doc.get("text")
@@ -309,6 +314,9 @@ class RerankAPI:
             return json.loads(bytes(body))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ApiError(400, "the body nests JSON arrays or objects too deeply to be read; a rerank request "
+                                "needs a few levels at most") from None
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -345,7 +353,8 @@ class RerankAPI:
         """Input indices best first (cut to top_n) and their API scores."""
         t = call.target
         try:
-            reranker = await anyio.to_thread.run_sync(state.registry.get, t.family, dict(t.options))
+            # t.options are the operator's (RERANK_MCP_HTTP_MODELS) or a model id checked by resolve_model
+            reranker = await anyio.to_thread.run_sync(partial(state.registry.get, t.family, dict(t.options), trusted=True))
             job = await self.batchers.get((t.family, json.dumps(t.options, sort_keys=True, default=str)),
                                           reranker).score_job(call.query, call.texts)
         except LimitExceeded as exc:

@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
     reranker_timeout_s: float = Field(30.0, gt=0)
+    # What a client's reranker options may name (tools/rerank/client_options.py)
+    allowed_endpoints: list[str] = Field(
+        default_factory=list,
+        description="URLs a client may name as a reranker's options.base_url besides the configured ones; "
+        "they receive the configured API key (an entry without a path allows its whole host)",
+    )
+    allowed_model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="folders a client may name as a local model (options.model, cache_dir, onnx_cache_dir) "
+        "besides the model caches and the configured models",
+    )
 
     # Limits
     max_request_bytes: int = Field(20_000_000, ge=1024)
@@ -137,6 +148,21 @@ class Settings(BaseSettings):
     @classmethod
     def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
         return [Path(r).expanduser().resolve() for r in roots]
+
+    @field_validator("allowed_model_dirs", mode="after")
+    @classmethod
+    def _resolve_model_dirs(cls, dirs: list[Path]) -> list[Path]:
+        return [Path(d).expanduser().resolve() for d in dirs]
+
+    @field_validator("allowed_endpoints", mode="after")
+    @classmethod
+    def _check_endpoints(cls, urls: list[str]) -> list[str]:
+        from rerank_mcp.tools.rerank.client_options import endpoint_key
+
+        for url in urls:
+            if endpoint_key(url) is None:
+                raise ValueError(f"allowed_endpoints: {url!r} is not an http(s) URL without user info")
+        return urls
 
     @field_validator("http_models", mode="after")
     @classmethod

@@ -90,6 +90,27 @@ def model_store(settings: Settings):
                       downloads=settings.download_models and not hub_offline(), timeout_s=settings.reranker_timeout_s)
 
 
+def model_dirs(settings: Settings) -> tuple[str, ...]:
+    """The folders a client's options may name as a local model: the model caches (Hugging Face,
+    FlashRank, ONNX exports), the configured models when they are folders, and
+    ``allowed_model_dirs``."""
+    from rerank_mcp.index.model_names import onnx_cache_dir
+    from rerank_mcp.tools.rerank.client_options import looks_like_path
+
+    dirs = [flashrank_dir(settings), str(settings.data_dir / "onnx"), str(onnx_cache_dir(settings.onnx_cache_dir))]
+    try:
+        from huggingface_hub import constants
+
+        dirs.append(str(constants.HF_HUB_CACHE))
+    except Exception:  # pragma: no cover - a dependency of sentence-transformers
+        pass
+    for model in (settings.embedding_model, settings.cross_encoder_model):
+        if looks_like_path(model):
+            dirs.append(model)
+    dirs.extend(str(d) for d in settings.allowed_model_dirs)
+    return tuple(dirs)
+
+
 def build_state(settings: Settings, warm: bool = True, open_collections: bool = True, **config: object) -> AppState:
     """``open_collections`` opens (and repairs) every collection now, as the server does on start;
     otherwise each opens on first use. ``config`` overrides fields of the index configuration."""
@@ -120,6 +141,9 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
             models=model_store(settings),
             fallback_when_missing=True,
             family_options=dict(settings.reranker_options),
+            check_client_options=True,
+            allowed_endpoints=tuple(settings.allowed_endpoints),
+            model_dirs=model_dirs(settings),
             cohere_api_key=_secret(settings.cohere_api_key),
             cohere_base_url=settings.cohere_base_url,
             cohere_model=settings.cohere_model,

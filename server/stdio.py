@@ -18,7 +18,8 @@ Both transports share what :func:`run_stdio` adds on top of the SDK: a line that
 or not a JSON-RPC message, is answered with a JSON-RPC error (-32700 parse error, -32600
 invalid request, ``id: null``) instead of being dropped unanswered, and the session goes on;
 SIGTERM and SIGINT end the session as end of input does (running tool calls stop at their
-next batch boundary, the index is closed), then the process exits.
+next batch boundary, the index is closed), then the process exits, within 2 s even when a
+tool call is stuck in a read that never returns.
 """
 
 from __future__ import annotations
@@ -269,7 +270,7 @@ class SessionReader:
 
 
 def _exit_soon(delay_s: float) -> None:
-    """After a signal, once the index is closed: if the process is still alive ``delay_s`` later
+    """Once the session has ended and the index is closed: if the process is still alive ``delay_s`` later
     (the SDK's stdin reader thread blocks in a read nothing interrupts; a tool call ignored its
     stop), exit anyway. A daemon timer: a process that exits first takes it along."""
 
@@ -334,5 +335,6 @@ async def run_stdio(server, transport: str = "asyncio") -> None:
             tg.start_soon(_on_signals, stop)
             await lowlevel.run(reader, write_stream, lowlevel.create_initialization_options())
             tg.cancel_scope.cancel()
-        if signalled:
-            _exit_soon(2.0)
+        # The session ended (a signal, or stdin closed) and the index is closed. A worker stuck in
+        # a call that never returns (a read from a hung mount) must not keep the process alive.
+        _exit_soon(2.0)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from rerank_mcp.index.chunking import chunk_document
 from rerank_mcp.index.lines import lines_of_chunks
 from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
-from rerank_mcp.index.loaders import expand_paths, load_file
+from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
 from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import InvalidInput, LimitExceeded, RerankMCPError
 from rerank_mcp.tools.cancel import CancelCheck, check
@@ -192,7 +192,10 @@ def ingest(
     if paths:
         if isinstance(paths, str):
             paths = [paths]
-        files = expand_paths(paths, list(roots), glob)
+        problems: list[WalkProblem] | None = [] if skip_invalid else None
+        files = expand_paths(paths, list(roots), glob, problems)
+        for wp in problems or []:  # what the walk could not take: reported, the rest ingested
+            failed.append(walk_outcome(wp))
         if len(files) + len(pending) > limits.max_documents:
             raise LimitExceeded(
                 f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents} "
@@ -207,8 +210,9 @@ def ingest(
                 except UnicodeEncodeError:  # a name in another encoding: it cannot be an id or a source
                     name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                     raise InvalidInput(f"{name}: the file name is not valid UTF-8; rename the file to ingest it")
-                lf = load_file(f, limits.max_file_bytes)
-                _check_text(lf.text, str(f), max(limits.max_chars, limits.max_file_bytes))  # files: size-capped
+                text_limit = max(limits.max_chars, limits.max_file_bytes)  # files: size-capped
+                lf = load_file(f, limits.max_file_bytes, list(roots), text_limit)  # re-checked once open
+                _check_text(lf.text, str(f), text_limit)
                 meta = {"source": str(f), "type": lf.kind}
                 if lf.title:
                     meta["title"] = lf.title
@@ -292,6 +296,20 @@ def ingest(
         chunks_per_s=(chunks_written / elapsed) if chunks_written and elapsed > 0 else None,
         analyzer=info.analyzer or "legacy",
     )
+
+
+def walk_outcome(wp: WalkProblem) -> DocOutcome:
+    """A folder walk's problem as a failed outcome (a folder has no document id)."""
+    name, reason = _printable(str(wp.path)), _printable(wp.message)
+    return DocOutcome(id=None if wp.folder else name, source=name, status="failed", reason=reason)
+
+
+def _printable(s: str) -> str:
+    """``s`` as valid UTF-8: bytes of another encoding and lone surrogates become U+FFFD."""
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _first_error(exc: Exception) -> str:

@@ -7,7 +7,9 @@ is skipped without re-embedding, a changed one replaced), then deletes every doc
 ``source`` lies under one of the folders (and matches ``glob``, when one is given) that the walk
 no longer yields: the file was removed, renamed, or is now ignored. A file that fails to load
 keeps its previous version (with ``skip_invalid``; without it the call fails and changes
-nothing).
+nothing). Unreadable is not absent: a subfolder the walk cannot read (permissions) or a file it
+cannot take fails the call without ``skip_invalid``; with it, it is reported as failed and
+nothing under it is deleted.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.contract import Index, check_collection_name
-from rerank_mcp.index.loaders import expand_paths, resolve_allowed, selected
-from rerank_mcp.tools.ingest import IngestLimits, ingest
+from rerank_mcp.index.loaders import WalkProblem, expand_paths, resolve_allowed, selected
+from rerank_mcp.tools.ingest import IngestLimits, ingest, walk_outcome
 from rerank_mcp.tools.models import DocOutcome, IngestResult
 
 log = logging.getLogger(__name__)
@@ -57,26 +59,36 @@ def sync_folders(
         if not real.is_dir():
             raise InvalidInput(f"{p} is not a folder: sync keeps folders in sync (ingest a single file without sync)")
         folders.append(real)
-    files = expand_paths([str(f) for f in folders], roots, glob)
+    problems: list[WalkProblem] | None = [] if skip_invalid else None
+    files = expand_paths([str(f) for f in folders], roots, glob, problems)
+    # Unreadable is not absent: nothing is deleted under a folder the walk could not read, nor a
+    # file it could not take (without skip_invalid the walk's first problem failed the call).
+    unread = [wp.path for wp in problems or [] if wp.folder]
+    kept = {str(wp.path) for wp in problems or [] if not wp.folder}
+    walk_failed = [walk_outcome(wp) for wp in problems or []]
 
     # 1. what is there now: added, updated or unchanged
     if files:
         res = ingest(index, collection, paths=[str(f) for f in files], roots=roots, chunk_size=chunk_size,
                      chunk_overlap=chunk_overlap, skip_invalid=skip_invalid, analyzer=analyzer, limits=limits,
                      progress=progress)
-        outcomes = list(res.documents)
+        outcomes = list(res.documents) + walk_failed
         written = res.chunks_written
     else:
         index.open_collection(collection, create=True, analyzer=analyzer)
-        outcomes, written = [], 0
+        outcomes, written = list(walk_failed), 0
 
     # 2. what is gone: documents read from under these folders that the walk no longer yields
-    present = {str(f) for f in files} | {o.id for o in outcomes if o.id}
+    present = {str(f) for f in files} | {o.id for o in outcomes if o.id} | kept
     known = index.sources(collection)
     doomed = sorted(
         doc_id for doc_id, source in known.items()
-        if doc_id not in present and _under(source, folders) and (glob is None or selected(Path(source).name, glob))
+        if doc_id not in present and source not in kept and _under(source, folders) and not _under(source, unread)
+        and (glob is None or selected(Path(source).name, glob))
     )
+    if unread:
+        log.warning("sync %s: kept every document under %d folder(s) that could not be read: %s", collection,
+                    len(unread), ", ".join(map(str, unread)))
     deleted: list[str] = []
     for i in range(0, len(doomed), DELETE_BATCH):
         deleted += index.delete(collection, ids=doomed[i : i + DELETE_BATCH])

@@ -232,6 +232,19 @@ def test_errors_per_endpoint(api, path, ok, docs_key):
     assert r.status_code == 405
 
 
+def test_deeply_nested_json_is_a_clear_400(api):
+    """40,000 nested arrays (80 KB, under the body limit) overflow the JSON reader's recursion:
+    a 400 saying so, in each API's shape, and the server answers the next request."""
+    deep = b"[" * 40_000 + b"]" * 40_000
+    for path in ("/v2/rerank", "/v1/rerank", "/rerank"):
+        for body in (deep, b'{"query": "q", "documents": ' + deep + b"}"):
+            r = _post(api, path, content=body)
+            assert r.status_code == 400, (path, r.status_code, r.text[:300])
+            assert "nests JSON arrays or objects too deeply" in r.text
+            _shape(path, r)
+    assert _post(api, "/v2/rerank", json_body=COHERE_OK).status_code == 200
+
+
 def test_errors_through_the_cohere_sdk(api):
     from cohere.core.api_error import ApiError
 

@@ -222,6 +222,11 @@ class Reranker(ABC):
     blend: float = 0.0
     context: Any = None
     registry: Any = None
+    # Options naming a network endpoint, and options naming a local folder (``model``: when it is
+    # a path rather than an id). A caller's values are checked against what the operator allows
+    # (tools/rerank/client_options.py).
+    url_options: ClassVar[tuple[str, ...]] = ()
+    path_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: str | None = None, **options: Any) -> None:
         self.model = model
@@ -242,6 +247,11 @@ class Reranker(ABC):
             return cls.Options.model_validate(options)
         except ValidationError as exc:
             raise options_error(cls.family, cls.Options, exc) from None
+
+    @classmethod
+    def configured_endpoints(cls, context: Any) -> list[str]:
+        """The endpoints the operator configured for this family (its ``url_options`` may name them)."""
+        return []
 
     @classmethod
     def options_schema(cls) -> dict[str, Any]:
@@ -271,7 +281,7 @@ class Reranker(ABC):
             return None
         download = models.ensure(ref)  # starts a background download where downloads are allowed
         name, options = self.registry.best_present(exclude={self.family})
-        sub = self.registry.get(name, options)
+        sub = self.registry.get(name, options, trusted=True)
         if download.state == "downloading":
             how = f"downloading in the background ({_progress_text(download)})"
         elif download.state == "failed":

@@ -108,7 +108,8 @@ class CascadeReranker(Reranker):
         final: list[int] = []
         download = None
         for s, st in enumerate(self.stages, start=1):
-            rr = self.registry.get(st["reranker"], st["options"])
+            # the stages' options were checked with the cascade's own (tools/rerank/client_options.py)
+            rr = self.registry.get(st["reranker"], st["options"], trusted=True)
             scored = rr.score(query, [texts[i] for i in survivors], corpus)
             if len(scored.scores) != len(survivors):
                 raise RuntimeError(f"cascade stage {s} ({st['reranker']}) returned {len(scored.scores)} scores for {len(survivors)} passages")

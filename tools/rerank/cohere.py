@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_DOCS_PER_REQUEST = 1000
 NO_KEY = "no API key: set RERANK_MCP_COHERE_API_KEY or CO_API_KEY"
+COHERE_API = "https://api.cohere.com"  # the SDK's production endpoint, used when no base_url is set
 
 
 def _api_key(context: Any) -> str | None:
@@ -34,7 +35,8 @@ def _api_key(context: Any) -> str | None:
 
 class CohereOptions(RerankOptions):
     model: str | None = Field(None, description="Cohere model; default: the cohere_model setting (rerank-v3.5)")
-    base_url: str | None = Field(None, description="a Cohere-compatible endpoint; default: the setting, else Cohere's")
+    base_url: str | None = Field(None, description="a Cohere-compatible endpoint: the configured one or one listed in "
+                                 "RERANK_MCP_ALLOWED_ENDPOINTS; default: the setting, else Cohere's")
     timeout: float | None = Field(None, gt=0, description="seconds per request")
     max_retries: int = Field(3, ge=0, le=10, description="retries on 429, 5xx and connection failures")
     backoff: float = Field(0.5, ge=0, description="first retry delay in seconds, doubled per retry")
@@ -52,6 +54,7 @@ class CohereReranker(RemoteReranker):
 
     family = "cohere"
     Options = CohereOptions
+    url_options = ("base_url",)
 
     def __init__(
         self,
@@ -114,6 +117,10 @@ class CohereReranker(RemoteReranker):
     @classmethod
     def default_model(cls, context: Any) -> str | None:
         return getattr(context, "cohere_model", None) or "rerank-v3.5"
+
+    @classmethod
+    def configured_endpoints(cls, context: Any) -> list[str]:
+        return [getattr(context, "cohere_base_url", None) or COHERE_API]
 
     def _get_client(self) -> Any:
         if self._client is None:

@@ -247,6 +247,7 @@ class CrossEncoderReranker(Reranker):
 
     family = "cross-encoder"
     Options = CrossEncoderOptions
+    path_options = ("model", "onnx_cache_dir")
 
     def __init__(
         self,

@@ -102,6 +102,7 @@ class EmbeddingReranker(Reranker):
 
     family = "embedding"
     Options = EmbeddingOptions
+    path_options = ("model",)
 
     def __init__(
         self,

@@ -73,6 +73,7 @@ class FlashRankReranker(Reranker):
 
     family = "flashrank"
     Options = FlashRankOptions
+    path_options = ("model", "cache_dir")
 
     def __init__(
         self,

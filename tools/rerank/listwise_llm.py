@@ -118,7 +118,8 @@ class _WindowFailed(Exception):
 
 class ListwiseLLMOptions(RerankOptions):
     model: str | None = Field(None, description="model name sent to the endpoint; default: the llm_model setting")
-    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL: the configured one or one listed in "
+                                 "RERANK_MCP_ALLOWED_ENDPOINTS")
     api_key: str | None = Field(None, description="bearer token for the endpoint")
     prompt: Literal["rankgpt", "rankzephyr"] = Field("rankgpt", description="prompt format")
     window_size: int = Field(20, ge=2, description="passages per LLM call")
@@ -140,6 +141,7 @@ class ListwiseLLMReranker(RemoteReranker):
 
     family = "rankllm"
     Options = ListwiseLLMOptions
+    url_options = ("base_url",)
 
     def __init__(
         self,
@@ -207,6 +209,11 @@ class ListwiseLLMReranker(RemoteReranker):
     @classmethod
     def default_model(cls, context: Any) -> str | None:
         return getattr(context, "llm_model", None)
+
+    @classmethod
+    def configured_endpoints(cls, context: Any) -> list[str]:
+        url = getattr(context, "llm_base_url", None)
+        return [url] if url else []
 
     def _client(self) -> Any:
         with self._lock:

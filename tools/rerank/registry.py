@@ -49,6 +49,13 @@ class RerankContext:
     fallback_when_missing: bool = False
     # Default options per family name (RERANK_MCP_RERANKER_OPTIONS), under a call's own options.
     family_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # With ``check_client_options`` (the server's registry), a call's options may name only the
+    # configured endpoints and those in ``allowed_endpoints`` (RERANK_MCP_ALLOWED_ENDPOINTS), and
+    # only local folders inside ``model_dirs`` (model caches, configured models,
+    # RERANK_MCP_ALLOWED_MODEL_DIRS): see tools/rerank/client_options.py.
+    check_client_options: bool = False
+    allowed_endpoints: tuple[str, ...] = ()
+    model_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,16 +235,23 @@ class RerankerRegistry:
         module = importlib.import_module(module_name)
         return getattr(module, cls_name)
 
-    def get(self, name: str, options: dict[str, Any] | None = None) -> Reranker:
+    def get(self, name: str, options: dict[str, Any] | None = None, *, trusted: bool = False) -> Reranker:
         """The reranker ``name`` configured by ``options`` (``model`` among them), cached.
 
         Options are validated against the family's ``Options`` model first (unknown or
         ill-typed ones are an :class:`InvalidInput` listing the valid ones), over the family's
-        configured defaults (``RerankContext.family_options``)."""
+        configured defaults (``RerankContext.family_options``). Unless ``trusted`` (options the
+        operator configured, or ones already checked), options that name an endpoint or a local
+        folder must be ones the operator allows (``RerankContext.check_client_options``)."""
         if not isinstance(name, str) or not name:
             raise InvalidInput("reranker name must be a non-empty string")
         if options is not None and not isinstance(options, dict):
             raise InvalidInput("reranker options must be a JSON object")
+        if self.context.check_client_options and not trusted:
+            from rerank_mcp.tools.rerank import client_options
+
+            self.family(name)
+            client_options.check(self, name, options)
         options = {**self.context.family_options.get(name, {}), **(options or {})}
         key = (name, _freeze(options))
         with self._lock:
