@@ -8,7 +8,9 @@ into nested objects); its value is either a plain value (equality) or an object 
 
 Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``; combinators ``$and $or $not``.
 As in MongoDB, ``$ne`` and ``$nin`` also match documents without the field, ``null`` equals a
-missing field, and ``$not`` is the exact complement of its filter.
+missing field, and ``$not`` is the exact complement of its filter. A list-valued field matches
+when one of its elements does (``{"tags": "a"}`` matches ``"tags": ["a", "b"]``; ``$ne`` and
+``$nin`` when none does), as in MongoDB and in Qdrant's payload filters.
 
 ``parse_filter`` validates a filter and returns its tree (:class:`Cond`, :class:`And`,
 :class:`Or`, :class:`Not`); the tree is what crosses the index contract. Each engine compiles
@@ -158,9 +160,18 @@ class _SqlCompiler:
         self.column = column
         self.params: list[Any] = []
 
+    def path(self, name: str) -> str:
+        return "$." + ".".join(f'"{part}"' for part in name.split("."))
+
     def field(self, name: str) -> str:
-        self.params.append("$." + ".".join(f'"{part}"' for part in name.split(".")))
+        self.params.append(self.path(name))
         return f"json_extract({self.column}, ?)"
+
+    def any_element(self, name: str, test: str) -> str:
+        """``test`` (on ``value``) holds for the field's value, or for an element of a list-valued
+        field: json_each gives a scalar as one row and a list as its elements (none when missing)."""
+        self.params.append(self.path(name))
+        return f"EXISTS (SELECT 1 FROM json_each({self.column}, ?) WHERE {test})"
 
     def value(self, v: Any) -> None:
         self.params.append((1 if v else 0) if isinstance(v, bool) else v)  # json_extract gives 1/0 for booleans
@@ -181,34 +192,34 @@ class _SqlCompiler:
         has_null = any(v is None for v in c.value)
         vals = [v for v in c.value if v is not None]
 
-        def listed() -> str:
-            col = self.field(c.field)
+        def listed() -> str:  # the value, or an element of a list, is one of ``vals``
+            sql = self.any_element(c.field, f"value IN ({','.join('?' * len(vals))})")
             for v in vals:
                 self.value(v)
-            return f"{col} {'IN' if c.op == '$in' else 'NOT IN'} ({','.join('?' * len(vals))})"
+            return sql if c.op == "$in" else f"NOT {sql}"
 
         if c.op == "$in":
             parts = ([f"{self.field(c.field)} IS NULL"] if has_null else []) + ([listed()] if vals else [])
             return "(" + " OR ".join(parts) + ")"
         if has_null:  # the field must exist (not null) and be none of the values
             return "(" + " AND ".join([f"{self.field(c.field)} IS NOT NULL"] + ([listed()] if vals else [])) + ")"
-        return f"({self.field(c.field)} IS NULL OR {listed()})"  # missing or null fields match
+        return listed()  # missing or null fields match (no element is listed)
 
     def cond(self, c: Cond) -> str:
         op, arg = c.op, c.value
         if op in ("$in", "$nin"):
             return self.membership(c)
-        col = self.field(c.field)
         if op == "$exists":
-            return f"{col} IS {'NOT ' if arg else ''}NULL"
+            return f"{self.field(c.field)} IS {'NOT ' if arg else ''}NULL"
         if op in ("$eq", "$ne") and arg is None:
-            return f"{col} IS {'NOT ' if op == '$ne' else ''}NULL"
-        if op == "$ne":  # like MongoDB: true where the field is missing or null
-            col2 = self.field(c.field)
+            return f"{self.field(c.field)} IS {'NOT ' if op == '$ne' else ''}NULL"
+        if op == "$ne":  # like MongoDB: true where the field is missing or null, or no element is equal
+            sql = self.any_element(c.field, "value = ?")
             self.value(arg)
-            return f"({col} IS NULL OR {col2} != ?)"
+            return f"NOT {sql}"
+        sql = self.any_element(c.field, f"value {_CMP[op]} ?")
         self.value(arg)
-        return f"{col} {_CMP[op]} ?"
+        return sql
 
 
 def compile_filter(flt: Filter | dict, column: str = "metadata") -> tuple[str, list[Any]]:

@@ -91,8 +91,8 @@ def test_no_filter(empty):
 @pytest.mark.parametrize(
     "flt,expect",
     [
-        ({"lang": {"$in": [None, "de"]}}, {"b", "d", "e"}),
-        ({"lang": {"$in": [None]}}, {"d", "e"}),
+        ({"lang": {"$in": [None, "de"]}}, {"b", "d", "e", "f"}),
+        ({"lang": {"$in": [None]}}, {"d", "e", "f"}),
         ({"lang": {"$nin": [None, "de"]}}, {"a", "c"}),
         ({"lang": {"$nin": [None]}}, {"a", "b", "c"}),
     ],
