@@ -137,6 +137,7 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
             device=settings.device,
             onnx_cache_dir=str(settings.data_dir / "onnx"),
             embedder=embedder_for,
+            embedding_model=settings.embedding_model,
         )
     )
     warming = None

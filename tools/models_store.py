@@ -131,6 +131,14 @@ class ModelInfo(BaseModel):
     total_bytes: int | None = None
     error: str | None = None
     command: str | None = Field(None, description="how to fetch it, when it is not present")
+    languages: str | None = Field(None, description="the languages the model covers: 'en' (English only), "
+                                  "'zh,en' (Chinese and English), 'multilingual'; null when unknown")
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.languages is None:
+            from rerank_mcp.index.model_names import model_languages
+
+            object.__setattr__(self, "languages", model_languages(self.name))
 
 
 class _Download:

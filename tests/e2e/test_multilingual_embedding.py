@@ -106,7 +106,7 @@ async def test_e5_model_is_fetched_on_first_use_recorded_and_prefixed_on_both_si
     # int8 rounding of the prefixed fp32 scores, far from the scores without the prefixes
     err = np.mean([abs(hits[k] - want[k]) for k in hits])
     err_bare = np.mean([abs(hits[k] - bare[k]) for k in hits])
-    assert err < 0.004 and err_bare > 3 * err, (err, err_bare)
+    assert err < 0.008 and err_bare > 3 * err, (err, err_bare)
     # what ingest embedded (and cached): the passages with their prefix
     assert _cached(settings, ["passage: " + d["text"] for d in DOCS]) == len(DOCS)
     assert _cached(settings, [d["text"] for d in DOCS]) == 0
@@ -122,7 +122,7 @@ async def test_bge_m3_pools_the_first_token(settings, hub, m3_folder):
     coll, hits = await _ingest_and_search(_settings(settings, M3))
     assert coll["embedding_model"] == f"{M3}#onnx-mixed-l0"
     want = _fp32(m3_folder, "", "")  # CLS pooling, no prefixes
-    assert np.mean([abs(hits[k] - want[k]) for k in hits]) < 0.004
+    assert np.mean([abs(hits[k] - want[k]) for k in hits]) < 0.008
     assert _cached(settings, [d["text"] for d in DOCS]) == len(DOCS)
 
 

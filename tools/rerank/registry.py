@@ -42,6 +42,7 @@ class RerankContext:
     onnx_cache_dir: str | None = None  # where ONNX int8 exports of local models are cached
     # Returns a bi-encoder for the ``embedding`` reranker: ``embedder(model_name_or_None)``.
     embedder: Callable[[str | None], Any] | None = None
+    embedding_model: str | None = None  # the configured embedding model (what the embedding reranker uses)
     # The models on this machine (tools.models_store.ModelStore): where downloadable models are,
     # and background downloads. With ``fallback_when_missing`` a family whose model is not here
     # yet answers with the best reranker present (and says so) instead of failing.
@@ -156,6 +157,9 @@ class RerankerInfo(BaseModel):
     )
     download: ModelDownload | None = None
     note: str | None = None
+    languages: str | None = Field(
+        None, description="the languages its default model covers: 'en' (English only), 'zh,en' (Chinese and "
+        "English), 'multilingual'; null when unknown or not a model's to say")
     options_schema: dict[str, Any] = Field(
         default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
     )
@@ -299,6 +303,31 @@ class RerankerRegistry:
         check = getattr(cls, "default_model_ref", None)
         return check(self.context) if check else None
 
+    def _languages(self, family: str, model: str | None) -> str | None:
+        from rerank_mcp.index.model_names import MULTILINGUAL, model_languages
+
+        if family == "bm25":
+            return MULTILINGUAL  # the collection's analyzer (CJK bigrams, Snowball languages)
+        if family == "embedding":
+            model = model or self.context.embedding_model
+        if family == "cohere":
+            model = self.context.cohere_model
+        return model_languages(model) if family not in ("auto", "cascade", "rankllm") else None
+
+    def _multilingual_present(self) -> tuple[str, str] | None:
+        """The multilingual reranker ``auto`` takes for text that is not English, if one is here."""
+        from rerank_mcp.tools.models_store import ModelRef
+        from rerank_mcp.tools.rerank.auto import MULTILINGUAL_RERANKERS
+
+        models = self.context.models
+        if models is None:
+            return None
+        for fam, model in MULTILINGUAL_RERANKERS:
+            ref = ModelRef(model, "flashrank" if fam == "flashrank" else "hf")
+            if not _missing_modules(self.family(fam)) and models.present(ref):
+                return fam, model
+        return None
+
     def describe(self) -> list[RerankerInfo]:
         out = []
         models = self.context.models
@@ -325,9 +354,15 @@ class RerankerRegistry:
                     if self.context.fallback_when_missing:
                         stand_in, _ = self.best_present(exclude={fam.name})
                         note = f"calls are answered by {stand_in} until the model is here"
+            languages = self._languages(fam.name, default_model)
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
+                languages = self._languages(pick, self.resolve_class(pick).default_model(self.context))
+                multi = self._multilingual_present()
+                if multi is not None and languages != "multilingual":
+                    note += f"; {multi[0]} with {multi[1]} for text that is not English"
+                    languages = "multilingual"
                 top = self.auto_order()[0][0]
                 if pick != top:
                     ref_top = self.model_ref(top)
@@ -347,6 +382,7 @@ class RerankerRegistry:
                     status=status,
                     download=download,
                     note=note,
+                    languages=languages,
                     options_schema=schema,
                 )
             )
