@@ -75,7 +75,9 @@ FAMILIES: dict[str, Family] = {
             (),
             None,
             "the default: the best reranker present here, in this order: cross-encoder (if its model is "
-            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; the result names its pick.",
+            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; for text that is not English, a "
+            "multilingual model present here (bge-reranker-v2-m3, bge-reranker-base, FlashRank MultiBERT) where that "
+            "pick covers English only; the result names its pick.",
         ),
         Family(
             "bm25",
