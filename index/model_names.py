@@ -44,7 +44,7 @@ def split_identity(ident: str) -> tuple[str, str]:
 _ENGLISH_ONLY = ("all-minilm", "all-mpnet", "all-distilroberta", "multi-qa-", "msmarco-", "ms-marco-", "bge-small-en",
                  "bge-base-en", "bge-large-en", "gte-small", "gte-base", "gte-large", "e5-small-v2", "e5-base-v2",
                  "e5-large-v2", "nomic-embed-text", "snowflake-arctic-embed", "rank-t5-flan", "rank_zephyr",
-                 "ce-esci-minilm", "mxbai-rerank")
+                 "ce-esci-minilm")
 _CHINESE_ENGLISH = ("bge-small-zh", "bge-base-zh", "bge-large-zh", "bge-reranker-base", "bge-reranker-large",
                     "text2vec", "m3e")
 _MULTILINGUAL = ("multilingual", "multibert", "bge-m3", "bge-reranker-v2-m3", "labse", "xlm-r", "xlm-roberta",
