@@ -1,9 +1,10 @@
 """A collection built with a multilingual embedding model, through a real MCP client session.
 
 The local Hugging Face-compatible hub (tests/fixtures/hub.py) serves fixture models of the
-published architecture and tokenizer type (XLM-RoBERTa, a SentencePiece Unigram tokenizer, tiny
-random weights; tests/fixtures/multilingual.py) under the real names
-``intfloat/multilingual-e5-small`` and ``BAAI/bge-m3``. The server fetches the model on first
+published architectures and tokenizer type (tests/fixtures/multilingual.py: XLM-R's SentencePiece
+Unigram tokenizer, tiny random weights) under the real names: ``intfloat/multilingual-e5-small``
+(a BERT encoder over XLM-R's vocabulary, mean pooling, as published) and ``BAAI/bge-m3``
+(XLM-RoBERTa, CLS pooling). The server fetches the model on first
 use (or after ``models pull`` with downloads off), runs it on the default ONNX int8 path, records
 it as the collection's model, and embeds queries and passages with the e5 prefixes. The fixture
 weights are random, so what is checked is the plumbing, not retrieval quality: the dense scores
@@ -31,7 +32,7 @@ QUERY = "大熊猫每天吃什么"
 
 @pytest.fixture(scope="module")
 def e5_folder(tmp_path_factory):
-    return build_xlmr_encoder(tmp_path_factory.mktemp("e5") / "model")
+    return build_xlmr_encoder(tmp_path_factory.mktemp("e5") / "model", arch="bert")  # as multilingual-e5-small
 
 
 @pytest.fixture(scope="module")

@@ -57,16 +57,17 @@ def test_pooling_read_from_the_model_folder(tmp_path):
     assert pooling_of(cls) == "max_tokens"
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_xlmr_model_on_the_default_onnx_backend_matches_fp32(tmp_path, pooling):
-    """The export of an XLM-R graph: SentencePiece ids, <pad> = 1, pooling as the model says, the
-    first layer's FFN output projection kept in fp32 (onnx-mixed-l0 finds it by the same name as in BERT)."""
+@pytest.mark.parametrize("arch, pooling", [("xlmr", "mean"), ("xlmr", "cls"), ("bert", "mean")])
+def test_xlmr_model_on_the_default_onnx_backend_matches_fp32(tmp_path, arch, pooling):
+    """The export of an XLM-R graph (and of a BERT one reading XLM-R's vocabulary): SentencePiece
+    ids, <pad> = 1, pooling as the model says, the first layer's FFN output projection kept in fp32
+    (onnx-mixed-l0 finds it by the same name in both architectures)."""
     import onnx
     from sentence_transformers import SentenceTransformer
 
     from rerank_mcp.index.embedding import load_embedder
 
-    folder = build_xlmr_encoder(tmp_path / "m", pooling=pooling)
+    folder = build_xlmr_encoder(tmp_path / "m", pooling=pooling, arch=arch)
     emb = load_embedder("intfloat/multilingual-e5-small", "onnx-mixed-l0", cache_dir=tmp_path / "onnx", folder=folder)
     assert emb.backend == "onnx-mixed-l0" and emb.identity == "intfloat/multilingual-e5-small#onnx-mixed-l0"
     assert (emb.query_prefix, emb.passage_prefix) == ("query: ", "passage: ")
@@ -76,7 +77,7 @@ def test_xlmr_model_on_the_default_onnx_backend_matches_fp32(tmp_path, pooling):
     want = SentenceTransformer(str(folder)).encode(TEXTS, normalize_embeddings=True)
     got = emb.encode(TEXTS)  # one batch, padded to the longest text
     assert np.min(np.sum(want * got, axis=1)) > 0.999
-    other = build_xlmr_encoder(tmp_path / "o", pooling="cls" if pooling == "mean" else "mean")
+    other = build_xlmr_encoder(tmp_path / "o", pooling="cls" if pooling == "mean" else "mean", arch=arch)
     wrong = SentenceTransformer(str(other)).encode(TEXTS, normalize_embeddings=True)
     assert np.min(np.sum(wrong * got, axis=1)) < 0.99  # the pooling mode matters
     q = emb.encode_query(["大熊猫"])[0]
