@@ -48,13 +48,22 @@ def test_prompts_from_the_family_and_from_the_models_own_config(tmp_path):
 
 def test_pooling_read_from_the_model_folder(tmp_path):
     assert pooling_of(tmp_path) == "mean"  # nothing said: mean, as sentence-transformers defaults
-    mean = build_xlmr_encoder(tmp_path / "mean")
-    cls = build_xlmr_encoder(tmp_path / "cls", pooling="cls")
-    assert pooling_of(mean) == "mean" and pooling_of(cls) == "cls"
-    cfg = json.loads((cls / "1_Pooling" / "config.json").read_text())
-    (cls / "1_Pooling" / "config.json").write_text(json.dumps({**cfg, "pooling_mode_cls_token": False,
-                                                                "pooling_mode_max_tokens": True}))
-    assert pooling_of(cls) == "max_tokens"
+
+    def model(name, modes, path="1_Pooling"):
+        folder = tmp_path / name
+        (folder / path).mkdir(parents=True)
+        (folder / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": path, "type": "sentence_transformers.models.Pooling"}]))
+        (folder / path / "config.json").write_text(json.dumps(
+            {"word_embedding_dimension": 32, **{f"pooling_mode_{m}": m in modes for m in
+                                                ("cls_token", "mean_tokens", "max_tokens", "lasttoken")}}))
+        return folder
+
+    assert pooling_of(model("mean", {"mean_tokens"})) == "mean"
+    assert pooling_of(model("cls", {"cls_token"}, path="pooling")) == "cls"  # where modules.json says
+    assert pooling_of(model("max", {"max_tokens"})) == "max_tokens"
+    assert pooling_of(model("both", {"cls_token", "mean_tokens"})) == "cls_token+mean_tokens"
 
 
 @pytest.mark.parametrize("arch, pooling", [("xlmr", "mean"), ("xlmr", "cls"), ("bert", "mean")])
