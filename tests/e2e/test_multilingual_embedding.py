@@ -119,6 +119,14 @@ async def test_e5_model_is_fetched_on_first_use_recorded_and_prefixed_on_both_si
     assert hits2 == pytest.approx(hits, abs=1e-6)
 
 
+async def test_the_qdrant_engine_records_and_uses_the_model_too(settings, hub, e5_folder):
+    s = _settings(settings, E5, backend="qdrant", qdrant_path=str(settings.data_dir / "qdrant"))
+    coll, hits = await _ingest_and_search(s)
+    assert coll["embedding_model"] == f"{E5}#onnx-mixed-l0" and coll["dim"] == 32
+    want = _fp32(e5_folder, "query: ", "passage: ")
+    assert np.mean([abs(hits[k] - want[k]) for k in hits]) < 0.008
+
+
 async def test_bge_m3_pools_the_first_token(settings, hub, m3_folder):
     coll, hits = await _ingest_and_search(_settings(settings, M3))
     assert coll["embedding_model"] == f"{M3}#onnx-mixed-l0"
