@@ -135,8 +135,11 @@ def test_languages_in_list_rerankers_and_models_list(tmp_path, peers):
     assert info["auto"].languages == "en" and "not English" not in info["auto"].note  # nothing multilingual here
     store.pull(model_ref(BGE))
     info = {i.name: i for i in reg.describe()}
-    assert info["auto"].languages == "multilingual"
+    assert info["auto"].languages == "zh,en"
     assert info["auto"].note == f"picks cross-encoder now; cross-encoder with {BGE} for text that is not English"
+    store.pull(model_ref(M3))
+    info = {i.name: i for i in reg.describe()}
+    assert info["auto"].languages == "multilingual" and M3 in info["auto"].note
 
     reg2, _ = _registry(tmp_path, peers, default_cross_encoder_model=BGE, default_flashrank_model=MB,
                         embedding_model="intfloat/multilingual-e5-small")

@@ -362,9 +362,11 @@ class RerankerRegistry:
                 note = f"picks {pick} now"
                 languages = self._languages(pick, self.resolve_class(pick).default_model(self.context))
                 multi = self._multilingual_present()
-                if multi is not None and languages != "multilingual":
+                if multi is not None and languages in (None, "en"):
+                    from rerank_mcp.index.model_names import model_languages
+
                     note += f"; {multi[0]} with {multi[1]} for text that is not English"
-                    languages = "multilingual"
+                    languages = model_languages(multi[1])
                 top = self.auto_order()[0][0]
                 if pick != top:
                     ref_top = self.model_ref(top)
