@@ -10,7 +10,8 @@ it is complete; the result reports the download's progress.
 
 For a query or passages in another language than English (CJK text, or mostly letters of
 another script), when the pick's model covers English only, ``auto`` takes a multilingual
-reranker present here instead (:func:`multilingual_pick`; BAAI/bge-reranker-v2-m3, then
+reranker present here instead (:func:`multilingual_pick`, over the registry's
+MULTILINGUAL_RERANKERS: BAAI/bge-reranker-v2-m3, then
 BAAI/bge-reranker-base, then FlashRank's ms-marco-MultiBERT-L-12) and says so in its notes.
 """
 
@@ -83,11 +84,6 @@ class AutoReranker(Reranker):
         return scored
 
 
-# Multilingual rerankers ``auto`` may take for text that is not English, best first.
-MULTILINGUAL_RERANKERS = (("cross-encoder", "BAAI/bge-reranker-v2-m3"), ("cross-encoder", "BAAI/bge-reranker-base"),
-                          ("flashrank", "ms-marco-MultiBERT-L-12"))
-
-
 def _not_english(text: str) -> tuple[bool, bool]:
     """``(not English, CJK)``: CJK characters anywhere (a Chinese query with English terms is
     Chinese), or at least half its letters outside the Latin script."""
@@ -127,7 +123,7 @@ def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: s
     if models is None:
         return None
     from rerank_mcp.tools.models_store import ModelRef
-    from rerank_mcp.tools.rerank.registry import _missing_modules
+    from rerank_mcp.tools.rerank.registry import MULTILINGUAL_RERANKERS, _missing_modules
 
     for fam, model in MULTILINGUAL_RERANKERS:
         covers = model_languages(model) == MULTILINGUAL or cjk

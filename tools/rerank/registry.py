@@ -142,6 +142,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Multilingual rerankers ``auto`` may take for text that is not English, best first
+# (tools/rerank/auto.py: multilingual_pick).
+MULTILINGUAL_RERANKERS = (("cross-encoder", "BAAI/bge-reranker-v2-m3"), ("cross-encoder", "BAAI/bge-reranker-base"),
+                          ("flashrank", "ms-marco-MultiBERT-L-12"))
+
+
 class RerankerInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -319,7 +325,6 @@ class RerankerRegistry:
     def _multilingual_present(self) -> tuple[str, str] | None:
         """The multilingual reranker ``auto`` takes for text that is not English, if one is here."""
         from rerank_mcp.tools.models_store import ModelRef
-        from rerank_mcp.tools.rerank.auto import MULTILINGUAL_RERANKERS
 
         models = self.context.models
         if models is None:
