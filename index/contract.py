@@ -149,6 +149,10 @@ class IndexConfig:
     cache_queries: bool = False
     # Lets tests and benchmarks provide an embedder without loading a model.
     embedder_factory: Callable[[], Embedder] | None = field(default=None, repr=False)
+    # The folder of a downloadable embedding model (a Hugging Face name), fetched if it is not here
+    # and downloads are allowed; None where the name is not one. Without it, models load from the
+    # Hugging Face cache only.
+    model_fetcher: Callable[[str], Path | None] | None = field(default=None, repr=False)
 
 
 class Embedding:
@@ -174,12 +178,20 @@ class Embedding:
                 if self.config.embedder_factory is not None:
                     self._embedder = self.config.embedder_factory()
                 else:
-                    self._embedder = load_embedder(
-                        self.config.embedding_model, self.config.embedding_backend, self.config.device,
-                        self.config.embedding_batch_size, onnx_cache_dir(self.config.onnx_cache_dir),
-                    )
+                    self._embedder = self._load(self.config.embedding_backend)
                 self.model_name = self._embedder.name
             return self._embedder
+
+    def _load(self, backend: str):
+        """The configured model on ``backend``; a downloadable model missing here is fetched
+        first (``model_fetcher``), once, before any backend loads it."""
+        kw = {}
+        if self.config.model_fetcher is not None:
+            folder = self.config.model_fetcher(self.config.embedding_model)
+            if folder is not None:
+                kw["folder"] = folder
+        return load_embedder(self.config.embedding_model, backend, self.config.device,
+                             self.config.embedding_batch_size, onnx_cache_dir(self.config.onnx_cache_dir), **kw)
 
     @property
     def loaded(self) -> bool:
@@ -223,16 +235,20 @@ class Embedding:
             if emb is None:
                 log.info("embedding with the %s backend for collections built with it (`rerank-mcp reindex NAME` "
                          "moves a collection to the configured %s backend)", backend, self.config.embedding_backend)
-                emb = load_embedder(self.config.embedding_model, backend, self.config.device,
-                                    self.config.embedding_batch_size, onnx_cache_dir(self.config.onnx_cache_dir))
+                emb = self._load(backend)
                 self._others[backend] = emb
             return emb
 
     def documents(self, texts: Sequence[str], collection: CollectionInfo | str | None = None) -> np.ndarray:
-        return encode_cached(self.embedder_for(collection), texts, self.cache)
+        """Passage vectors, with the model's passage prefix (e5: ``passage: ``)."""
+        emb = self.embedder_for(collection)
+        prefix = getattr(emb, "passage_prefix", "")
+        return encode_cached(emb, [prefix + t for t in texts] if prefix else texts, self.cache)
 
     def query(self, text: str, collection: CollectionInfo | str | None = None) -> np.ndarray:
+        """A query vector, with the model's query prefix (e5: ``query: ``)."""
         emb = self.embedder_for(collection)
+        text = getattr(emb, "query_prefix", "") + text
         if self.config.cache_queries:
             return encode_cached(emb, [text], self.cache)[0]
         return emb.encode([text])[0]

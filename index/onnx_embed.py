@@ -3,8 +3,10 @@
 The transformer is exported once with ``torch.onnx.export``, quantised with ONNX Runtime's
 dynamic int8 quantisation, and cached on disk next to the index (keyed by the model's
 files). Inference tokenises with the model's own fast tokenizer, sorts texts by length so
-each batch pads only to its own longest text, and mean-pools and normalises in NumPy,
-exactly like the sentence-transformers pipeline of all-MiniLM-L6-v2.
+each batch pads only to its own longest text, and pools (mean, or the first token's vector for
+models that pool so, such as BAAI/bge-m3) and normalises in NumPy, exactly like the
+sentence-transformers pipeline of the model. BERT and XLM-RoBERTa graphs export alike (their
+layers' MatMuls carry the same names, so the ``onnx-mixed`` backends keep the same ones in fp32).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_mcp.index.model_names import Prompted
 from rerank_mcp.index.persist import atomic_write
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,15 @@ FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
 # fp32 as keeping all six does (closer, on SciFact, Cranfield and NPL) for a sixth of their cost
 # (docs/adr/0009-first-layer-fp32.md).
 FIRST_FFN_OUTPUT = r"layer\.0/output/dense/MatMul"
+# How the ONNX path pools token vectors into a text's vector (sentence-transformers' pooling modes).
+ONNX_POOLING = ("mean", "cls")
 # The ONNX embedding backends and the MatMuls each keeps in fp32 (None: all int8).
 ONNX_BACKENDS = {"onnx": None, "onnx-mixed": FFN_OUTPUT, "onnx-mixed-l0": FIRST_FFN_OUTPUT}
+
+
+class ExportFailed(Exception):
+    """The model's graph could not be exported to ONNX or quantised (an architecture the exporter
+    does not handle)."""
 
 
 def _model_key(folder: Path) -> str:
@@ -188,10 +198,12 @@ class WordPieces:
     def __init__(self, model_dir: Path, max_length: int) -> None:
         self.max_length = max_length
         self._fast = self._auto = None
+        self.pad_id = 0
         if (model_dir / "tokenizer.json").exists():
             from tokenizers import Tokenizer
 
             self._fast = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self.pad_id = _pad_id(model_dir, self._fast)
             self._fast.no_padding()
             self._fast.no_truncation()
             self._trunc = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -201,6 +213,7 @@ class WordPieces:
             from transformers import AutoTokenizer
 
             self._auto = AutoTokenizer.from_pretrained(str(model_dir))
+            self.pad_id = int(self._auto.pad_token_id or 0)
 
     def ids(self, texts: Sequence[str], special: bool) -> list[list[int]]:
         texts = list(texts)
@@ -210,6 +223,24 @@ class WordPieces:
         kw = {"truncation": True, "max_length": self.max_length} if special else {}
         return self._auto(texts, add_special_tokens=special, return_attention_mask=False,
                           return_token_type_ids=False, verbose=False, **kw)["input_ids"]
+
+
+def _pad_id(model_dir: Path, tok) -> int:
+    """The padding token's id: ``[PAD]`` is 0 in BERT vocabularies, ``<pad>`` is 1 in XLM-R's."""
+    import json
+
+    name = None
+    try:
+        name = json.loads((model_dir / "tokenizer_config.json").read_text()).get("pad_token")
+    except (OSError, ValueError):
+        pass
+    if isinstance(name, dict):
+        name = name.get("content")
+    for cand in ([name] if isinstance(name, str) else []) + ["[PAD]", "<pad>"]:
+        i = tok.token_to_id(cand)
+        if i is not None:
+            return int(i)
+    return 0
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, workers: int = 1) -> list[np.ndarray]:
@@ -226,22 +257,31 @@ def plan_batches(lengths: Sequence[int], batch_size: int, workers: int = 1) -> l
     return [b for b in np.array_split(order, n) if len(b)][::-1]
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(Prompted):
     """Same interface as :class:`index.embedding.Embedder`, on ONNX Runtime int8."""
 
     def __init__(self, name: str, model_dir: Path, cache_dir: Path, batch_size: int = 32, max_seq_length: int = 256,
-                 keep_fp32: str | None = None, backend: str | None = None):
-        from rerank_mcp.index.model_names import canonical_name, identity
+                 keep_fp32: str | None = None, backend: str | None = None, pooling: str = "mean"):
+        from rerank_mcp.index.model_names import canonical_name, identity, text_prompts
 
         self.name = canonical_name(name)
+        self.query_prefix, self.passage_prefix = text_prompts(self.name, model_dir)
         named = {pattern: b for b, pattern in ONNX_BACKENDS.items()}
         self.backend = backend or named.get(keep_fp32, f"onnx-keep:{keep_fp32}")
         self.identity = identity(self.name, self.backend)  # recorded with the collections it builds
         self.cache_key = self.name + "#onnx-int8" + (f"-keep:{keep_fp32}" if keep_fp32 else "")
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        if pooling not in ONNX_POOLING:
+            raise ValueError(f"pooling {pooling!r} is not implemented on the ONNX path (mean and cls are)")
+        self.pooling = pooling
         self._tok = WordPieces(model_dir, max_seq_length)
-        self.path = export_int8(model_dir, cache_dir, "encoder", keep_fp32)
+        try:
+            self.path = export_int8(model_dir, cache_dir, "encoder", keep_fp32)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise ExportFailed(f"{type(exc).__name__}: {exc}") from exc
         # One single-threaded session run from one worker per core, a batch each: the same batches
         # as one multi-threaded session (the same vectors), without a thread hand-off per operator.
         self._workers = _cores()
@@ -263,15 +303,18 @@ class OnnxEmbedder:
 
         def run(idx: np.ndarray) -> np.ndarray:
             width = max(len(enc[i]) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
+            ids = np.full((len(idx), width), self._tok.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for r, i in enumerate(idx):
                 ids[r, : len(enc[i])] = enc[i]
                 mask[r, : len(enc[i])] = 1
             hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                              "token_type_ids": np.zeros_like(ids)})[0]
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            if self.pooling == "cls":
+                pooled = hidden[:, 0, :]
+            else:
+                m = mask[..., None].astype(np.float32)
+                pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
             return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
         if self._pool is not None and len(batches) > 1:

@@ -264,8 +264,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     @server.tool(
         name="list_rerankers",
         description="List every reranker family: its status here (ready, downloading with progress, missing with "
-        "the command that fetches its model, or unavailable and why), its default model, and its options as a "
-        "JSON schema (options_schema).",
+        "the command that fetches its model, or unavailable and why), its default model, the languages that model "
+        "covers ('en', 'zh,en', 'multilingual'), and its options as a JSON schema (options_schema).",
         annotations=READ_ONLY,
     )
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:

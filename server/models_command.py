@@ -4,7 +4,8 @@
 (``owner/name``, through huggingface_hub: HF_ENDPOINT, HF_HOME, HF_TOKEN and proxies apply) and
 FlashRank models by name (from the flashrank_base_url setting into the FlashRank cache dir),
 with a progress bar on stderr. ``list`` shows every model the configuration uses and every one
-found in those two places: present or missing, size, location, and what uses it. ``remove``
+found in those two places: the languages it covers (``en``, ``zh,en``, ``multilingual``; ``?``
+unknown), present or missing, size, location, and what uses it. ``remove``
 deletes a model. The logic is in :mod:`rerank_mcp.tools.models_store`.
 """
 
@@ -146,9 +147,9 @@ def list_models(args: argparse.Namespace, settings: Settings, out: Output) -> in
     if out.as_json:
         out.json(infos)
         return 0
-    out.table("models", ["model", "kind", "state", "size", "location", "used by"],
-              [[i.name, i.kind, i.state, _size(i.size_bytes), i.location if i.state == "present" else (i.command or ""),
-                "; ".join(i.used_by)] for i in infos])
+    out.table("models", ["model", "kind", "languages", "state", "size", "location", "used by"],
+              [[i.name, i.kind, i.languages or "?", i.state, _size(i.size_bytes),
+                i.location if i.state == "present" else (i.command or ""), "; ".join(i.used_by)] for i in infos])
     return 0
 
 

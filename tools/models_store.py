@@ -131,6 +131,14 @@ class ModelInfo(BaseModel):
     total_bytes: int | None = None
     error: str | None = None
     command: str | None = Field(None, description="how to fetch it, when it is not present")
+    languages: str | None = Field(None, description="the languages the model covers: 'en' (English only), "
+                                  "'zh,en' (Chinese and English), 'multilingual'; null when unknown")
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.languages is None:
+            from rerank_mcp.index.model_names import model_languages
+
+            object.__setattr__(self, "languages", model_languages(self.name))
 
 
 class _Download:
@@ -600,6 +608,41 @@ class ModelStore:
         """Every model in ``uses`` (what the configuration uses) and every one found here."""
         refs = list(dict.fromkeys([*uses, *self.found()]))
         return [self.info(r, uses.get(r, [])) for r in refs]
+
+
+def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
+    """For the index: the folder of a Hugging Face embedding model, downloaded on first use where
+    the store allows downloads (blocking: nothing can be embedded without it; progress is logged
+    to stderr). None for a local folder, the packaged default, or a name that is not a Hugging Face
+    repository: those load as before. Downloads off and the model missing: a clear error naming
+    ``rerank-mcp models pull``."""
+    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name
+
+    def fetch(name: str) -> Path | None:
+        if Path(name).expanduser().is_dir() or canonical_name(name) == CANONICAL_DEFAULT:
+            return None
+        try:
+            ref = model_ref(name, "hf")
+        except InvalidInput:
+            return None
+        folder = store.path(ref)
+        if folder is not None:
+            return folder
+        if not store.downloads or hub_offline():
+            why = "HF_HUB_OFFLINE is set" if hub_offline() else "downloads on first use are off (download_models)"
+            raise DependencyMissing(f"embedding model {name!r} is not on this machine and {why}: fetch it with "
+                                    f"`{ref.command}` (or give a local folder)")
+        log.info("downloading embedding model %s (first use; `%s` fetches it ahead of time)", name, ref.command)
+        last = [0.0]
+
+        def progress(done: int, total: int | None) -> None:
+            if total and time.monotonic() - last[0] > 5:
+                last[0] = time.monotonic()
+                log.info("downloading %s: %.0f%% of %.1f MB", name, 100.0 * done / total, total / 1e6)
+
+        return store.pull(ref, progress)
+
+    return fetch
 
 
 def _ignored(filename: str, patterns: list[str]) -> bool:

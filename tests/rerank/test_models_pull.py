@@ -288,6 +288,9 @@ def test_cli_pull_list_remove(cli_env, tmp_path, hub, host):
     assert "flashrank reranker" in fr["used_by"] and "cascade stage 1" in fr["used_by"]
     emb = listed["sentence-transformers/all-MiniLM-L6-v2"]
     assert emb["kind"] == "package" and emb["state"] == "present"
+    assert emb["languages"] == "en" and fr["languages"] == "en" and ce["languages"] is None  # an unknown name
+    table = _cli(["models", "list"], cli_env).stdout
+    assert "languages" in table and " en " in table
     r = _cli(["models", "remove", FR], cli_env)
     assert r.returncode == 0 and f"{FR}: removed" in r.stdout
     listed = {m["name"]: m for m in json.loads(_cli(["--json", "models", "list"], cli_env).stdout)}

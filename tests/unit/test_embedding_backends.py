@@ -148,7 +148,7 @@ def test_load_embedder_builds_the_onnx_variant(monkeypatch, tmp_path, backend, k
     seen = {}
 
     class Recorder:
-        def __init__(self, name, folder, cache_dir, batch_size, max_len, keep_fp32=None, backend=None):
+        def __init__(self, name, folder, cache_dir, batch_size, max_len, keep_fp32=None, backend=None, **kw):
             seen.update(name=name, cache_dir=cache_dir, keep_fp32=keep_fp32, backend=backend)
 
     monkeypatch.setattr(onnx_embed, "OnnxEmbedder", Recorder)
@@ -194,7 +194,7 @@ def test_onnx_backends_default_to_small_batches(monkeypatch, tmp_path):
     seen = {}
 
     class Recorder:
-        def __init__(self, name, folder, cache_dir, batch_size, max_len, keep_fp32=None, backend=None):
+        def __init__(self, name, folder, cache_dir, batch_size, max_len, keep_fp32=None, backend=None, **kw):
             seen["batch"] = batch_size
 
     monkeypatch.setattr(onnx_embed, "OnnxEmbedder", Recorder)

@@ -7,6 +7,12 @@ order: a bi-encoder alone can rank below the first stage it reranks), else ``bm2
 result names the pick (``used``) and why. Where model downloads are allowed and the first
 choice's model is missing, its download starts in the background and later calls pick it once
 it is complete; the result reports the download's progress.
+
+For a query or passages in another language than English (CJK text, or mostly letters of
+another script), when the pick's model covers English only, ``auto`` takes a multilingual
+reranker present here instead (:func:`multilingual_pick`, over the registry's
+MULTILINGUAL_RERANKERS: BAAI/bge-reranker-v2-m3, then
+BAAI/bge-reranker-base, then FlashRank's ms-marco-MultiBERT-L-12) and says so in its notes.
 """
 
 from __future__ import annotations
@@ -67,11 +73,67 @@ class AutoReranker(Reranker):
 
     def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
         name, options, notes, download = self.pick()
+        other = multilingual_pick(self.registry, query, texts, name, options)
+        if other is not None:
+            name, options, note = other
+            notes = [note]
         scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
         scored.download = scored.download or download
         return scored
+
+
+def _not_english(text: str) -> tuple[bool, bool]:
+    """``(not English, CJK)``: CJK characters anywhere (a Chinese query with English terms is
+    Chinese), or at least half its letters outside the Latin script."""
+    from rerank_mcp.index.analyzers import has_cjk
+
+    if has_cjk(text):
+        return True, True
+    letters = [c for c in text if c.isalpha()]
+    other = sum(1 for c in letters if ord(c) > 0x24F)
+    return bool(letters) and other * 2 >= len(letters), False
+
+
+def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: str,
+                      options: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+    """``(family, options, note)`` of a multilingual reranker present here, when the query or most
+    passages are not English and ``family`` (with ``options``) ranks with a model that covers
+    English only (or is bm25); None to keep the pick."""
+    from rerank_mcp.index.model_names import ENGLISH, MULTILINGUAL, model_languages
+
+    q_other, q_cjk = _not_english(query)
+    marks = [_not_english(t) for t in texts]
+    p_other = bool(marks) and sum(o for o, _ in marks) * 2 >= len(marks)
+    if not (q_other or p_other):
+        return None
+    cjk = q_cjk or (p_other and any(c for _, c in marks))
+    ctx = registry.context
+    if family == "bm25":
+        current, langs = None, None
+    else:
+        current = options.get("model") or registry.get(family, options).model
+        if family == "embedding" and current is None:
+            current = getattr(ctx, "embedding_model", None)
+        langs = model_languages(current)
+        if langs != ENGLISH:
+            return None  # a model that covers the text, or one this does not know: the user's choice stands
+    models = getattr(ctx, "models", None)
+    if models is None:
+        return None
+    from rerank_mcp.tools.models_store import ModelRef
+    from rerank_mcp.tools.rerank.registry import MULTILINGUAL_RERANKERS, _missing_modules
+
+    for fam, model in MULTILINGUAL_RERANKERS:
+        covers = model_languages(model) == MULTILINGUAL or cjk
+        ref = ModelRef(model, "flashrank" if fam == "flashrank" else "hf")
+        if covers and not _missing_modules(registry.family(fam)) and models.present(ref):
+            which = "the query" if q_other else "the passages"
+            was = f"{family}'s model {current} covers English only" if current else f"{family} is lexical"
+            return fam, {"model": model}, (f"auto picked {fam} with model={model} ({model_languages(model)}): {which} "
+                                           f"{'is' if q_other else 'are'} not English and {was}")
+    return None
 
 
 def _pct(d: Any) -> str:

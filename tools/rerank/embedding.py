@@ -159,11 +159,14 @@ class EmbeddingReranker(Reranker):
 
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         enc = self._get_encoder()
-        q = np.asarray(enc.encode([query]), dtype=np.float32).reshape(1, -1)
+        # the model's query and passage prefixes where it has them (e5: "query: " / "passage: ")
+        encode_query = getattr(enc, "encode_query", enc.encode)
+        encode_passages = getattr(enc, "encode_passages", enc.encode)
+        q = np.asarray(encode_query([query]), dtype=np.float32).reshape(1, -1)
         parts = []
         for s in range(0, len(texts), ENCODE_SLICE):
             cancel.check()
-            parts.append(np.asarray(enc.encode(list(texts[s : s + ENCODE_SLICE])), dtype=np.float32))
+            parts.append(np.asarray(encode_passages(list(texts[s : s + ENCODE_SLICE])), dtype=np.float32))
         docs = np.concatenate(parts) if parts else np.zeros((0, q.shape[1]), np.float32)
         # Rows are L2-normalised; normalise again defensively (a no-op for conforming embedders).
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

@@ -42,6 +42,7 @@ class RerankContext:
     onnx_cache_dir: str | None = None  # where ONNX int8 exports of local models are cached
     # Returns a bi-encoder for the ``embedding`` reranker: ``embedder(model_name_or_None)``.
     embedder: Callable[[str | None], Any] | None = None
+    embedding_model: str | None = None  # the configured embedding model (what the embedding reranker uses)
     # The models on this machine (tools.models_store.ModelStore): where downloadable models are,
     # and background downloads. With ``fallback_when_missing`` a family whose model is not here
     # yet answers with the best reranker present (and says so) instead of failing.
@@ -81,7 +82,9 @@ FAMILIES: dict[str, Family] = {
             (),
             None,
             "the default: the best reranker present here, in this order: cross-encoder (if its model is "
-            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; the result names its pick.",
+            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; for text that is not English, a "
+            "multilingual model present here (bge-reranker-v2-m3, bge-reranker-base, FlashRank MultiBERT) where that "
+            "pick covers English only; the result names its pick.",
         ),
         Family(
             "bm25",
@@ -146,6 +149,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Multilingual rerankers ``auto`` may take for text that is not English, best first
+# (tools/rerank/auto.py: multilingual_pick).
+MULTILINGUAL_RERANKERS = (("cross-encoder", "BAAI/bge-reranker-v2-m3"), ("cross-encoder", "BAAI/bge-reranker-base"),
+                          ("flashrank", "ms-marco-MultiBERT-L-12"))
+
+
 class RerankerInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -163,6 +172,9 @@ class RerankerInfo(BaseModel):
     )
     download: ModelDownload | None = None
     note: str | None = None
+    languages: str | None = Field(
+        None, description="the languages its default model covers: 'en' (English only), 'zh,en' (Chinese and "
+        "English), 'multilingual'; null when unknown or not a model's to say")
     options_schema: dict[str, Any] = Field(
         default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
     )
@@ -313,6 +325,30 @@ class RerankerRegistry:
         check = getattr(cls, "default_model_ref", None)
         return check(self.context) if check else None
 
+    def _languages(self, family: str, model: str | None) -> str | None:
+        from rerank_mcp.index.model_names import MULTILINGUAL, model_languages
+
+        if family == "bm25":
+            return MULTILINGUAL  # the collection's analyzer (CJK bigrams, Snowball languages)
+        if family == "embedding":
+            model = model or self.context.embedding_model
+        if family == "cohere":
+            model = self.context.cohere_model
+        return model_languages(model) if family not in ("auto", "cascade", "rankllm") else None
+
+    def _multilingual_present(self) -> tuple[str, str] | None:
+        """The multilingual reranker ``auto`` takes for text that is not English, if one is here."""
+        from rerank_mcp.tools.models_store import ModelRef
+
+        models = self.context.models
+        if models is None:
+            return None
+        for fam, model in MULTILINGUAL_RERANKERS:
+            ref = ModelRef(model, "flashrank" if fam == "flashrank" else "hf")
+            if not _missing_modules(self.family(fam)) and models.present(ref):
+                return fam, model
+        return None
+
     def describe(self) -> list[RerankerInfo]:
         out = []
         models = self.context.models
@@ -339,9 +375,17 @@ class RerankerRegistry:
                     if self.context.fallback_when_missing:
                         stand_in, _ = self.best_present(exclude={fam.name})
                         note = f"calls are answered by {stand_in} until the model is here"
+            languages = self._languages(fam.name, default_model)
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
+                languages = self._languages(pick, self.resolve_class(pick).default_model(self.context))
+                multi = self._multilingual_present()
+                if multi is not None and languages in (None, "en"):
+                    from rerank_mcp.index.model_names import model_languages
+
+                    note += f"; {multi[0]} with {multi[1]} for text that is not English"
+                    languages = model_languages(multi[1])
                 top = self.auto_order()[0][0]
                 if pick != top:
                     ref_top = self.model_ref(top)
@@ -361,6 +405,7 @@ class RerankerRegistry:
                     status=status,
                     download=download,
                     note=note,
+                    languages=languages,
                     options_schema=schema,
                 )
             )
