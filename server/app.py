@@ -149,7 +149,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "'zscore' (default: z-normalised scores summed; highest on our BEIR evals, though not significantly above "
             "the others), 'minmax', or 'rrf' (ranks only); "
             "weights favour an arm. feedback (hybrid, dense): moves the query vector toward the first stage's top "
-            "5 chunks and searches the dense arm again (a small gain on our English evals; one more dense search). "
+            "5 chunks and scores the candidates again with it (a small gain on our English evals). "
             "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
             "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call; "
             f"rerankers: {families_help()}; their options: list_rerankers. No hits is an empty list, not an error. "
@@ -181,7 +181,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         filter: Annotated[dict[str, Any] | None, Field(description="metadata filter")] = None,
         feedback: Annotated[
             bool, Field(description="dense pseudo-relevance feedback: query vector moved toward the top 5 chunks, "
-                                    "dense arm searched again (hybrid and dense modes)")
+                                    "candidates' dense scores recomputed with it (hybrid and dense modes)")
         ] = False,
         rerank: Annotated[RerankStep | None, Field(description="optional rerank step")] = None,
         max_tokens: Annotated[

@@ -12,7 +12,7 @@ from rerank_mcp.index.model_names import split_identity
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.fusion import fuse
-from rerank_mcp.tools.feedback import FEEDBACK_CHUNKS, feedback_vector
+from rerank_mcp.tools.feedback import FEEDBACK_CHUNKS, feedback_vector, rescore
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import CorpusStats, Passage, RerankResult
@@ -187,13 +187,16 @@ def search(
         t = time.perf_counter()
         top = server_fused if server_fused is not None else (
             fuse(arms, fusion, weights) if mode == "hybrid" else arms["dense"])  # type: ignore[arg-type]
-        nv = feedback_vector(qv, top, index.chunk_vectors(info.name, [c for c, _ in top[:FEEDBACK_CHUNKS]]))
-        if nv is not None:
-            if server_fused is not None:
+        if server_fused is not None:  # no arms to score again: the engine searches and fuses with the moved vector
+            nv = feedback_vector(qv, top, index.chunk_vectors(info.name, [c for c, _ in top[:FEEDBACK_CHUNKS]]))
+            if nv is not None:
                 server_fused = index.fused_search(info.name, query, nv, arm_depth, flt, fusion[len("server-"):],
                                                   weights=dict(weights) if weights else None)
-            else:
-                arms["dense"] = index.search_arms(info.name, query, nv, arm_depth, flt, ("dense",))["dense"]
+        else:  # every candidate of either arm scored again against the moved vector: the new dense arm
+            vecs = index.chunk_vectors(info.name, list(dict.fromkeys(c for r in arms.values() for c, _ in r)))
+            nv = feedback_vector(qv, top, vecs)
+            if nv is not None:
+                arms["dense"] = rescore(nv, vecs, arm_depth)
         timings["feedback_ms"] = (time.perf_counter() - t) * 1000
     elif feedback:
         notes.append("feedback skipped: the dense arm was not searched (weighted 0)")

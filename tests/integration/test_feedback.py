@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.tools.feedback import FEEDBACK_BETA, FEEDBACK_CHUNKS, feedback_vector
+from rerank_mcp.tools.feedback import FEEDBACK_BETA, FEEDBACK_CHUNKS, feedback_vector, rescore
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
 from tests.conftest import ENGINES, open_engine
@@ -72,6 +72,15 @@ def test_feedback_vector_skips_chunks_without_vectors():
     v = feedback_vector(q, [(1, 0.9), (2, 0.8)], {2: np.array([0.0, 1.0], np.float32)}, m=2, beta=1.0)
     np.testing.assert_allclose(v, np.array([1.0, 1.0]) / np.sqrt(2), rtol=1e-6)
     assert feedback_vector(q, [(1, 0.9)], {}) is None
+
+
+def test_rescore_ranks_the_given_vectors_by_inner_product():
+    vecs = {7: np.array([1.0, 0.0], np.float32), 3: np.array([0.0, 1.0], np.float32),
+            5: np.array([1.0, 0.0], np.float32)}
+    assert rescore(np.array([0.6, 0.8], np.float32), vecs, 10) == [
+        (3, pytest.approx(0.8)), (5, pytest.approx(0.6)), (7, pytest.approx(0.6))]  # ties by id
+    assert [c for c, _ in rescore(np.array([1.0, 0.0], np.float32), vecs, 2)] == [5, 7]
+    assert rescore(np.array([1.0, 0.0], np.float32), {}, 5) == []
 
 
 def test_feedback_is_refused_for_bm25_and_for_non_booleans(filled):
