@@ -1,6 +1,6 @@
-"""Dense pseudo-relevance feedback (``search(feedback=True)``) on both engines: the dense arm is
-searched again with the query vector moved toward the first stage's top chunks, and those
-chunks' vectors come from the engine (``Index.chunk_vectors``).
+"""Dense pseudo-relevance feedback (``search(feedback=True)``) on both engines: the arms' candidates
+are scored again with the query vector moved toward the first stage's top chunks, their vectors
+read from the engine (``Index.chunk_vectors``).
 
 A model-free embedder (hashed bag of words) keeps it fast; SQLite, FAISS and tantivy (and
 Qdrant's local mode) run for real."""
@@ -47,7 +47,7 @@ def test_chunk_vectors_are_the_stored_vectors_of_live_chunks(filled):
 
 
 @pytest.mark.parametrize("mode", ["dense", "hybrid"])
-def test_feedback_searches_dense_again_with_the_moved_query_vector(filled, mode):
+def test_feedback_scores_the_candidates_with_the_moved_query_vector(filled, mode):
     eng, _ = filled
     emb = TinyEmbedder()
     stored = _all_vectors(eng)
@@ -126,3 +126,26 @@ def test_eval_pipeline_feedback_runs_search_with_feedback(filled):
         plain = doc_ranking(search(eng, None, q, "c", k=100).hits)[:10]
         assert out.top_docs["hybrid(feedback)"] == want and out.top_docs["hybrid"] == plain
     assert any(o.top_docs["hybrid(feedback)"] != o.top_docs["hybrid"] for o in res.per_query)
+
+
+@pytest.mark.slow
+def test_feedback_with_a_server_side_fusion_searches_again_with_the_moved_vector(tmp_path):
+    """Qdrant's own fusion leaves the client no arms to score again: the engine searches with ``q'``."""
+    eng = open_engine("qdrant", tmp_path / "data", TinyEmbedder())
+    try:
+        ingest(eng, "c", docs(), chunk_size=200, chunk_overlap=0)
+        emb, stored = TinyEmbedder(), _all_vectors(eng)
+        changed = 0
+        for query in QUERIES:
+            plain = search(eng, None, query, "c", k=100, fusion="server-rrf")
+            res = search(eng, None, query, "c", k=100, fusion="server-rrf", feedback=True)
+            qv = emb.encode([query])[0]
+            want = qv + FEEDBACK_BETA * np.mean([stored[h.chunk_id] for h in plain.hits[:FEEDBACK_CHUNKS]], axis=0)
+            want /= np.linalg.norm(want)
+            again = eng.fused_search("c", query, want.astype(np.float32), 100, None, "rrf")
+            assert [h.chunk_id for h in res.hits] == [c for c, _ in again if c in {h.chunk_id for h in res.hits}]
+            assert "feedback_ms" in res.timings_ms
+            changed += [h.chunk_id for h in res.hits] != [h.chunk_id for h in plain.hits]
+        assert changed  # the moved vector changed at least one ranking
+    finally:
+        eng.close()
