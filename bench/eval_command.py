@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_dataset_arguments(s, "the pipelines")
     s.add_argument("--pipelines", default=DEFAULT_PIPELINES,
                    help="comma-separated: bm25, dense, hybrid (search defaults), hybrid-rrf, hybrid-minmax, "
-                        "hybrid-zscore, hybrid-zscore(dense=1,bm25=0.5), each optionally +<reranker> "
+                        "hybrid-zscore, hybrid-zscore(dense=1,bm25=0.5), hybrid(feedback) or dense(feedback) (search's "
+                        "feedback), each optionally +<reranker> "
                         f"(e.g. hybrid+embedding, bm25+cascade(bm25:30,embedding)); default {DEFAULT_PIPELINES}")
     s.add_argument("--candidates", type=int, default=100, help="first-stage hits a reranker sees (default 100)")
     s.add_argument("--cache-query-embeddings", action="store_true",

@@ -464,6 +464,10 @@ class Index(abc.ABC):
     def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks that still exist among ``ids``."""
 
+    @abc.abstractmethod
+    def chunk_vectors(self, collection: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The dense vectors of the chunks that still exist among ``ids`` (for query feedback)."""
+
     def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every chunk's (ids, vectors), in batches: for exact-recall checks of ANN indexes."""
         raise NotImplementedError(f"the {self.backend} engine does not list raw vectors")

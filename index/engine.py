@@ -267,6 +267,10 @@ class EmbeddedIndex(Index):
     def fetch_chunks(self, collection: str, ids: Sequence[int]) -> dict[int, ChunkRow]:
         return self.store.chunks_by_id(collection, ids)
 
+    def chunk_vectors(self, collection: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        self.store.require_collection(collection)
+        return self.store.vectors_by_id(collection, ids)
+
     def index_sizes(self, collection: str) -> dict[str, int]:
         col = self._col(collection)
         return {"chunks": self.store.count_chunks(collection), "dense": col.dense.size, "bm25": col.sparse.size}

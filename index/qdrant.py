@@ -1068,6 +1068,18 @@ class QdrantIndex(Index):
                                           p.get("gap"))
         return out
 
+    def chunk_vectors(self, collection: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        e = self._entry(collection)
+        wanted = list(dict.fromkeys(int(i) for i in ids if 0 < int(i) < 2**63))
+        recs = []
+        for i in range(0, len(wanted), PAGE):
+            recs += [r for r in self._c(e, "read vectors", "retrieve", wanted[i : i + PAGE],
+                                        with_payload=["doc_id", "gen", "kind"], with_vectors=[DENSE])
+                     if (r.payload or {}).get("kind") == "chunk"]
+        gens = self._current_gens(e, list({r.payload["doc_id"] for r in recs}))
+        return {int(r.id): np.asarray(r.vector[DENSE], dtype=np.float32) for r in recs
+                if gens.get(r.payload["doc_id"]) == r.payload.get("gen")}
+
     def iter_vectors(self, collection: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every current chunk's (ids, dense vectors), in batches."""
         e = self._entry(collection)

@@ -317,6 +317,20 @@ class Store:
                 out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
         return out
 
+    def vectors_by_id(self, collection: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of the chunks that still exist among ``ids``."""
+        ids = list(ids)
+        out: dict[int, np.ndarray] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._q(
+                f"SELECT chunk_id, vec FROM chunks WHERE +collection=? AND chunk_id IN ({','.join('?' * len(part))})",
+                [collection, *part],
+            )
+            for cid, vec in rows:
+                out[int(cid)] = np.frombuffer(vec, dtype=np.float32)
+        return out
+
     def chunk_ids_matching(self, collection: str, where: str, params: Sequence[Any]) -> np.ndarray:
         rows = self._q(
             f"""SELECT k.chunk_id FROM chunks k JOIN documents d ON d.collection=k.collection AND d.doc_id=k.doc_id

@@ -77,6 +77,9 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("--fusion", default="zscore", choices=["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"])
     s.add_argument("--weights", help='JSON, e.g. {"dense": 0.7, "bm25": 0.3}')
     s.add_argument("--filter", help="JSON metadata filter")
+    s.add_argument("--feedback", action="store_true",
+                   help="dense pseudo-relevance feedback: the query vector moved toward the top 5 chunks, the "
+                        "candidates' dense scores recomputed with it (hybrid and dense modes)")
     s.add_argument("--rerank", help="reranker family for a rerank step")
     s.add_argument("--rerank-options", help="JSON options of the reranker")
     s.add_argument("--candidates", type=int, default=50, help="first-stage hits to rerank")

@@ -91,7 +91,8 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     with _opened(settings) as state:
         res = do_search(state.engine, state.registry, args.query, args.collection or settings.default_collection,
                         k=args.k, mode=args.mode, fusion=args.fusion, weights=_json(args.weights, "--weights"),
-                        filter=_json(args.filter, "--filter"), rerank=step, limits=state.search_limits,
+                        filter=_json(args.filter, "--filter"), feedback=args.feedback, rerank=step,
+                        limits=state.search_limits,
                         max_tokens=args.max_tokens, group_by=args.group_by, expand=args.expand, dedupe=args.dedupe)
     if out.as_json:
         out.json(res)

@@ -11,7 +11,8 @@ its best chunk (first occurrence in the ranked list). Metrics are ranx's definit
 Pipelines are named by strings:
 
 ``bm25`` | ``dense`` | ``hybrid`` (the search defaults) | ``hybrid-rrf`` | ``hybrid-minmax`` |
-``hybrid-zscore``, optionally with per-arm weights ``hybrid-zscore(dense=1,bm25=0.5)``, and
+``hybrid-zscore``, optionally with per-arm weights ``hybrid-zscore(dense=1,bm25=0.5)``, dense
+pseudo-relevance feedback ``hybrid(feedback)`` or ``dense(feedback)`` (search's ``feedback``), and
 optionally ``+<reranker>`` (any registered family, e.g. ``hybrid+embedding``, ``bm25+flashrank``)
 which reranks the first-stage top ``candidates`` (100). ``+cascade(bm25:30,embedding)`` is a
 cascade whose stages are given inline (``name:top_k``, last stage without top_k).
@@ -101,6 +102,7 @@ class Pipeline:
     weights: Mapping[str, float] | None = None
     reranker: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    feedback: bool = False
 
     @property
     def first_stage(self) -> str:
@@ -121,18 +123,25 @@ def parse_pipeline(name: str) -> Pipeline:
     if not m:
         raise InvalidInput(
             f"unknown pipeline {name!r}: the first stage must be bm25, dense, hybrid, hybrid-rrf, "
-            "hybrid-minmax or hybrid-zscore (optionally with weights, e.g. hybrid-zscore(dense=1,bm25=0.5)), "
-            "then optionally +<reranker>"
+            "hybrid-minmax or hybrid-zscore (optionally with weights, e.g. hybrid-zscore(dense=1,bm25=0.5), "
+            "and feedback, e.g. hybrid(feedback)), then optionally +<reranker>"
         )
     mode, fusion, wtxt = m.groups()
     if fusion and mode != "hybrid":
         raise InvalidInput(f"pipeline {name!r}: only hybrid takes a fusion method")
     weights = None
+    feedback = False
     if wtxt:
-        if mode != "hybrid":
+        parts = [x.strip() for x in wtxt.split(",")]
+        if "feedback" in parts:
+            if mode == "bm25":
+                raise InvalidInput(f"pipeline {name!r}: feedback moves the dense query vector (hybrid or dense only)")
+            feedback = True
+            parts = [x for x in parts if x != "feedback"]
+        if parts and mode != "hybrid":
             raise InvalidInput(f"pipeline {name!r}: only hybrid takes weights")
-        weights = {}
-        for part in wtxt.split(","):
+        weights = {} if parts else None
+        for part in parts:
             k, eq, v = part.partition("=")
             k = k.strip()
             try:
@@ -141,7 +150,7 @@ def parse_pipeline(name: str) -> Pipeline:
                 val = -1.0
             if not eq or k not in ("dense", "bm25") or not val >= 0:
                 raise InvalidInput(f"pipeline {name!r}: weights look like (dense=1,bm25=0.5)")
-            weights[k] = val
+            weights[k] = val  # type: ignore[index]
     reranker, options = None, {}
     if rr:
         mr = _RERANK_RE.match(rr.strip())
@@ -160,7 +169,7 @@ def parse_pipeline(name: str) -> Pipeline:
                     raise InvalidInput(f"pipeline {name!r}: cascade stage top_k must be an integer")
                 stages.append({"reranker": st, "options": {}, "top_k": int(top) if top else None})
             options = {"stages": stages}
-    return Pipeline(name, mode, fusion, weights, reranker, options)
+    return Pipeline(name, mode, fusion, weights, reranker, options, feedback)
 
 
 def _parse_options(name: str, text: str) -> dict[str, Any]:
@@ -272,6 +281,8 @@ def run_pipeline(
         kwargs["fusion"] = p.fusion
     if p.weights is not None:
         kwargs["weights"] = dict(p.weights)
+    if p.feedback:
+        kwargs["feedback"] = True
     if p.reranker:
         kwargs["rerank"] = RerankStep(reranker=p.reranker, options=dict(p.options), candidates=candidates)
     rankings: dict[str, list[str]] = {}

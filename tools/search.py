@@ -12,6 +12,7 @@ from rerank_mcp.index.model_names import split_identity
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.fusion import fuse
+from rerank_mcp.tools.feedback import FEEDBACK_CHUNKS, feedback_vector, rescore
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import CorpusStats, Passage, RerankResult
@@ -108,6 +109,7 @@ def search(
     rerank: RerankStep | dict | None = None,
     depth: int | None = None,
     limits: SearchLimits = SearchLimits(),
+    feedback: bool = False,
 ) -> SearchResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -144,6 +146,10 @@ def search(
             f"fusion {fusion!r} needs an engine that fuses on the server (RERANK_MCP_BACKEND=qdrant); the "
             f"{index.backend} engine offers {', '.join(f for f in FUSIONS if not f.startswith('server-'))}"
         )
+    if not isinstance(feedback, bool):
+        raise InvalidInput(f"feedback must be true or false, got {feedback!r}")
+    if feedback and mode == "bm25":
+        raise InvalidInput("feedback moves the dense query vector: use it with mode 'hybrid' or 'dense'")
     flt = parse_filter(filter)
     info = index.open_collection(collection)  # NotFound, or ModelMismatch with the way out
 
@@ -177,6 +183,23 @@ def search(
             wanted = tuple(a for a in wanted if a != "dense")
         arms = index.search_arms(info.name, query, qv, arm_depth, flt, wanted)
     timings[f"{mode}_ms" if mode != "hybrid" else "arms_ms"] = (time.perf_counter() - t) * 1000
+    if feedback and qv is not None:  # dense pseudo-relevance feedback (tools/feedback.py)
+        t = time.perf_counter()
+        top = server_fused if server_fused is not None else (
+            fuse(arms, fusion, weights) if mode == "hybrid" else arms["dense"])  # type: ignore[arg-type]
+        if server_fused is not None:  # no arms to score again: the engine searches and fuses with the moved vector
+            nv = feedback_vector(qv, top, index.chunk_vectors(info.name, [c for c, _ in top[:FEEDBACK_CHUNKS]]))
+            if nv is not None:
+                server_fused = index.fused_search(info.name, query, nv, arm_depth, flt, fusion[len("server-"):],
+                                                  weights=dict(weights) if weights else None)
+        else:  # every candidate of either arm scored again against the moved vector: the new dense arm
+            vecs = index.chunk_vectors(info.name, list(dict.fromkeys(c for r in arms.values() for c, _ in r)))
+            nv = feedback_vector(qv, top, vecs)
+            if nv is not None:
+                arms["dense"] = rescore(nv, vecs, arm_depth)
+        timings["feedback_ms"] = (time.perf_counter() - t) * 1000
+    elif feedback:
+        notes.append("feedback skipped: the dense arm was not searched (weighted 0)")
 
     prov: dict[int, dict[str, Any]] = {}
     for name, ranked in arms.items():

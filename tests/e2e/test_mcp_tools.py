@@ -241,3 +241,18 @@ async def test_no_roots_when_started_in_the_filesystem_root(tmp_path, monkeypatc
     async with Client(build_server(s)) as c:
         r = await c.call_tool("ingest", {"paths": ["/etc/hostname"]})
         assert r.is_error and "RERANK_MCP_ALLOWED_ROOTS" in r.content[0].text
+
+
+async def test_search_feedback_through_mcp(settings):
+    async with Client(build_server(settings)) as c:
+        await _ingest(c)
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+        assert tools["search"].input_schema["properties"]["feedback"]["type"] == "boolean"
+        for mode in ("hybrid", "dense"):
+            r = await c.call_tool("search", {"query": "vitamin D and bones", "collection": "kb", "k": 2, "mode": mode,
+                                             "feedback": True})
+            assert not r.is_error, r.content
+            sc = r.structured_content
+            assert sc["hits"][0]["doc_id"] == "vitd" and "feedback_ms" in sc["timings_ms"], (mode, sc)
+        r = await c.call_tool("search", {"query": "vitamin", "collection": "kb", "mode": "bm25", "feedback": True})
+        assert r.is_error and "feedback moves the dense query vector" in r.content[0].text

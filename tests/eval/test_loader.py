@@ -149,3 +149,18 @@ def test_pipeline_names():
     assert split_pipelines("bm25, hybrid-zscore(dense=1,bm25=0.5)+embedding,dense") == [
         "bm25", "hybrid-zscore(dense=1,bm25=0.5)+embedding", "dense"]
     assert with_baselines(["hybrid-rrf+embedding"]) == ["bm25", "dense", "hybrid-rrf", "hybrid-rrf+embedding"]
+
+
+def test_pipeline_feedback_flag():
+    p = parse_pipeline("hybrid-zscore(dense=1,bm25=0.5,feedback)+embedding")
+    assert (p.feedback, dict(p.weights), p.first_stage) == (
+        True, {"dense": 1.0, "bm25": 0.5}, "hybrid-zscore(dense=1,bm25=0.5,feedback)")
+    assert parse_pipeline("hybrid(feedback)").feedback and parse_pipeline("hybrid(feedback)").weights is None
+    assert parse_pipeline("dense(feedback)").feedback
+    assert not parse_pipeline("hybrid").feedback
+    with pytest.raises(InvalidInput, match="hybrid or dense only"):
+        parse_pipeline("bm25(feedback)")
+    for bad in ("dense(feedback,dense=1)", "hybrid(feedbac)"):
+        with pytest.raises(InvalidInput):
+            parse_pipeline(bad)
+    assert with_baselines(["hybrid(feedback)"]) == ["bm25", "dense", "hybrid(feedback)"]
