@@ -397,7 +397,25 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         doc = await _resource(st.engine.document, collection, doc_id)
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
+    _strict_tool_arguments(server)
     return server
+
+
+class _StrictArguments:
+    """Mixed into a tool's argument model: validation in pydantic's strict mode."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        return super().model_validate(obj, **{**kwargs, "strict": True})  # type: ignore[misc]
+
+
+def _strict_tool_arguments(server: MCPServer) -> None:
+    """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: "3"`` is a type error
+    naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
+    ``documents``...) are strict too. The published input schemas are unchanged."""
+    for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
+        lax = tool.fn_metadata.arg_model
+        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {"__module__": lax.__module__})
 
 
 def _announce_resource_changes(server: MCPServer) -> None:
