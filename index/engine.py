@@ -80,7 +80,12 @@ class EmbeddedIndex(Index):
         """
         import fcntl
 
-        self._owner_fd = open(path, "a+")
+        try:
+            self._owner_fd = open(path, "a+")
+        except OSError as exc:  # a read-only data dir: nothing here may be written, so no owner
+            log.warning("cannot open %s for writing (%s): opening the index read-only", path, exc.strerror or exc)
+            self._owner_fd = None
+            return False
         try:
             fcntl.flock(self._owner_fd.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -305,4 +310,5 @@ class EmbeddedIndex(Index):
             self._collections.clear()
             self.store.close()
             super().close()
-            self._owner_fd.close()  # releases the owner lock
+            if self._owner_fd is not None:
+                self._owner_fd.close()  # releases the owner lock

@@ -49,6 +49,7 @@ class SparseIndex:
         self.schema = None
         self.repaired: str | None = None
         self.owner = True  # False in a second process on the same data dir: read-only
+        self.private = False  # True: an index in memory, caught up from the store by this process alone
 
     def open(self) -> None:
         import tantivy
@@ -103,6 +104,13 @@ class SparseIndex:
             except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
+                if "ReadOnlyFilesystem" in str(exc) or "PermissionDenied" in str(exc):
+                    # a read-only data dir: no owner will ever write here; index in memory instead
+                    log.warning("BM25 index for %r cannot be opened in place (%s): building it in memory from the "
+                                "store", self.collection, exc)
+                    self.private = True
+                    self.rebuild()
+                    return
                 log.warning("BM25 index for %r unreadable while another process owns it: %s", self.collection, exc)
                 self.index = None
 
@@ -112,6 +120,12 @@ class SparseIndex:
         with self._lock:
             self.writer = None
             self.index = None
+            if self.private:
+                self.index = tantivy.Index(self.schema)  # in memory
+                self.writer = self.index.writer(WRITER_HEAP, 1)
+                self.applied_seq = 0
+                self.catch_up(force_from=-1)
+                return
             if self.dir.exists():
                 shutil.rmtree(self.dir)
             self.dir.mkdir(parents=True)
@@ -125,7 +139,7 @@ class SparseIndex:
         import tantivy
 
         with self._lock:
-            if not self.owner:  # the owning process applies changes; pick up its commits
+            if not self.owner and not self.private:  # the owning process applies changes; pick up its commits
                 if self.index is not None:
                     self.index.reload()
                 return 0
@@ -147,7 +161,8 @@ class SparseIndex:
             self.writer.commit()
             self.index.reload()
             self.applied_seq = seq
-            atomic_write_json(self.meta_path, {"applied_seq": seq})
+            if not self.private:
+                atomic_write_json(self.meta_path, {"applied_seq": seq})
             return changed
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:

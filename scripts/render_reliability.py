@@ -44,7 +44,8 @@ def main(stats_path: str, out: str) -> None:
                   f"- {k['damage_cases_repaired']} kinds of damage (truncated or deleted FAISS file, deleted sidecar, "
                   "truncated or deleted tantivy segments, garbage sidecar) were detected on start and rebuilt from "
                   "SQLite; results after repair were identical to before.",
-                  "- A corrupt SQLite file is a clear `StoreCorrupt` error, never a silently empty index.", ""]
+                  "- A corrupt SQLite file is a clear `StoreCorrupt` error, never a silently empty index.",
+                  "  A zero-length one too.", ""]
     cc = s.get("concurrency")
     if cc:
         lines += ["## Concurrency over streamable HTTP", "", when("concurrency"), "",
