@@ -21,6 +21,7 @@ from rerank_mcp.index.contract import (
 from rerank_mcp.index.dense import DenseIndex
 from rerank_mcp.index.filters import Filter, compile_filter
 from rerank_mcp.index.sparse import SparseIndex
+from rerank_mcp.errors import NotFound
 from rerank_mcp.index.store import Store, check_collection_name
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ class Collection:
         self.dense.catch_up()
         self.sparse.catch_up()
 
+    def same_as(self, info: CollectionInfo | None) -> bool:
+        """Whether ``info`` (the store's record now) is the collection these indexes were built
+        for: not dropped, nor dropped and created again, nor re-embedded by another process."""
+        return info is not None and (info.embedding_model, info.dim, info.created_at) == (
+            self.info.embedding_model, self.info.dim, self.info.created_at)
+
     def save(self) -> None:
         self.dense.maybe_save()
 
@@ -63,12 +70,86 @@ class EmbeddedIndex(Index):
 
     backend = "embedded"
 
+    # How often a process checks the store for another process's writes (the owner indexes them
+    # for BM25 even while idle) and whether the owner lock came free (then it takes it over).
+    WATCH_S = 1.0
+
     def __init__(self, config: IndexConfig) -> None:
         super().__init__(config)
         self.owner = self._take_owner_lock(config.data_dir / "owner.lock")
         self.store = Store(config.data_dir / "rerank-mcp.sqlite")
         self._collections: dict[str, Collection] = {}
         self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if self._owner_fd is not None:
+            self._watcher = threading.Thread(target=self._watch, name="index-watch", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """Keep the derived indexes in step with writes made by other processes, with no call
+        here to prompt it: the owner replays them (so BM25 in every process finds a second
+        process's acknowledged writes even while the owner is idle); a non-owner takes over the
+        index files once the owner has exited."""
+        seen = -1
+        existing = {c.name for c in self.store.collections()}  # opened on use, as before
+        while not self._closed.wait(self.WATCH_S):
+            try:
+                if not self.owner and not self._try_take_over():
+                    continue
+                seq = self.store.seq()
+                if seq == seen:
+                    continue
+                now = {c.name for c in self.store.collections()}
+                with self._lock:
+                    # open: those in use here, and those another process created since we started
+                    names = sorted(set(self._collections) | (now - existing))
+                existing &= now
+                for name in names:
+                    if self._closed.is_set():
+                        return
+                    try:
+                        col = self._col(name)
+                    except NotFound:
+                        continue
+                    if min(col.dense.applied_seq, col.sparse.applied_seq) >= seq:
+                        continue  # our own writes: applied by the call that made them
+                    if col.write_lock.acquire(blocking=False):  # else a write here catches up itself
+                        try:
+                            col.catch_up()
+                        finally:
+                            col.write_lock.release()
+                seen = seq
+            except Exception as exc:  # the engine closing under it, a disk error: try again later
+                if self._closed.is_set():
+                    return
+                log.debug("index watch: %s", exc)
+
+    def _try_take_over(self) -> bool:
+        """Become the owner if the owner lock is free now; the open collections are reopened as
+        the owner's (their files repaired and caught up from the store)."""
+        import fcntl
+
+        with self._lock:
+            if self._closed.is_set() or self._owner_fd is None:
+                return False
+            try:
+                fcntl.flock(self._owner_fd.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            log.info("the process that owned the index files in %s has exited: taking them over",
+                     self.config.data_dir)
+            self.owner = True
+            names = list(self._collections)
+            for col in self._collections.values():
+                col.sparse.close()
+            self._collections.clear()
+            for name in names:
+                try:
+                    self._col(name)
+                except NotFound:
+                    pass
+            return True
 
     def _take_owner_lock(self, path: Path) -> bool:
         """One process per data dir owns the derived index files (writes, saves, repairs).
@@ -100,14 +181,27 @@ class EmbeddedIndex(Index):
         with self._lock:
             col = self._collections.get(name)
             if col is not None:
-                if self.store.collection(name) is None:  # dropped meanwhile (another process)
-                    self._collections.pop(name, None)
-                else:
+                if col.same_as(self.store.collection(name)):
                     return col
+                # dropped (and maybe created again) by another process: these indexes are stale,
+                # and their files, if ours, belong to a collection that no longer exists
+                self._collections.pop(name, None)
+                self._discard(col, name)
             info = self.store.require_collection(name)  # raises NotFound
             col = Collection(self, info)
             self._collections[name] = col
             return col
+
+    def _discard(self, col: Collection | None, name: str) -> None:
+        """Close a collection's derived indexes without saving them; the owner removes their files."""
+        import shutil
+
+        if col is not None:
+            col.sparse.close()
+        if self.owner:
+            folder = self.config.data_dir / "collections" / name
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     def collection(self, name: str) -> Collection:
         """The engine's own handle on a collection's derived indexes (for its tests and repairs;
@@ -142,6 +236,15 @@ class EmbeddedIndex(Index):
 
     def open_all(self) -> list[str]:
         notes = []
+        if self.owner:  # index files of collections another process dropped while we were away
+            import shutil
+
+            known = {c.name for c in self.store.collections()}
+            root = self.config.data_dir / "collections"
+            for folder in sorted(root.iterdir()) if root.is_dir() else []:
+                if folder.is_dir() and folder.name not in known:
+                    log.info("removing the index files of dropped collection %r", folder.name)
+                    shutil.rmtree(folder, ignore_errors=True)
         for info in self.store.collections():
             col = self._col(info.name)
             for part in (col.dense, col.sparse):
@@ -150,17 +253,14 @@ class EmbeddedIndex(Index):
         return notes
 
     def drop(self, name: str) -> int:
-        import shutil
-
+        """Drop a collection from the store. Its index files are removed by the owner of the data
+        dir: here if this process owns it, else by the owner on its next look at the collection
+        (removing them under the owner's open writers broke it)."""
         check_collection_name(name)
         with self._lock:
             col = self._collections.pop(name, None)
             n = self.store.drop_collection(name)
-            if col is not None:
-                col.sparse.close()
-            folder = self.config.data_dir / "collections" / name
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
+            self._discard(col, name)
             return n
 
     # ------------------------------------------------------------------ documents
@@ -301,6 +401,9 @@ class EmbeddedIndex(Index):
                 col.save()
 
     def close(self) -> None:
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(10)
         with self._lock:
             for col in self._collections.values():
                 try:

@@ -140,7 +140,9 @@ class SparseIndex:
 
         with self._lock:
             if not self.owner and not self.private:  # the owning process applies changes; pick up its commits
-                if self.index is not None:
+                if self.index is None:
+                    self._open_follower()  # the owner may have written the index since
+                else:
                     self.index.reload()
                 return 0
             seq = self.store.seq()
