@@ -149,13 +149,20 @@ class EmbeddingCache:
         return out
 
     def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        """Cache vectors; a write that fails (disk full) is rolled back and only logged: the cache
+        is an optimisation, and a transaction left open would fail every later write."""
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vecs VALUES (?,?,?)",
-                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
-            )
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vecs VALUES (?,?,?)",
+                    [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.warning("embedding cache %s: vectors not cached (%s)", self.path, exc)
 
     def close(self) -> None:
         self._db.close()

@@ -43,9 +43,20 @@ class Collection:
         self.sparse.open()
         self.write_lock = threading.Lock()
 
-    def catch_up(self) -> None:
-        self.dense.catch_up()
-        self.sparse.catch_up()
+    def catch_up(self, dense: bool = True, sparse: bool = True) -> None:
+        if dense:
+            self.dense.catch_up()
+        if sparse:
+            self.sparse.catch_up()
+
+    def catch_up_after_write(self) -> None:
+        """After a committed write: the call has stored its documents, so it succeeds even if an
+        index cannot follow now (a full disk); the next call (or the watch thread) catches up."""
+        try:
+            self.catch_up()
+        except Exception as exc:
+            log.warning("collection %r: stored, but the index update failed and is retried later: %s",
+                        self.info.name, exc)
 
     def same_as(self, info: CollectionInfo | None) -> bool:
         """Whether ``info`` (the store's record now) is the collection these indexes were built
@@ -272,7 +283,7 @@ class EmbeddedIndex(Index):
         rows = [(d.doc_id, d.content_hash, d.metadata, d.source, d.chars, d.chunks) for d in docs]
         with col.write_lock:
             self.store.upsert_documents(collection, rows)  # one transaction: all or nothing
-        col.catch_up()
+        col.catch_up_after_write()
         col.save()
 
     def delete(self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None) -> list[str]:
@@ -290,7 +301,7 @@ class EmbeddedIndex(Index):
         col = self._col(collection)
         with col.write_lock:
             deleted = self.store.delete_documents(collection, " AND ".join(clauses), params)
-        col.catch_up()
+        col.catch_up_after_write()
         col.save()
         return deleted
 
@@ -339,7 +350,7 @@ class EmbeddedIndex(Index):
         arms: Sequence[str] = ("dense", "bm25"),
     ) -> dict[str, Ranked]:
         col = self._col(collection)
-        col.catch_up()
+        col.catch_up(dense="dense" in arms, sparse="bm25" in arms)
         allowed = self._allowed(collection, filter)
         out: dict[str, Ranked] = {}
         if "dense" in arms:

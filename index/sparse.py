@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_mcp.errors import DataDirError
 from rerank_mcp.index.persist import atomic_write_json, read_json
-from rerank_mcp.index.store import Store
+from rerank_mcp.index.store import Store, disk_full
 from rerank_mcp.index.tokenize import tokenize, tokenize_query
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class SparseIndex:
         self.repaired: str | None = None
         self.owner = True  # False in a second process on the same data dir: read-only
         self.private = False  # True: an index in memory, caught up from the store by this process alone
+        self.broken = False  # a write failed (tantivy then kills its writer): reopen before the next one
 
     def open(self) -> None:
         import tantivy
@@ -136,8 +138,6 @@ class SparseIndex:
             self.catch_up(force_from=-1)
 
     def catch_up(self, force_from: int | None = None) -> int:
-        import tantivy
-
         with self._lock:
             if not self.owner and not self.private:  # the owning process applies changes; pick up its commits
                 if self.index is None:
@@ -145,6 +145,55 @@ class SparseIndex:
                 else:
                     self.index.reload()
                 return 0
+            if self.broken:
+                self._recover()
+            try:
+                return self._apply(force_from)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                # tantivy kills its writer on a failed write (a full disk): reopen it on the next call
+                self.broken = True
+                self.writer = None
+                if disk_full(exc):
+                    raise DataDirError(
+                        f"the BM25 index of {self.collection!r} cannot be updated: no space left on the disk "
+                        f"holding {self.folder} ({exc}); what was stored is kept and indexed once there is space"
+                    ) from None
+                raise
+
+    def _recover(self) -> None:
+        """Reopen the index and a writer after a failed write: the last commit on disk, with
+        ``applied_seq`` (set only after a commit) telling what to replay; rebuilt from the store
+        if that fails for any reason but a full disk."""
+        import tantivy
+
+        self.writer = None
+        self.index = None
+        try:
+            if self.private:
+                raise RuntimeError("an index in memory is rebuilt")
+            self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True)
+            self.writer = self.index.writer(WRITER_HEAP, 1)
+            self.index.reload()
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if disk_full(exc):
+                raise DataDirError(f"the BM25 index of {self.collection!r} cannot be reopened: no space left on "
+                                   f"the disk holding {self.folder} ({exc})") from None
+            log.warning("BM25 index for %r could not be reopened after a failed write (%s): rebuilding",
+                        self.collection, exc)
+            self.broken = False
+            self.rebuild()
+            return
+        log.info("BM25 index for %r reopened after a failed write", self.collection)
+        self.broken = False
+
+    def _apply(self, force_from: int | None) -> int:
+        import tantivy
+
+        with self._lock:
             seq = self.store.seq()
             start = self.applied_seq if force_from is None else force_from
             if seq <= start and force_from is None:

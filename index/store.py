@@ -75,6 +75,19 @@ CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones (collection, seq);
 """
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the file size limit, or the quota) ran out: SQLite's
+    "database or disk is full", an OSError ENOSPC / EDQUOT / EFBIG, or tantivy's and FAISS's
+    wording of them."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("disk is full", "no space left", "file too large", "quota exceeded",
+                                   "os error 28", "os error 27", "os error 122"))
+
+
 def _nonempty(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
@@ -155,16 +168,24 @@ class Store:
     def write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
         """A write transaction with its own new sequence number; commits or rolls back whole."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = int(self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
-                self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
-                yield self._db, seq
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq = int(self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+                    self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+                    yield self._db, seq
+                    self._db.execute("COMMIT")  # a COMMIT that fails (disk full) leaves the transaction open
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if disk_full(exc):
+                    raise DataDirError(
+                        f"no space left on the disk holding the data dir {self.path.parent}: nothing from this "
+                        f"call was stored ({exc}); free some space and retry"
+                    ) from None
                 raise
-            else:
-                self._db.execute("COMMIT")
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
