@@ -54,14 +54,27 @@ def _state(ctx: Context) -> AppState:
     return ctx.request_context.lifespan_context
 
 
-async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _client(ctx: Context) -> Any:
+    """Who is calling, for the per-client bound on heavy calls: over HTTP the MCP session
+    (``Mcp-Session-Id``, sent by clients that made the initialize handshake); ``None`` over
+    stdio (one client) and for sessionless HTTP requests, which only the overall bound limits."""
+    try:
+        headers = getattr(ctx.request_context.request, "headers", None)
+    except Exception:
+        return None
+    session = headers.get("mcp-session-id") if headers is not None else None
+    return ("session", session) if session else None
+
+
+async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = False, **kwargs: Any) -> T:
     """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
 
     A call the client cancels, or that times out, is told to stop (server/workers.py): its
     thread ends at the next batch boundary; every batch it wrote is one atomic transaction."""
     st = _state(ctx)
     try:
-        return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, **kwargs)
+        return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, client=_client(ctx),
+                                    light=light, **kwargs)
     except TimeoutError:
         raise ToolError(
             f"timed out after {st.settings.tool_timeout_s:g} s (RERANK_MCP_TOOL_TIMEOUT_S); "
@@ -247,7 +260,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         annotations=READ_ONLY,
     )
     async def list_collections(ctx: Context) -> CollectionList:
-        return await _run(ctx, coll_tools.list_collections, _state(ctx).engine)
+        return await _run(ctx, coll_tools.list_collections, _state(ctx).engine, light=True)
 
     @server.tool(
         name="list_rerankers",
@@ -257,7 +270,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         annotations=READ_ONLY,
     )
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:
-        return await _run(ctx, _state(ctx).registry.describe)
+        return await _run(ctx, _state(ctx).registry.describe, light=True)
 
     @server.tool(
         name="evaluate",
@@ -362,7 +375,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
     async def collections_resource() -> str:
-        res = await _resource(coll_tools.list_collections, live["state"].engine)
+        res = await _resource(live["state"], coll_tools.list_collections, live["state"].engine)
         return res.model_dump_json(indent=1)
 
     @server.resource(
@@ -379,7 +392,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 "documents": st.engine.documents(name, limit=100),
             }
 
-        return json.dumps(await _resource(read), indent=1, ensure_ascii=False)
+        return json.dumps(await _resource(st, read), indent=1, ensure_ascii=False)
 
     # doc_id is a key in the index, never opened as a path: file ids are absolute paths, so the
     # SDK's path checks do not apply to it. ?lines=10-20 (1-based, inclusive; 10 or 10- too) returns
@@ -392,9 +405,9 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     async def document_resource(collection: str, doc_id: str, ctx: Context, lines: str | None = None) -> str:
         st = _state(ctx)
         if lines is not None:
-            part = await _resource(read_lines, st.engine, collection, doc_id, lines)
+            part = await _resource(st, read_lines, st.engine, collection, doc_id, lines)
             return part.model_dump_json(indent=1)
-        doc = await _resource(st.engine.document, collection, doc_id)
+        doc = await _resource(st, st.engine.document, collection, doc_id)
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
     _strict_tool_arguments(server)
@@ -454,8 +467,9 @@ async def _resources_changed(ctx: Context) -> None:
         log.debug("resource list change not published", exc_info=True)
 
 
-async def _resource(fn: Callable[..., T], *args: Any) -> T:
+async def _resource(st: AppState, fn: Callable[..., T], *args: Any) -> T:
+    """A resource read, on the light threads (server/workers.py)."""
     try:
-        return await anyio.to_thread.run_sync(lambda: fn(*args))
+        return await st.workers.light(fn, *args)
     except RerankMCPError as exc:
         raise ResourceError(str(exc)) from None

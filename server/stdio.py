@@ -208,6 +208,46 @@ def malformed_line_error(exc: Exception) -> ErrorData | None:
                      '"jsonrpc": "2.0" and a method, or a result or error for a request of ours)')
 
 
+# Replies (and notifications) the server may hold waiting for stdout before it stops reading
+# stdin: a client that stops reading its replies stops the server reading its requests, instead
+# of the server running them all and holding every reply in memory.
+MAX_PENDING_WRITES = 64
+
+
+class PendingWrites:
+    """The write stream the server writes to, counting the messages waiting to be written."""
+
+    def __init__(self, inner: Any, limit: int = MAX_PENDING_WRITES) -> None:
+        self._inner = inner
+        self.limit = limit
+        self.pending = 0
+        self._drained = anyio.Event()
+
+    async def send(self, item: Any) -> None:
+        self.pending += 1
+        try:
+            await self._inner.send(item)
+        finally:
+            self.pending -= 1
+            if self.pending < self.limit:
+                self._drained.set()
+
+    async def room(self) -> None:
+        """Return once fewer than ``limit`` messages wait to be written."""
+        while self.pending >= self.limit:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> PendingWrites:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 ID_ERROR = ('Invalid request: a request needs an "id" that is a string or an integer (this one has none, '
             "or null, a fraction, a boolean, an object or an array); it was not executed")
 
@@ -231,7 +271,7 @@ class SessionReader:
 
     def __init__(self, inner: Any, write: Any) -> None:
         self._inner = inner
-        self._write = write
+        self._write = write  # a PendingWrites: reading waits while too many replies are unwritten
         self._stopped = False
         self._waiting: anyio.CancelScope | None = None
 
@@ -251,6 +291,9 @@ class SessionReader:
             with anyio.CancelScope() as scope:
                 self._waiting = scope
                 try:
+                    room = getattr(self._write, "room", None)
+                    if room is not None:
+                        await room()  # backpressure: the client is not reading what we wrote
                     item = await self._inner.receive()
                 finally:
                     self._waiting = None
@@ -340,6 +383,7 @@ async def run_stdio(server, transport: str = "asyncio") -> None:
         else:
             lines, writer = pipes
             read_stream, write_stream = await stack.enter_async_context(stdio_server(stdin=lines, stdout=writer))
+        write_stream = PendingWrites(write_stream)
         reader = SessionReader(read_stream, write_stream)
         signalled: list[int] = []
 
