@@ -182,8 +182,8 @@ class Store:
             except sqlite3.OperationalError as exc:
                 if disk_full(exc):
                     raise DataDirError(
-                        f"no space left on the disk holding the data dir {self.path.parent}: nothing from this "
-                        f"call was stored ({exc}); free some space and retry"
+                        f"no space left on the disk holding the data dir {self.path.parent} ({exc}): the write "
+                        "was rolled back, none of it stored; free some space and retry"
                     ) from None
                 raise
 

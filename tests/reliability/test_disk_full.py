@@ -128,3 +128,33 @@ def test_full_disk_stores_exactly_what_it_acknowledges_and_recovers_without_rest
     assert "Traceback" not in stderr, stderr[-3000:]
     late = stderr.count("stored, but the index update failed")
     print(f"acknowledged {len(acked)}, refused {len(refused)}, stored with the index update deferred {late}")
+
+
+def test_disk_filling_during_one_ingest_call_reports_exactly_what_was_stored(small_disk):
+    """One call of several write batches: the batches that fit are stored and reported as added,
+    the batch the disk has no room for is rolled back, and it and the rest are reported as
+    failed ("not stored: no space left ..."). In process, with the real engine on the tmpfs and
+    a hashed bag-of-words embedder (the test is about storage, not the model)."""
+    from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
+    from rerank_mcp.tools.ingest import WRITE_BATCH, ingest
+    from tests.reliability.hash_embedder import HashEmbedder
+
+    data = small_disk / "data"
+    eng = EmbeddedIndex(IndexConfig(data_dir=data, embedder_factory=HashEmbedder))
+    try:
+        ingest(eng, "kb", [{"id": "seed", "text": "seed"}])
+        _fill(small_disk, 600_000)
+        rng = random.Random(3)
+        docs = [{"id": f"d{i:04d}", "text": " ".join(f"w{rng.randrange(10**6)}" for _ in range(400))}
+                for i in range(WRITE_BATCH * 12)]
+        res = ingest(eng, "kb", docs)
+        added = {o.id for o in res.documents if o.status == "added"}
+        failed = [o for o in res.documents if o.status == "failed"]
+        assert added and failed, (len(added), len(failed))
+        assert len(added) % WRITE_BATCH == 0  # whole batches
+        assert res.failed == len(failed) == len(docs) - len(added)
+        assert all(o.reason.startswith("not stored: no space left") and str(data) in o.reason for o in failed)
+        stored = {d["id"] for d in eng.documents("kb", limit=10_000)}
+        assert stored == added | {"seed"}
+    finally:
+        eng.close()

@@ -22,6 +22,7 @@ import time
 import anyio
 import httpx2
 import psutil
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -29,6 +30,8 @@ from tests.e2e.test_stdio_transport import EXE
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import FakeCohere, serve_http
 from tests.fixtures.stdio_process import INIT, INITIALIZED
+
+pytestmark = pytest.mark.slow
 
 PINGS = 20_000
 

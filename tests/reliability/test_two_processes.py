@@ -7,6 +7,8 @@ like two processes do.
 
 from __future__ import annotations
 
+import pytest
+
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
@@ -103,6 +105,7 @@ def _eventually(probe, want, seconds=20.0):
     return got
 
 
+@pytest.mark.slow
 def test_cli_dropping_a_collection_beside_the_running_server(tmp_path):
     """`rerank-mcp delete kb --all` from a second process while the server (the owner) has kb open:
     the server answers 'unknown collection' afterwards, then works on a kb created again, by
@@ -144,6 +147,7 @@ def test_cli_dropping_a_collection_beside_the_running_server(tmp_path):
         _stop(again)
 
 
+@pytest.mark.slow
 def test_second_servers_writes_become_bm25_searchable(tmp_path):
     """Two servers on one data dir: the second's acknowledged writes are found by BM25 while the
     first (the owner) is idle, and after the first has exited (the second takes over)."""
