@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rerank_mcp.server.host_check import matches as _matches
 from rerank_mcp.server.settings import Settings
 
 log = logging.getLogger("rerank_mcp.http")
@@ -43,29 +44,6 @@ class BearerAuth:
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
-
-
-def _matches(value: str, allowed: list[str]) -> bool:
-    """``value`` is one of ``allowed``, or ``base:PORT`` for an allowed ``base:*`` with PORT all
-    digits (the SDK's own check takes anything after the colon: ``127.0.0.1:1@evil.example``)."""
-    if value in allowed:
-        return True
-    for pattern in allowed:
-        if pattern.endswith(":*") and value.startswith(pattern[:-1]):
-            port = value[len(pattern) - 1:]
-            if port.isascii() and port.isdigit() and len(port) <= 5:
-                return True
-    return False
-
-
-class StrictTransportSecurity(TransportSecurityMiddleware):
-    """The SDK's Host / Origin check (as the rerank API uses it) with :func:`_matches`."""
-
-    def _validate_host(self, host: str | None) -> bool:
-        return bool(host) and _matches(host or "", self.settings.allowed_hosts)
-
-    def _validate_origin(self, origin: str | None) -> bool:
-        return not origin or _matches(origin, self.settings.allowed_origins)
 
 
 class HostGuard:

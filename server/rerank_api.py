@@ -55,7 +55,7 @@ from rerank_mcp.errors import (
     RerankMCPError,
     UpstreamError,
 )
-from rerank_mcp.server.http import StrictTransportSecurity
+from rerank_mcp.server.host_check import StrictTransportSecurity
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.batching import BatcherPool
 from rerank_mcp.tools.rerank.base import Reranker
