@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Callable, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import unquote, urlparse
 
 import anyio
@@ -414,17 +416,33 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     return server
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def _integer_field(annotation: Any) -> bool:
+    """``int`` or ``int | None``."""
+    return annotation is int or (get_origin(annotation) in (Union, UnionType)
+                                 and set(get_args(annotation)) == {int, type(None)})
+
+
 class _StrictArguments:
-    """Mixed into a tool's argument model: validation in pydantic's strict mode."""
+    """Mixed into a tool's argument model: validation in pydantic's strict mode, with one
+    exception: a top-level integer argument may come as the decimal string of an integer
+    (``"3"``), which is how command-line clients (the MCP Inspector's ``--tool-arg k=3``) send
+    every value. ``true``, ``3.0``, ``"3.5"`` or ``"three"`` stay type errors."""
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(obj, dict):
+            fields = cls.model_fields  # type: ignore[attr-defined]
+            obj = {k: int(v) if isinstance(v, str) and k in fields and _integer_field(fields[k].annotation)
+                   and _INTEGER.fullmatch(v) else v for k, v in obj.items()}
         return super().model_validate(obj, **{**kwargs, "strict": True})  # type: ignore[misc]
 
 
 def _strict_tool_arguments(server: MCPServer) -> None:
-    """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: "3"`` is a type error
-    naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
+    """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: 3.5`` is a type
+    error naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
     ``documents``...) are strict too. The published input schemas are unchanged."""
     for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
         lax = tool.fn_metadata.arg_model
