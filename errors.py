@@ -34,6 +34,10 @@ class DependencyMissing(RerankMCPError):
     """An optional package, model file or API key that a feature needs is not available."""
 
 
+class DataDirError(RerankMCPError):
+    """The data dir cannot be written or read: read-only, full, or missing what it should hold."""
+
+
 class UpstreamError(RerankMCPError):
     """A remote service (Cohere, an LLM endpoint) failed, timed out or answered garbage."""
 

@@ -165,7 +165,7 @@ class Embedding:
 
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
-        self.cache: EmbeddingCache | None = EmbeddingCache(config.data_dir / "embedding-cache.sqlite")
+        self.cache: EmbeddingCache | None = EmbeddingCache.open(config.data_dir / "embedding-cache.sqlite")
         self._embedder: Embedder | None = None
         self._others: dict[str, Any] = {}  # backend -> embedder, for collections built with another backend
         self._lock = threading.Lock()

@@ -178,12 +178,17 @@ class DenseIndex:
         with self._lock:
             if not self.dirty or self.index is None or not self.owner:
                 return
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, lambda p: faiss.write_index(self.index, str(p)))
-            atomic_write_json(
-                self.meta_path,
-                {"applied_seq": self.applied_seq, "kind": self.kind, "dim": self.dim, "ntotal": int(self.index.ntotal)},
-            )
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.path, lambda p: faiss.write_index(self.index, str(p)))
+                atomic_write_json(
+                    self.meta_path,
+                    {"applied_seq": self.applied_seq, "kind": self.kind, "dim": self.dim,
+                     "ntotal": int(self.index.ntotal)},
+                )
+            except Exception as exc:  # a full disk, say: the store holds it all; saved on a later try
+                log.warning("dense index for %r not saved (%s): kept in memory, saved later", self.collection, exc)
+                return
             self.dirty = False
             self.unsaved = 0
 

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,13 +98,51 @@ class EmbeddingCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vecs (model TEXT, hash BLOB, vec BLOB, PRIMARY KEY (model, hash))"
-        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS vecs (model TEXT, hash BLOB, vec BLOB, PRIMARY KEY (model, hash))"
+            )
+            self._db.execute("SELECT count(*) FROM (SELECT 1 FROM vecs LIMIT 1)").fetchone()
+        except BaseException:
+            self._db.close()
+            raise
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> EmbeddingCache | None:
+        """The cache at ``path``, or ``None`` (embeddings computed, nothing cached) where it cannot
+        be written (a read-only data dir). It is derived data: an unreadable file is moved aside
+        to ``<name>.corrupt-<time>`` and a new one started. Both say so on stderr, naming the file."""
+        try:
+            return cls(path)
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
+                log.warning("embedding cache %s cannot be opened for writing (%s): running without it", path, exc)
+                return None
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                path.replace(aside)
+                for suffix in ("-wal", "-shm"):
+                    path.with_name(path.name + suffix).unlink(missing_ok=True)
+            except OSError as move_exc:
+                log.warning("embedding cache %s is unreadable (%s) and cannot be moved aside (%s): running "
+                            "without it", path, exc, move_exc)
+                return None
+            log.warning("embedding cache %s was unreadable (%s): moved to %s, starting a new one (vectors are "
+                        "recomputed as needed)", path, exc, aside.name)
+            try:
+                return cls(path)
+            except sqlite3.DatabaseError as again:
+                log.warning("embedding cache %s cannot be created (%s): running without it", path, again)
+                return None
+        except OSError as exc:
+            log.warning("embedding cache %s cannot be opened (%s): running without it", path, exc)
+            return None
 
     @staticmethod
     def key(text: str) -> bytes:
@@ -122,13 +161,20 @@ class EmbeddingCache:
         return out
 
     def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        """Cache vectors; a write that fails (disk full) is rolled back and only logged: the cache
+        is an optimisation, and a transaction left open would fail every later write."""
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vecs VALUES (?,?,?)",
-                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
-            )
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vecs VALUES (?,?,?)",
+                    [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.warning("embedding cache %s: vectors not cached (%s)", self.path, exc)
 
     def close(self) -> None:
         self._db.close()

@@ -22,6 +22,7 @@ from rerank_mcp.index.analyzers import get_analyzer
 from rerank_mcp.index.dense import DenseIndex
 from rerank_mcp.index.filters import Filter, compile_filter
 from rerank_mcp.index.sparse import SparseIndex
+from rerank_mcp.errors import NotFound
 from rerank_mcp.index.store import Store, check_collection_name
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,26 @@ class Collection:
         self.sparse.open()
         self.write_lock = threading.Lock()
 
-    def catch_up(self) -> None:
-        self.dense.catch_up()
-        self.sparse.catch_up()
+    def catch_up(self, dense: bool = True, sparse: bool = True) -> None:
+        if dense:
+            self.dense.catch_up()
+        if sparse:
+            self.sparse.catch_up()
+
+    def catch_up_after_write(self) -> None:
+        """After a committed write: the call has stored its documents, so it succeeds even if an
+        index cannot follow now (a full disk); the next call (or the watch thread) catches up."""
+        try:
+            self.catch_up()
+        except Exception as exc:
+            log.warning("collection %r: stored, but the index update failed and is retried later: %s",
+                        self.info.name, exc)
+
+    def same_as(self, info: CollectionInfo | None) -> bool:
+        """Whether ``info`` (the store's record now) is the collection these indexes were built
+        for: not dropped, nor dropped and created again, nor re-embedded by another process."""
+        return info is not None and (info.embedding_model, info.dim, info.created_at) == (
+            self.info.embedding_model, self.info.dim, self.info.created_at)
 
     def save(self) -> None:
         self.dense.maybe_save()
@@ -64,12 +82,86 @@ class EmbeddedIndex(Index):
 
     backend = "embedded"
 
+    # How often a process checks the store for another process's writes (the owner indexes them
+    # for BM25 even while idle) and whether the owner lock came free (then it takes it over).
+    WATCH_S = 1.0
+
     def __init__(self, config: IndexConfig) -> None:
         super().__init__(config)
         self.owner = self._take_owner_lock(config.data_dir / "owner.lock")
         self.store = Store(config.data_dir / "rerank-mcp.sqlite")
         self._collections: dict[str, Collection] = {}
         self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if self._owner_fd is not None:
+            self._watcher = threading.Thread(target=self._watch, name="index-watch", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """Keep the derived indexes in step with writes made by other processes, with no call
+        here to prompt it: the owner replays them (so BM25 in every process finds a second
+        process's acknowledged writes even while the owner is idle); a non-owner takes over the
+        index files once the owner has exited."""
+        seen = -1
+        existing = {c.name for c in self.store.collections()}  # opened on use, as before
+        while not self._closed.wait(self.WATCH_S):
+            try:
+                if not self.owner and not self._try_take_over():
+                    continue
+                seq = self.store.seq()
+                if seq == seen:
+                    continue
+                now = {c.name for c in self.store.collections()}
+                with self._lock:
+                    # open: those in use here, and those another process created since we started
+                    names = sorted(set(self._collections) | (now - existing))
+                existing &= now
+                for name in names:
+                    if self._closed.is_set():
+                        return
+                    try:
+                        col = self._col(name)
+                    except NotFound:
+                        continue
+                    if min(col.dense.applied_seq, col.sparse.applied_seq) >= seq:
+                        continue  # our own writes: applied by the call that made them
+                    if col.write_lock.acquire(blocking=False):  # else a write here catches up itself
+                        try:
+                            col.catch_up()
+                        finally:
+                            col.write_lock.release()
+                seen = seq
+            except Exception as exc:  # the engine closing under it, a disk error: try again later
+                if self._closed.is_set():
+                    return
+                log.debug("index watch: %s", exc)
+
+    def _try_take_over(self) -> bool:
+        """Become the owner if the owner lock is free now; the open collections are reopened as
+        the owner's (their files repaired and caught up from the store)."""
+        import fcntl
+
+        with self._lock:
+            if self._closed.is_set() or self._owner_fd is None:
+                return False
+            try:
+                fcntl.flock(self._owner_fd.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            log.info("the process that owned the index files in %s has exited: taking them over",
+                     self.config.data_dir)
+            self.owner = True
+            names = list(self._collections)
+            for col in self._collections.values():
+                col.sparse.close()
+            self._collections.clear()
+            for name in names:
+                try:
+                    self._col(name)
+                except NotFound:
+                    pass
+            return True
 
     def _take_owner_lock(self, path: Path) -> bool:
         """One process per data dir owns the derived index files (writes, saves, repairs).
@@ -81,7 +173,12 @@ class EmbeddedIndex(Index):
         """
         import fcntl
 
-        self._owner_fd = open(path, "a+")
+        try:
+            self._owner_fd = open(path, "a+")
+        except OSError as exc:  # a read-only data dir: nothing here may be written, so no owner
+            log.warning("cannot open %s for writing (%s): opening the index read-only", path, exc.strerror or exc)
+            self._owner_fd = None
+            return False
         try:
             fcntl.flock(self._owner_fd.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -97,17 +194,32 @@ class EmbeddedIndex(Index):
             col = self._collections.get(name)
             if col is not None:
                 now = self.store.collection(name)
-                if now is None:  # dropped meanwhile (another process)
-                    self._collections.pop(name, None)
-                elif now.analyzer != col.info.analyzer:  # re-analyzed by another process: rebuild BM25
+                if col.same_as(now):
+                    if now.analyzer == col.info.analyzer:
+                        return col
+                    # re-analyzed by another process: the same collection, its BM25 index rebuilt on open
                     self._collections.pop(name, None)
                     col.close()
                 else:
-                    return col
+                    # dropped (and maybe created again) by another process: these indexes are stale,
+                    # and their files, if ours, belong to a collection that no longer exists
+                    self._collections.pop(name, None)
+                    self._discard(col, name)
             info = self.store.require_collection(name)  # raises NotFound
             col = Collection(self, info)
             self._collections[name] = col
             return col
+
+    def _discard(self, col: Collection | None, name: str) -> None:
+        """Close a collection's derived indexes without saving them; the owner removes their files."""
+        import shutil
+
+        if col is not None:
+            col.sparse.close()
+        if self.owner:
+            folder = self.config.data_dir / "collections" / name
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     def collection(self, name: str) -> Collection:
         """The engine's own handle on a collection's derived indexes (for its tests and repairs;
@@ -158,6 +270,15 @@ class EmbeddedIndex(Index):
 
     def open_all(self) -> list[str]:
         notes = []
+        if self.owner:  # index files of collections another process dropped while we were away
+            import shutil
+
+            known = {c.name for c in self.store.collections()}
+            root = self.config.data_dir / "collections"
+            for folder in sorted(root.iterdir()) if root.is_dir() else []:
+                if folder.is_dir() and folder.name not in known:
+                    log.info("removing the index files of dropped collection %r", folder.name)
+                    shutil.rmtree(folder, ignore_errors=True)
         for info in self.store.collections():
             col = self._col(info.name)
             for part in (col.dense, col.sparse):
@@ -166,17 +287,14 @@ class EmbeddedIndex(Index):
         return notes
 
     def drop(self, name: str) -> int:
-        import shutil
-
+        """Drop a collection from the store. Its index files are removed by the owner of the data
+        dir: here if this process owns it, else by the owner on its next look at the collection
+        (removing them under the owner's open writers broke it)."""
         check_collection_name(name)
         with self._lock:
             col = self._collections.pop(name, None)
             n = self.store.drop_collection(name)
-            if col is not None:
-                col.sparse.close()
-            folder = self.config.data_dir / "collections" / name
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
+            self._discard(col, name)
             return n
 
     # ------------------------------------------------------------------ documents
@@ -188,7 +306,7 @@ class EmbeddedIndex(Index):
         rows = [(d.doc_id, d.content_hash, d.metadata, d.source, d.chars, d.chunks) for d in docs]
         with col.write_lock:
             self.store.upsert_documents(collection, rows)  # one transaction: all or nothing
-        col.catch_up()
+        col.catch_up_after_write()
         col.save()
 
     def delete(self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None) -> list[str]:
@@ -206,7 +324,7 @@ class EmbeddedIndex(Index):
         col = self._col(collection)
         with col.write_lock:
             deleted = self.store.delete_documents(collection, " AND ".join(clauses), params)
-        col.catch_up()
+        col.catch_up_after_write()
         col.save()
         return deleted
 
@@ -255,7 +373,7 @@ class EmbeddedIndex(Index):
         arms: Sequence[str] = ("dense", "bm25"),
     ) -> dict[str, Ranked]:
         col = self._col(collection)
-        col.catch_up()
+        col.catch_up(dense="dense" in arms, sparse="bm25" in arms)
         allowed = self._allowed(collection, filter)
         out: dict[str, Ranked] = {}
         if "dense" in arms:
@@ -321,6 +439,9 @@ class EmbeddedIndex(Index):
                 col.save()
 
     def close(self) -> None:
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(10)
         with self._lock:
             for col in self._collections.values():
                 try:
@@ -330,4 +451,5 @@ class EmbeddedIndex(Index):
             self._collections.clear()
             self.store.close()
             super().close()
-            self._owner_fd.close()  # releases the owner lock
+            if self._owner_fd is not None:
+                self._owner_fd.close()  # releases the owner lock

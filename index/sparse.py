@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_mcp.errors import DataDirError
 from rerank_mcp.index.analyzers import Analyzer, get_analyzer
 from rerank_mcp.index.persist import atomic_write_json, read_json
-from rerank_mcp.index.store import Store
+from rerank_mcp.index.store import Store, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class SparseIndex:
         self.schema = None
         self.repaired: str | None = None
         self.owner = True  # False in a second process on the same data dir: read-only
+        self.private = False  # True: an index in memory, caught up from the store by this process alone
+        self.broken = False  # a write failed (tantivy then kills its writer): reopen before the next one
 
     def open(self) -> None:
         import tantivy
@@ -109,6 +112,13 @@ class SparseIndex:
             except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
+                if "ReadOnlyFilesystem" in str(exc) or "PermissionDenied" in str(exc):
+                    # a read-only data dir: no owner will ever write here; index in memory instead
+                    log.warning("BM25 index for %r cannot be opened in place (%s): building it in memory from the "
+                                "store", self.collection, exc)
+                    self.private = True
+                    self.rebuild()
+                    return
                 log.warning("BM25 index for %r unreadable while another process owns it: %s", self.collection, exc)
                 self.index = None
 
@@ -118,6 +128,12 @@ class SparseIndex:
         with self._lock:
             self.writer = None
             self.index = None
+            if self.private:
+                self.index = tantivy.Index(self.schema)  # in memory
+                self.writer = self.index.writer(WRITER_HEAP, 1)
+                self.applied_seq = 0
+                self.catch_up(force_from=-1)
+                return
             if self.dir.exists():
                 shutil.rmtree(self.dir)
             self.dir.mkdir(parents=True)
@@ -128,13 +144,62 @@ class SparseIndex:
             self.catch_up(force_from=-1)
 
     def catch_up(self, force_from: int | None = None) -> int:
+        with self._lock:
+            if not self.owner and not self.private:  # the owning process applies changes; pick up its commits
+                if self.index is None:
+                    self._open_follower()  # the owner may have written the index since
+                else:
+                    self.index.reload()
+                return 0
+            if self.broken:
+                self._recover()
+            try:
+                return self._apply(force_from)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                # tantivy kills its writer on a failed write (a full disk): reopen it on the next call
+                self.broken = True
+                self.writer = None
+                if disk_full(exc):
+                    raise DataDirError(
+                        f"the BM25 index of {self.collection!r} cannot be updated: no space left on the disk "
+                        f"holding {self.folder} ({exc}); what was stored is kept and indexed once there is space"
+                    ) from None
+                raise
+
+    def _recover(self) -> None:
+        """Reopen the index and a writer after a failed write: the last commit on disk, with
+        ``applied_seq`` (set only after a commit) telling what to replay; rebuilt from the store
+        if that fails for any reason but a full disk."""
+        import tantivy
+
+        self.writer = None
+        self.index = None
+        try:
+            if self.private:
+                raise RuntimeError("an index in memory is rebuilt")
+            self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True)
+            self.writer = self.index.writer(WRITER_HEAP, 1)
+            self.index.reload()
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if disk_full(exc):
+                raise DataDirError(f"the BM25 index of {self.collection!r} cannot be reopened: no space left on "
+                                   f"the disk holding {self.folder} ({exc})") from None
+            log.warning("BM25 index for %r could not be reopened after a failed write (%s): rebuilding",
+                        self.collection, exc)
+            self.broken = False
+            self.rebuild()
+            return
+        log.info("BM25 index for %r reopened after a failed write", self.collection)
+        self.broken = False
+
+    def _apply(self, force_from: int | None) -> int:
         import tantivy
 
         with self._lock:
-            if not self.owner:  # the owning process applies changes; pick up its commits
-                if self.index is not None:
-                    self.index.reload()
-                return 0
             seq = self.store.seq()
             start = self.applied_seq if force_from is None else force_from
             if seq <= start and force_from is None:
@@ -153,7 +218,8 @@ class SparseIndex:
             self.writer.commit()
             self.index.reload()
             self.applied_seq = seq
-            atomic_write_json(self.meta_path, {"applied_seq": seq, "analyzer": self.analyzer.name})
+            if not self.private:
+                atomic_write_json(self.meta_path, {"applied_seq": seq, "analyzer": self.analyzer.name})
             return changed
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:

@@ -10,6 +10,8 @@ Vectors are kept here too, so derived indexes can be rebuilt without re-embeddin
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -20,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from rerank_mcp.errors import NotFound, StoreCorrupt
+from rerank_mcp.errors import DataDirError, NotFound, StoreCorrupt
 from rerank_mcp.index.contract import ChunkRow, CollectionInfo, ExportedDocument, NewChunk, check_collection_name  # noqa: F401
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,20 +76,79 @@ CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones (collection, seq);
 """
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the file size limit, or the quota) ran out: SQLite's
+    "database or disk is full", an OSError ENOSPC / EDQUOT / EFBIG, or tantivy's and FAISS's
+    wording of them."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("disk is full", "no space left", "file too large", "quota exceeded",
+                                   "os error 28", "os error 27", "os error 122"))
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 class Store:
     """Thread-safe access to the SQLite store of record."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = False
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            if path.exists() and path.stat().st_size == 0 and not _nonempty(path.with_name(path.name + "-wal")):
+                # SQLite would take an empty file for a new database and start an empty index
+                raise sqlite3.DatabaseError("the file is empty (0 bytes)")
+            if not os.access(path.parent, os.W_OK):
+                if not path.exists():
+                    raise DataDirError(f"the data dir {path.parent} is not writable and holds no index database "
+                                       f"({path.name}): nothing to serve; check the path and its permissions")
+                self._db = self._open_read_only(path)
+            else:
+                self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
+            if not self.read_only:
+                self._schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupt(
+                f"the index database {path} is unreadable ({exc}). Restore it from a backup or move it "
+                "away and re-ingest; nothing was changed"
+            ) from None
+        self._lock = threading.RLock()
+
+    def _open_read_only(self, path: Path) -> sqlite3.Connection:
+        """The database in a folder this process may not write (a read-only mount): read-only,
+        and without the WAL index file if that cannot be created there (then changes another
+        process makes meanwhile are not seen)."""
+        log.warning("%s is not writable: opening the index database read-only", path.parent)
+        self.read_only = True
+        uri = path.resolve().as_uri()
+        for mode in ("?mode=ro", "?mode=ro&immutable=1"):
+            db = sqlite3.connect(uri + mode, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.OperationalError:
+                db.close()
+                if mode.endswith("immutable=1"):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _schema(self) -> None:
+        try:
             self._db.executescript(_SCHEMA)
             cols = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
             for col, kind in (("line", "INTEGER"), ("gap", "TEXT")):  # databases made before lines were kept
@@ -95,12 +158,9 @@ class Store:
                 self._db.execute("ALTER TABLE collections ADD COLUMN analyzer TEXT")  # NULL: the legacy analyzer
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(
-                f"the index database {path} is unreadable ({exc}). Restore it from a backup or move it "
-                "away and re-ingest; nothing was changed"
-            ) from None
-        self._lock = threading.RLock()
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -111,16 +171,24 @@ class Store:
     def write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
         """A write transaction with its own new sequence number; commits or rolls back whole."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = int(self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
-                self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
-                yield self._db, seq
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq = int(self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+                    self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+                    yield self._db, seq
+                    self._db.execute("COMMIT")  # a COMMIT that fails (disk full) leaves the transaction open
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if disk_full(exc):
+                    raise DataDirError(
+                        f"no space left on the disk holding the data dir {self.path.parent} ({exc}): the write "
+                        "was rolled back, none of it stored; free some space and retry"
+                    ) from None
                 raise
-            else:
-                self._db.execute("COMMIT")
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:

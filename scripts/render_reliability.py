@@ -54,6 +54,9 @@ What a client, or an agent steered by injected text, can and cannot reach:
 """.splitlines() + [""]
 
 
+KEEP_MARK = "<!-- Sections below this line are written by hand; scripts/render_reliability.py keeps them. -->"
+
+
 def main(stats_path: str, out: str) -> None:
     kept = Path(out).with_suffix(".json")
     record = json.loads(kept.read_text()) if kept.exists() else {}
@@ -85,7 +88,8 @@ def main(stats_path: str, out: str) -> None:
                   f"- {k['damage_cases_repaired']} kinds of damage (truncated or deleted FAISS file, deleted sidecar, "
                   "truncated or deleted tantivy segments, garbage sidecar) were detected on start and rebuilt from "
                   "SQLite; results after repair were identical to before.",
-                  "- A corrupt SQLite file is a clear `StoreCorrupt` error, never a silently empty index.", ""]
+                  "- A corrupt SQLite file is a clear `StoreCorrupt` error, never a silently empty index.",
+                  "  A zero-length one too.", ""]
     cc = s.get("concurrency")
     if cc:
         lines += ["## Concurrency over streamable HTTP", "", when("concurrency"), "",
@@ -177,6 +181,9 @@ def main(stats_path: str, out: str) -> None:
                          f"{i.get('p50_ms', '')} | {i.get('p95_ms', '')} |")
         lines.append("")
     lines += THREAT_MODEL
+    previous = Path(out).read_text() if Path(out).exists() else ""
+    if KEEP_MARK in previous:  # hand-written sections (figures measured by other tests) stay
+        lines += [KEEP_MARK, "", previous.split(KEEP_MARK, 1)[1].lstrip("\n")]
     Path(out).write_text("\n".join(lines))
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Callable, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import unquote, urlparse
 
 import anyio
@@ -54,14 +56,27 @@ def _state(ctx: Context) -> AppState:
     return ctx.request_context.lifespan_context
 
 
-async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _client(ctx: Context) -> Any:
+    """Who is calling, for the per-client bound on heavy calls: over HTTP the MCP session
+    (``Mcp-Session-Id``, sent by clients that made the initialize handshake); ``None`` over
+    stdio (one client) and for sessionless HTTP requests, which only the overall bound limits."""
+    try:
+        headers = getattr(ctx.request_context.request, "headers", None)
+    except Exception:
+        return None
+    session = headers.get("mcp-session-id") if headers is not None else None
+    return ("session", session) if session else None
+
+
+async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = False, **kwargs: Any) -> T:
     """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
 
     A call the client cancels, or that times out, is told to stop (server/workers.py): its
     thread ends at the next batch boundary; every batch it wrote is one atomic transaction."""
     st = _state(ctx)
     try:
-        return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, **kwargs)
+        return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, client=_client(ctx),
+                                    light=light, **kwargs)
     except TimeoutError:
         raise ToolError(
             f"timed out after {st.settings.tool_timeout_s:g} s (RERANK_MCP_TOOL_TIMEOUT_S); "
@@ -265,7 +280,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         annotations=READ_ONLY,
     )
     async def list_collections(ctx: Context) -> CollectionList:
-        return await _run(ctx, coll_tools.list_collections, _state(ctx).engine)
+        return await _run(ctx, coll_tools.list_collections, _state(ctx).engine, light=True)
 
     @server.tool(
         name="list_rerankers",
@@ -275,7 +290,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         annotations=READ_ONLY,
     )
     async def list_rerankers(ctx: Context) -> list[RerankerInfo]:
-        return await _run(ctx, _state(ctx).registry.describe)
+        return await _run(ctx, _state(ctx).registry.describe, light=True)
 
     @server.tool(
         name="evaluate",
@@ -393,7 +408,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
     async def collections_resource() -> str:
-        res = await _resource(coll_tools.list_collections, live["state"].engine)
+        res = await _resource(live["state"], coll_tools.list_collections, live["state"].engine)
         return res.model_dump_json(indent=1)
 
     @server.resource(
@@ -410,7 +425,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 "documents": st.engine.documents(name, limit=100),
             }
 
-        return json.dumps(await _resource(read), indent=1, ensure_ascii=False)
+        return json.dumps(await _resource(st, read), indent=1, ensure_ascii=False)
 
     # doc_id is a key in the index, never opened as a path: file ids are absolute paths, so the
     # SDK's path checks do not apply to it. ?lines=10-20 (1-based, inclusive; 10 or 10- too) returns
@@ -423,12 +438,46 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     async def document_resource(collection: str, doc_id: str, ctx: Context, lines: str | None = None) -> str:
         st = _state(ctx)
         if lines is not None:
-            part = await _resource(read_lines, st.engine, collection, doc_id, lines)
+            part = await _resource(st, read_lines, st.engine, collection, doc_id, lines)
             return part.model_dump_json(indent=1)
-        doc = await _resource(st.engine.document, collection, doc_id)
+        doc = await _resource(st, st.engine.document, collection, doc_id)
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
+    _strict_tool_arguments(server)
     return server
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def _integer_field(annotation: Any) -> bool:
+    """``int`` or ``int | None``."""
+    return annotation is int or (get_origin(annotation) in (Union, UnionType)
+                                 and set(get_args(annotation)) == {int, type(None)})
+
+
+class _StrictArguments:
+    """Mixed into a tool's argument model: validation in pydantic's strict mode, with one
+    exception: a top-level integer argument may come as the decimal string of an integer
+    (``"3"``), which is how command-line clients (the MCP Inspector's ``--tool-arg k=3``) send
+    every value. ``true``, ``3.0``, ``"3.5"`` or ``"three"`` stay type errors."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(obj, dict):
+            fields = cls.model_fields  # type: ignore[attr-defined]
+            obj = {k: int(v) if isinstance(v, str) and k in fields and _integer_field(fields[k].annotation)
+                   and _INTEGER.fullmatch(v) else v for k, v in obj.items()}
+        return super().model_validate(obj, **{**kwargs, "strict": True})  # type: ignore[misc]
+
+
+def _strict_tool_arguments(server: MCPServer) -> None:
+    """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: 3.5`` is a type
+    error naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
+    ``documents``...) are strict too. The published input schemas are unchanged."""
+    for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
+        lax = tool.fn_metadata.arg_model
+        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {"__module__": lax.__module__})
 
 
 def _announce_resource_changes(server: MCPServer) -> None:
@@ -467,8 +516,9 @@ async def _resources_changed(ctx: Context) -> None:
         log.debug("resource list change not published", exc_info=True)
 
 
-async def _resource(fn: Callable[..., T], *args: Any) -> T:
+async def _resource(st: AppState, fn: Callable[..., T], *args: Any) -> T:
+    """A resource read, on the light threads (server/workers.py)."""
     try:
-        return await anyio.to_thread.run_sync(lambda: fn(*args))
+        return await st.workers.light(fn, *args)
     except RerankMCPError as exc:
         raise ResourceError(str(exc)) from None

@@ -182,20 +182,51 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
 
 
 def _serve(args: argparse.Namespace, settings) -> int:
+    """Serve until the session ends. A failure (a data dir that cannot be opened, say) is one
+    line on stderr and exit status 1; the traceback is logged at DEBUG."""
     from rerank_mcp.server.app import build_server
 
-    server = build_server(settings)
-    if args.http:
-        from rerank_mcp.server.http import serve_http
+    try:
+        if args.http:
+            from rerank_mcp.server.http import serve_http
+            from rerank_mcp.server.state import build_state
 
-        serve_http(server, settings)
-    else:
-        import anyio
+            # opened before uvicorn starts: a data dir that cannot be opened is reported here,
+            # not as uvicorn's lifespan traceback
+            state = build_state(settings)
+            try:
+                serve_http(build_server(settings, state), settings)
+            finally:
+                state.close()
+        else:
+            server = build_server(settings)
+            import anyio
 
-        from rerank_mcp.server.stdio import run_stdio
+            from rerank_mcp.server.stdio import run_stdio
 
-        anyio.run(run_stdio, server, settings.stdio_transport)
+            anyio.run(run_stdio, server, settings.stdio_transport)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        import logging
+
+        logging.getLogger("rerank_mcp").debug("the server stopped on an error", exc_info=exc)
+        sys.stderr.write(f"error: the server stopped: {_first_cause(exc)}" + "\n")
+        return 1
     return 0
+
+
+def _first_cause(exc: BaseException) -> str:
+    """The message of the error underneath the task groups' ExceptionGroups; the type name is
+    added where the error is not one of ours."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, RerankMCPError):
+        return str(exc)
+    text = str(exc) or repr(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    return f"{type(exc).__name__}: {text} (RERANK_MCP_LOG_LEVEL=DEBUG logs the traceback)"
 
 
 def _commands():

@@ -10,6 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rerank_mcp.server.host_check import matches as _matches
 from rerank_mcp.server.settings import Settings
 
 log = logging.getLogger("rerank_mcp.http")
@@ -45,6 +46,39 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class HostGuard:
+    """Pure ASGI middleware in front of every path: the Host header, and the Origin header when
+    sent, must match :func:`security_settings` with a numeric port. Refusals answer as the SDK's
+    check does (421 for the Host, 403 for the Origin)."""
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
+        self.app = app
+        self._hosts = list(security.allowed_hosts)
+        self._origins = list(security.allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = origin = None
+            for k, v in scope.get("headers", []):
+                if k == b"host" and host is None:
+                    host = v.decode("latin-1")
+                elif k == b"origin" and origin is None:
+                    origin = v.decode("latin-1")
+            refusal = None
+            if host is None or not _matches(host, self._hosts):
+                refusal = (421, b"Invalid Host header")
+            elif origin and not _matches(origin, self._origins):
+                refusal = (403, b"Invalid Origin header")
+            if refusal is not None:
+                log.warning("refused an HTTP request: %s (%r)", refusal[1].decode(), host if refusal[0] == 421 else origin)
+                status, body = refusal
+                await send({"type": "http.response.start", "status": status, "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def security_settings(settings: Settings) -> TransportSecuritySettings:
     """Host and Origin validation (MCP transport spec: guard against DNS rebinding)."""
     host = settings.http_host
@@ -68,6 +102,7 @@ def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
         max_request_body_size=settings.max_request_bytes,
         host=settings.http_host,
     )
+    app = HostGuard(app, security_settings(settings))
     if settings.http_token is not None:
         app = BearerAuth(app, settings.http_token.get_secret_value())
     elif settings.http_host not in ("127.0.0.1", "localhost", "::1"):

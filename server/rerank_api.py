@@ -43,10 +43,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from mcp.server.transport_security import (
-    TransportSecurityMiddleware,
-    TransportSecuritySettings,
-)
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -59,6 +56,7 @@ from rerank_mcp.errors import (
     RerankMCPError,
     UpstreamError,
 )
+from rerank_mcp.server.host_check import StrictTransportSecurity
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.batching import BatcherPool
 from rerank_mcp.tools.rerank.base import Reranker
@@ -253,7 +251,7 @@ class RerankAPI:
     def __init__(self, settings: Settings, state: Callable[[], Any], security: TransportSecuritySettings) -> None:
         self.settings = settings
         self._state = state
-        self._security = TransportSecurityMiddleware(security)
+        self._security = StrictTransportSecurity(security)
         self._token = settings.http_token.get_secret_value().encode() if settings.http_token is not None else None
         self.batchers = BatcherPool(enabled=settings.http_batching, wait_s=settings.http_batch_wait_ms / 1000.0,
                                     max_pairs=settings.http_batch_max_pairs)

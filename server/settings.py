@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     max_documents_per_ingest: int = Field(10_000, ge=1)
     max_k: int = Field(1000, ge=1)
     tool_timeout_s: float = Field(600.0, gt=0)
+    # Tool calls that do work (search, ingest, rerank...) running at once, in all and per client
+    # (an MCP session); list_collections, list_rerankers and resources run apart and never wait
+    # behind them.
+    max_concurrent_calls: int = Field(8, ge=1)
+    max_calls_per_client: int = Field(4, ge=1)
 
     # Server
     read_only: bool = False

@@ -187,6 +187,7 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
         ),
         repairs=repairs,
         warming=warming,
+        workers=Workers(heavy=settings.max_concurrent_calls, per_client=settings.max_calls_per_client),
     )
 
 

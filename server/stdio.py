@@ -38,7 +38,7 @@ from typing import Any
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCNotification
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class PipeLines:
         self._reader = reader
         self._transport = transport
         self._buf = bytearray()
+        self._scanned = 0  # self._buf[:_scanned] holds no newline
         self._eof = False
 
     def close(self) -> None:
@@ -69,15 +70,19 @@ class PipeLines:
 
     async def __anext__(self) -> str:
         while True:
-            nl = self._buf.find(b"\n")
+            # only the bytes not yet searched: a line arriving in many chunks is scanned once
+            nl = self._buf.find(b"\n", self._scanned)
             if nl >= 0:
                 line = bytes(self._buf[: nl + 1])
                 del self._buf[: nl + 1]
+                self._scanned = 0
                 return line.decode("utf-8", errors="replace")
+            self._scanned = len(self._buf)
             if self._eof:
                 if self._buf:
                     line = bytes(self._buf)
                     self._buf.clear()
+                    self._scanned = 0
                     return line.decode("utf-8", errors="replace")
                 raise StopAsyncIteration
             data = await self._reader.read(_CHUNK)
@@ -204,17 +209,70 @@ def malformed_line_error(exc: Exception) -> ErrorData | None:
                      '"jsonrpc": "2.0" and a method, or a result or error for a request of ours)')
 
 
+# Replies (and notifications) the server may hold waiting for stdout before it stops reading
+# stdin: a client that stops reading its replies stops the server reading its requests, instead
+# of the server running them all and holding every reply in memory.
+MAX_PENDING_WRITES = 64
+
+
+class PendingWrites:
+    """The write stream the server writes to, counting the messages waiting to be written."""
+
+    def __init__(self, inner: Any, limit: int = MAX_PENDING_WRITES) -> None:
+        self._inner = inner
+        self.limit = limit
+        self.pending = 0
+        self._drained = anyio.Event()
+
+    async def send(self, item: Any) -> None:
+        self.pending += 1
+        try:
+            await self._inner.send(item)
+        finally:
+            self.pending -= 1
+            if self.pending < self.limit:
+                self._drained.set()
+
+    async def room(self) -> None:
+        """Return once fewer than ``limit`` messages wait to be written."""
+        while self.pending >= self.limit:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> PendingWrites:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+ID_ERROR = ('Invalid request: a request needs an "id" that is a string or an integer (this one has none, '
+            "or null, a fraction, a boolean, an object or an array); it was not executed")
+
+
+def _request_without_id(item: Any) -> bool:
+    """A message the SDK parsed as a notification although its method is not one: a request
+    whose ``id`` is missing or not a string or integer (``1.5``, ``true``, ``null``, ``{}``...).
+    Left alone, the SDK drops it unanswered; every MCP notification is ``notifications/...``."""
+    message = getattr(item, "message", None)
+    return isinstance(message, JSONRPCNotification) and not message.method.startswith("notifications/")
+
+
 class SessionReader:
     """The read stream the server reads, over the transport's.
 
     A line the transport could not parse arrives as an exception: it is answered on the write
-    stream with a JSON-RPC error (``id: null``: a malformed line has no id to answer) and skipped.
+    stream with a JSON-RPC error (``id: null``: a malformed line has no id to answer) and skipped;
+    so is a request whose ``id`` is not a string or integer (:func:`_request_without_id`).
     :meth:`stop` ends the stream as end of input does, even while the transport is blocked in a
     read (the SDK's reader thread cannot be interrupted)."""
 
     def __init__(self, inner: Any, write: Any) -> None:
         self._inner = inner
-        self._write = write
+        self._write = write  # a PendingWrites: reading waits while too many replies are unwritten
         self._stopped = False
         self._waiting: anyio.CancelScope | None = None
 
@@ -234,14 +292,21 @@ class SessionReader:
             with anyio.CancelScope() as scope:
                 self._waiting = scope
                 try:
+                    room = getattr(self._write, "room", None)
+                    if room is not None:
+                        await room()  # backpressure: the client is not reading what we wrote
                     item = await self._inner.receive()
                 finally:
                     self._waiting = None
             if scope.cancelled_caught:
                 raise anyio.EndOfStream
             if not isinstance(item, Exception):
-                return item
-            error = malformed_line_error(item)
+                if not _request_without_id(item):
+                    return item
+                error: ErrorData | None = ErrorData(code=INVALID_REQUEST, message=ID_ERROR)
+                log.debug("answering a request without a valid id with -32600 (not executed)")
+            else:
+                error = malformed_line_error(item)
             if error is None:
                 continue
             log.debug("answering a malformed line with %d", error.code)
@@ -319,6 +384,7 @@ async def run_stdio(server, transport: str = "asyncio") -> None:
         else:
             lines, writer = pipes
             read_stream, write_stream = await stack.enter_async_context(stdio_server(stdin=lines, stdout=writer))
+        write_stream = PendingWrites(write_stream)
         reader = SessionReader(read_stream, write_stream)
         signalled: list[int] = []
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -31,15 +32,46 @@ SHUTTING_DOWN = "the server is shutting down"
 
 
 class Workers:
-    def __init__(self) -> None:
+    """``heavy`` calls (the tools that do work) at once in all, ``per_client`` of them per client;
+    light calls (listing, resources) have their own ``light`` threads, so a flood of heavy calls
+    never makes them wait (before, all shared anyio's default pool of 40 threads)."""
+
+    def __init__(self, heavy: int = 8, per_client: int = 4, light: int = 8) -> None:
+        self._heavy = anyio.CapacityLimiter(heavy)
+        self._light = anyio.CapacityLimiter(light)
+        self._per_client = per_client
+        self._clients: dict[Any, list] = {}  # client key -> [its semaphore, calls using it]
         self._cond = threading.Condition()
         self._live: dict[CancelToken, str] = {}  # token -> what runs under it (for the shutdown log)
         self._stopped_at: float | None = None  # when stop() was first called
         self.cancelled_calls = 0  # calls that ended at a cancel check rather than running to their end
 
-    async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> T:
+    async def light(self, fn: Callable[..., T], *args: Any) -> T:
+        """A quick read (listing, a resource) on the light threads."""
+        return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=self._light)
+
+    @asynccontextmanager
+    async def _client_slot(self, client: Any) -> AsyncIterator[None]:
+        """One of ``client``'s ``per_client`` slots (none to take for ``client=None``)."""
+        if client is None:
+            yield
+            return
+        entry = self._clients.setdefault(client, [anyio.Semaphore(self._per_client), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._clients[client]
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, client: Any = None,
+                  light: bool = False, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in a worker thread; raises ``TimeoutError`` after ``timeout_s``
-        and :class:`Cancelled` when the server stops the call."""
+        and :class:`Cancelled` when the server stops the call. A heavy call (the default) waits
+        for one of ``client``'s slots, then for a heavy thread; a ``light`` one for a light
+        thread. The wait counts toward ``timeout_s``."""
         token = CancelToken()
         name = getattr(fn, "__qualname__", repr(fn))
 
@@ -65,7 +97,10 @@ class Workers:
 
         try:
             with anyio.fail_after(timeout_s):
-                return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                if light:
+                    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._light)
+                async with self._client_slot(client):
+                    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._heavy)
         except TimeoutError:
             token.cancel("timed out")
             raise

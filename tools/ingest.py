@@ -5,7 +5,9 @@ stores nothing (unless ``skip_invalid`` asks to ingest the rest and report the f
 Documents are written to the store in batches, one transaction each; a document's outcome
 says ``added``/``updated`` only once its transaction has committed. A cancelled call (see
 :mod:`rerank_mcp.tools.cancel`) stops at the next batch boundary: the batches committed before
-stay, the batch in hand is dropped before its transaction.
+stay, the batch in hand is dropped before its transaction. A batch the disk has no room for is
+rolled back: on the first batch the call fails and stores nothing; on a later one the result
+reports the stored documents and the rest as failed ("not stored: no space left ...").
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from rerank_mcp.index.lines import lines_of_chunks
 from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
 from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
 from rerank_mcp.index.contract import check_collection_name
-from rerank_mcp.errors import InvalidInput, LimitExceeded, RerankMCPError
+from rerank_mcp.errors import DataDirError, InvalidInput, LimitExceeded, RerankMCPError
 from rerank_mcp.tools.cancel import CancelCheck, check
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
 
@@ -271,7 +273,16 @@ def ingest(
             k += len(cs)
             rows.append(DocumentWrite(p.doc_id, p.hash, p.metadata, p.source, len(p.text), news))
         check(cancelled)  # the last point to drop the batch: the transaction below runs to its end
-        index.upsert(collection, rows)  # durable and searchable when it returns
+        try:
+            index.upsert(collection, rows)  # durable and searchable when it returns
+        except DataDirError as exc:  # the disk is full: this batch was rolled back
+            if b == 0:
+                raise  # nothing of this call stored: the call fails
+            # earlier batches are stored: report them as such, and the rest as not stored
+            reason = f"not stored: {exc}"
+            failed.extend(DocOutcome(id=p.doc_id, source=p.source, status="failed", reason=reason)
+                          for p in todo[b:])
+            break
         if on_commit:
             on_commit([p.doc_id for p in batch])
         for p, cs in zip(batch, chunked):

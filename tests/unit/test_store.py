@@ -139,3 +139,15 @@ def test_corrupt_database_file(tmp_path):
     p.write_bytes(b"this is not a database" * 200)
     with pytest.raises(StoreCorrupt, match=r"unreadable.*re-ingest"):
         Store(p)
+
+
+def test_zero_length_database_file_is_corrupt_not_empty(tmp_path):
+    p = tmp_path / "s.sqlite"
+    p.write_bytes(b"")
+    with pytest.raises(StoreCorrupt, match=r"s\.sqlite is unreadable \(the file is empty \(0 bytes\)\)"):
+        Store(p)
+    assert p.read_bytes() == b""  # left as found: nothing was changed
+    # a fresh path is still a new, empty store
+    s = Store(tmp_path / "new.sqlite")
+    assert s.collections() == [] and s.seq() == 0
+    s.close()
