@@ -193,7 +193,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "Reorder passages you already have by relevance to a query (nothing is stored). "
             f"passages: strings or {{id, text, metadata}}. reranker (default {settings.reranker_default!r}): "
             f"{families_help()}. options: the family's options, e.g. {{\"model\": ...}} or {{\"blend\": 0.5}} "
-            "(fuse with the input order); list_rerankers gives each family's options as a JSON schema. Returns "
+            "(fuse with the input order, when ordered is true); list_rerankers gives each family's options as a JSON schema. Returns "
             "each passage with its input index, id, score and whether it was truncated to fit the model; `used` "
             "names the reranker that ran when another stood in (auto's pick, or while a model downloads)."
         ),
@@ -209,10 +209,19 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         return_text: Annotated[
             bool, Field(description="echo passage texts; false keeps large results small (index and id remain)")
         ] = True,
+        ordered: Annotated[
+            bool, Field(description="the passages are already ranked, best first (e.g. a search engine's results): "
+                        "only then may a reranker blend with their order; default false, their order is ignored")
+        ] = False,
+        min_score: Annotated[
+            float | None, Field(description="drop passages scored below this by the reranker that ranked, on its "
+                                "family's own scale (list_rerankers' score: embedding cosine in [-1, 1], bm25 >= 0, "
+                                "cross-encoder logit, flashrank [0, 1])")
+        ] = None,
     ) -> RerankResult:
         st = _state(ctx)
         return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits,
-                          return_text)
+                          return_text, ordered=ordered, min_score=min_score)
 
     @server.tool(
         name="compare_rerankers",

@@ -2,8 +2,10 @@
 
 It ranks with the best family that runs here now, in the order the registry gives
 (:meth:`RerankerRegistry.auto_order`): ``cross-encoder`` when its model is on this machine,
-else ``flashrank`` when its model is, else ``embedding`` (blended 50/50 with the incoming
-order: a bi-encoder alone can rank below the first stage it reranks), else ``bm25``. The
+else ``flashrank`` when its model is, else ``embedding``, else ``bm25``. The embedding
+fallback is blended 50/50 with the incoming order only when that order is a ranking
+(``ordered``: inside ``search``, where a bi-encoder alone can rank below the first stage it
+reranks); passages handed to ``rerank`` without ``ordered=true`` are ranked by it alone. The
 result names the pick (``used``) and why. Where model downloads are allowed and the first
 choice's model is missing, its download starts in the background and later calls pick it once
 it is complete; the result reports the download's progress.
@@ -22,6 +24,7 @@ class AutoReranker(Reranker):
 
     family = "auto"
     Options = RerankOptions
+    score_meaning = "the score of the family it picked (see `used`), on that family's scale"
     corpus_aware = True
 
     def __init__(self, model: str | None = None, *, context: Any = None, registry: Any = None) -> None:
@@ -31,11 +34,11 @@ class AutoReranker(Reranker):
         self.context = context
         self.registry = registry
 
-    def pick(self) -> tuple[str, dict[str, Any], list[str], Any]:
+    def pick(self, ordered: bool = True) -> tuple[str, dict[str, Any], list[str], Any]:
         """``(family, options, notes, download)``: what runs now, why, and the download awaited."""
         reg = self.registry
-        order = reg.auto_order()
-        name, options = reg.best_present()
+        order = reg.auto_order(ordered)
+        name, options = reg.best_present(ordered=ordered)
         notes: list[str] = []
         download = None
         skipped = []
@@ -65,13 +68,17 @@ class AutoReranker(Reranker):
         notes.append(f"auto picked {name}{opts}" + (f": {'; '.join(why)}" if why else ": the first choice"))
         return name, options, notes, download
 
-    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
-        name, options, notes, download = self.pick()
-        scored = self.registry.get(name, options).score(query, texts, corpus)
+    def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
+              ordered: bool = False) -> Scored:
+        name, options, notes, download = self.pick(ordered)
+        scored = self.registry.get(name, options).score(query, texts, corpus, ordered)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
         scored.download = scored.download or download
-        return scored
+        return self._blended(scored, len(texts), ordered)
+
+    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        return self.score(query, texts, corpus)
 
 
 def _pct(d: Any) -> str:

@@ -35,12 +35,14 @@ def _cheap_cascade(options: Mapping[str, Any]) -> bool:
     return bool(names) and names <= LEXICAL_OR_BIENCODER
 
 
-def below_first_stage_note(mode: str, reranker: str, options: Mapping[str, Any] | None, used: str | None) -> str | None:
-    """The note for a rerank step the evaluations show ranking below its first stage, else None."""
+def below_first_stage_note(mode: str, reranker: str, options: Mapping[str, Any] | None, used: str | None,
+                           blend: float | None = None) -> str | None:
+    """The note for a rerank step the evaluations show ranking below its first stage, else None.
+    ``blend``: the input order's weight when the scores were fused with it (what ran, not what was
+    asked: a stand-in or ``auto`` may blend where the named reranker's options do not say so)."""
     options = options or {}
     ran = used or reranker
     if ran == "embedding" and mode in ("dense", "hybrid") and not (reranker == "embedding" and options.get("model")):
-        blend = options.get("blend") if reranker == "embedding" else 0.5 if reranker == "auto" else None
         how = f"blended {blend:g} with the incoming order" if blend else "alone"
         return (
             f"the embedding reranker with the collection's own model ({how}) re-scores the candidates with the "

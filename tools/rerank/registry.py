@@ -156,6 +156,8 @@ class RerankerInfo(BaseModel):
     )
     download: ModelDownload | None = None
     note: str | None = None
+    score: str | None = Field(None, description="what the family's score is (the scale of min_score), and how the "
+                              "HTTP API maps it into [0, 1]")
     options_schema: dict[str, Any] = Field(
         default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
     )
@@ -248,13 +250,14 @@ class RerankerRegistry:
             return inst
         cls = self.resolve_class(name)
         opts = cls.parse_options(options)
-        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "model"})
+        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "blend_by_position", "model"})
         model = getattr(opts, "model", None)
         try:
             inst = cls(model, context=self.context, registry=self, **kwargs)
         except TypeError as exc:
             raise InvalidInput(f"bad options for reranker {name!r}: {exc}") from None
         inst.blend = float(opts.blend)
+        inst.blend_by_position = bool(opts.blend_by_position)
         inst.context = self.context
         inst.registry = self
         with self._lock:
@@ -277,15 +280,18 @@ class RerankerRegistry:
         except Exception as exc:  # an import that fails is reported, not raised
             return f"import failed: {type(exc).__name__}: {exc}"
 
-    def auto_order(self) -> list[tuple[str, dict[str, Any]]]:
-        """The families ``auto`` considers, best first, with the options it uses them with."""
+    def auto_order(self, ordered: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """The families ``auto`` considers, best first, with the options it uses them with.
+        ``ordered``: the passages arrive ranked (inside search); otherwise no option that fuses
+        with the input order (``blend``) is used."""
         ranked = sorted((f for f in FAMILIES.values() if f.auto_rank is not None), key=lambda f: f.auto_rank)
-        return [(f.name, dict(f.auto_options)) for f in ranked]
+        return [(f.name, {k: v for k, v in f.auto_options if ordered or k != "blend"}) for f in ranked]
 
-    def best_present(self, exclude: set[str] | frozenset[str] = frozenset()) -> tuple[str, dict[str, Any]]:
+    def best_present(self, exclude: set[str] | frozenset[str] = frozenset(),
+                     ordered: bool = True) -> tuple[str, dict[str, Any]]:
         """The first family of :meth:`auto_order` that runs here now (its model present), with
         its options; ``bm25`` when nothing else does."""
-        for name, options in self.auto_order():
+        for name, options in self.auto_order(ordered):
             if name not in exclude and self.availability(name) is None:
                 return name, options
         return "bm25", {}
@@ -325,6 +331,9 @@ class RerankerRegistry:
                     if self.context.fallback_when_missing:
                         stand_in, _ = self.best_present(exclude={fam.name})
                         note = f"calls are answered by {stand_in} until the model is here"
+            status_note = getattr(cls, "status_note", None) if cls is not None and reason is None else None
+            if status_note is not None:
+                note = status_note(self.context, self)
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
@@ -347,6 +356,7 @@ class RerankerRegistry:
                     status=status,
                     download=download,
                     note=note,
+                    score=getattr(cls, "score_meaning", None) if cls is not None else None,
                     options_schema=schema,
                 )
             )
