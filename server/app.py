@@ -275,7 +275,9 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "on the user's own data. judgments: [{query, relevant: [doc ids] or {doc_id: grade}, query_id?}]. "
             "pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', 'hybrid-zscore', 'hybrid-rrf+embedding'] "
             "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
-            "latency per pipeline, findings (e.g. a reranker that lowers quality), and per-query results."
+            "latency per pipeline, what actually ranked when another reranker than the one named did (`ran`), "
+            "findings (a reranker that lowers quality, when a seeded paired randomization test gives p < 0.05), "
+            "and per-query results."
         ),
         annotations=READ_ONLY,
     )
@@ -284,10 +286,15 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         judgments: Annotated[list[Judgment], Field(description="queries with their relevant document ids")],
         ctx: Context,
         pipelines: Annotated[list[str], Field(description="pipelines to compare")] = ["bm25", "dense", "hybrid"],  # noqa: B006
+        allow_stand_in: Annotated[
+            bool, Field(description="run a pipeline whose reranker's model is not on this machine with the reranker "
+                        "that stands in for it (each pipeline's `ran` names it); default false: such a pipeline is "
+                        "an error giving the command that fetches the model")
+        ] = False,
     ) -> CollectionEvalResult:
         st = _state(ctx)
         return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
-                          limits=st.search_limits, progress=_progress(ctx))
+                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=allow_stand_in)
 
     # ------------------------------------------------------------------ write tools
     if not settings.read_only:
