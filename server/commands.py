@@ -135,6 +135,8 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def ranked_by(res: Any) -> str:
     """Which reranker actually ranked a rerank result: the one named, or what stood in for it."""
     ran = res.used or res.reranker
+    if ran == "none":
+        return f"none: {res.reranker} kept the input order (a ranking)"
     text = ran + (f" ({res.model})" if res.model and ran == res.reranker else "")
     if res.used and res.used != res.reranker:
         text += f", standing in for {res.reranker}" if res.fallback else f", picked by {res.reranker}"

@@ -219,7 +219,8 @@ def search(
                 start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})), **citation(row))
         )
     notes = []
-    below = below_first_stage_note(mode, step.reranker, step.options, rr.used, rr.blend) if step is not None and rr else None
+    below = below_first_stage_note(mode, step.reranker, step.options, rr.used, rr.blend,
+                                   rr.blend_by_position) if step is not None and rr else None
     if below:  # a configuration the evaluations show ranking below its first stage (tools/rerank/evidence.py)
         notes.append(below)
     if rr is not None and step is not None and step.reranker == "auto" and rr.notes:

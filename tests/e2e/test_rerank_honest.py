@@ -11,6 +11,7 @@ bread. Checked through an in-memory MCP client session, and through the HTTP API
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,11 +46,16 @@ async def test_default_rerank_over_mcp_puts_the_bread_passage_first(settings):
         assert res["ordered"] is False and res.get("blend") is None
         assert res["notes"][0].startswith("auto picked embedding:")  # no blend named
 
-        # the caller says the passages are ranked: only then is the input order blended in
+        # the caller says the passages are ranked: offline, auto keeps that order (docs/eval/auto)
         r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "ordered": True})
         res = r.structured_content
-        assert res["ordered"] is True and res["blend"] == 0.5
-        assert res["notes"][0].startswith("auto picked embedding with blend=0.5")
+        assert res["ordered"] is True and res["used"] == "none" and res.get("blend") is None
+        assert [p["index"] for p in res["passages"]] == [0, 1, 2, 3]
+        assert res["notes"][0].startswith("auto kept the input order")
+        # an explicit blend with a ranked input is applied
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "ordered": True,
+                                         "reranker": "embedding", "options": {"blend": 0.5}})
+        assert r.structured_content["blend"] == 0.5
 
 
 @pytest.mark.anyio
@@ -90,7 +96,8 @@ def _ready(port: int) -> bool:
 @contextmanager
 def _server(tmp: Path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
-                      RERANK_MCP_FLASHRANK_CACHE_DIR=str(tmp / "no-flashrank"))
+                      RERANK_MCP_FLASHRANK_CACHE_DIR=str(tmp / "no-flashrank"),
+                      RERANK_MCP_HTTP_MODELS=json.dumps({"emb-blend": {"reranker": "embedding", "options": {"blend": 0.5}}}))
     with serve_http(env, tmp / "server.log", ready=_ready, cwd=tmp) as port:
         yield f"http://127.0.0.1:{port}"
 
@@ -115,7 +122,7 @@ def test_default_rerank_over_tei_puts_the_bread_passage_first(api):
                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()[0]["index"] == BREAD
-    # ranked input, said so: the blend applies (the BM25 passage, first in the input, then wins the tie)
+    # ranked input, said so: offline, auto keeps its order
     r = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "ordered": True},
                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     assert r.status_code == 200, r.text
@@ -154,8 +161,12 @@ def test_http_scores_are_the_rankers_own_mapped_to_unit_and_say_what_ran(api):
         assert resp.status_code == 200 and resp.headers["x-rerank-used"] == "embedding", (path, resp.headers)
         assert "x-rerank-blend" not in resp.headers
     resp = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "ordered": True}, headers=h, timeout=120)
-    assert resp.headers["x-rerank-blend"] == "0.5"
-    assert all(0.0 <= x["score"] <= 1.0 for x in resp.json())  # the cosine mapped, not the fused RRF value
+    assert resp.headers["x-rerank-used"] == "none" and [x["index"] for x in resp.json()] == [0, 1, 2, 3]
+    resp = httpx.post(f"{api}/rerank", json={"model": "emb-blend", "query": QUERY, "texts": PASSAGES, "ordered": True},
+                      headers=h, timeout=120)
+    assert resp.status_code == 200 and resp.headers["x-rerank-blend"] == "0.5"
+    got = {x["index"]: x["score"] for x in resp.json()}
+    assert got == pytest.approx({i: (c + 1) / 2 for i, c in cos.items()}, abs=1e-6)  # the cosine mapped, not RRF
 
     # min_score on the cosine's scale drops the rest
     kept = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "min_score": 0.3}, headers=h,
@@ -180,7 +191,7 @@ def test_http_503_for_a_missing_model_says_nothing_was_ranked(api):
 @pytest.mark.anyio
 async def test_search_note_says_blended_when_a_stand_in_blends(settings):
     """The cross-encoder's model is missing: the embedding reranker stands in, blended with the
-    first stage's order inside search; the note used to call it "(alone)"."""
+    first stage's order inside search (position-aware); the note used to call it "(alone)"."""
     async with Client(build_server(settings)) as c:
         docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
         assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
@@ -189,7 +200,8 @@ async def test_search_note_says_blended_when_a_stand_in_blends(settings):
         res = r.structured_content
         assert res["rerank_used"] == "embedding" and "not on this machine" in res["rerank_fallback"]
         note = next(n for n in res["notes"] if "embedding reranker" in n)
-        assert "(blended 0.5 with the incoming order)" in note and "(alone)" not in note
+        assert "(blended with the incoming order by position)" in note and "(alone)" not in note
+        assert res["hits"] and "blend" not in res.get("rerank_fallback", "")
         r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "mode": "hybrid",
                                          "rerank": {"reranker": "embedding"}})
         note = next(n for n in r.structured_content["notes"] if "embedding reranker" in n)
@@ -218,9 +230,26 @@ def test_cli_rerank_prints_which_reranker_ranked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reranked by embedding, picked by auto" in out and "blended" not in out
     assert run([*base, "rerank", "--ordered", QUERY, *PASSAGES]) == 0
-    assert "reranked by embedding, picked by auto, blended with the input order" in capsys.readouterr().out
+    assert "reranked by none: auto kept the input order (a ranking)" in capsys.readouterr().out
+    assert run([*base, "rerank", "--ordered", "-r", "embedding", "--options", '{"blend": 0.5}', QUERY, *PASSAGES]) == 0
+    assert "reranked by embedding, blended with the input order" in capsys.readouterr().out
     assert run([*base, "rerank", "-r", "cross-encoder", QUERY, *PASSAGES]) == 0
     out = capsys.readouterr().out
     assert "reranked by embedding, standing in for cross-encoder" in out and "fallback:" in out
     assert run([*base, "rerank", "--min-score", "0.3", QUERY, *PASSAGES]) == 0
     assert "min_score 0.3 dropped" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_default_search_rerank_offline_keeps_the_first_stage_order(settings):
+    """Inside search the candidates are a ranking; with no cross-encoder or FlashRank model, auto
+    keeps their order (every offline reranker measured below a hybrid first stage)."""
+    async with Client(build_server(settings)) as c:
+        docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
+        assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
+        plain = (await c.call_tool("search", {"query": QUERY, "collection": "kb", "k": 4})).structured_content
+        r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "k": 4, "rerank": {"reranker": "auto"}})
+        res = r.structured_content
+        assert res["rerank_used"] == "none"
+        assert [h["chunk_id"] for h in res["hits"]] == [h["chunk_id"] for h in plain["hits"]]
+        assert any(n.startswith("auto kept the input order") for n in res["notes"])

@@ -81,6 +81,8 @@ class RerankResult(BaseModel):
         None, description="set when the scores are fused with the input order (a ranking: ordered=true): the "
         "input order's weight; scores are then fused RRF values, not the reranker's own"
     )
+    blend_by_position: bool = Field(False, description="the blend was position-aware: the input order weighed "
+                                    "0.75 at ranks 1-3, 0.6 at 4-10, 0.4 below (blend is then 0.75)")
     ordered: bool = Field(False, description="the input order was treated as a ranking")
     download: ModelDownload | None = Field(
         None, description="the model this reranker is waiting for: download progress, or the command to fetch it"
@@ -117,6 +119,7 @@ class Scored:
     blend: float | None = None  # the input order's weight when the scores were fused with it
     raw: list[float] | None = None  # the ranking reranker's own scores, kept when ``scores`` are fused
     unit: list[float] | None = None  # the ranking reranker's own scores mapped into [0, 1] (unit_scores)
+    by_position: bool = False  # the blend was position-aware
 
 
 # ------------------------------------------------------------------------------ options
@@ -373,6 +376,7 @@ class Reranker(ABC):
         ranked_by = scored.used or self.family
         if self.blend_by_position:
             scored.blend = position_weight(1)
+            scored.by_position = True
             weights = "weight 0.75 at its ranks 1-3, 0.6 at 4-10, 0.4 below; the rest to the " + ranked_by + " order"
         else:
             scored.blend = self.blend
@@ -447,6 +451,7 @@ class Reranker(ABC):
             notes=notes,
             used=scored.used,
             blend=scored.blend,
+            blend_by_position=scored.by_position,
             ordered=ordered,
             download=scored.download,
         )

@@ -63,6 +63,9 @@ class Family:
     # and the stand-in for a missing model use with it
     auto_rank: int | None = None
     auto_options: tuple[tuple[str, Any], ...] = ()
+    # False: over a ranked input auto keeps the input's order rather than run this family (it
+    # measured below the first stages it reranked: docs/eval/auto/report.md)
+    auto_over_ranked: bool = True
 
 
 FAMILIES: dict[str, Family] = {
@@ -73,8 +76,9 @@ FAMILIES: dict[str, Family] = {
             "rerank_mcp.tools.rerank.auto:AutoReranker",
             (),
             None,
-            "the default: the best reranker present here, in this order: cross-encoder (if its model is "
-            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; the result names its pick.",
+            "the default: the best reranker present here: cross-encoder (if its model is here), flashrank "
+            "(if its model is here), else for unordered passages embedding (then bm25), and for a ranking "
+            "(inside search, or ordered) the input order kept; the result names what ran (used).",
         ),
         Family(
             "bm25",
@@ -84,6 +88,7 @@ FAMILIES: dict[str, Family] = {
             "lexical BM25, instant, no model; inside search it scores with the collection's statistics "
             "(IDF, average length), elsewhere over the candidates only.",
             auto_rank=4,
+            auto_over_ranked=False,
         ),
         Family(
             "embedding",
@@ -92,7 +97,8 @@ FAMILIES: dict[str, Family] = {
             "sentence-transformers",
             "cosine similarity under a bi-encoder (the collection's by default); fully offline.",
             auto_rank=3,
-            auto_options=(("blend", 0.5),),
+            auto_options=(("blend_by_position", True),),
+            auto_over_ranked=False,
         ),
         Family(
             "cross-encoder",
@@ -285,7 +291,7 @@ class RerankerRegistry:
         ``ordered``: the passages arrive ranked (inside search); otherwise no option that fuses
         with the input order (``blend``) is used."""
         ranked = sorted((f for f in FAMILIES.values() if f.auto_rank is not None), key=lambda f: f.auto_rank)
-        return [(f.name, {k: v for k, v in f.auto_options if ordered or k != "blend"}) for f in ranked]
+        return [(f.name, {k: v for k, v in f.auto_options if ordered or not k.startswith("blend")}) for f in ranked]
 
     def best_present(self, exclude: set[str] | frozenset[str] = frozenset(),
                      ordered: bool = True) -> tuple[str, dict[str, Any]]:
@@ -337,6 +343,8 @@ class RerankerRegistry:
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
+                if not self.family(pick).auto_over_ranked:
+                    note += " for unordered passages, and keeps the order of ranked ones (inside search)"
                 top = self.auto_order()[0][0]
                 if pick != top:
                     ref_top = self.model_ref(top)
