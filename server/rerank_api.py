@@ -265,7 +265,9 @@ def _warnings(call: RerankCall) -> list[str]:
     out: list[str] = []
     if scored is None:
         return out
-    if call.used and call.used != t.family:
+    if call.used == "none":
+        out.append("not reranked: " + (scored.notes[0] if scored.notes else "the input order was kept"))
+    elif call.used and call.used != t.family:
         out.append(f"ranked by {call.used}, not {t.family}: " + (scored.fallback or (scored.notes[0] if scored.notes else "")))
     if scored.blend is not None:
         out.append(f"the order is fused with the input order (weight {scored.blend:g}, ordered=true); "

@@ -162,6 +162,9 @@ def test_http_scores_are_the_rankers_own_mapped_to_unit_and_say_what_ran(api):
         assert "x-rerank-blend" not in resp.headers
     resp = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "ordered": True}, headers=h, timeout=120)
     assert resp.headers["x-rerank-used"] == "none" and [x["index"] for x in resp.json()] == [0, 1, 2, 3]
+    resp = httpx.post(f"{api}/v2/rerank", json={"query": QUERY, "documents": PASSAGES, "ordered": True}, headers=h,
+                      timeout=120)
+    assert resp.json()["meta"]["warnings"][0].startswith("not reranked: auto kept the input order (a ranking)")
     resp = httpx.post(f"{api}/rerank", json={"model": "emb-blend", "query": QUERY, "texts": PASSAGES, "ordered": True},
                       headers=h, timeout=120)
     assert resp.status_code == 200 and resp.headers["x-rerank-blend"] == "0.5"
