@@ -9,6 +9,7 @@ every pipeline's queries through the same search path the MCP tool uses, and pri
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shlex
@@ -39,6 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "feedback), each optionally +<reranker> "
                         f"(e.g. hybrid+embedding, bm25+cascade(bm25:30,embedding)); default {DEFAULT_PIPELINES}")
     s.add_argument("--candidates", type=int, default=100, help="first-stage hits a reranker sees (default 100)")
+    s.add_argument("--allow-stand-in", action="store_true",
+                   help="run pipelines whose reranker's model is not on this machine with the reranker that stands "
+                        "in for it (the table and results.json name what ran); without it such a pipeline is an "
+                        "error, before any work, giving the command that fetches the model")
+    s.add_argument("--shuffle-candidates", type=int, metavar="SEED",
+                   help="rerankers see the first stage's candidates shuffled (seeded per query) and unordered, as "
+                        "passages an agent collected would arrive: measures reranking without a first-stage order")
     s.add_argument("--cache-query-embeddings", action="store_true",
                    help="serve query vectors from the embedding cache (fast re-runs on a busy CPU; latency then "
                         "leaves out query embedding, which the report says)")
@@ -53,6 +61,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="quality floor on nDCG@10 for a pipeline on every dataset (repeatable, or comma-separated); "
                         f"exit status {FLOOR_EXIT} if any is below")
     s.set_defaults(handler=run_eval)
+
+
+class HeldLogs:
+    """While progress is shown: log records (INFO from the engines, warnings from model libraries,
+    Python warnings) are held back instead of interleaving with the progress lines, and written
+    to stderr, once each, by :meth:`flush` when the work is done."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+        self._saved: list[tuple[logging.Logger, list[logging.Handler]]] = []
+        self._depth = 0
+
+    class _Keep(logging.Handler):
+        def __init__(self, sink: list[logging.LogRecord]) -> None:
+            super().__init__(logging.DEBUG)
+            self.sink = sink
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.sink.append(record)
+
+    def __enter__(self) -> HeldLogs:
+        self._depth += 1
+        if self._depth == 1:
+            root = logging.getLogger()
+            self._saved = [(root, list(root.handlers))]
+            keep = self._Keep(self.records)
+            keep.setLevel(min((h.level for h in root.handlers), default=logging.WARNING))
+            root.handlers = [keep]
+            logging.captureWarnings(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            logging.captureWarnings(False)
+            for logger, handlers in self._saved:
+                logger.handlers = handlers
+
+    def flush(self) -> None:
+        """Write the held records to stderr (each distinct message once, with its count)."""
+        if not self.records:
+            return
+        fmt = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        seen: dict[str, int] = {}
+        for r in self.records:
+            text = fmt.format(r).rstrip()
+            seen[text] = seen.get(text, 0) + 1
+        sys.stderr.write(f"log lines held back during the run ({len(self.records)}):\n")
+        for text, n in seen.items():
+            sys.stderr.write(text + (f" (x{n})" if n > 1 else "") + "\n")
+        self.records.clear()
 
 
 def parse_floors(values: Sequence[str]) -> dict[str, float]:
@@ -89,7 +148,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.bench.extra import require
     from rerank_mcp.errors import InvalidInput
     from rerank_mcp.server.state import build_state
-    from rerank_mcp.tools.evaluate import parse_pipeline, split_pipelines, with_baselines
+    from rerank_mcp.tools.evaluate import check_pipelines, parse_pipeline, split_pipelines, with_baselines
 
     # before any work: the paired tests need ranx, the chart matplotlib (the 'eval' extra)
     require("ranx", *(["matplotlib"] if args.out else []))
@@ -124,16 +183,24 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     analyzers: dict[str, str] = {}
     t0 = time.perf_counter()
     try:
+        # every pipeline's reranker, options and model, before any ingest
+        check_pipelines(registry, with_baselines(pipelines), allow_stand_in=bool(args.allow_stand_in))
+    except BaseException:
+        state.close()
+        raise
+    held = HeldLogs()
+    try:
         for ds in datasets:
             name, throwaway = _collection_name(args, ds.name, len(datasets) > 1)
             if throwaway and state.engine.collection_info(name) is not None:
                 state.engine.drop(name)
             try:
-                with out.progress(f"{ds.name}") as progress:
+                with held, out.progress(f"{ds.name}") as progress:
                     rep, fnd = evaluate_dataset(
                         state.engine, registry, ds, name, pipelines, chunk_size=chunk_size,
                         chunk_overlap=chunk_overlap, candidates=args.candidates,
                         limits=state.search_limits, progress=progress, stat_test=args.stat_test,
+                        shuffle_candidates=args.shuffle_candidates,
                     )
                 info = state.engine.collection_info(name)
                 analyzers[ds.name] = (info.analyzer if info else None) or "legacy"
@@ -147,6 +214,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                          f"ingest {rep.ingest_s:.1f} s")
     finally:
         state.close()
+        held.flush()
     failures = check_floors(reports, floors)
     report = EvalReport(
         command=_command_line(args, settings),
@@ -172,6 +240,8 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             "embedding_backend": settings.embedding_backend,
             "analyzers": analyzers,
             "stat_test": args.stat_test,
+            "shuffle_candidates": args.shuffle_candidates,
+            "allow_stand_in": bool(args.allow_stand_in),
         },
     )
     if args.out:
@@ -188,7 +258,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             out.table(
                 f"{rep.dataset} ({rep.queries} queries, {rep.documents} docs, chunk {rep.chunk_size}/{rep.chunk_overlap})",
                 ["pipeline", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"],
-                [[p.pipeline + ("" if p.pipeline in pipelines else " (baseline)"), f"{p.ndcg_at_10:.4f}",
+                [[p.label + ("" if p.pipeline in pipelines else " (baseline)"), f"{p.ndcg_at_10:.4f}",
                   f"{p.recall_at_100:.4f}", f"{p.mrr_at_10:.4f}", f"{p.latency_p50_ms:.1f}", f"{p.latency_p95_ms:.1f}"]
                  for p in shown],
             )
@@ -217,6 +287,10 @@ def _command_line(args: argparse.Namespace, settings: Settings | None = None) ->
                         ("--analyzer", getattr(args, "analyzer", None)), ("--out", args.out)):
         if value is not None:
             parts += [flag, str(value)]
+    if getattr(args, "shuffle_candidates", None) is not None:
+        parts += ["--shuffle-candidates", str(args.shuffle_candidates)]
+    if getattr(args, "allow_stand_in", False):
+        parts.append("--allow-stand-in")
     if args.cache_query_embeddings:
         parts.append("--cache-query-embeddings")
     if getattr(args, "stat_test", "fisher") != "fisher":

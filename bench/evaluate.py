@@ -31,6 +31,7 @@ from rerank_mcp.tools.evaluate import (
     run_pipeline,
     with_baselines,
 )
+from rerank_mcp.tools.metrics import paired_randomization_p
 
 INGEST_BATCH = 1000
 
@@ -114,9 +115,10 @@ STAT_TESTS = ("student", "fisher")
 
 def paired_significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, PipelineRun],
                         stat_test: str = "fisher") -> list[Significance]:
-    """Every pair of pipelines compared on per-query nDCG@10 with ranx's ``compare``: Fisher's
-    paired randomization test (``fisher``, 10,000 permutations, fixed seed) or a paired t-test
-    (``student``)."""
+    """Every pair of pipelines compared on per-query nDCG@10: Fisher's paired randomization test
+    (``fisher``: :func:`tools.metrics.paired_randomization_p`, 10,000 permutations, seeded and
+    single-threaded, so identical per-query scores give identical p-values) or ranx's paired
+    t-test (``student``); wins and losses from ranx's ``compare``."""
     require("ranx")
     from ranx import Qrels, Run
     from ranx import compare as ranx_compare
@@ -136,11 +138,16 @@ def paired_significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[st
         ranx_runs.append(r)
     with _RANX_LOCK:
         rep = ranx_compare(qr, ranx_runs, ["ndcg@10"], stat_test=stat_test, max_p=SIGNIFICANCE_P,
-                           n_permutations=10_000, make_comparable=True)
+                           n_permutations=1, make_comparable=True)
     out = []
+    qs = sorted(qrels)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            p = float(rep.comparisons[frozenset((a, b))]["ndcg@10"]["p_value"])
+            if stat_test == "fisher":  # seeded, single-threaded (ranx's runs in parallel threads, unseeded)
+                pa, pb = runs[a].per_query_ndcg, runs[b].per_query_ndcg
+                p = paired_randomization_p([pa.get(q, 0.0) for q in qs], [pb.get(q, 0.0) for q in qs])
+            else:
+                p = float(rep.comparisons[frozenset((a, b))]["ndcg@10"]["p_value"])
             wtl = rep.win_tie_loss[(a, b)]["ndcg@10"]
             sa, sb = float(rep.results[a]["ndcg@10"]), float(rep.results[b]["ndcg@10"])
             out.append(Significance(a=a, b=b, a_ndcg_at_10=round(sa, 4), b_ndcg_at_10=round(sb, 4),
@@ -164,6 +171,7 @@ def evaluate_dataset(
     limits: Any = None,
     progress: Progress | None = None,
     stat_test: str = "fisher",
+    shuffle_candidates: int | None = None,
 ) -> tuple[DatasetReport, list[Finding]]:
     """Ingest a BEIR dataset into ``collection`` (upsert) and evaluate the pipelines on it;
     the report keeps every query's nDCG@10 and paired tests between every two pipelines."""
@@ -175,7 +183,8 @@ def evaluate_dataset(
     for n, name in enumerate(all_names):
         runs[name] = run_pipeline(engine, registry, collection, ds.queries, ds.qrels, name, k=k,
                                   candidates=candidates, limits=limits, progress=progress,
-                                  label=f"{ds.name} [{n + 1}/{len(all_names)}] ")
+                                  label=f"{ds.name} [{n + 1}/{len(all_names)}] ",
+                                  shuffle_candidates=shuffle_candidates)
     report = DatasetReport(
         dataset=ds.name, path=ds.path, split=ds.split, collection=collection, documents=len(ds.documents),
         skipped_empty_documents=ds.skipped_empty, queries=len(ds.queries), judgments=ds.judgments,

@@ -147,7 +147,7 @@ def render_eval_markdown(report: Any) -> str:
         asked = env.get("requested_pipelines") or [p.pipeline for p in d.pipelines]
         for p in sorted(d.pipelines, key=lambda p: p.pipeline not in asked):  # baselines last, marked
             pub = _published(d.dataset, p.pipeline)
-            label = p.pipeline if p.pipeline in asked else f"{p.pipeline} (baseline)"
+            label = p.label if p.pipeline in asked else f"{p.label} (baseline)"
             lines.append(
                 f"| {label} | {p.ndcg_at_10:.4f} | {p.recall_at_100:.4f} | {p.mrr_at_10:.4f} | "
                 f"{p.latency_p50_ms:.1f} | {p.latency_p95_ms:.1f} | {pub} |"
@@ -160,7 +160,8 @@ def render_eval_markdown(report: Any) -> str:
         for f in report.findings:
             lines.append(f"- {f.message}")
     else:
-        lines.append("- Nowhere: every reranker is at or above its first stage, and every hybrid at or above its better arm.")
+        lines.append("- Nowhere significantly (paired randomization test, p < 0.05): no reranker is below its first "
+                     "stage, and no hybrid below its better arm, by more than chance explains.")
     ok_lines = []
     by = {(d.dataset, p.pipeline): p for d in report.datasets for p in d.pipelines}
     flagged = {(f.dataset, f.pipeline) for f in report.findings}
@@ -169,9 +170,14 @@ def render_eval_markdown(report: Any) -> str:
             spec = parse_pipeline(p.pipeline)
             if (d.dataset, p.pipeline) in flagged:
                 continue
+            if spec.reranker and (d.dataset, spec.first_stage) in by and p.ndcg_at_10 < by[(d.dataset, spec.first_stage)].ndcg_at_10:
+                b = by[(d.dataset, spec.first_stage)]
+                ok_lines.append(f"- {d.dataset}: {p.label} {p.ndcg_at_10:.4f} < {spec.first_stage} {b.ndcg_at_10:.4f}, "
+                                "not significantly (p >= 0.05)")
+                continue
             if spec.reranker and (d.dataset, spec.first_stage) in by:
                 b = by[(d.dataset, spec.first_stage)]
-                ok_lines.append(f"- {d.dataset}: {p.pipeline} {p.ndcg_at_10:.4f} >= {spec.first_stage} {b.ndcg_at_10:.4f}")
+                ok_lines.append(f"- {d.dataset}: {p.label} {p.ndcg_at_10:.4f} >= {spec.first_stage} {b.ndcg_at_10:.4f}")
             elif spec.mode == "hybrid" and not spec.reranker and (d.dataset, "bm25") in by and (d.dataset, "dense") in by:
                 arm = max(by[(d.dataset, "bm25")], by[(d.dataset, "dense")], key=lambda x: x.ndcg_at_10)
                 ok_lines.append(f"- {d.dataset}: {p.pipeline} {p.ndcg_at_10:.4f} >= better arm {arm.pipeline} {arm.ndcg_at_10:.4f}")

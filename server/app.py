@@ -226,7 +226,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "Reorder passages you already have by relevance to a query (nothing is stored). "
             f"passages: strings or {{id, text, metadata}}. reranker (default {settings.reranker_default!r}): "
             f"{families_help()}. options: the family's options, e.g. {{\"model\": ...}} or {{\"blend\": 0.5}} "
-            "(fuse with the input order); list_rerankers gives each family's options as a JSON schema. Returns "
+            "(fuse with the input order, when ordered is true); list_rerankers gives each family's options as a JSON schema. Returns "
             "each passage with its input index, id, score and whether it was truncated to fit the model; `used` "
             "names the reranker that ran when another stood in (auto's pick, or while a model downloads)."
         ),
@@ -242,10 +242,19 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         return_text: Annotated[
             bool, Field(description="echo passage texts; false keeps large results small (index and id remain)")
         ] = True,
+        ordered: Annotated[
+            bool, Field(description="the passages are already ranked, best first (e.g. a search engine's results): "
+                        "only then may a reranker blend with their order; default false, their order is ignored")
+        ] = False,
+        min_score: Annotated[
+            float | None, Field(description="drop passages scored below this by the reranker that ranked, on its "
+                                "family's own scale (list_rerankers' score: embedding cosine in [-1, 1], bm25 >= 0, "
+                                "cross-encoder logit, flashrank [0, 1])")
+        ] = None,
     ) -> RerankResult:
         st = _state(ctx)
         return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits,
-                          return_text)
+                          return_text, ordered=ordered, min_score=min_score)
 
     @server.tool(
         name="compare_rerankers",
@@ -299,7 +308,9 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
             "on the user's own data. judgments: [{query, relevant: [doc ids] or {doc_id: grade}, query_id?}]. "
             "pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', 'hybrid-zscore', 'hybrid-rrf+embedding'] "
             "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
-            "latency per pipeline, findings (e.g. a reranker that lowers quality), and per-query results."
+            "latency per pipeline, what actually ranked when another reranker than the one named did (`ran`), "
+            "findings (a reranker that lowers quality, when a seeded paired randomization test gives p < 0.05), "
+            "and per-query results."
         ),
         annotations=READ_ONLY,
     )
@@ -308,10 +319,15 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         judgments: Annotated[list[Judgment], Field(description="queries with their relevant document ids")],
         ctx: Context,
         pipelines: Annotated[list[str], Field(description="pipelines to compare")] = ["bm25", "dense", "hybrid"],  # noqa: B006
+        allow_stand_in: Annotated[
+            bool, Field(description="run a pipeline whose reranker's model is not on this machine with the reranker "
+                        "that stands in for it (each pipeline's `ran` names it); default false: such a pipeline is "
+                        "an error giving the command that fetches the model")
+        ] = False,
     ) -> CollectionEvalResult:
         st = _state(ctx)
         return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
-                          limits=st.search_limits, progress=_progress(ctx))
+                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=allow_stand_in)
 
     # ------------------------------------------------------------------ write tools
     if not settings.read_only:

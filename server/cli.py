@@ -83,6 +83,7 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("--rerank", help="reranker family for a rerank step")
     s.add_argument("--rerank-options", help="JSON options of the reranker")
     s.add_argument("--candidates", type=int, default=50, help="first-stage hits to rerank")
+    s.add_argument("--min-score", type=float, help="keep only reranked hits scored at least this by the reranker")
     s.add_argument("--max-tokens", type=int, help="token budget for the returned texts (embedding model's tokenizer)")
     s.add_argument("--group-by", choices=["document"], help="one entry per document, its chunks merged")
     s.add_argument("--expand", type=int, default=0, help="neighbouring chunks to add on each side of a hit")
@@ -96,6 +97,10 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("-r", "--reranker")
     s.add_argument("--options", help="JSON options")
     s.add_argument("--top-n", type=int)
+    s.add_argument("--min-score", type=float,
+                   help="drop passages scored below this by the reranker that ranked (its family's own scale)")
+    s.add_argument("--ordered", action="store_true",
+                   help="the passages are already ranked, best first: a reranker may blend with their order")
 
     s = sub.add_parser("compare", help="compare rerankers on one query (passages as arguments, or one per line on stdin with -)")
     s.add_argument("query")

@@ -88,6 +88,8 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if args.rerank:
         step = {"reranker": args.rerank, "options": _json(args.rerank_options, "--rerank-options") or {},
                 "candidates": args.candidates}
+        if getattr(args, "min_score", None) is not None:
+            step["min_score"] = args.min_score
     with _opened(settings) as state:
         res = do_search(state.engine, state.registry, args.query, args.collection or settings.default_collection,
                         k=args.k, mode=args.mode, fusion=args.fusion, weights=_json(args.weights, "--weights"),
@@ -97,7 +99,8 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if out.as_json:
         out.json(res)
     else:
-        out.table(f"{res.mode} search in {res.collection}" + (f", reranked by {res.reranker}" if res.reranker else ""),
+        out.table(f"{res.mode} search in {res.collection}" + (f", reranked by {res.reranker}" if res.reranker else "")
+                  + (f" (ranked by {res.rerank_used})" if res.rerank_used and res.rerank_used != res.reranker else ""),
                   ["#", "score", "document", "lines", "text"],
                   [[h.rank, f"{h.score:.4f}", h.doc_id,
                     f"{h.start_line}-{h.end_line}" if h.start_line is not None else "", short(h.text)]
@@ -116,16 +119,32 @@ def rerank(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         passages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with _opened(settings) as state:
         res = do_rerank(state.registry, args.query, passages, args.reranker or settings.reranker_default,
-                        _json(args.options, "--options"), args.top_n, state.rerank_limits)
+                        _json(args.options, "--options"), args.top_n, state.rerank_limits,
+                        ordered=bool(getattr(args, "ordered", False)), min_score=getattr(args, "min_score", None))
     if out.as_json:
         out.json(res)
     else:
-        out.table(f"reranked by {res.reranker}" + (f" ({res.model})" if res.model else ""),
+        out.table(f"reranked by {ranked_by(res)}",
                   ["#", "score", "input", "text", "truncated"],
                   [[p.rank, f"{p.score:.4f}", p.index, short(p.text), "yes" if p.truncated else ""] for p in res.passages])
         if res.fallback:
             out.line(f"fallback: {res.fallback}")
+        for note in res.notes:
+            out.line(f"note: {note}")
     return 0
+
+
+def ranked_by(res: Any) -> str:
+    """Which reranker actually ranked a rerank result: the one named, or what stood in for it."""
+    ran = res.used or res.reranker
+    if ran == "none":
+        return f"none: {res.reranker} kept the input order (a ranking)"
+    text = ran + (f" ({res.model})" if res.model and ran == res.reranker else "")
+    if res.used and res.used != res.reranker:
+        text += f", standing in for {res.reranker}" if res.fallback else f", picked by {res.reranker}"
+    if res.blend is not None:
+        text += ", blended with the input order"
+    return text
 
 
 def compare(args: argparse.Namespace, settings: Settings, out: Output) -> int:

@@ -18,8 +18,20 @@ the server's default reranker. Local paths are refused (only the operator's sett
 files), and so are the network families (cohere, rankllm): this API is not a proxy.
 
 Scores: ``relevance_score`` (Cohere, Jina) and TEI's ``score`` without ``raw_scores`` are the
-cross-encoder's sigmoid (in [0, 1], as those APIs promise); other families give their own
-scores (FlashRank: [0, 1]; embedding: cosine; bm25: BM25, unbounded).
+score of the reranker that actually ranked, mapped monotonically into [0, 1] as those APIs
+promise (its family's ``unit_scores``: cross-encoder, the sigmoid of its logit; embedding,
+(cosine + 1) / 2; bm25, s / (s + 5); FlashRank and cascade, as they are); never a blend's fused
+value. TEI's ``raw_scores`` returns that score unmapped. ``min_score`` (an extension of every
+shape) drops documents below a score on the ranking family's own scale (``list_rerankers``'
+``score``). ``ordered`` (an extension too): the documents arrive ranked, best first; only then
+may a reranker blend with their order (the order is then the fused one; scores stay the
+reranker's own).
+
+What ran is always said: every response carries ``x-rerank-used`` (the family that ranked:
+``auto``'s pick, say) and, when the input order was blended in, ``x-rerank-blend``; Cohere and
+Jina responses also list it in ``meta.warnings`` when another family than the one named ranked.
+A named model that is not on this machine yet is a 503 saying so (nothing is ranked); the
+default, ``auto``, answers with the best reranker present and names it.
 
 Every request passes the same bearer token, Host / Origin checks and body-size limit as
 ``/mcp``; errors come in each API's own shape with its status codes, never a traceback.
@@ -59,7 +71,7 @@ from rerank_mcp.errors import (
 from rerank_mcp.server.host_check import StrictTransportSecurity
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.batching import BatcherPool
-from rerank_mcp.tools.rerank.base import Reranker
+from rerank_mcp.tools.rerank.base import Scored
 
 log = logging.getLogger("rerank_mcp.http.api")
 
@@ -154,6 +166,12 @@ def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: st
     return v
 
 
+def _ordered(body: dict[str, Any]) -> bool:
+    """``ordered`` (an extension of every shape): the documents arrive ranked, best first. By
+    default their order is not a ranking, and no reranker blends with it."""
+    return bool(_get(body, "ordered", bool, "true or false"))
+
+
 def _positive(body: dict[str, Any], key: str) -> int | None:
     v = _get(body, key, int, "a positive integer")
     if v is not None and v <= 0:
@@ -218,27 +236,53 @@ class RerankCall:
     texts: list[str]
     top_n: int | None
     normalized: bool  # the API wants [0, 1] scores from the cross-encoder
+    ordered: bool = False  # the documents arrive ranked (best first): blend may use their order
+    min_score: float | None = None  # drop documents below this score of the ranking reranker (its own scale)
     batch_size: int = 0  # requests scored in the same model call (set after scoring)
+    used: str | None = None  # the family that actually ranked (set after scoring)
+    scored: Scored | None = None
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def _api_scores(reranker: Reranker, scores: list[float], normalized: bool) -> list[float]:
-    if not normalized or reranker.family != "cross-encoder" or getattr(reranker, "normalize", True):
-        return scores
-    if getattr(reranker, "_multi_label", False):  # scores are log-probabilities
-        return [math.exp(s) for s in scores]
-    return [_sigmoid(s) for s in scores]
+def _api_scores(scored: Scored, normalized: bool) -> list[float]:
+    """The ranking reranker's own scores (never a blend's fused values): mapped into [0, 1] by
+    its family's ``unit_scores`` (``normalized``), or unmapped (TEI's ``raw_scores``)."""
+    if normalized and scored.unit is not None:
+        return [float(x) for x in scored.unit]
+    own = scored.raw if scored.raw is not None else scored.scores
+    return [float(x) for x in own]
 
 
 def _batch_header(call: RerankCall) -> dict[str, str]:
-    """``x-rerank-batch``: how many requests shared this one's model call (1: scored alone)."""
-    return {"x-rerank-batch": str(call.batch_size)}
+    """``x-rerank-batch``: how many requests shared this one's model call (1: scored alone);
+    ``x-rerank-used``: the reranker family that actually ranked (auto's pick, or the stand-in);
+    ``x-rerank-blend``: the input order's weight, when the order was fused with it (ordered)."""
+    out = {"x-rerank-batch": str(call.batch_size), "x-rerank-used": call.used or call.target.family}
+    if call.scored is not None and call.scored.blend is not None:
+        out["x-rerank-blend"] = f"{call.scored.blend:g}"
+    return out
+
+
+def _warnings(call: RerankCall) -> list[str]:
+    """What a client should know about how its request was ranked (Cohere's ``meta.warnings``)."""
+    scored, t = call.scored, call.target
+    out: list[str] = []
+    if scored is None:
+        return out
+    if call.used == "none":
+        out.append("not reranked: " + (scored.notes[0] if scored.notes else "the input order was kept"))
+    elif call.used and call.used != t.family:
+        out.append(f"ranked by {call.used}, not {t.family}: " + (scored.fallback or (scored.notes[0] if scored.notes else "")))
+    if scored.blend is not None:
+        out.append(f"the order is fused with the input order (weight {scored.blend:g}, ordered=true); "
+                   f"relevance_score is {call.used}'s own score mapped to [0, 1]")
+    return out
+
+
+def _min_score(body: dict[str, Any]) -> float | None:
+    v = _get(body, "min_score", (int, float), "a number")
+    if v is not None and not math.isfinite(v):
+        raise ApiError(422, "'min_score' must be a finite number")
+    return None if v is None else float(v)
 
 
 # ----------------------------------------------------------------------------- the ASGI app
@@ -354,7 +398,7 @@ class RerankAPI:
             # t.options are the operator's (RERANK_MCP_HTTP_MODELS) or a model id checked by resolve_model
             reranker = await anyio.to_thread.run_sync(partial(state.registry.get, t.family, dict(t.options), trusted=True))
             job = await self.batchers.get((t.family, json.dumps(t.options, sort_keys=True, default=str)),
-                                          reranker).score_job(call.query, call.texts)
+                                          reranker).score_job(call.query, call.texts, call.ordered)
         except LimitExceeded as exc:
             raise ApiError(413, str(exc)) from None
         except NotFound as exc:
@@ -369,17 +413,27 @@ class RerankAPI:
             raise ApiError(500, str(exc)) from None
         call.batch_size = job.batch_size
         if job.scored.used and job.scored.download is not None and t.family != "auto":
-            # the family's model is not here yet: these APIs cannot say that another reranker stood in
-            raise ApiError(503, f"model {t.name!r} is not available here yet: {job.scored.fallback}")
+            # the named model is not here yet: refuse rather than answer for it with another reranker
+            d = job.scored.download
+            how = (f"it is downloading in the background ({d.percent or 0:.0f}%)" if d.state == "downloading"
+                   else f"fetch it with `{d.command}`")
+            raise ApiError(503, f"model {t.name!r} is not on this machine yet: {how}; nothing was ranked. Name no "
+                                "model (the default, auto) to be ranked by the best reranker present, which the "
+                                "response names")
         scores = [float(s) for s in job.scored.scores]
         if len(scores) != len(call.texts):
             raise ApiError(500, f"reranker {t.family!r} returned {len(scores)} scores for {len(call.texts)} documents")
         if not all(math.isfinite(s) for s in scores):
             raise ApiError(500, f"reranker {t.name!r} produced non-finite scores")
         order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep input order
+        if call.min_score is not None:  # on the ranking reranker's own scale
+            own = job.scored.raw if job.scored.raw is not None else scores
+            order = [i for i in order if own[i] >= call.min_score]
         if call.top_n is not None:
             order = order[: call.top_n]
-        shown = _api_scores(reranker, scores, call.normalized)
+        shown = _api_scores(job.scored, call.normalized)
+        call.used = job.scored.used or t.family
+        call.scored = job.scored
         return order, [shown[i] for i in order]
 
     async def _cohere(self, state: Any, body: dict[str, Any], api: str) -> Response:
@@ -404,7 +458,8 @@ class RerankAPI:
         else:
             return_documents = bool(_get(body, "return_documents", bool, "true or false"))
         scored_texts = [_cut_tokens(t, max_tokens) for t in texts]
-        call = RerankCall(target, query, scored_texts, top_n, normalized=True)
+        call = RerankCall(target, query, scored_texts, top_n, normalized=True, ordered=_ordered(body),
+                          min_score=_min_score(body))
         order, scores = await self._score(state, call)
         results: list[dict[str, Any]] = []
         for i, s in zip(order, scores):
@@ -416,6 +471,9 @@ class RerankAPI:
         out: dict[str, Any] = {"id": str(uuid.uuid4()), "results": results,
                                "meta": {"api_version": {"version": version},
                                         "billed_units": {"search_units": max(1, math.ceil(len(texts) / 100))}}}
+        warnings = _warnings(call)
+        if warnings:
+            out["meta"]["warnings"] = warnings
         if api == "cohere1":  # Jina's fields, beside Cohere's
             out["model"] = target.name
             words = len(query.split())
@@ -440,7 +498,8 @@ class RerankAPI:
         if direction is not None and direction.lower() not in ("left", "right"):
             raise ApiError(422, "'truncation_direction' must be 'Left' or 'Right'")
         _check_limits(query, texts, "texts", self.settings)
-        call = RerankCall(target, query, texts, None, normalized=not raw)
+        call = RerankCall(target, query, texts, None, normalized=not raw, ordered=_ordered(body),
+                          min_score=_min_score(body))
         order, scores = await self._score(state, call)
         out = []
         for i, s in zip(order, scores):

@@ -53,6 +53,7 @@ class BatchStats:
 class _Job:
     query: str
     texts: list[str]
+    ordered: bool = False  # the texts arrive ranked (blend may use their order)
     scored: Scored | None = None
     error: BaseException | None = None
     done: bool = False
@@ -77,12 +78,12 @@ class RerankBatcher:
         self._pending: list[_Job] = []
         self._lock = anyio.Lock()
 
-    async def score(self, query: str, texts: Sequence[str]) -> Scored:
-        return (await self.score_job(query, texts)).scored  # type: ignore[return-value]
+    async def score(self, query: str, texts: Sequence[str], ordered: bool = False) -> Scored:
+        return (await self.score_job(query, texts, ordered)).scored  # type: ignore[return-value]
 
-    async def score_job(self, query: str, texts: Sequence[str]) -> _Job:
+    async def score_job(self, query: str, texts: Sequence[str], ordered: bool = False) -> _Job:
         """Like :meth:`score`, returning the finished job (its ``scored`` and ``batch_size``)."""
-        job = _Job(query, list(texts))
+        job = _Job(query, list(texts), ordered)
         self._pending.append(job)
         idle = not self._lock.locked()
         try:
@@ -113,7 +114,7 @@ class RerankBatcher:
         budget = self.max_pairs - own.pairs
         rest = []
         for j in self._pending:
-            if j.pairs <= budget:
+            if j.pairs <= budget and j.ordered == own.ordered:
                 batch.append(j)
                 budget -= j.pairs
             else:
@@ -121,15 +122,15 @@ class RerankBatcher:
         self._pending = rest
         return batch
 
-    def _one(self, query: str, texts: Sequence[str]) -> Scored:
+    def _one(self, query: str, texts: Sequence[str], ordered: bool = False) -> Scored:
         """The reranker's ``score`` (its ``_score`` plus what the base class adds: blend, the stand-in
         while a model is missing); a bare scorer's ``_score``."""
         f = getattr(self.reranker, "score", None)
-        return f(query, texts) if f is not None else self.reranker._score(query, texts)
+        return f(query, texts, ordered=ordered) if f is not None else self.reranker._score(query, texts)
 
-    def _many(self, requests: list[tuple[str, Sequence[str]]]) -> list[Scored]:
+    def _many(self, requests: list[tuple[str, Sequence[str]]], ordered: bool = False) -> list[Scored]:
         f = getattr(self.reranker, "score_many", None)
-        return f(requests) if f is not None else self.reranker._score_many(requests)
+        return f(requests, ordered=ordered) if f is not None else self.reranker._score_many(requests)
 
     def _run(self, batch: list[_Job]) -> None:
         """In a worker thread: score the batch in one call; on failure score each job alone so
@@ -141,9 +142,9 @@ class RerankBatcher:
             j.batch_size = len(batch)
         try:
             if len(batch) == 1:
-                results = [self._one(batch[0].query, batch[0].texts)]
+                results = [self._one(batch[0].query, batch[0].texts, batch[0].ordered)]
             else:
-                results = self._many([(j.query, j.texts) for j in batch])
+                results = self._many([(j.query, j.texts) for j in batch], batch[0].ordered)
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.reranker.family} returned {len(results)} results for {len(batch)} requests")
             for j, r in zip(batch, results):
@@ -155,7 +156,7 @@ class RerankBatcher:
                 log.debug("batched scoring failed (%s); scoring the %d requests one by one", exc, len(batch))
                 for j in batch:
                     try:
-                        j.scored = self._one(j.query, j.texts)
+                        j.scored = self._one(j.query, j.texts, j.ordered)
                     except BaseException as one:  # noqa: BLE001
                         j.error = one
         finally:

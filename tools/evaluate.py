@@ -29,12 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput, NotFound
 from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
-from rerank_mcp.tools.metrics import mean, percentile, ranking_metrics
+from rerank_mcp.tools.metrics import mean, paired_randomization_p, percentile, ranking_metrics
 from rerank_mcp.tools.models import RerankStep
 
 Progress = Callable[[float, float, str], None]
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
+SIGNIFICANCE_P = 0.05  # findings need a difference this unlikely under the paired randomization test
 DEFAULT_K = 100  # chunks fetched per query; documents are aggregated from them
 DEFAULT_CANDIDATES = 100  # first-stage hits a reranker sees
 
@@ -53,6 +54,16 @@ class PipelineMetrics(Frozen):
     latency_p95_ms: float
     queries: int
     errors: int = Field(0, description="queries whose search call failed (scored as empty results)")
+    ran: str | None = Field(None, description="the reranker that actually ranked, when not the one the pipeline "
+                            "names (auto's pick, or a stand-in for a missing model); its figures are that reranker's")
+    stand_in: bool = Field(False, description="another reranker stood in for the one named (its model is missing)")
+
+    @property
+    def label(self) -> str:
+        """The pipeline's name, with what actually ranked when that is not the reranker it names."""
+        if not self.ran:
+            return self.pipeline
+        return f"{self.pipeline} ({'stand-in: ' if self.stand_in else 'ran '}{self.ran})"
 
 
 class Finding(Frozen):
@@ -65,6 +76,8 @@ class Finding(Frozen):
     delta: float
     wins: int = Field(description="queries where the pipeline's nDCG@10 is higher than the baseline's")
     losses: int
+    p_value: float | None = Field(None, description="paired randomization test of the difference (seeded); a "
+                                  "finding is reported only when p < 0.05")
     message: str
 
 
@@ -271,8 +284,10 @@ def run_pipeline(
     progress: Progress | None = None,
     label: str = "",
     cancelled: CancelCheck | None = None,
+    shuffle_candidates: int | None = None,
 ) -> PipelineRun:
-    """``cancelled`` (default: the thread's check) is asked before each query."""
+    """``cancelled`` (default: the thread's check) is asked before each query. ``shuffle_candidates``
+    (a seed): a reranker sees the first stage's candidates shuffled, as unordered passages."""
     from rerank_mcp.tools.search import SearchLimits, search
 
     p = pipeline if isinstance(pipeline, Pipeline) else parse_pipeline(pipeline)
@@ -285,9 +300,13 @@ def run_pipeline(
         kwargs["feedback"] = True
     if p.reranker:
         kwargs["rerank"] = RerankStep(reranker=p.reranker, options=dict(p.options), candidates=candidates)
+        if shuffle_candidates is not None:
+            kwargs["shuffle_candidates"] = shuffle_candidates
     rankings: dict[str, list[str]] = {}
     lat: list[float] = []
     errors = 0
+    ran: dict[str, int] = {}  # the reranker that actually ranked, per query
+    stood_in = False
     qids = list(queries)
     if qids:  # one untimed call first: model loading is not query latency
         try:
@@ -302,6 +321,10 @@ def run_pipeline(
         try:
             res = search(engine, registry, queries[qid], collection, **kwargs)
             hits = res.hits
+            if p.reranker:
+                used = res.rerank_used or p.reranker
+                ran[used] = ran.get(used, 0) + 1
+                stood_in = stood_in or bool(res.rerank_fallback and res.rerank_used)
         except InvalidInput:
             raise
         except NotFound:
@@ -327,10 +350,57 @@ def run_pipeline(
             latency_p95_ms=round(percentile(lat, 95, empty=0.0), 2),
             queries=len(qids),
             errors=errors,
+            ran=_ran(p.reranker, ran),
+            stand_in=stood_in,
         ),
         per_q,
         rankings,
     )
+
+
+def _ran(named: str | None, ran: Mapping[str, int]) -> str | None:
+    """What ranked a pipeline's queries when it is not the reranker named: ``embedding``, or
+    ``embedding (298 queries), bm25 (2 queries)`` when it changed along the way."""
+    if not named or not ran or set(ran) == {named}:
+        return None
+    if len(ran) == 1:
+        return next(iter(ran))
+    return ", ".join(f"{k} ({_queries(v)})" for k, v in sorted(ran.items(), key=lambda kv: -kv[1]))
+
+
+def check_pipelines(registry: Any, pipelines: Sequence[str], allow_stand_in: bool = False) -> list[Pipeline]:
+    """Validate pipelines before any work: names, reranker families and their options, and that
+    every model a named reranker needs is on this machine. A missing model is an error giving the
+    command that fetches it, unless ``allow_stand_in`` (then another reranker stands in, and the
+    results say which ran). ``auto`` is never refused: it picks what is present, and the results
+    say what it picked."""
+    specs = [parse_pipeline(p) for p in pipelines]
+    missing: dict[str, list[str]] = {}
+    for s in specs:
+        if not s.reranker:
+            continue
+        if registry is None:
+            raise InvalidInput("reranking is not available here")
+        registry.family(s.reranker)  # NotFound for an unknown name
+        inst = registry.get(s.reranker, dict(s.options))  # InvalidInput for bad options
+        parts = [inst]
+        if s.reranker == "cascade":
+            parts = [registry.get(st["reranker"], st["options"]) for st in getattr(inst, "stages", [])]
+        models = getattr(registry.context, "models", None)
+        for part in parts:
+            if part.family == "auto":
+                continue
+            ref = part.required_model()
+            if ref is not None and models is not None and not models.present(ref):
+                missing.setdefault(ref.command, []).append(s.name)
+    if missing and not allow_stand_in:
+        raise InvalidInput(
+            "a pipeline names a reranker whose model is not on this machine, so another reranker would stand in "
+            "and its figures would be credited to it: " + "; ".join(
+                f"{', '.join(dict.fromkeys(names))}: fetch it with `{cmd}`" for cmd, names in missing.items())
+            + " (or allow stand-ins explicitly; the results then name what ran)"
+        )
+    return specs
 
 
 def _queries(n: int) -> str:
@@ -338,7 +408,8 @@ def _queries(n: int) -> str:
 
 
 def compare(dataset: str, runs: Mapping[str, PipelineRun], tolerance: float = 0.0) -> list[Finding]:
-    """Where a reranker lowers quality vs its first stage; where hybrid is below its better arm."""
+    """Where a reranker lowers quality vs its first stage; where hybrid is below its better arm;
+    each only when the paired randomization test (seeded) gives p < 0.05."""
     out: list[Finding] = []
 
     def wl(a: str, b: str) -> tuple[int, int]:
@@ -359,13 +430,21 @@ def compare(dataset: str, runs: Mapping[str, PipelineRun], tolerance: float = 0.
             continue
         a, b = r.metrics.ndcg_at_10, runs[base].metrics.ndcg_at_10
         if a < b - tolerance:
+            pa, pb = runs[name].per_query_ndcg, runs[base].per_query_ndcg
+            qs = sorted(set(pa) | set(pb))
+            pv = paired_randomization_p([pa.get(q, 0.0) for q in qs], [pb.get(q, 0.0) for q in qs])
+            if pv >= SIGNIFICANCE_P:
+                continue  # a drop the paired test cannot tell from chance is no finding
             wins, losses = wl(name, base)
-            what = (f"reranking with {p.reranker} lowers nDCG@10" if kind == "rerank_below_first_stage"
+            ranker = r.metrics.ran or p.reranker
+            what = (f"reranking with {ranker} lowers nDCG@10" if kind == "rerank_below_first_stage"
                     else "hybrid is below its better arm")
+            if r.metrics.ran and kind == "rerank_below_first_stage":
+                what += f" ({ranker} ranked for {p.reranker})"
             out.append(Finding(
                 kind=kind, dataset=dataset, pipeline=name, baseline=base, ndcg_at_10=a, baseline_ndcg_at_10=b,
-                delta=round(a - b, 4), wins=wins, losses=losses,
-                message=f"{dataset}: {name} {a:.4f} < {base} {b:.4f} ({a - b:+.4f}; {what}; "
+                delta=round(a - b, 4), wins=wins, losses=losses, p_value=round(pv, 4),
+                message=f"{dataset}: {name} {a:.4f} < {base} {b:.4f} ({a - b:+.4f}, p = {pv:.4f}; {what}; "
                         f"better on {_queries(wins)}, worse on {losses})",
             ))
     return out
@@ -408,6 +487,7 @@ def evaluate_collection(
     limits: Any = None,
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
+    allow_stand_in: bool = False,
 ) -> CollectionEvalResult:
     """Evaluate pipelines on an existing collection against agent-supplied judgments.
 
@@ -418,12 +498,7 @@ def evaluate_collection(
         pipelines = split_pipelines(pipelines)
     if not pipelines:
         raise InvalidInput("pipelines is empty: name at least one, e.g. ['bm25', 'dense', 'hybrid']")
-    specs = [parse_pipeline(p) for p in pipelines]
-    for s in specs:
-        if s.reranker:
-            if registry is None:
-                raise InvalidInput("reranking is not available here")
-            registry.family(s.reranker)
+    specs = check_pipelines(registry, pipelines, allow_stand_in)
     engine.require_collection(collection)
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}

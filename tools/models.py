@@ -122,6 +122,11 @@ class RerankStep(BaseModel):
     reranker: str = Field("auto", description="reranker family, see list_rerankers; auto: the best one present")
     options: dict[str, Any] = Field(default_factory=dict, description="family options, e.g. {'model': ...}")
     candidates: int = Field(50, ge=1, le=1000, description="how many first-stage hits to rerank")
+    min_score: float | None = Field(
+        None, allow_inf_nan=False,
+        description="keep only reranked hits the reranker scores at least this, on its family's own scale "
+        "(list_rerankers' score: embedding cosine, bm25 BM25, cross-encoder logit, flashrank [0, 1]); the "
+        "first-stage hits beyond the candidates are then left out too")
 
 
 class SearchResult(Frozen):

@@ -473,9 +473,13 @@ class ModelStore:
                 raise
             except (httpx.TransportError, _ShortRead, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-                log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last,
-                            attempt + 2, HTTP_ATTEMPTS)
-                time.sleep(min(0.2 * 2**attempt, 3.0))
+                if attempt + 1 < HTTP_ATTEMPTS:
+                    log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last,
+                                attempt + 2, HTTP_ATTEMPTS)
+                    time.sleep(min(0.2 * 2**attempt, 3.0))
+                else:
+                    log.warning("download of %s interrupted (%s) on the last of %d attempts", url, last,
+                                HTTP_ATTEMPTS)
         else:
             raise UpstreamError(
                 f"downloading {url} failed after {HTTP_ATTEMPTS} attempts ({last}); the partial file is kept "

@@ -62,8 +62,14 @@ def rerank(
     limits: RerankLimits = RerankLimits(),
     return_text: bool = True,
     cancelled: CancelCheck | None = None,
+    ordered: bool = False,
+    min_score: float | None = None,
 ) -> RerankResult:
-    """``cancelled`` (default: the thread's check) is asked before scoring and by the reranker
+    """``ordered``: the passages arrive ranked (best first), so a reranker may fuse with that
+    order (``blend``); by default their order means nothing and no reranker uses it.
+    ``min_score``: drop passages scored below it by the reranker that ranked, on its family's
+    own scale (``list_rerankers``' ``score``).
+    ``cancelled`` (default: the thread's check) is asked before scoring and by the reranker
     between its scoring batches; once it says stop, :class:`Cancelled` is raised."""
     check_query(query, limits.max_query_chars)
     if options is not None and not isinstance(options, dict):
@@ -72,10 +78,13 @@ def rerank(
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
         raise InvalidInput(f"top_n must be a positive integer, got {top_n!r}")
     items = to_passages(passages, limits)
+    if not isinstance(ordered, bool):
+        raise InvalidInput(f"ordered must be true or false, got {ordered!r}")
     registry.family(reranker)
     check(cancelled)
     with cancellable(cancelled):
-        result = check_scores(registry.get(reranker, options or {}).rerank(query, items, top_n), reranker)
+        result = check_scores(registry.get(reranker, options or {}).rerank(query, items, top_n, ordered=ordered, min_score=min_score),
+                              reranker)
     if not return_text:
         result = result.model_copy(update={"passages": [p.model_copy(update={"text": None}) for p in result.passages]})
     return result

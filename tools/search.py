@@ -110,7 +110,11 @@ def search(
     depth: int | None = None,
     limits: SearchLimits = SearchLimits(),
     feedback: bool = False,
+    shuffle_candidates: int | None = None,
 ) -> SearchResult:
+    """First-stage retrieval, reranked when ``rerank`` is given. The reranker sees the candidates
+    in the first stage's order, a real ranking (``ordered``), unless ``shuffle_candidates`` (a
+    seed; evaluation only) shuffles them first: then they are reranked as unordered passages."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     check_query(query, limits.max_query_chars)
@@ -229,9 +233,14 @@ def search(
         t = time.perf_counter()
         reranker = registry.get(step.reranker, step.options)
         passages = [Passage(text=rows[cid].text, id=str(cid)) for cid, _ in first[: step.candidates]]
+        if shuffle_candidates is not None:
+            import random
+
+            random.Random(f"{shuffle_candidates}:{query}").shuffle(passages)
         # the collection's BM25 statistics, for rerankers that score with them (bm25), asked lazily
         corpus = CorpusStats(lambda terms: index.bm25_stats(info.name, terms), index.analyzer(info))
-        rr = check_scores(reranker.rerank(query, passages, corpus=corpus), step.reranker)
+        rr = check_scores(reranker.rerank(query, passages, corpus=corpus, ordered=shuffle_candidates is None,
+                                          min_score=step.min_score), step.reranker)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         final = []
         for p in rr.passages:
@@ -239,7 +248,8 @@ def search(
             prov[cid]["rerank_rank"] = p.rank
             prov[cid]["rerank_score"] = p.score
             final.append((cid, p.score))
-        final += first[step.candidates :]  # beyond the reranked candidates: first-stage order
+        if step.min_score is None:
+            final += first[step.candidates :]  # beyond the reranked candidates: first-stage order
     hits = []
     for rank, (cid, s) in enumerate(final[:k], start=1):
         row = rows[cid]
@@ -247,11 +257,14 @@ def search(
             Hit(rank=rank, chunk_id=cid, doc_id=row.doc_id, text=row.text, score=float(s), metadata=row.metadata,
                 start=row.start, end=row.end, provenance=Provenance(**prov.get(cid, {})), **citation(row))
         )
-    below = below_first_stage_note(mode, step.reranker, step.options, rr.used) if step is not None and rr else None
+    below = below_first_stage_note(mode, step.reranker, step.options, rr.used, rr.blend,
+                                   rr.blend_by_position) if step is not None and rr else None
     if below:  # a configuration the evaluations show ranking below its first stage (tools/rerank/evidence.py)
         notes.append(below)
     if rr is not None and step is not None and step.reranker == "auto" and rr.notes:
         notes.append(rr.notes[0])  # what auto picked, and why
+    if rr is not None:
+        notes.extend(n for n in rr.notes if n.startswith("min_score "))
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return SearchResult(
         query=query, collection=collection, mode=mode, fusion=fusion if mode == "hybrid" else None,  # type: ignore[arg-type]

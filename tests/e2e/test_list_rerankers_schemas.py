@@ -89,5 +89,8 @@ async def test_search_notes_a_rerank_known_to_rank_below_its_first_stage(offline
                                          "rerank": {"candidates": 4}})
         assert not r.is_error, r.content
         sc = r.structured_content
-        assert sc["reranker"] == "auto" and sc["rerank_used"] in ("flashrank", "embedding", "bm25")
-        assert any(n.startswith(f"auto picked {sc['rerank_used']}") for n in sc["notes"])
+        assert sc["reranker"] == "auto" and sc["rerank_used"] in ("flashrank", "none")
+        if sc["rerank_used"] == "none":  # no trained model here: the first stage's order is kept
+            assert any(n.startswith("auto kept the input order") for n in sc["notes"])
+        else:
+            assert any(n.startswith(f"auto picked {sc['rerank_used']}") for n in sc["notes"])

@@ -137,3 +137,77 @@ def test_eval_names_the_analyzer_of_each_collection(tmp_path, capsys):
     assert "--analyzer english+bigram" in res["command"]
     assert "BM25 analyzer: zh `english+bigram`" in (out / "report.md").read_text()
     assert res["datasets"][0]["pipelines"][0]["ndcg_at_10"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- never credit a stand-in
+
+
+def _no_ingest(monkeypatch):
+    """Fail the test if any ingest starts (validation must come first)."""
+    import rerank_mcp.bench.evaluate as ev
+
+    def refuse(*a, **k):
+        raise AssertionError("ingest started before the pipelines were validated")
+
+    monkeypatch.setattr(ev, "ingest_dataset", refuse)
+
+
+def test_missing_model_fails_up_front_with_the_pull_command(tmp_path, capsys, monkeypatch):
+    data = tiny_beir(tmp_path / "tiny")
+    _no_ingest(monkeypatch)
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "bm25,hybrid+cross-encoder",
+                  "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert rc == 1, err[-2000:]
+    assert "hybrid+cross-encoder" in err and "rerank-mcp models pull cross-encoder/ms-marco-MiniLM-L-6-v2" in err
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("pipelines,what", [("bm25,hybrid+nosuch", "unknown reranker 'nosuch'"),
+                                            ("bm25,hybrid+embedding(blnd=0.5)", "unknown option 'blnd'")])
+def test_misspelt_reranker_or_option_fails_before_the_ingest(tmp_path, capsys, monkeypatch, pipelines, what):
+    data = tiny_beir(tmp_path / "tiny")
+    _no_ingest(monkeypatch)
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", pipelines])
+    err = capsys.readouterr().err
+    assert rc == 1 and what in err, err[-2000:]
+
+
+def test_allow_stand_in_labels_what_ran(tmp_path, capsys):
+    data = tiny_beir(tmp_path / "tiny")
+    out = tmp_path / "report"
+    rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "hybrid+cross-encoder,bm25+auto",
+                  "--allow-stand-in", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-2000:]
+    assert "hybrid+cross-encoder (stand-in: embedding)" in captured.out
+    assert "bm25+auto (ran none)" in captured.out  # offline, auto keeps a first stage's order
+    ds = json.loads((out / "results.json").read_text())["datasets"][0]
+    by = {p["pipeline"]: p for p in ds["pipelines"]}
+    assert by["hybrid+cross-encoder"]["ran"] == "embedding" and by["hybrid+cross-encoder"]["stand_in"] is True
+    assert by["bm25+auto"]["ran"] == "none" and by["bm25+auto"]["stand_in"] is False
+    assert by["bm25"]["ran"] is None
+    assert "| hybrid+cross-encoder (stand-in: embedding) |" in (out / "report.md").read_text()
+    assert "--allow-stand-in" in json.loads((out / "results.json").read_text())["command"]
+
+
+def test_library_log_lines_are_held_until_the_progress_ends(capsys):
+    import logging
+    import warnings
+
+    from rerank_mcp.bench.eval_command import HeldLogs
+    from rerank_mcp.server.output import Output
+
+    logging.getLogger().setLevel(logging.INFO)
+    held = HeldLogs()
+    out = Output(as_json=False)
+    with held, out.progress("work") as progress:
+        progress(1, 4, "work: step")
+        logging.getLogger("rerank_mcp.index.engine").info("engine says hello")
+        warnings.warn("a model library's warning", UserWarning, stacklevel=1)
+        progress(4, 4, "work: step")
+    err = capsys.readouterr().err
+    assert "engine says hello" not in err and "model library" not in err  # not between the progress lines
+    held.flush()
+    err = capsys.readouterr().err
+    assert "held back" in err and "engine says hello" in err and "a model library's warning" in err

@@ -96,3 +96,59 @@ print("ok" if not bad and not heavy else f"bad={len(bad)} heavy={heavy}")
 def test_the_server_scores_from_several_threads_without_ranx():
     proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr[-2000:])
+
+
+# ----------------------------------------------------------------------------- paired significance
+
+
+def _run(name, per_query):
+    from rerank_mcp.tools.evaluate import PipelineMetrics, PipelineRun
+
+    m = sum(per_query.values()) / len(per_query)
+    return PipelineRun(PipelineMetrics(pipeline=name, ndcg_at_10=round(m, 4), recall_at_100=0.0, mrr_at_10=0.0,
+                                       latency_p50_ms=0.0, latency_p95_ms=0.0, queries=len(per_query)),
+                       dict(per_query), {q: [] for q in per_query})
+
+
+def test_paired_randomization_p_is_seeded_and_sane():
+    import random
+
+    from rerank_mcp.tools.metrics import paired_randomization_p
+
+    rng = random.Random(7)
+    a = [rng.random() for _ in range(300)]
+    b = [x + rng.gauss(0, 0.2) for x in a]
+    ps = {paired_randomization_p(a, b) for _ in range(3)}
+    assert len(ps) == 1  # identical inputs, identical p-value
+    assert paired_randomization_p(a, a) == 1.0
+    assert paired_randomization_p([x + 0.05 for x in a], a) < 0.001  # the same gain on every query
+
+
+@pytest.mark.slow
+def test_eval_significance_is_reproducible():
+    import random
+
+    from rerank_mcp.bench.evaluate import paired_significance
+
+    rng = random.Random(3)
+    qrels = {f"q{i}": {"d": 1} for i in range(120)}
+    runs = {n: _run(n, {q: rng.random() for q in qrels}) for n in ("a", "b", "c")}
+    first = [(s.a, s.b, s.p_value) for s in paired_significance(qrels, runs, "fisher")]
+    again = [(s.a, s.b, s.p_value) for s in paired_significance(qrels, runs, "fisher")]
+    assert first == again and len(first) == 3
+
+
+def test_findings_fire_only_when_the_drop_is_significant():
+    from rerank_mcp.tools.evaluate import compare
+
+    qs = [f"q{i}" for i in range(100)]
+    base = {q: 0.5 + 0.4 * ((i * 37) % 11) / 10 for i, q in enumerate(qs)}
+    # a tiny, noisy drop (mean -0.002): not a finding
+    noisy = {q: base[q] + (0.3 if i % 2 else -0.304) for i, q in enumerate(qs)}
+    got = compare("ds", {"hybrid": _run("hybrid", base), "hybrid+embedding": _run("hybrid+embedding", noisy)})
+    assert got == []
+    # the same drop on every query: a finding, with its p-value in the message
+    lower = {q: base[q] - 0.05 for q in qs}
+    got = compare("ds", {"hybrid": _run("hybrid", base), "hybrid+embedding": _run("hybrid+embedding", lower)})
+    assert len(got) == 1 and got[0].p_value is not None and got[0].p_value < 0.05
+    assert "p = 0.0000" in got[0].message and "reranking with embedding lowers nDCG@10" in got[0].message

@@ -132,9 +132,13 @@ def test_auto_picks_the_best_present_and_moves_up_when_a_download_completes(tmp_
     hub.delay_s = 0.002
     res = reg.get("auto").rerank(QUERY, TEXTS)
     assert res.reranker == "auto" and res.used == "embedding"
-    assert res.notes[0].startswith("auto picked embedding with blend=0.5: cross-encoder's model")
+    assert res.notes[0].startswith("auto picked embedding: cross-encoder's model")
     assert res.download is not None and res.download.model == CE  # auto fetches its first choice
-    assert any("weighted RRF" in n for n in res.notes)  # embedding blended with the input order
+    assert res.blend is None and not any("RRF" in n for n in res.notes)  # unordered: embedding alone
+    res = reg.get("auto").rerank(QUERY, TEXTS, ordered=True)  # a ranking: offline, its order is kept
+    assert res.used == "none" and [p.index for p in res.passages] == list(range(len(TEXTS)))
+    assert res.notes[0].startswith("auto kept the input order (a ranking): cross-encoder's model")
+    assert "embedding and bm25 measured below it (docs/eval/auto/report.md)" in res.notes[0]
     assert infos(reg)["auto"].note.startswith("picks embedding now")
 
     store.pull(model_ref(FR))  # flashrank arrives first

@@ -197,13 +197,17 @@ def test_flashrank_connection_dropped_mid_file_is_resumed_with_range(tmp_path, h
     assert ranges[0] is None and all(r and r.startswith("bytes=") for r in ranges[1:]) and len(ranges) == 3
 
 
-def test_flashrank_interrupted_pull_is_hidden_then_resumed(tmp_path, host, fr_zip):
+def test_flashrank_interrupted_pull_is_hidden_then_resumed(tmp_path, host, fr_zip, caplog):
     host.drop[f"/{FR}.zip"] = 100
     host.drop_after = 2_000_000
     st = store(tmp_path, host=host)
     ref = model_ref(FR)
-    with pytest.raises(UpstreamError, match="failed after 5 attempts"):
-        st.pull(ref)
+    with caplog.at_level("WARNING", logger="rerank_mcp.tools.models_store"):
+        with pytest.raises(UpstreamError, match="failed after 5 attempts"):
+            st.pull(ref)
+    said = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
+    assert [m.rsplit("(attempt ", 1)[-1] for m in said[:4]] == ["2 of 5)", "3 of 5)", "4 of 5)", "5 of 5)"]
+    assert len(said) == 5 and "on the last of 5 attempts" in said[-1]  # never "attempt 6 of 5"
     part = tmp_path / "flashrank" / f".{FR}.zip.part"
     assert part.is_file() and 0 < part.stat().st_size < len(fr_zip)
     assert not st.present(ref) and not (tmp_path / "flashrank" / FR).exists()

@@ -73,9 +73,9 @@ def test_blend_is_applied_by_the_base_class_for_every_family(ce_model, flashrank
     r = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model, flashrank_cache_dir=flashrank_cache))
     for family in ("bm25", "cross-encoder", "flashrank"):
         alone = r.get(family).rerank("cats", TEXTS)
-        kept = r.get(family, {"blend": 1.0}).rerank("cats", TEXTS)
+        kept = r.get(family, {"blend": 1.0}).rerank("cats", TEXTS, ordered=True)
         assert [p.index for p in kept.passages] == list(range(len(TEXTS))), family  # blend 1: the input order
-        half = r.get(family, {"blend": 0.5}).rerank("cats", TEXTS)
+        half = r.get(family, {"blend": 0.5}).rerank("cats", TEXTS, ordered=True)
         raw = [0.0] * len(TEXTS)
         for p in alone.passages:
             raw[p.index] = p.score

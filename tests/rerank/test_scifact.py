@@ -83,10 +83,11 @@ def shuffled_run(first, seed=0):
 
 
 def rerank_run(rr, sf, order):
+    """Rerank each query's candidates, handed over in ``order`` (a first stage's ranking)."""
     run = {}
     for q, cands in order.items():
         ds = sorted(cands, key=lambda d: -cands[d])
-        res = rr.rerank(sf["queries"][q], [sf["corpus"][d] for d in ds])
+        res = rr.rerank(sf["queries"][q], [sf["corpus"][d] for d in ds], ordered=True)
         assert sorted(p.index for p in res.passages) == list(range(len(ds)))
         run[q] = {ds[p.index]: float(len(ds) - p.rank + 1) for p in res.passages}
     return run

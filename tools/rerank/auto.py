@@ -2,8 +2,18 @@
 
 It ranks with the best family that runs here now, in the order the registry gives
 (:meth:`RerankerRegistry.auto_order`): ``cross-encoder`` when its model is on this machine,
-else ``flashrank`` when its model is, else ``embedding`` (blended 50/50 with the incoming
-order: a bi-encoder alone can rank below the first stage it reranks), else ``bm25``. The
+else ``flashrank`` when its model is. Without either, what it does follows the measurements in
+docs/eval/auto/report.md, per case:
+
+- the passages are unordered (``rerank`` without ``ordered=true``): ``embedding`` alone, the
+  best offline reranker over candidates without collection statistics (``bm25`` when no
+  bi-encoder runs);
+- the passages are a ranking (inside ``search``, or ``ordered=true``): their order is kept
+  (``used`` is ``none``, scores 1/rank). Over a hybrid first stage (search's default) every
+  offline reranker (``embedding`` alone, blended 0.5 or position-aware, ``bm25`` with the
+  collection's statistics or the candidates') measured below it on SciFact, Cranfield and NPL;
+  over a BM25 first stage ``embedding`` blended 0.5 measured above it, but auto is not told
+  which first stage ranked, and keeping the order never scores below it. The
 result names the pick (``used``) and why. Where model downloads are allowed and the first
 choice's model is missing, its download starts in the background and later calls pick it once
 it is complete; the result reports the download's progress.
@@ -23,11 +33,16 @@ from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 
+KEEP_ORDER = "none"  # what auto reports as `used` when it keeps a ranked input's order
+EVIDENCE = "docs/eval/auto/report.md"
+
+
 class AutoReranker(Reranker):
     """Options: ``blend`` only (applied over the pick's scores)."""
 
     family = "auto"
     Options = RerankOptions
+    score_meaning = "the score of the family it picked (see `used`), on that family's scale"
     corpus_aware = True
 
     def __init__(self, model: str | None = None, *, context: Any = None, registry: Any = None) -> None:
@@ -37,11 +52,17 @@ class AutoReranker(Reranker):
         self.context = context
         self.registry = registry
 
-    def pick(self) -> tuple[str, dict[str, Any], list[str], Any]:
+    def pick(self, ordered: bool = True) -> tuple[str, dict[str, Any], list[str], Any]:
         """``(family, options, notes, download)``: what runs now, why, and the download awaited."""
         reg = self.registry
-        order = reg.auto_order()
-        name, options = reg.best_present()
+        order = reg.auto_order(ordered)
+        name, options = reg.best_present(ordered=ordered)
+        # over a ranked input (inside search) the offline fallbacks measured below the first stage:
+        # keep its order instead (docs/eval/auto/report.md)
+        offline = [f for f, _ in order if not reg.family(f).auto_over_ranked]
+        kept = ordered and name in offline
+        if kept:
+            name, options = KEEP_ORDER, {}
         notes: list[str] = []
         download = None
         skipped = []
@@ -52,6 +73,8 @@ class AutoReranker(Reranker):
         why = []
         models = getattr(self.context, "models", None)
         for fam in skipped:
+            if kept and fam in offline:
+                continue
             reason = reg.availability(fam)
             ref = reg.model_ref(fam)
             if ref is not None and (models is None or not models.present(ref)):
@@ -67,21 +90,32 @@ class AutoReranker(Reranker):
                         download = download or d
             else:
                 why.append(f"{fam} is unavailable ({reason})")
+        if kept:
+            why.append(f"over a ranked first stage {' and '.join(offline)} measured below it ({EVIDENCE})")
+            notes.append("auto kept the input order (a ranking): " + "; ".join(why))
+            return name, options, notes, download
         opts = f" with {', '.join(f'{k}={v}' for k, v in options.items())}" if options else ""
         notes.append(f"auto picked {name}{opts}" + (f": {'; '.join(why)}" if why else ": the first choice"))
         return name, options, notes, download
 
-    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
-        name, options, notes, download = self.pick()
+    def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
+              ordered: bool = False) -> Scored:
+        name, options, notes, download = self.pick(ordered)
+        if name == KEEP_ORDER:  # the input order, a ranking, kept: scores are 1/rank
+            keep = [1.0 / (i + 1) for i in range(len(texts))]
+            return Scored(keep, notes=notes, used=KEEP_ORDER, download=download, unit=list(keep))
         other = multilingual_pick(self.registry, query, texts, name, options)
         if other is not None:
             name, options, note = other
             notes = [note]
-        scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus)
+        scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
         scored.download = scored.download or download
-        return scored
+        return self._blended(scored, len(texts), ordered)
+
+    def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        return self.score(query, texts, corpus)
 
 
 def _not_english(text: str) -> tuple[bool, bool]:

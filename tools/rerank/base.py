@@ -8,7 +8,9 @@ pydantic model (``Options``, extending :class:`RerankOptions`). The base class
   ill-typed option is an :class:`InvalidInput` that lists the valid ones, and the model's JSON
   schema is what ``list_rerankers`` publishes;
 - applies ``blend`` for every family (:func:`weighted_rrf` of the reranker's order and the
-  order the passages arrived in);
+  order the passages arrived in), and only when the caller says that order is a ranking
+  (``ordered=True``: inside ``search``, or a caller's flag); passages an agent collected (web
+  results, grep output) arrive in no meaningful order, and blending with it would let it win;
 - answers with the best reranker present when the family's model is not on this machine yet
   (the server downloads it in the background; see :mod:`tools.models_store`), saying so;
 - and in :meth:`Reranker.rerank` validates input, sorts stably, applies ``top_n`` and reports
@@ -18,6 +20,7 @@ pydantic model (``Options``, extending :class:`RerankOptions`). The base class
 from __future__ import annotations
 
 import logging
+import math
 import time
 import typing
 from abc import ABC, abstractmethod
@@ -74,6 +77,13 @@ class RerankResult(BaseModel):
     used: str | None = Field(
         None, description="the reranker that actually ranked, when not the one named (auto's pick, or a fallback)"
     )
+    blend: float | None = Field(
+        None, description="set when the scores are fused with the input order (a ranking: ordered=true): the "
+        "input order's weight; scores are then fused RRF values, not the reranker's own"
+    )
+    blend_by_position: bool = Field(False, description="the blend was position-aware: the input order weighed "
+                                    "0.75 at ranks 1-3, 0.6 at 4-10, 0.4 below (blend is then 0.75)")
+    ordered: bool = Field(False, description="the input order was treated as a ranking")
     download: ModelDownload | None = Field(
         None, description="the model this reranker is waiting for: download progress, or the command to fetch it"
     )
@@ -106,6 +116,10 @@ class Scored:
     fallback: str | None = None
     used: str | None = None  # the family that ranked, when another than the one asked for
     download: ModelDownload | None = None
+    blend: float | None = None  # the input order's weight when the scores were fused with it
+    raw: list[float] | None = None  # the ranking reranker's own scores, kept when ``scores`` are fused
+    unit: list[float] | None = None  # the ranking reranker's own scores mapped into [0, 1] (unit_scores)
+    by_position: bool = False  # the blend was position-aware
 
 
 # ------------------------------------------------------------------------------ options
@@ -119,7 +133,12 @@ class RerankOptions(BaseModel):
         0.0, ge=0.0, le=1.0,
         description="fuse the reranker's order with the order the passages arrived in (the first stage's) by "
         "weighted reciprocal-rank fusion: 0 = the reranker alone, 1 = the input order; scores are then fused "
-        "RRF scores",
+        "RRF scores. Applied only when that order is a ranking (inside search, or rerank with ordered=true)",
+    )
+    blend_by_position: bool = Field(
+        False,
+        description="position-aware blend in place of a single weight: the input order weighs 0.75 at its ranks "
+        "1-3, 0.6 at 4-10 and 0.4 below (the reranker 0.25 / 0.4 / 0.6); like blend, only for a ranked input",
     )
 
 
@@ -197,19 +216,34 @@ class CorpusStats:
 RRF_K = 60
 
 
-def weighted_rrf(scores: Sequence[float], blend: float, k: int = RRF_K) -> list[float]:
+POSITION_WEIGHTS = ((3, 0.75), (10, 0.6), (None, 0.4))  # input ranks up to N: the input order's weight
+
+
+def position_weight(input_rank: int) -> float:
+    """The input order's weight at a 1-based input rank in the position-aware blend."""
+    for upto, w in POSITION_WEIGHTS:
+        if upto is None or input_rank <= upto:
+            return w
+    return POSITION_WEIGHTS[-1][1]
+
+
+def weighted_rrf(scores: Sequence[float], blend: float, k: int = RRF_K, by_position: bool = False) -> list[float]:
     """Weighted RRF of the input order (weight ``blend``) and the order of ``scores`` (``1 - blend``).
 
     Ranks are 1-based; ties in ``scores`` keep input order. Returns one fused score per passage::
 
-        fused(p) = blend / (k + input_rank(p)) + (1 - blend) / (k + score_rank(p)),   k = 60
+        fused(p) = w / (k + input_rank(p)) + (1 - w) / (k + score_rank(p)),   k = 60
+
+    with ``w = blend``, or with ``by_position`` the weight of :func:`position_weight` at the
+    passage's input rank (0.75 for ranks 1-3, 0.6 for 4-10, 0.4 below).
     """
     n = len(scores)
     by_score = sorted(range(n), key=lambda i: -float(scores[i]))  # stable
     rank = [0] * n
     for r, i in enumerate(by_score, start=1):
         rank[i] = r
-    return [blend / (k + i + 1) + (1.0 - blend) / (k + rank[i]) for i in range(n)]
+    ws = [position_weight(i + 1) if by_position else blend for i in range(n)]
+    return [ws[i] / (k + i + 1) + (1.0 - ws[i]) / (k + rank[i]) for i in range(n)]
 
 
 class Reranker(ABC):
@@ -220,6 +254,7 @@ class Reranker(ABC):
     # True for families whose ``_score`` takes ``corpus=`` (collection statistics; see bm25)
     corpus_aware: ClassVar[bool] = False
     blend: float = 0.0
+    blend_by_position: bool = False
     context: Any = None
     registry: Any = None
     # Options naming a network endpoint, and options naming a local folder (``model``: when it is
@@ -269,7 +304,7 @@ class Reranker(ABC):
         or None (no model, a local folder, or one this server does not manage)."""
         return None
 
-    def _substitute(self) -> tuple[Reranker, str, ModelDownload | None, str] | None:
+    def _substitute(self, ordered: bool = False) -> tuple[Reranker, str, ModelDownload | None, str] | None:
         """When this family's model is missing and the server answers with another reranker
         meanwhile: ``(that reranker, why, download state, its name)``; None to run as asked."""
         ref = self.required_model()
@@ -280,7 +315,7 @@ class Reranker(ABC):
         if models.present(ref):
             return None
         download = models.ensure(ref)  # starts a background download where downloads are allowed
-        name, options = self.registry.best_present(exclude={self.family})
+        name, options = self.registry.best_present(exclude={self.family}, ordered=ordered)
         sub = self.registry.get(name, options, trusted=True)
         if download.state == "downloading":
             how = f"downloading in the background ({_progress_text(download)})"
@@ -293,6 +328,15 @@ class Reranker(ABC):
         return sub, why, download, name
 
     # -- scoring ---------------------------------------------------------------------------
+    #: what the family's score is, for list_rerankers, the docs and ``min_score``
+    score_meaning: ClassVar[str] = "the family's relevance score (higher is more relevant)"
+
+    def unit_scores(self, scores: Sequence[float]) -> list[float]:
+        """The family's own scores mapped monotonically into [0, 1] (what the HTTP API returns as
+        ``relevance_score``). Default: the scores clamped to [0, 1], for families whose scores are
+        already there (flashrank, cascade's 1/rank, cohere)."""
+        return [min(1.0, max(0.0, float(x))) for x in scores]
+
     @abstractmethod
     def _score(self, query: str, texts: Sequence[str]) -> Scored:
         """Return one score per text (higher is more relevant)."""
@@ -303,37 +347,61 @@ class Reranker(ABC):
         override this; the default scores the requests in turn."""
         return [self._score(query, texts) for query, texts in requests]
 
-    def _raw(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+    def _raw(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
+             ordered: bool = False) -> Scored:
         if corpus is not None and self.corpus_aware:
             return self._score(query, texts, corpus=corpus)  # type: ignore[call-arg]
         return self._score(query, texts)
 
-    def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+    def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
+              ordered: bool = False) -> Scored:
         """``_score`` with everything the base class adds: the stand-in while the family's model
-        is missing, and ``blend``. ``corpus`` gives collection statistics to families that use them."""
-        sub = self._substitute()
+        is missing, and ``blend`` (only when ``ordered``: the input order is a ranking). ``corpus``
+        gives collection statistics to families that use them."""
+        sub = self._substitute(ordered)
         if sub is not None:
             other, why, download, name = sub
-            scored = other.score(query, texts, corpus)
+            scored = other.score(query, texts, corpus, ordered)
             scored.fallback = why if not scored.fallback else f"{why}; {scored.fallback}"
             scored.used = scored.used or name
             scored.download = download
-            return self._blended(scored, len(texts))
-        return self._blended(self._raw(query, texts, corpus), len(texts))
+            return self._blended(scored, len(texts), ordered)
+        return self._blended(self._with_unit(self._raw(query, texts, corpus, ordered), len(texts)), len(texts), ordered)
 
-    def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[Scored]:
+    def _with_unit(self, scored: Scored, n: int) -> Scored:
+        if scored.unit is None and len(scored.scores) == n:
+            scored.unit = self.unit_scores(scored.scores)
+        return scored
+
+    def score_many(self, requests: Sequence[tuple[str, Sequence[str]]], ordered: bool = False) -> list[Scored]:
         """:meth:`score` for several requests at once (one model call where the family can)."""
-        if len(requests) < 2 or self._substitute() is not None:
-            return [self.score(q, t) for q, t in requests]
-        return [self._blended(s, len(t)) for s, (_, t) in zip(self._score_many(requests), requests)]
+        if len(requests) < 2 or self._substitute(ordered) is not None:
+            return [self.score(q, t, ordered=ordered) for q, t in requests]
+        return [self._blended(self._with_unit(s, len(t)), len(t), ordered)
+                for s, (_, t) in zip(self._score_many(requests), requests)]
 
-    def _blended(self, scored: Scored, n: int) -> Scored:
-        if self.blend <= 0.0 or len(scored.scores) != n:
+    def _blended(self, scored: Scored, n: int, ordered: bool = False) -> Scored:
+        if (self.blend <= 0.0 and not self.blend_by_position) or len(scored.scores) != n or scored.blend is not None:
             return scored
-        scored.scores = weighted_rrf(scored.scores, self.blend)
+        what = "blend_by_position" if self.blend_by_position else f"blend {self.blend:g}"
+        if not ordered:
+            scored.notes = list(scored.notes) + [
+                f"{what} not applied: the passages' order is not a ranking (pass ordered=true when it is); "
+                "scores are the reranker's own"
+            ]
+            return scored
+        scored.raw = list(scored.scores)
+        scored.scores = weighted_rrf(scored.scores, self.blend, by_position=self.blend_by_position)
+        ranked_by = scored.used or self.family
+        if self.blend_by_position:
+            scored.blend = position_weight(1)
+            scored.by_position = True
+            weights = "weight 0.75 at its ranks 1-3, 0.6 at 4-10, 0.4 below; the rest to the " + ranked_by + " order"
+        else:
+            scored.blend = self.blend
+            weights = f"weight {self.blend:g}) and the {ranked_by} order (weight {1 - self.blend:g}"
         scored.notes = list(scored.notes) + [
-            f"scores are weighted RRF (k={RRF_K}) of the input order (weight {self.blend:g}) and the "
-            f"{scored.used or self.family} order (weight {1 - self.blend:g})"
+            f"scores are weighted RRF (k={RRF_K}) of the input order ({weights})"
         ]
         return scored
 
@@ -343,7 +411,16 @@ class Reranker(ABC):
         passages: Sequence[Passage | str],
         top_n: int | None = None,
         corpus: CorpusStats | None = None,
+        ordered: bool = False,
+        min_score: float | None = None,
     ) -> RerankResult:
+        """Rank ``passages`` by relevance to ``query``. ``ordered``: the passages arrive ranked (a
+        first stage's order), so ``blend`` may fuse with that order; otherwise their order means
+        nothing and no reranker uses it. ``min_score``: drop passages whose score from the reranker
+        that ranked (its own score, before any blend; see each family's ``score_meaning``) is below it."""
+        if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))
+                                      or not math.isfinite(min_score)):
+            raise InvalidInput(f"min_score must be a finite number, got {min_score!r}")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("query is empty: give the text to rank the passages against")
         items = [p if isinstance(p, Passage) else Passage(text=p) for p in passages]
@@ -351,9 +428,9 @@ class Reranker(ABC):
             raise InvalidInput(f"top_n must be a positive integer, got {top_n}")
         start = time.perf_counter()
         if not items:
-            return RerankResult(reranker=self.family, model=self.model, passages=[], latency_ms=0.0)
+            return RerankResult(reranker=self.family, model=self.model, passages=[], latency_ms=0.0, ordered=ordered)
         check()  # the thread's cancel check; families also ask it between their scoring batches
-        scored = self.score(query, [p.text for p in items], corpus)
+        scored = self.score(query, [p.text for p in items], corpus, ordered)
         if len(scored.scores) != len(items):
             raise RuntimeError(
                 f"{self.family} returned {len(scored.scores)} scores for {len(items)} passages"
@@ -361,6 +438,14 @@ class Reranker(ABC):
         truncated = list(scored.truncated) or [False] * len(items)
         # Stable sort: equal scores keep their input order.
         order = sorted(range(len(items)), key=lambda i: -float(scored.scores[i]))
+        notes = list(scored.notes)
+        if min_score is not None:
+            own = scored.raw if scored.raw is not None else scored.scores
+            kept = [i for i in order if float(own[i]) >= min_score]
+            if len(kept) < len(order):
+                notes.append(f"min_score {min_score:g} dropped {len(order) - len(kept)} of {len(order)} passage(s) "
+                             f"({scored.used or self.family} scores)")
+            order = kept
         if top_n is not None:
             order = order[:top_n]
         ranked = [
@@ -382,8 +467,11 @@ class Reranker(ABC):
             truncated=[i for i, t in enumerate(truncated) if t],
             latency_ms=(time.perf_counter() - start) * 1000.0,
             fallback=scored.fallback,
-            notes=scored.notes,
+            notes=notes,
             used=scored.used,
+            blend=scored.blend,
+            blend_by_position=scored.by_position,
+            ordered=ordered,
             download=scored.download,
         )
 

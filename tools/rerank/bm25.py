@@ -34,6 +34,7 @@ from pydantic import Field
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
+BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
 INDEX_K1, INDEX_B = 1.2, 0.75  # the corpus index's parameters (index/sparse.py, index/qdrant.py)
 
 _VARIANTS = {
@@ -100,6 +101,11 @@ class BM25Reranker(Reranker):
     family = "bm25"
     Options = BM25Options
     corpus_aware = True
+    score_meaning = (f"the BM25 score: 0 when no query term occurs, unbounded above (a rare term matched once "
+                     f"gives a few points); mapped to [0, 1] as s / (s + {BM25_UNIT_K:g})")
+
+    def unit_scores(self, scores: Sequence[float]) -> list[float]:
+        return [max(0.0, float(x)) / (max(0.0, float(x)) + BM25_UNIT_K) for x in scores]
 
     def __init__(
         self,

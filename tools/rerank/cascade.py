@@ -69,6 +69,7 @@ class CascadeReranker(Reranker):
 
     family = "cascade"
     Options = CascadeOptions
+    score_meaning = "1/rank of the final order (stages' scores are not comparable), in (0, 1]; returned as is"
     corpus_aware = True
 
     def __init__(
@@ -86,19 +87,50 @@ class CascadeReranker(Reranker):
         self.registry = registry
 
     @staticmethod
-    def availability(context: Any) -> str | None:
+    def _stage_reasons(context: Any) -> list[tuple[str, str, bool]]:
+        """``(stage family, why it cannot run as named, whether a stand-in answers for it)`` for
+        each default stage that cannot run as named."""
         from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
         reg = RerankerRegistry(context)
+        out = []
         for st in DEFAULT_STAGES:
             cls = reg.resolve_class(st["reranker"])
             check = getattr(cls, "availability", None)
             reason = check(context) if check else None
             if reason:
-                return f"default stage {st['reranker']} unavailable: {reason} (pass options.stages to choose others)"
+                ref = reg.model_ref(st["reranker"])
+                models = getattr(context, "models", None)
+                # a missing model is answered by the best reranker present while it is fetched
+                stand_in = bool(ref is not None and models is not None and getattr(context, "fallback_when_missing", False))
+                out.append((st["reranker"], reason, stand_in))
+        return out
+
+    @staticmethod
+    def availability(context: Any) -> str | None:
+        for name, reason, stand_in in CascadeReranker._stage_reasons(context):
+            if not stand_in:
+                return f"default stage {name} unavailable: {reason} (pass options.stages to choose others)"
         return None
 
+    @staticmethod
+    def status_note(context: Any, registry: Any) -> str | None:
+        """What the default cascade runs now, when a stage's model is missing but stood in for."""
+        parts = []
+        for name, _, stand_in in CascadeReranker._stage_reasons(context):
+            if stand_in:
+                sub, _ = registry.best_present(exclude={name})
+                parts.append(f"stage {name} is answered by {sub} until its model is here")
+        return "runs now; " + "; ".join(parts) if parts else None
+
+    def _raw(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
+             ordered: bool = False) -> Scored:
+        return self._stages(query, texts, corpus, ordered)
+
     def _score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None) -> Scored:
+        return self._stages(query, texts, corpus, False)
+
+    def _stages(self, query: str, texts: Sequence[str], corpus: CorpusStats | None, ordered: bool) -> Scored:
         n = len(texts)
         survivors = list(range(n))
         dropped: list[list[int]] = []  # per stage, in that stage's order
@@ -110,7 +142,8 @@ class CascadeReranker(Reranker):
         for s, st in enumerate(self.stages, start=1):
             # the stages' options were checked with the cascade's own (tools/rerank/client_options.py)
             rr = self.registry.get(st["reranker"], st["options"], trusted=True)
-            scored = rr.score(query, [texts[i] for i in survivors], corpus)
+            # stage 1 sees the input order (a ranking only when ordered); later stages, the previous stage's
+            scored = rr.score(query, [texts[i] for i in survivors], corpus, ordered or s > 1)
             if len(scored.scores) != len(survivors):
                 raise RuntimeError(f"cascade stage {s} ({st['reranker']}) returned {len(scored.scores)} scores for {len(survivors)} passages")
             pos = sorted(range(len(survivors)), key=lambda k: -float(scored.scores[k]))  # stable

@@ -139,10 +139,10 @@ class CohereReranker(RemoteReranker):
 
     # top_n of the public call is passed on to the API (fewer results to send back).
     def rerank(self, query: str, passages: Sequence[Passage | str], top_n: int | None = None,
-               corpus: CorpusStats | None = None) -> RerankResult:
+               corpus: CorpusStats | None = None, **kwargs: Any) -> RerankResult:
         self._local.top_n = top_n
         try:
-            return super().rerank(query, passages, top_n=top_n, corpus=corpus)
+            return super().rerank(query, passages, top_n=top_n, corpus=corpus, **kwargs)
         finally:
             self._local.top_n = None
 

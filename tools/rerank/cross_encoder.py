@@ -248,6 +248,16 @@ class CrossEncoderReranker(Reranker):
     family = "cross-encoder"
     Options = CrossEncoderOptions
     path_options = ("model", "onnx_cache_dir")
+    score_meaning = ("the model's relevance logit, unbounded (ms-marco models: above 0 leans relevant), or its "
+                     "sigmoid in [0, 1] with normalize=true (multi-label models: the last class's log-probability, "
+                     "or probability); mapped to [0, 1] by that sigmoid (exp of the log-probability)")
+
+    def unit_scores(self, scores: Sequence[float]) -> list[float]:
+        if self.normalize:
+            return [min(1.0, max(0.0, float(x))) for x in scores]
+        if self._multi_label:
+            return [math.exp(min(0.0, float(x))) for x in scores]
+        return [_sigmoid(float(x)) for x in scores]
 
     def __init__(
         self,
@@ -476,3 +486,10 @@ class CrossEncoderReranker(Reranker):
         if be.name == "onnx":
             notes.append("backend: onnx int8 (ONNX Runtime)")
         return Scored(best, truncated=truncated, notes=notes)
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)

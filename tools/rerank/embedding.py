@@ -103,6 +103,11 @@ class EmbeddingReranker(Reranker):
     family = "embedding"
     Options = EmbeddingOptions
     path_options = ("model",)
+    score_meaning = ("cosine similarity of the query's and the passage's embeddings, in [-1, 1] (about 0.3 and "
+                     "above is topical for all-MiniLM-L6-v2); mapped to [0, 1] as (cosine + 1) / 2")
+
+    def unit_scores(self, scores: Sequence[float]) -> list[float]:
+        return [min(1.0, max(0.0, (float(c) + 1.0) / 2.0)) for c in scores]
 
     def __init__(
         self,

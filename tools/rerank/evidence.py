@@ -7,7 +7,8 @@ no configuration hurts silently:
 
 - ``embedding`` (the collection's own bi-encoder) over a ``dense`` or ``hybrid`` first stage:
   it re-scores candidates with the model that already ranked them; alone it gives back the dense
-  order, and blended 50/50 with the incoming order it still measured below hybrid alone;
+  order, and blended 50/50 or by position (docs/eval/auto/report.md) with the incoming order it
+  still measured below hybrid alone;
 - ``bm25`` over a ``hybrid`` first stage: the lexical order of the hybrid candidates, i.e. a
   BM25 restricted to them, which loses what the dense arm added;
 - a ``cascade`` whose stages are all ``bm25`` / ``embedding``, over ``hybrid``: the same, in turn.
@@ -35,13 +36,16 @@ def _cheap_cascade(options: Mapping[str, Any]) -> bool:
     return bool(names) and names <= LEXICAL_OR_BIENCODER
 
 
-def below_first_stage_note(mode: str, reranker: str, options: Mapping[str, Any] | None, used: str | None) -> str | None:
-    """The note for a rerank step the evaluations show ranking below its first stage, else None."""
+def below_first_stage_note(mode: str, reranker: str, options: Mapping[str, Any] | None, used: str | None,
+                           blend: float | None = None, by_position: bool = False) -> str | None:
+    """The note for a rerank step the evaluations show ranking below its first stage, else None.
+    ``blend``: the input order's weight when the scores were fused with it (what ran, not what was
+    asked: a stand-in or ``auto`` may blend where the named reranker's options do not say so)."""
     options = options or {}
     ran = used or reranker
     if ran == "embedding" and mode in ("dense", "hybrid") and not (reranker == "embedding" and options.get("model")):
-        blend = options.get("blend") if reranker == "embedding" else 0.5 if reranker == "auto" else None
-        how = f"blended {blend:g} with the incoming order" if blend else "alone"
+        how = ("blended with the incoming order by position" if blend and by_position
+               else f"blended {blend:g} with the incoming order" if blend else "alone")
         return (
             f"the embedding reranker with the collection's own model ({how}) re-scores the candidates with the "
             f"model that ranked them: over a {mode} first stage it measured lower nDCG@10 than {mode} alone on "

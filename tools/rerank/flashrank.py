@@ -74,6 +74,7 @@ class FlashRankReranker(Reranker):
     family = "flashrank"
     Options = FlashRankOptions
     path_options = ("model", "cache_dir")
+    score_meaning = "the model's relevance probability in [0, 1] (listwise models: 1/rank); returned as is"
 
     def __init__(
         self,

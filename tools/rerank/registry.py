@@ -71,6 +71,9 @@ class Family:
     # and the stand-in for a missing model use with it
     auto_rank: int | None = None
     auto_options: tuple[tuple[str, Any], ...] = ()
+    # False: over a ranked input auto keeps the input's order rather than run this family (it
+    # measured below the first stages it reranked: docs/eval/auto/report.md)
+    auto_over_ranked: bool = True
 
 
 FAMILIES: dict[str, Family] = {
@@ -81,10 +84,11 @@ FAMILIES: dict[str, Family] = {
             "rerank_mcp.tools.rerank.auto:AutoReranker",
             (),
             None,
-            "the default: the best reranker present here, in this order: cross-encoder (if its model is "
-            "here), flashrank (if its model is here), embedding (blend 0.5), bm25; for text that is not English, a "
-            "multilingual model present here (bge-reranker-v2-m3, bge-reranker-base, FlashRank MultiBERT) where that "
-            "pick covers English only; the result names its pick.",
+            "the default: the best reranker present here: cross-encoder (if its model is here), flashrank "
+            "(if its model is here), else for unordered passages embedding (then bm25), and for a ranking "
+            "(inside search, or ordered) the input order kept; for text that is not English, a multilingual model "
+            "present here (bge-reranker-v2-m3, bge-reranker-base, FlashRank MultiBERT) where that pick covers "
+            "English only; the result names what ran (used).",
         ),
         Family(
             "bm25",
@@ -94,6 +98,7 @@ FAMILIES: dict[str, Family] = {
             "lexical BM25, instant, no model; inside search it scores with the collection's statistics "
             "(IDF, average length), elsewhere over the candidates only.",
             auto_rank=4,
+            auto_over_ranked=False,
         ),
         Family(
             "embedding",
@@ -102,7 +107,8 @@ FAMILIES: dict[str, Family] = {
             "sentence-transformers",
             "cosine similarity under a bi-encoder (the collection's by default); fully offline.",
             auto_rank=3,
-            auto_options=(("blend", 0.5),),
+            auto_options=(("blend_by_position", True),),
+            auto_over_ranked=False,
         ),
         Family(
             "cross-encoder",
@@ -175,6 +181,8 @@ class RerankerInfo(BaseModel):
     languages: str | None = Field(
         None, description="the languages its default model covers: 'en' (English only), 'zh,en' (Chinese and "
         "English), 'multilingual'; null when unknown or not a model's to say")
+    score: str | None = Field(None, description="what the family's score is (the scale of min_score), and how the "
+                              "HTTP API maps it into [0, 1]")
     options_schema: dict[str, Any] = Field(
         default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
     )
@@ -274,13 +282,14 @@ class RerankerRegistry:
             return inst
         cls = self.resolve_class(name)
         opts = cls.parse_options(options)
-        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "model"})
+        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "blend_by_position", "model"})
         model = getattr(opts, "model", None)
         try:
             inst = cls(model, context=self.context, registry=self, **kwargs)
         except TypeError as exc:
             raise InvalidInput(f"bad options for reranker {name!r}: {exc}") from None
         inst.blend = float(opts.blend)
+        inst.blend_by_position = bool(opts.blend_by_position)
         inst.context = self.context
         inst.registry = self
         with self._lock:
@@ -303,15 +312,18 @@ class RerankerRegistry:
         except Exception as exc:  # an import that fails is reported, not raised
             return f"import failed: {type(exc).__name__}: {exc}"
 
-    def auto_order(self) -> list[tuple[str, dict[str, Any]]]:
-        """The families ``auto`` considers, best first, with the options it uses them with."""
+    def auto_order(self, ordered: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """The families ``auto`` considers, best first, with the options it uses them with.
+        ``ordered``: the passages arrive ranked (inside search); otherwise no option that fuses
+        with the input order (``blend``) is used."""
         ranked = sorted((f for f in FAMILIES.values() if f.auto_rank is not None), key=lambda f: f.auto_rank)
-        return [(f.name, dict(f.auto_options)) for f in ranked]
+        return [(f.name, {k: v for k, v in f.auto_options if ordered or not k.startswith("blend")}) for f in ranked]
 
-    def best_present(self, exclude: set[str] | frozenset[str] = frozenset()) -> tuple[str, dict[str, Any]]:
+    def best_present(self, exclude: set[str] | frozenset[str] = frozenset(),
+                     ordered: bool = True) -> tuple[str, dict[str, Any]]:
         """The first family of :meth:`auto_order` that runs here now (its model present), with
         its options; ``bm25`` when nothing else does."""
-        for name, options in self.auto_order():
+        for name, options in self.auto_order(ordered):
             if name not in exclude and self.availability(name) is None:
                 return name, options
         return "bm25", {}
@@ -376,9 +388,14 @@ class RerankerRegistry:
                         stand_in, _ = self.best_present(exclude={fam.name})
                         note = f"calls are answered by {stand_in} until the model is here"
             languages = self._languages(fam.name, default_model)
+            status_note = getattr(cls, "status_note", None) if cls is not None and reason is None else None
+            if status_note is not None:
+                note = status_note(self.context, self)
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
+                if not self.family(pick).auto_over_ranked:
+                    note += " for unordered passages, and keeps the order of ranked ones (inside search)"
                 languages = self._languages(pick, self.resolve_class(pick).default_model(self.context))
                 multi = self._multilingual_present()
                 if multi is not None and languages in (None, "en"):
@@ -406,6 +423,7 @@ class RerankerRegistry:
                     download=download,
                     note=note,
                     languages=languages,
+                    score=getattr(cls, "score_meaning", None) if cls is not None else None,
                     options_schema=schema,
                 )
             )

@@ -1,0 +1,258 @@
+"""Reranking passages whose order is not a ranking, offline, with the default reranker.
+
+A fresh data dir and no cross-encoder or FlashRank model on the machine: ``auto`` falls back
+to the ``embedding`` reranker (the packaged all-MiniLM-L6-v2). Passages an agent collected
+arrive in no meaningful order, so no reranker may blend with it: over four passages, a 50/50
+RRF blend with the input order let the first passage (about BM25) win over the one about
+bread. Checked through an in-memory MCP client session, and through the HTTP API served by
+``rerank-mcp serve --http`` as a subprocess: Cohere's ``/v2/rerank`` with the official
+``cohere`` SDK and TEI's ``/rerank``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import cohere
+import httpx
+import pytest
+from mcp import Client
+
+from rerank_mcp.server.app import build_server
+from tests.fixtures.env import offline_env
+from tests.fixtures.servers import serve_http
+
+QUERY = "sourdough bread dough"
+PASSAGES = [
+    "Okapi BM25 ranks documents by how often the query terms occur in them, weighted by how rare the terms are.",
+    "Sourdough bread rises because wild yeast and lactic acid bacteria ferment the dough for many hours.",
+    "FAISS searches dense vectors by inner product or L2 distance.",
+    "The TCP handshake opens a connection with SYN, SYN-ACK and ACK packets.",
+]
+BREAD = 1
+TOKEN = "unordered-token-1234"
+
+
+@pytest.mark.anyio
+async def test_default_rerank_over_mcp_puts_the_bread_passage_first(settings):
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES})
+        assert not r.is_error, r.content
+        res = r.structured_content
+        assert res["reranker"] == "auto" and res["used"] == "embedding"
+        assert [p["index"] for p in res["passages"]][0] == BREAD
+        assert res["ordered"] is False and res.get("blend") is None
+        assert res["notes"][0].startswith("auto picked embedding:")  # no blend named
+
+        # the caller says the passages are ranked: offline, auto keeps that order (docs/eval/auto)
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "ordered": True})
+        res = r.structured_content
+        assert res["ordered"] is True and res["used"] == "none" and res.get("blend") is None
+        assert [p["index"] for p in res["passages"]] == [0, 1, 2, 3]
+        assert res["notes"][0].startswith("auto kept the input order")
+        # an explicit blend with a ranked input is applied
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "ordered": True,
+                                         "reranker": "embedding", "options": {"blend": 0.5}})
+        assert r.structured_content["blend"] == 0.5
+
+
+@pytest.mark.anyio
+async def test_min_score_on_rerank_and_search_uses_the_rankers_own_scale(settings):
+    async with Client(build_server(settings)) as c:
+        full = (await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES})).structured_content
+        cos = {p["index"]: p["score"] for p in full["passages"]}
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "min_score": 0.3})
+        res = r.structured_content
+        assert [p["index"] for p in res["passages"]] == [i for i in cos if cos[i] >= 0.3] and len(res["passages"]) < 4
+        assert any(n.startswith("min_score 0.3 dropped") for n in res["notes"])
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "min_score": "x"})
+        assert r.is_error
+
+        # inside search the order is a ranking (blended scores), but min_score reads the cosine
+        docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
+        assert not (await c.call_tool("ingest", {"collection": "bread", "documents": docs})).is_error
+        r = await c.call_tool("search", {"query": QUERY, "collection": "bread", "k": 4,
+                                         "rerank": {"reranker": "embedding", "options": {"blend": 0.5},
+                                                    "min_score": 0.3}})
+        assert not r.is_error, r.content
+        hits = r.structured_content["hits"]
+        assert {h["doc_id"] for h in hits} == {f"d{i}" for i in cos if cos[i] >= 0.3}
+        assert all(h["score"] < 0.02 for h in hits)  # the fused values rank; the cosine filters
+
+        infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
+        assert "cosine" in infos["embedding"]["score"] and "s / (s + 5)" in infos["bm25"]["score"]
+
+
+def _ready(port: int) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+@contextmanager
+def _server(tmp: Path):
+    env = offline_env(RERANK_MCP_DATA_DIR=str(tmp / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
+                      RERANK_MCP_FLASHRANK_CACHE_DIR=str(tmp / "no-flashrank"),
+                      RERANK_MCP_HTTP_MODELS=json.dumps({"emb-blend": {"reranker": "embedding", "options": {"blend": 0.5}}}))
+    with serve_http(env, tmp / "server.log", ready=_ready, cwd=tmp) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("unordered-api")
+    with _server(tmp) as base:
+        yield base
+
+
+@pytest.mark.slow
+def test_default_rerank_over_cohere_v2_puts_the_bread_passage_first(api):
+    co = cohere.ClientV2(api_key=TOKEN, base_url=api)
+    r = co.rerank(model=None, query=QUERY, documents=PASSAGES)  # type: ignore[arg-type]
+    assert r.results[0].index == BREAD
+
+
+@pytest.mark.slow
+def test_default_rerank_over_tei_puts_the_bread_passage_first(api):
+    r = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES},
+                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["index"] == BREAD
+    # ranked input, said so: offline, auto keeps its order
+    r = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "ordered": True},
+                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["index"] == 0
+
+
+# ----------------------------------------------------------------------------- scores and what ran
+
+
+def _cosines() -> list[float]:
+    from rerank_mcp.tools.rerank.registry import RerankerRegistry
+
+    res = RerankerRegistry().get("embedding").rerank(QUERY, PASSAGES)
+    return [s for _, s in sorted((p.index, p.score) for p in res.passages)]
+
+
+@pytest.mark.slow
+def test_http_scores_are_the_rankers_own_mapped_to_unit_and_say_what_ran(api):
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    # TEI raw_scores: the cosine itself (the server's embedding backend may round differently from torch's)
+    raw = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "raw_scores": True}, headers=h,
+                     timeout=120).json()
+    cos = {x["index"]: x["score"] for x in raw}
+    assert cos == pytest.approx(dict(enumerate(_cosines())), abs=0.05)
+    co = cohere.ClientV2(api_key=TOKEN, base_url=api)
+    r = co.rerank(model="auto", query=QUERY, documents=PASSAGES)
+    for x in r.results:  # (cosine + 1) / 2: not RRF values near 0.016
+        assert 0.0 <= x.relevance_score <= 1.0
+        assert x.relevance_score == pytest.approx((cos[x.index] + 1) / 2, abs=1e-6)
+    assert r.meta.warnings and r.meta.warnings[0].startswith("ranked by embedding, not auto: auto picked embedding")
+
+    for path, body in (("/v2/rerank", {"query": QUERY, "documents": PASSAGES}),
+                       ("/v1/rerank", {"query": QUERY, "documents": PASSAGES}),
+                       ("/rerank", {"query": QUERY, "texts": PASSAGES})):
+        resp = httpx.post(f"{api}{path}", json=body, headers=h, timeout=120)
+        assert resp.status_code == 200 and resp.headers["x-rerank-used"] == "embedding", (path, resp.headers)
+        assert "x-rerank-blend" not in resp.headers
+    resp = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "ordered": True}, headers=h, timeout=120)
+    assert resp.headers["x-rerank-used"] == "none" and [x["index"] for x in resp.json()] == [0, 1, 2, 3]
+    resp = httpx.post(f"{api}/v2/rerank", json={"query": QUERY, "documents": PASSAGES, "ordered": True}, headers=h,
+                      timeout=120)
+    assert resp.json()["meta"]["warnings"][0].startswith("not reranked: auto kept the input order (a ranking)")
+    resp = httpx.post(f"{api}/rerank", json={"model": "emb-blend", "query": QUERY, "texts": PASSAGES, "ordered": True},
+                      headers=h, timeout=120)
+    assert resp.status_code == 200 and resp.headers["x-rerank-blend"] == "0.5"
+    got = {x["index"]: x["score"] for x in resp.json()}
+    assert got == pytest.approx({i: (c + 1) / 2 for i, c in cos.items()}, abs=1e-6)  # the cosine mapped, not RRF
+
+    # min_score on the cosine's scale drops the rest
+    kept = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "min_score": 0.3}, headers=h,
+                      timeout=120).json()
+    assert [x["index"] for x in kept] == [i for i in sorted(range(4), key=lambda i: -cos[i]) if cos[i] >= 0.3]
+    assert kept and len(kept) < len(PASSAGES)
+    bad = httpx.post(f"{api}/rerank", json={"query": QUERY, "texts": PASSAGES, "min_score": "high"}, headers=h,
+                     timeout=120)
+    assert bad.status_code == 422 and "min_score" in bad.json()["error"]
+
+
+@pytest.mark.slow
+def test_http_503_for_a_missing_model_says_nothing_was_ranked(api):
+    r = httpx.post(f"{api}/v2/rerank", json={"model": "cross-encoder", "query": QUERY, "documents": PASSAGES},
+                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+    assert r.status_code == 503
+    msg = r.json()["message"]
+    assert "nothing was ranked" in msg and "models pull" in msg
+    assert "instead" not in msg  # it used to say "ranked by embedding instead"
+
+
+@pytest.mark.anyio
+async def test_search_note_says_blended_when_a_stand_in_blends(settings):
+    """The cross-encoder's model is missing: the embedding reranker stands in, blended with the
+    first stage's order inside search (position-aware); the note used to call it "(alone)"."""
+    async with Client(build_server(settings)) as c:
+        docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
+        assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
+        r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "mode": "hybrid",
+                                         "rerank": {"reranker": "cross-encoder"}})
+        res = r.structured_content
+        assert res["rerank_used"] == "embedding" and "not on this machine" in res["rerank_fallback"]
+        note = next(n for n in res["notes"] if "embedding reranker" in n)
+        assert "(blended with the incoming order by position)" in note and "(alone)" not in note
+        assert res["hits"] and "blend" not in res.get("rerank_fallback", "")
+        r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "mode": "hybrid",
+                                         "rerank": {"reranker": "embedding"}})
+        note = next(n for n in r.structured_content["notes"] if "embedding reranker" in n)
+        assert "(alone)" in note
+
+
+@pytest.mark.anyio
+async def test_list_rerankers_calls_cascade_available_when_it_runs_with_stand_ins(settings):
+    async with Client(build_server(settings)) as c:
+        infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
+        cas = infos["cascade"]
+        assert infos["cross-encoder"]["status"] == "missing" and infos["flashrank"]["status"] == "missing"
+        assert cas["available"] is True and cas["status"] == "ready", cas
+        assert "stage flashrank is answered by embedding" in cas["note"]
+        assert "stage cross-encoder is answered by embedding" in cas["note"]
+        r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "reranker": "cascade"})
+        assert not r.is_error, r.content
+        assert r.structured_content["passages"][0]["index"] == BREAD
+
+
+def test_cli_rerank_prints_which_reranker_ranked(tmp_path, capsys):
+    from rerank_mcp.server.cli import run
+
+    base = ["--data-dir", str(tmp_path / "data")]
+    assert run([*base, "rerank", QUERY, *PASSAGES]) == 0
+    out = capsys.readouterr().out
+    assert "reranked by embedding, picked by auto" in out and "blended" not in out
+    assert run([*base, "rerank", "--ordered", QUERY, *PASSAGES]) == 0
+    assert "reranked by none: auto kept the input order (a ranking)" in capsys.readouterr().out
+    assert run([*base, "rerank", "--ordered", "-r", "embedding", "--options", '{"blend": 0.5}', QUERY, *PASSAGES]) == 0
+    assert "reranked by embedding, blended with the input order" in capsys.readouterr().out
+    assert run([*base, "rerank", "-r", "cross-encoder", QUERY, *PASSAGES]) == 0
+    out = capsys.readouterr().out
+    assert "reranked by embedding, standing in for cross-encoder" in out and "fallback:" in out
+    assert run([*base, "rerank", "--min-score", "0.3", QUERY, *PASSAGES]) == 0
+    assert "min_score 0.3 dropped" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_default_search_rerank_offline_keeps_the_first_stage_order(settings):
+    """Inside search the candidates are a ranking; with no cross-encoder or FlashRank model, auto
+    keeps their order (every offline reranker measured below a hybrid first stage)."""
+    async with Client(build_server(settings)) as c:
+        docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
+        assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
+        plain = (await c.call_tool("search", {"query": QUERY, "collection": "kb", "k": 4})).structured_content
+        r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "k": 4, "rerank": {"reranker": "auto"}})
+        res = r.structured_content
+        assert res["rerank_used"] == "none"
+        assert [h["chunk_id"] for h in res["hits"]] == [h["chunk_id"] for h in plain["hits"]]
+        assert any(n.startswith("auto kept the input order") for n in res["notes"])
