@@ -101,13 +101,13 @@ class AutoReranker(Reranker):
     def score(self, query: str, texts: Sequence[str], corpus: CorpusStats | None = None,
               ordered: bool = False) -> Scored:
         name, options, notes, download = self.pick(ordered)
+        other = multilingual_pick(self.registry, query, texts, name, options)
+        if other is not None:  # a trained multilingual model present here ranks text that is not English
+            name, options, note = other
+            notes = [note]
         if name == KEEP_ORDER:  # the input order, a ranking, kept: scores are 1/rank
             keep = [1.0 / (i + 1) for i in range(len(texts))]
             return Scored(keep, notes=notes, used=KEEP_ORDER, download=download, unit=list(keep))
-        other = multilingual_pick(self.registry, query, texts, name, options)
-        if other is not None:
-            name, options, note = other
-            notes = [note]
         scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
@@ -144,7 +144,7 @@ def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: s
         return None
     cjk = q_cjk or (p_other and any(c for _, c in marks))
     ctx = registry.context
-    if family == "bm25":
+    if family in ("bm25", KEEP_ORDER):
         current, langs = None, None
     else:
         current = options.get("model") or registry.get(family, options).model
@@ -164,7 +164,8 @@ def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: s
         ref = ModelRef(model, "flashrank" if fam == "flashrank" else "hf")
         if covers and not _missing_modules(registry.family(fam)) and models.present(ref):
             which = "the query" if q_other else "the passages"
-            was = f"{family}'s model {current} covers English only" if current else f"{family} is lexical"
+            was = (f"{family}'s model {current} covers English only" if current
+                   else "no other trained reranker is here" if family == KEEP_ORDER else f"{family} is lexical")
             return fam, {"model": model}, (f"auto picked {fam} with model={model} ({model_languages(model)}): {which} "
                                            f"{'is' if q_other else 'are'} not English and {was}")
     return None
