@@ -173,7 +173,8 @@ def test_misspelt_reranker_or_option_fails_before_the_ingest(tmp_path, capsys, m
     assert rc == 1 and what in err, err[-2000:]
 
 
-def test_allow_stand_in_labels_what_ran(tmp_path, capsys):
+def test_allow_stand_in_labels_what_ran(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # the table at its natural width (labels unwrapped)
     data = tiny_beir(tmp_path / "tiny")
     out = tmp_path / "report"
     rc = run_cli(["--data-dir", str(tmp_path / "d"), "eval", str(data), "--pipelines", "hybrid+cross-encoder,bm25+auto",
