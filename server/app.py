@@ -50,8 +50,19 @@ Use `list_collections` to see what is stored and `list_rerankers` to see which r
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
+class Unconfigured:
+    """The lifespan state of a server started with invalid settings: every tool answers with
+    ``message`` (which variable, what it accepts, an example) instead of working."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 def _state(ctx: Context) -> AppState:
-    return ctx.request_context.lifespan_context
+    st = ctx.request_context.lifespan_context
+    if isinstance(st, Unconfigured):
+        raise ToolError(st.message)
+    return st
 
 
 async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -106,13 +117,18 @@ def _root_paths(roots: ListRootsResult) -> list[Path]:
     return out
 
 
-def build_server(settings: Settings, state: AppState | None = None) -> MCPServer:
-    """The MCP server. ``state`` lets tests share one already-built state."""
+def build_server(settings: Settings, state: AppState | None = None, config_error: str | None = None) -> MCPServer:
+    """The MCP server. ``state`` lets tests share one already-built state. ``config_error``: the
+    settings did not validate (``settings`` are then the defaults in their place); the server
+    starts, opens nothing, says so in its instructions and answers every tool call with it."""
 
     live: dict[str, AppState] = {}  # for static resources, which get no Context
 
     @asynccontextmanager
-    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState | Unconfigured]:
+        if config_error is not None:
+            yield Unconfigured(config_error)
+            return
         st = state or await anyio.to_thread.run_sync(build_state, settings)
         live["state"] = st
         try:
@@ -123,7 +139,11 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 with anyio.CancelScope(shield=True):  # a cancelled session still closes the index
                     await anyio.to_thread.run_sync(st.close)
 
-    server = MCPServer("rerank-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version="0.1.0")
+    instructions = INSTRUCTIONS
+    if config_error is not None:
+        instructions = (f"THIS SERVER IS NOT CONFIGURED CORRECTLY: every tool answers with this error until the "
+                        f"setting is fixed and the server restarted.\n{config_error}\n\n{INSTRUCTIONS}")
+    server = MCPServer("rerank-mcp", instructions=instructions, lifespan=lifespan, version=_version())
     server.live_state = live  # type: ignore[attr-defined]  # the running state, for the HTTP rerank API
     _announce_resource_changes(server)
 
@@ -366,6 +386,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
     async def collections_resource() -> str:
+        if config_error is not None:
+            raise ResourceError(config_error)
         res = await _resource(coll_tools.list_collections, live["state"].engine)
         return res.model_dump_json(indent=1)
 
@@ -402,6 +424,12 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         return json.dumps(doc, indent=1, ensure_ascii=False)
 
     return server
+
+
+def _version() -> str:
+    from rerank_mcp.server.cli import package_version
+
+    return package_version()
 
 
 def _announce_resource_changes(server: MCPServer) -> None:

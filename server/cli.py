@@ -37,14 +37,32 @@ def _offline_env() -> None:
 AddVerb = Callable[[argparse._SubParsersAction], None]
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rerank-mcp")
+    except PackageNotFoundError:  # run from a source tree
+        return "0.1.0"
+
+
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """The options every verb accepts, before or after it. On the verbs' parsers their defaults are
+    suppressed, so a value given before the verb is not reset by the verb's parser."""
+    d = {"default": argparse.SUPPRESS} if suppress else {}
+    p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)", **d)
+    p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)", **d)
+    p.add_argument("--allowed-root", action="append", dest="roots_after_verb" if suppress else "allowed_roots",
+                   help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS: a JSON list, one "
+                        "folder, or folders separated by the path separator)", **d)
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)", **d)
+    p.add_argument("--json", action="store_true", help="print results as JSON on stdout", **d)
+
+
 def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rerank-mcp", description="Retrieve-then-rerank MCP server and CLI.")
-    p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)")
-    p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)")
-    p.add_argument("--allowed-root", action="append", dest="allowed_roots",
-                   help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS as a JSON list)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)")
-    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    p.add_argument("--version", action="version", version=f"rerank-mcp {package_version()}")
+    _global_options(p, suppress=False)
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("serve", help="run the MCP server (stdio by default)")
@@ -130,12 +148,12 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
 
     for add in (watch_command.add_parser, models_command.add_parser, *extra_verbs):
         add(sub)
+    for verb in sub.choices.values():
+        _global_options(verb, suppress=True)
     return p
 
 
-def _settings(args: argparse.Namespace):
-    from rerank_mcp.server.settings import load_settings
-
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {
         "data_dir": args.data_dir,
         "embedding_model": args.embedding_model,
@@ -144,7 +162,7 @@ def _settings(args: argparse.Namespace):
     }
     if args.command == "serve":
         over.update(http_host=args.host, http_port=args.port, read_only=args.read_only)
-    return load_settings(**over)
+    return over
 
 
 def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
@@ -154,12 +172,26 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *argv])
+    after = getattr(args, "roots_after_verb", None)
+    if after:  # --allowed-root before and after the verb: all of them
+        args.allowed_roots = [*(args.allowed_roots or []), *after]
     _offline_env()
+    from rerank_mcp.server.settings import load_settings
+
     try:
-        settings = _settings(args)
+        settings = load_settings(**_overrides(args))
     except Exception as exc:
-        sys.stderr.write(f"error: invalid settings: {exc}" + "\n")
-        return 2
+        from rerank_mcp.server.config_help import explain, fallback_settings
+
+        message = explain(exc)
+        sys.stderr.write(f"error: {message}" + "\n")
+        if args.command != "serve" or args.http:
+            return 2
+        # A stdio server still starts: its client shows this message (instructions and every
+        # tool's answer) rather than a server that disconnected for no visible reason.
+        settings = fallback_settings(exc, **_overrides(args))
+        _setup_logging(settings.log_level)
+        return _serve(args, settings, config_error=message)
     _setup_logging(settings.log_level)
     if args.command == "serve":
         return _serve(args, settings)
@@ -178,10 +210,10 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
         return 130
 
 
-def _serve(args: argparse.Namespace, settings) -> int:
+def _serve(args: argparse.Namespace, settings, config_error: str | None = None) -> int:
     from rerank_mcp.server.app import build_server
 
-    server = build_server(settings)
+    server = build_server(settings, config_error=config_error)
     if args.http:
         from rerank_mcp.server.http import serve_http
 
