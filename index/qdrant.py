@@ -67,6 +67,7 @@ from rerank_mcp.index.contract import (
     Ranked,
 )
 from rerank_mcp.index.filters import And, Cond, Filter, Not, Or
+from rerank_mcp.index.install import install_command
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _models():
         from qdrant_client import models
     except ImportError:
         raise DependencyMissing(
-            "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+            "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
         ) from None
     return models
 
@@ -305,7 +306,7 @@ class _Conn:
             from qdrant_client import QdrantClient
         except ImportError:
             raise DependencyMissing(
-                "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+                "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
             ) from None
         self.local = not config.qdrant_url
         self.retries = max(0, int(config.qdrant_retries))

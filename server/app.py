@@ -427,7 +427,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
 
 
 def _version() -> str:
-    from rerank_mcp.server.cli import package_version
+    from rerank_mcp.index.install import package_version
 
     return package_version()
 

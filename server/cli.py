@@ -37,15 +37,6 @@ def _offline_env() -> None:
 AddVerb = Callable[[argparse._SubParsersAction], None]
 
 
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rerank-mcp")
-    except PackageNotFoundError:  # run from a source tree
-        return "0.1.0"
-
-
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     """The options every verb accepts, before or after it. On the verbs' parsers their defaults are
     suppressed, so a value given before the verb is not reset by the verb's parser."""
@@ -61,6 +52,8 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 
 def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rerank-mcp", description="Retrieve-then-rerank MCP server and CLI.")
+    from rerank_mcp.index.install import package_version
+
     p.add_argument("--version", action="version", version=f"rerank-mcp {package_version()}")
     _global_options(p, suppress=False)
     sub = p.add_subparsers(dest="command")

