@@ -188,6 +188,9 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
     _setup_logging(settings.log_level)
     if args.command == "serve":
         return _serve(args, settings)
+    # A one-shot command never starts a background download: it would outlive the result (or be
+    # cut off by the exit); a missing model is named with its `rerank-mcp models pull` command.
+    settings = settings.model_copy(update={"download_models": False})
     from rerank_mcp.server.output import Output
 
     out = Output(as_json=args.json)

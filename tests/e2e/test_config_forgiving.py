@@ -129,3 +129,42 @@ def test_json_after_verb_runs(tmp_path):
 def test_version():
     p = subprocess.run([EXE, "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("rerank-mcp ") and p.stdout.split()[1][0].isdigit()
+
+
+def test_one_shot_cli_starts_no_background_download(tmp_path):
+    """`rerank-mcp rerank -r flashrank` with the model missing and downloads allowed: the answer
+    comes from a stand-in with the `models pull` command, and no download request is ever made
+    (a local HTTP server stands for the model hosts and records every request)."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        env = _env(tmp_path / "data", RERANK_MCP_FLASHRANK_BASE_URL=base, HF_ENDPOINT=base,
+                   RERANK_MCP_FLASHRANK_CACHE_DIR=str(tmp_path / "fr"))
+        env.pop("HF_HUB_OFFLINE")
+        env.pop("TRANSFORMERS_OFFLINE")
+        p = subprocess.run([EXE, "rerank", "war", "peace treaty", "the war ended", "-r", "flashrank", "--json"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        res = json.loads(p.stdout)
+        assert res["used"] != "flashrank"
+        assert "rerank-mcp models pull" in p.stdout and "downloading in the background" not in p.stdout
+        assert seen == []
+    finally:
+        srv.shutdown()
