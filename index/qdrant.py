@@ -316,6 +316,9 @@ class _Conn:
         if self.local:
             path = config.qdrant_path or str(config.data_dir / "qdrant")
             self.where = "local Qdrant (in memory)" if path == ":memory:" else f"local Qdrant storage {path}"
+            if not config.qdrant_path:
+                log.info("qdrant engine: no RERANK_MCP_QDRANT_URL or RERANK_MCP_QDRANT_PATH set, so the data is kept "
+                         "in local mode (one process at a time) in %s", path)
             try:
                 if path == ":memory:":
                     self.client = QdrantClient(location=":memory:")

@@ -168,3 +168,11 @@ def test_one_shot_cli_starts_no_background_download(tmp_path):
         assert seen == []
     finally:
         srv.shutdown()
+
+
+def test_qdrant_without_url_or_path_says_where_its_data_is(tmp_path):
+    pytest.importorskip("qdrant_client")
+    env = _env(tmp_path / "data", RERANK_MCP_BACKEND="qdrant")
+    p = subprocess.run([EXE, "collections", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "RERANK_MCP_QDRANT_URL" in p.stderr and str(tmp_path / "data" / "qdrant") in p.stderr
