@@ -65,12 +65,63 @@ def _state(ctx: Context) -> AppState:
     return st
 
 
-async def _run(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def _run(ctx: Context, fn: Callable[..., T], *args: Any, embeds: bool = False, **kwargs: Any) -> T:
     """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
 
     A call the client cancels, or that times out, is told to stop (server/workers.py): its
-    thread ends at the next batch boundary; every batch it wrote is one atomic transaction."""
+    thread ends at the next batch boundary; every batch it wrote is one atomic transaction.
+    ``embeds``: the call needs the embedding model; while that is still being prepared, the
+    client gets progress notifications saying so (:func:`_model_wait_notes`)."""
     st = _state(ctx)
+    if embeds and not st.engine.embedding.loaded:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_model_wait_notes, ctx, st)
+            try:
+                return await _work(st, fn, *args, **kwargs)
+            finally:
+                tg.cancel_scope.cancel()
+    return await _work(st, fn, *args, **kwargs)
+
+
+MODEL_NOTE_S = 0.5  # how often a call waiting for the embedding model says so (at most 2 s apart)
+
+
+async def _model_wait_notes(ctx: Context, st: AppState) -> None:
+    """Progress notifications while the embedding model is prepared (the one-time ONNX export)
+    or loaded, until it is ready: what the call waits for and for how long already."""
+    emb = st.engine.embedding
+    cfg = emb.config
+
+    def what() -> str:
+        from rerank_mcp.index.model_names import onnx_cache_dir
+        from rerank_mcp.index.prepare import needs_export
+
+        if cfg.embedder_factory is None and needs_export(cfg.embedding_model, cfg.embedding_backend,
+                                                         onnx_cache_dir(cfg.onnx_cache_dir)):
+            return (f"its one-time export to ONNX for the {cfg.embedding_backend} backend (about half a minute; "
+                    "`rerank-mcp models pull` makes it ahead of time)")
+        return "loading"
+
+    start = anyio.current_time()
+    n = 0
+    while not emb.loaded:
+        n += 1
+        try:
+            doing = await anyio.to_thread.run_sync(what)
+        except Exception:
+            doing = "loading"
+        if emb.loaded:
+            break
+        waited = anyio.current_time() - start
+        try:
+            await ctx.report_progress(n, None, f"waiting for the embedding model {emb.model_name}: {doing} "
+                                               f"({waited:.0f} s so far)")
+        except Exception:  # no progress token, or the client went away
+            pass
+        await anyio.sleep(MODEL_NOTE_S)
+
+
+async def _work(st: AppState, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, **kwargs)
     except TimeoutError:
@@ -203,7 +254,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
         return await _run(
             ctx, do_search, st.engine, st.registry, query, collection, k=k, mode=mode, fusion=fusion,
             weights=weights, filter=filter, rerank=rerank, limits=st.search_limits, max_tokens=max_tokens,
-            group_by=group_by, expand=expand, dedupe=dedupe,
+            group_by=group_by, expand=expand, dedupe=dedupe, embeds=mode != "bm25",
         )
 
     # ------------------------------------------------------------------ rerank
@@ -298,7 +349,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
     ) -> CollectionEvalResult:
         st = _state(ctx)
         return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
-                          limits=st.search_limits, progress=_progress(ctx))
+                          limits=st.search_limits, progress=_progress(ctx), embeds=True)
 
     # ------------------------------------------------------------------ write tools
     if not settings.read_only:
@@ -358,6 +409,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
                 paths or [], roots=allowed, glob=glob, chunk_size=chunk_size or st.settings.chunk_size,
                 chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
                 skip_invalid=skip_invalid, analyzer=analyzer, limits=st.ingest_limits, progress=_progress(ctx),
+                embeds=True,
             )
             if not existed:
                 await _resources_changed(ctx)  # a new collection: a new collections:// resource

@@ -162,6 +162,14 @@ def _warm(engine: Index) -> None:
     """Load the configured embedder, then those of collections built with another backend of the
     same model (their queries and new documents are embedded with it)."""
     try:
+        cfg = engine.embedding.config
+        if cfg.embedder_factory is None:
+            from rerank_mcp.index.model_names import onnx_cache_dir
+            from rerank_mcp.index.prepare import start_detached
+
+            proc = start_detached(cfg.embedding_model, cfg.embedding_backend, onnx_cache_dir(cfg.onnx_cache_dir))
+            if proc is not None:
+                proc.wait()  # the model load below waits for the export's lock in any case
         engine.embedding.embedder.encode(["warm up"])
         others = {c.embedding_model for c in engine.collections()} - {engine.embedding.identity}
         for ident in sorted(others):
