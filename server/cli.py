@@ -141,9 +141,17 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
 
     for add in (watch_command.add_parser, models_command.add_parser, *extra_verbs):
         add(sub)
-    for verb in sub.choices.values():
-        _global_options(verb, suppress=True)
+    _add_globals_below(p)
     return p
+
+
+def _add_globals_below(parser: argparse.ArgumentParser) -> None:
+    """The global options on every verb's parser, nested verbs (``models pull``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for verb in action.choices.values():
+                _global_options(verb, suppress=True)
+                _add_globals_below(verb)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -113,6 +113,8 @@ def test_global_options_before_or_after_verb(tmp_path):
         assert a.json is True and a.data_dir == "/d", argv
     a = p.parse_args(["--allowed-root", "/a", "ingest", "x", "--allowed-root", "/b"])
     assert a.allowed_roots == ["/a"] and a.roots_after_verb == ["/b"]
+    a = p.parse_args(["models", "pull", "--json", "--data-dir", "/d"])
+    assert a.json is True and a.data_dir == "/d"
     a = p.parse_args(["search", "q"])
     assert a.json is False and a.data_dir is None
 

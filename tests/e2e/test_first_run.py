@@ -135,3 +135,19 @@ async def test_killed_preparation_restarts_and_first_ingest_streams_progress(tmp
     assert done - waits[-1][0] <= 2.0 + 15  # notes went on until the model was there (its load takes a moment)
     assert len(_exports(cache)) == 1
     assert [p for p in cache.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")] == []
+
+
+def test_models_pull_prepares_the_default_model_ahead(tmp_path):
+    env = _env(tmp_path)
+    cache = tmp_path / "onnx"
+    p = subprocess.run([EXE, "models", "pull", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["state"] == "ready" and info["backend"] == "onnx-mixed-l0"
+    assert [str(x) for x in _exports(cache)] == [info["location"]] and info["size_bytes"] > 1_000_000
+    assert "exporting to ONNX" in p.stderr
+    # a server started afterwards has nothing to prepare: no export process, the first ingest is quick
+    _short_session(env)
+    assert not (cache / "prepare.log").exists()
+    p = subprocess.run([EXE, "models", "pull"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "ready" in p.stdout and "exporting" not in p.stderr
