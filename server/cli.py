@@ -44,6 +44,7 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)", **d)
     p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)", **d)
     p.add_argument("--allowed-root", action="append", dest="roots_after_verb" if suppress else "allowed_roots",
+                   metavar="FOLDER",
                    help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS: a JSON list, one "
                         "folder, or folders separated by the path separator)", **d)
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)", **d)
