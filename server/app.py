@@ -74,12 +74,18 @@ async def _run(ctx: Context, fn: Callable[..., T], *args: Any, embeds: bool = Fa
     client gets progress notifications saying so (:func:`_model_wait_notes`)."""
     st = _state(ctx)
     if embeds and not st.engine.embedding.loaded:
+        error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_model_wait_notes, ctx, st)
             try:
-                return await _work(st, fn, *args, **kwargs)
+                result = await _work(st, fn, *args, **kwargs)
+            except Exception as exc:  # raised below, outside the task group (which would wrap it in a group)
+                error = exc
             finally:
                 tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        return result
     return await _work(st, fn, *args, **kwargs)
 
 
@@ -251,6 +257,12 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
         ] = None,
     ) -> SearchResult:
         st = _state(ctx)
+        if collection == st.settings.default_collection and not await _exists(st, collection):
+            # a fresh install: nothing ingested yet is no error, and says what to do
+            return SearchResult(query=query, collection=collection, mode=mode, hits=[], notes=[
+                f"collection {collection!r} is empty: nothing has been ingested into it yet. Add documents or files "
+                "with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows what is "
+                "stored."])
         return await _run(
             ctx, do_search, st.engine, st.registry, query, collection, k=k, mode=mode, fusion=fusion,
             weights=weights, filter=filter, rerank=rerank, limits=st.search_limits, max_tokens=max_tokens,
