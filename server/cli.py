@@ -64,6 +64,9 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="HTTP port (default 8765)")
     s.add_argument("--read-only", action="store_true", default=None, help="remove the write tools")
+    s.add_argument("--allowed-roots", nargs="*", dest="roots_list", metavar="FOLDER",
+                   help="folders file ingest may read, as one list (for launchers that expand a list of folders "
+                        "into arguments, like the Claude Desktop extension's allowed folders)")
 
     s = sub.add_parser("ingest", help="ingest files, folders or text")
     s.add_argument("paths", nargs="*", help="files or folders")
@@ -174,8 +177,8 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *argv])
-    after = getattr(args, "roots_after_verb", None)
-    if after:  # --allowed-root before and after the verb: all of them
+    after = [*(getattr(args, "roots_after_verb", None) or []), *(getattr(args, "roots_list", None) or [])]
+    if after:  # --allowed-root before and after the verb, and serve's --allowed-roots: all of them
         args.allowed_roots = [*(args.allowed_roots or []), *after]
     _offline_env()
     from rerank_mcp.server.settings import load_settings
