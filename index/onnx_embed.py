@@ -63,13 +63,25 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
         return target
     from rerank_mcp.index.persist import exclusive_lock
 
-    with exclusive_lock(out_dir / f".{target.stem}.lock"):
-        if target.exists():  # made by another process while this one waited
-            return target
-        for stale in out_dir.glob(f".{target.stem}*"):
-            if not stale.name.endswith(".lock"):
-                stale.unlink(missing_ok=True)
-        return _export_int8(model_dir, out_dir, kind, keep_fp32)
+    with exclusive_lock(export_lock_path(target)):
+        return export_locked(model_dir, out_dir, kind, keep_fp32)
+
+
+def export_lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.lock")
+
+
+def export_locked(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
+    """:func:`_export_int8` for a caller holding the export's lock (:func:`export_lock_path`):
+    nothing when the file is there (made by another process while this one waited), else the
+    leftovers of a killed export removed and the export made."""
+    target = export_path(model_dir, out_dir, kind, keep_fp32)
+    if target.exists():
+        return target
+    for stale in out_dir.glob(f".{target.stem}*"):
+        if not stale.name.endswith(".lock"):
+            stale.unlink(missing_ok=True)
+    return _export_int8(model_dir, out_dir, kind, keep_fp32)
 
 
 def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,13 @@ def prepare(model: str, backend: str, cache_dir: Path) -> Path | None:
     return export_int8(model_folder(model), Path(cache_dir), "encoder", ONNX_BACKENDS[backend])
 
 
-def start_detached(model: str, backend: str, cache_dir: Path) -> subprocess.Popen | None:
+def start_detached(model: str, backend: str, cache_dir: Path, lock_wait_s: float = 30.0) -> subprocess.Popen | None:
     """Start the export in a process that outlives this one; None when nothing is to be done.
-    Its log goes to ``CACHE_DIR/prepare.log``."""
-    if not needs_export(model, backend, cache_dir):
+    Returns once that process holds the export's lock (or has ended), so that a model load in this
+    process waits for it rather than racing it to the lock and exporting in-process. Its log goes to
+    ``CACHE_DIR/prepare.log``."""
+    target = onnx_target(model, backend, cache_dir)
+    if target is None or target.exists():
         return None
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,17 @@ def start_detached(model: str, backend: str, cache_dir: Path) -> subprocess.Pope
         )
     log.info("preparing the embedding model %s for the %s backend (one-time ONNX export, in process %d, which "
              "finishes even if this server stops; log: %s)", model, backend, proc.pid, cache_dir / LOG_NAME)
+    from rerank_mcp.index.onnx_embed import export_lock_path
+
+    lock = export_lock_path(target)
+    deadline = time.monotonic() + lock_wait_s
+    while time.monotonic() < deadline and proc.poll() is None and not target.exists():
+        try:
+            if lock.read_text().strip() == str(proc.pid):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
     return proc
 
 
@@ -78,7 +93,17 @@ def main(argv: list[str]) -> int:
     apply()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s: %(message)s")
-    path = prepare(model, backend, Path(cache_dir))
+    target = onnx_target(model, backend, Path(cache_dir))
+    if target is None:
+        return 0
+    from rerank_mcp.index.model_names import model_folder
+    from rerank_mcp.index.onnx_embed import ONNX_BACKENDS, export_lock_path, export_locked
+    from rerank_mcp.index.persist import exclusive_lock
+
+    # the lock first, before the heavy imports of the export: the server that started this
+    # process waits until it holds it
+    with exclusive_lock(export_lock_path(target)):
+        path = export_locked(model_folder(model), Path(cache_dir), "encoder", ONNX_BACKENDS[backend])
     log.info("ready: %s", path)
     return 0
 

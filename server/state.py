@@ -135,7 +135,8 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     warming = None
     if warm:
         # Load the embedding model in the background so the first search does not pay for it.
-        warming = threading.Thread(target=lambda: _warm(engine), name="warm-embedder", daemon=True)
+        preparing = _start_preparing(engine)
+        warming = threading.Thread(target=lambda: _warm(engine, preparing), name="warm-embedder", daemon=True)
         warming.start()
     return AppState(
         settings=settings,
@@ -158,18 +159,29 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     )
 
 
-def _warm(engine: Index) -> None:
+def _start_preparing(engine: Index):
+    """Start the configured model's one-time ONNX export in a process of its own (index/prepare.py),
+    when it is missing; returns once that process holds the export's lock, so that no tool call
+    can race it and export in this process instead (an export that would end with the session)."""
+    cfg = engine.embedding.config
+    if cfg.embedder_factory is not None:
+        return None
+    from rerank_mcp.index.model_names import onnx_cache_dir
+    from rerank_mcp.index.prepare import start_detached
+
+    try:
+        return start_detached(cfg.embedding_model, cfg.embedding_backend, onnx_cache_dir(cfg.onnx_cache_dir))
+    except Exception as exc:  # the load reports it again, clearly, on first use
+        log.warning("could not start preparing the embedding model: %s", exc)
+        return None
+
+
+def _warm(engine: Index, preparing=None) -> None:
     """Load the configured embedder, then those of collections built with another backend of the
     same model (their queries and new documents are embedded with it)."""
     try:
-        cfg = engine.embedding.config
-        if cfg.embedder_factory is None:
-            from rerank_mcp.index.model_names import onnx_cache_dir
-            from rerank_mcp.index.prepare import start_detached
-
-            proc = start_detached(cfg.embedding_model, cfg.embedding_backend, onnx_cache_dir(cfg.onnx_cache_dir))
-            if proc is not None:
-                proc.wait()  # the model load below waits for the export's lock in any case
+        if preparing is not None:
+            preparing.wait()  # the model load below waits for the export's lock in any case
         engine.embedding.embedder.encode(["warm up"])
         others = {c.embedding_model for c in engine.collections()} - {engine.embedding.identity}
         for ident in sorted(others):

@@ -135,6 +135,10 @@ async def test_killed_preparation_restarts_and_first_ingest_streams_progress(tmp
     assert done - waits[-1][0] <= 2.0 + 15  # notes went on until the model was there (its load takes a moment)
     assert len(_exports(cache)) == 1
     assert [p for p in cache.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")] == []
+    # both exports ran in the background process (whose log this is), the second to the end: the
+    # ingest sent right after initialize waited for it rather than exporting in the server
+    log = (cache / "prepare.log").read_text()
+    assert log.count("exporting") == 2 and log.count("ready:") == 1, log
 
 
 def test_models_pull_prepares_the_default_model_ahead(tmp_path):
