@@ -94,9 +94,18 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     """``open_collections`` opens (and repairs) every collection now, as the server does on start;
     otherwise each opens on first use. ``config`` overrides fields of the index configuration."""
     engine = open_index(index_config(settings, **config), settings.backend)
-    repairs = engine.open_all() if open_collections else []
-    for note in repairs:
-        log.warning("repaired on start: %s", note)
+    repairs: list[str] = []
+
+    def report(notes: list[str]) -> None:
+        repairs.extend(notes)
+        for note in notes:
+            log.warning("repaired on start: %s", note)
+
+    opener = getattr(engine, "open_in_background", None)
+    if open_collections and warm and opener is not None:
+        opener(report)  # a server: its calls wait for the repair, its initialize does not (index/qdrant.py)
+    elif open_collections:
+        report(engine.open_all())
 
     from rerank_mcp.index.embedding import CacheReadingEncoder
 

@@ -178,3 +178,27 @@ def test_qdrant_without_url_or_path_says_where_its_data_is(tmp_path):
     p = subprocess.run([EXE, "collections", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "RERANK_MCP_QDRANT_URL" in p.stderr and str(tmp_path / "data" / "qdrant") in p.stderr
+
+
+def test_qdrant_server_state_connects_in_the_background(tmp_path):
+    """The server's state returns without importing qdrant-client (what made the qdrant engine's
+    initialize slow); the first use of the engine waits for the connection and the repair."""
+    pytest.importorskip("qdrant_client")
+    code = f"""
+import sys
+from pathlib import Path
+from rerank_mcp.server.settings import Settings
+from rerank_mcp.server.state import build_state
+s = Settings(data_dir=Path({str(tmp_path / "data")!r}), backend="qdrant")
+st = build_state(s, warm=True, embedder_factory=lambda: __import__("tests.fixtures.fakes", fromlist=["x"]).HashEmbedder())
+print("imported at return:", "qdrant_client.http" in sys.modules)
+print("collections:", st.engine.collections())
+print("imported after use:", "qdrant_client.http" in sys.modules)
+st.close()
+"""
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr
+    assert "imported at return: False" in p.stdout
+    assert "collections: []" in p.stdout and "imported after use: True" in p.stdout
