@@ -65,3 +65,20 @@ async def test_search_on_the_empty_default_collection_answers_what_to_do(setting
         assert r.structured_content["hits"] == [] and "ingest" in r.structured_content["notes"][0]
         r = await c.call_tool("search", {"query": "x", "collection": "elsewhere"})
         assert r.is_error and "elsewhere" in r.content[0].text  # a collection named by the caller stays an error
+
+
+async def test_a_call_cancelled_while_it_waits_for_the_model_leaves_the_session_working(settings):
+    import anyio
+
+    state = build_state(settings, warm=True, embedder_factory=_slow_embedder)
+    try:
+        async with Client(build_server(settings, state)) as c:
+            with anyio.move_on_after(1.0) as scope:
+                await c.call_tool("ingest", {"collection": "kb", "documents": [{"id": "a", "text": "alpha"}]})
+            assert scope.cancelled_caught
+            r = await c.call_tool("list_collections", {})
+            assert not r.is_error
+            r = await c.call_tool("ingest", {"collection": "kb", "documents": [{"id": "b", "text": "beta"}]})
+            assert not r.is_error and r.structured_content["added"] == 1
+    finally:
+        state.close()
