@@ -157,6 +157,10 @@ def run_bench(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
         log("== start-up: cold start, first call, steady state")
         report.append(bench_startup(settings, work, log))
+        from rerank_mcp.bench.startup import bench_fresh_install
+
+        log("== fresh install: first calls with an empty ONNX cache")
+        report.append(bench_fresh_install(settings, work, log))
 
     raw["sections"] = [{"title": s.title, "rows": s.rows, "notes": s.notes} for s in report]
     raw["peak_rss_mb"] = round(B.peak_rss_mb())

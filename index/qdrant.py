@@ -67,6 +67,7 @@ from rerank_mcp.index.contract import (
     Ranked,
 )
 from rerank_mcp.index.filters import And, Cond, Filter, Not, Or
+from rerank_mcp.index.install import install_command
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _models():
         from qdrant_client import models
     except ImportError:
         raise DependencyMissing(
-            "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+            "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
         ) from None
     return models
 
@@ -305,7 +306,7 @@ class _Conn:
             from qdrant_client import QdrantClient
         except ImportError:
             raise DependencyMissing(
-                "the qdrant backend needs qdrant-client: pip install 'rerank-mcp[qdrant]'"
+                "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
             ) from None
         self.local = not config.qdrant_url
         self.retries = max(0, int(config.qdrant_retries))
@@ -315,6 +316,9 @@ class _Conn:
         if self.local:
             path = config.qdrant_path or str(config.data_dir / "qdrant")
             self.where = "local Qdrant (in memory)" if path == ":memory:" else f"local Qdrant storage {path}"
+            if not config.qdrant_path:
+                log.info("qdrant engine: no RERANK_MCP_QDRANT_URL or RERANK_MCP_QDRANT_PATH set, so the data is kept "
+                         "in local mode (one process at a time) in %s", path)
             try:
                 if path == ":memory:":
                     self.client = QdrantClient(location=":memory:")
@@ -441,6 +445,19 @@ class _Entry:
                 "created_at": self.created_at, **({"analyzer": self.analyzer} if self.analyzer else {})}
 
 
+def _client_installed() -> bool:
+    """Whether qdrant-client can be imported, without importing it (which takes a while)."""
+    import importlib.util
+    import sys
+
+    if "qdrant_client" in sys.modules:
+        return sys.modules["qdrant_client"] is not None
+    try:
+        return importlib.util.find_spec("qdrant_client") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # ------------------------------------------------------------------------------------ engine
 class QdrantIndex(Index):
     """The index contract on Qdrant. All methods are thread-safe."""
@@ -450,14 +467,59 @@ class QdrantIndex(Index):
 
     def __init__(self, config: IndexConfig) -> None:
         super().__init__(config)
-        self.m = _models()
-        self.q = _Conn(config)
+        # qdrant-client is imported and connected on first use (or by open_in_background): its
+        # import alone takes longer than the embedded engine's whole start
+        if not _client_installed():
+            raise DependencyMissing("the qdrant backend needs qdrant-client: " + install_command(extra="qdrant"))
+        self._m: Any = None
+        self._conn: _Conn | None = None
+        self._conn_lock = threading.Lock()
+        self._opened = threading.Event()
+        self._opened.set()
+        self._opener: threading.Thread | None = None
         self._entries: dict[str, _Entry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._registry_ok = False
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def m(self) -> Any:
+        """``qdrant_client.models``, imported on first use."""
+        if self._m is None:
+            self._m = _models()
+        return self._m
+
+    @property
+    def q(self) -> _Conn:
+        """The connection, made on first use; while :meth:`open_in_background` runs, other
+        threads wait for it (no call works on collections before their repair)."""
+        if not self._opened.is_set() and threading.current_thread() is not self._opener:
+            self._opened.wait()
+        if self._conn is None:
+            with self._conn_lock:
+                if self._conn is None:
+                    self._conn = _Conn(self.config)
+        return self._conn
+
+    def open_in_background(self, report: Callable[[list[str]], None]) -> None:
+        """Connect and :meth:`open_all` in a thread of its own, handing the repair notes to
+        ``report``: a server answers ``initialize`` without waiting for qdrant-client's import and
+        the connection, and its calls wait until the collections are repaired. A failure is
+        logged; the next call connects again and reports it."""
+        self._opened.clear()
+
+        def run() -> None:
+            try:
+                report(self.open_all())
+            except Exception as exc:
+                log.warning("opening the qdrant engine: %s", exc)
+            finally:
+                self._opened.set()
+
+        self._opener = threading.Thread(target=run, name="qdrant-open", daemon=True)
+        self._opener.start()
+
     def _lock(self, name: str) -> threading.RLock:
         with self._guard:
             return self._locks.setdefault(name, threading.RLock())
@@ -1270,5 +1332,7 @@ class QdrantIndex(Index):
         return notes
 
     def close(self) -> None:
-        self.q.close()
+        self._opened.wait(30)
+        if self._conn is not None:
+            self._conn.close()
         super().close()

