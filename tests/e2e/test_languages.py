@@ -107,3 +107,20 @@ async def test_hybrid_never_falls_below_bm25_when_the_model_does_not_cover_the_q
         r = await c.call_tool("search", {"query": "lazy dog", "collection": "zh", "k": 3})
         assert not any("not trained" in n for n in r.structured_content["notes"])
         assert r.structured_content["hits"][0]["doc_id"] == "fox"
+
+
+async def test_auto_ranks_chinese_passages_with_bm25_when_the_embedding_model_is_english_only(settings):
+    """Offline, auto's fallback for unordered passages is the embedding reranker; its default model
+    covers English only, so for Chinese text auto takes bm25 (the CJK-aware analyzer) and says so."""
+    passages = [d["text"] for d in DOCS]
+    order = [6, 2, 4, 5, 0, 1, 3]  # the panda passage neither first nor last
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("rerank", {"query": "大熊猫每天吃多少竹子", "passages": [passages[i] for i in order]})
+        assert not r.is_error, r.content
+        out = r.structured_content
+        assert out["used"] == "bm25", out
+        assert any("auto picked bm25" in n and "English only" in n for n in out["notes"]), out["notes"]
+        assert order[out["passages"][0]["index"]] == 0
+        r = await c.call_tool("rerank", {"query": "lazy dog", "passages": [
+            "The quick brown fox jumps over the lazy dog.", "Pandas eat bamboo.", "Trains connect cities."]})
+        assert r.structured_content["used"] == "embedding"  # English text: the embedding reranker

@@ -23,6 +23,8 @@ another script), when the pick's model covers English only, ``auto`` takes a mul
 reranker present here instead (:func:`multilingual_pick`, over the registry's
 MULTILINGUAL_RERANKERS: BAAI/bge-reranker-v2-m3, then
 BAAI/bge-reranker-base, then FlashRank's ms-marco-MultiBERT-L-12) and says so in its notes.
+Without one, where it would rank Chinese, Japanese or Korean text with an English-only
+``embedding`` model, it takes ``bm25`` (the CJK-aware analyzer) instead (:func:`lexical_pick`).
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ class AutoReranker(Reranker):
               ordered: bool = False) -> Scored:
         name, options, notes, download = self.pick(ordered)
         other = multilingual_pick(self.registry, query, texts, name, options)
-        if other is not None:  # a trained multilingual model present here ranks text that is not English
+        if other is None:
+            other = lexical_pick(self.registry, query, texts, name, options)
+        if other is not None:  # a model (or BM25) that covers the text's language ranks it
             name, options, note = other
             notes = [note]
         if name == KEEP_ORDER:  # the input order, a ranking, kept: scores are 1/rank
@@ -128,6 +132,29 @@ def _not_english(text: str) -> tuple[bool, bool]:
     letters = [c for c in text if c.isalpha()]
     other = sum(1 for c in letters if ord(c) > 0x24F)
     return bool(letters) and other * 2 >= len(letters), False
+
+
+def lexical_pick(registry: Any, query: str, texts: Sequence[str], family: str,
+                 options: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+    """``("bm25", {}, note)`` when the pick is the ``embedding`` reranker with a model trained on
+    English only and the query (or most passages) is Chinese, Japanese or Korean: BM25 with the
+    CJK-aware analyzer ranks that text far better (docs/eval/auto/zh-shuffled); None otherwise."""
+    if family != "embedding":
+        return None
+    from rerank_mcp.index.analyzers import cjk_share
+    from rerank_mcp.index.contract import CJK_QUERY_SHARE
+    from rerank_mcp.index.model_names import model_covers_cjk
+
+    model = options.get("model") or getattr(registry.context, "embedding_model", None)
+    if not model or model_covers_cjk(model) is not False:
+        return None
+    q_cjk = cjk_share(query) >= CJK_QUERY_SHARE
+    p_cjk = bool(texts) and sum(cjk_share(t) >= CJK_QUERY_SHARE for t in texts) * 2 >= len(texts)
+    if not (q_cjk or p_cjk):
+        return None
+    which = "the query is" if q_cjk else "the passages are"
+    return "bm25", {}, (f"auto picked bm25: {which} Chinese, Japanese or Korean and the embedding model {model} "
+                        "was trained on English only")
 
 
 def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: str,
