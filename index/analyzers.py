@@ -44,13 +44,13 @@ CJK_MODES = ("unibigram", "bigram", "jieba")  # the first is the default
 # Scripts written without spaces between words (plus Hangul, which Lucene's CJKAnalyzer bigrams too):
 # CJK ideographs (unified, extensions A-F, compatibility), Hiragana, Katakana (and half-width forms),
 # Hangul syllables and jamo, Bopomofo.
-_CJK = (
+CJK_CHARS = (
     "\u1100-\u11ff\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf"
     "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff\uff66-\uff9f"
     "\U00020000-\U0002ebef\U00030000-\U0003134f"
 )
-_TOKEN_RE = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W{_CJK}]+)")
-_CJK_RE = re.compile(rf"[{_CJK}]")
+_TOKEN_RE = re.compile(rf"(?P<cjk>[{CJK_CHARS}]+)|(?P<word>[^\W{CJK_CHARS}]+)")
+_CJK_RE = re.compile(rf"[{CJK_CHARS}]")
 _local = threading.local()
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound
+from rerank_mcp.index.analyzers import CJK_CHARS
 from rerank_mcp.index.contract import ChunkRow, Index
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.tools.models import DuplicateHit, Hit, HitPassage, SearchResult
@@ -196,9 +197,13 @@ def _duplicate(h: Hit, row: ChunkRow | None) -> DuplicateHit:
                         start_line=line, end_line=end_line(line, h.text) if line is not None else None, score=h.score)
 
 
+_WORD_END = re.compile(rf"[{CJK_CHARS}]|[^\s{CJK_CHARS}]+")
+
+
 def _cut(text: str, budget: int, count) -> str:
-    """The longest prefix of ``text`` ending at a word boundary with at most ``budget`` tokens."""
-    ends = [m.end() for m in re.finditer(r"\S+", text)]
+    """The longest prefix of ``text`` ending at a word boundary with at most ``budget`` tokens
+    (in Chinese, Japanese and Korean text, written without spaces, after any character)."""
+    ends = [m.end() for m in _WORD_END.finditer(text)]
     lo, hi = 0, len(ends)
     while lo < hi:
         mid = (lo + hi + 1) // 2

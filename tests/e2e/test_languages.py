@@ -4,6 +4,8 @@ collection records, and the way out for collections analyzed otherwise."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mcp import Client
 
@@ -124,3 +126,46 @@ async def test_auto_ranks_chinese_passages_with_bm25_when_the_embedding_model_is
         r = await c.call_tool("rerank", {"query": "lazy dog", "passages": [
             "The quick brown fox jumps over the lazy dog.", "Pandas eat bamboo.", "Trains connect cities."]})
         assert r.structured_content["used"] == "embedding"  # English text: the embedding reranker
+
+
+def _zh_file(folder):
+    """A Chinese notes file: one topic per line, sentences with no spaces, a long paragraph at the end."""
+    topics = ["大熊猫是中国特有的动物，以竹子为主食。", "长城是古代中国修建的军事防御工程。", "黄河是中国第二长的河流。",
+              "茶叶起源于中国，乌龙茶产自福建和台湾。", "倒排索引把每个词映射到包含它的文档列表。", "高速铁路连接北京和上海。"]
+    lines = [f"第{i + 1}条：{topics[i % len(topics)]}" for i in range(30)]
+    lines[16] = "第17条：量子计算机利用量子叠加进行并行计算。"  # the one line about quantum computers
+    long_para = "".join(f"这是长段落的第{i}句，讨论搜索引擎如何给文档打分。" for i in range(60))  # ~1,400 characters
+    text = "\n".join(lines) + "\n\n" + long_para + "\n"
+    path = folder / "笔记.txt"
+    path.write_text(text, encoding="utf-8")
+    return path, text
+
+
+async def test_chinese_chunks_budgets_and_line_citations(settings):
+    from tests.e2e.test_search_shaping import count
+
+    path, text = _zh_file(settings.allowed_roots[0])
+    async with Client(build_server(settings)) as c:
+        r = await c.call_tool("ingest", {"collection": "zh", "paths": [str(path)]})
+        assert not r.is_error, r.content
+        doc = json.loads((await c.read_resource(f"documents://zh/{path}")).contents[0].text)
+        chunks = doc["chunks"]
+        assert len(chunks) > 2
+        for ch in chunks:  # chunk sizes in the embedding model's tokens; the long paragraph cut at sentence ends
+            assert count([ch["text"]])[0] <= settings.chunk_size
+            if "长段落" in ch["text"] and not ch["text"].endswith("\n"):
+                assert ch["text"].rstrip().endswith("。"), ch["text"][-20:]
+        res = (await c.call_tool("search", {"query": "量子计算机", "collection": "zh", "mode": "bm25",
+                                            "k": 3})).structured_content
+        h = res["hits"][0]
+        assert h["start_line"] <= 17 <= h["end_line"], (h["start_line"], h["end_line"])
+        lines = text.split("\n")
+        uri = f"documents://zh/{path}?lines={h['start_line']}-{h['end_line']}"
+        got = json.loads((await c.read_resource(uri)).contents[0].text)
+        assert got["text"].split("\n") == lines[h["start_line"] - 1 : h["end_line"]]
+        assert "量子计算机" in got["text"]
+        for budget in (15, 60, 200):  # a budget bounds the Chinese text returned, counted in word pieces
+            r = (await c.call_tool("search", {"query": "搜索引擎打分", "collection": "zh", "mode": "bm25",
+                                              "max_tokens": budget})).structured_content
+            assert r["tokens"] <= budget and sum(count([x["text"] for x in r["hits"]])) <= budget
+            assert r["hits"]
