@@ -88,7 +88,13 @@ def test_findings_count_queries_in_good_english():
                             latency_p95_ms=1.0, queries=len(per_query))
         return PipelineRun(metrics=m, per_query_ndcg=per_query, rankings={})
 
+    # findings need a significant difference: one query better, twenty worse
+    base = {f"q{i}": 0.9 for i in range(20)} | {"up": 0.2}
+    rer = {f"q{i}": 0.5 for i in range(20)} | {"up": 0.4}
+    runs = {"bm25": run("bm25", 0.87, base), "bm25+embedding": run("bm25+embedding", 0.49, rer)}
+    (finding,) = compare("tiny", runs)
+    assert "better on 1 query, worse on 20)" in finding.message
+    # and no finding at all for a drop the test does not call significant
     runs = {"bm25": run("bm25", 0.6, {"a": 1.0, "b": 0.2, "c": 0.6}),
             "bm25+embedding": run("bm25+embedding", 0.5, {"a": 0.5, "b": 0.4, "c": 0.6})}
-    (finding,) = compare("tiny", runs)
-    assert "better on 1 query, worse on 1)" in finding.message
+    assert compare("tiny", runs) == []
