@@ -203,7 +203,7 @@ def run_eval(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                         shuffle_candidates=args.shuffle_candidates,
                     )
                 info = state.engine.collection_info(name)
-                analyzers[ds.name] = (info.analyzer if info else None) or "legacy"
+                analyzers[ds.name] = info.analyzer_name if info else "legacy"
             finally:
                 if throwaway and state.engine.collection_info(name) is not None:
                     state.engine.drop(name)

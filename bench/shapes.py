@@ -128,6 +128,41 @@ def build_cross_encoder(out_dir: Path | str, shape: str = "ms-marco-MiniLM-L-6-v
     return out_dir
 
 
+def export_logits_onnx(model, path: Path, token_ids: tuple[int, int], length: int, padded_from: int) -> None:
+    """Export a sequence-classification model to ONNX with FlashRank's inputs (``input_ids``,
+    ``attention_mask``, ``token_type_ids``) and its ``logits`` output, batch and sequence
+    dynamic. The example input draws token ids from ``token_ids`` and pads its second row from
+    ``padded_from``, so the mask path is traced."""
+    import warnings
+
+    import torch
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    ids = torch.randint(token_ids[0], token_ids[1], (2, length), dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, padded_from:] = 0
+    axes = {0: "batch", 1: "seq"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer chatter
+        torch.onnx.export(
+            Wrapped(model),
+            (ids, mask, torch.zeros_like(ids)),
+            str(path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
 def build_flashrank(
     cache_dir: Path | str, model_name: str = "ms-marco-TinyBERT-L-2-v2", seed: int = 4321, int8: bool = True
 ) -> Path:
@@ -176,32 +211,7 @@ def build_flashrank(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    import warnings
-
-    ids = torch.randint(1000, 2000, (2, 16), dtype=torch.long)
-    mask = torch.ones_like(ids)
-    mask[1, 10:] = 0  # example input with padding, so the mask path is traced
-    axes = {0: "batch", 1: "seq"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer chatter
-        torch.onnx.export(
-            Wrapped(model),
-            (ids, mask, torch.zeros_like(ids)),
-            str(tmp / onnx_file),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["logits"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    export_logits_onnx(model, tmp / onnx_file, token_ids=(1000, 2000), length=16, padded_from=10)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -69,6 +69,11 @@ class CollectionInfo:
     chunks: int = 0
     analyzer: str | None = None  # the BM25 analyzer (index/analyzers.py); None: made before they were recorded
 
+    @property
+    def analyzer_name(self) -> str:
+        """The analyzer's name, ``legacy`` for a collection made before analyzers were recorded."""
+        return self.analyzer or analyzers.LEGACY
+
 
 @dataclass(frozen=True)
 class ChunkRow:
@@ -339,11 +344,9 @@ class Index(abc.ABC):
 
     @staticmethod
     def check_analyzer(info: CollectionInfo, requested: str | None) -> None:
-        if requested is None or analyzers.check_name(requested) == analyzers.AUTO:
-            return
-        want = analyzers.check_name(requested)
-        have = info.analyzer or analyzers.LEGACY
-        if want != have:
+        want = None if requested is None else analyzers.check_name(requested)
+        have = info.analyzer_name
+        if want not in (None, analyzers.AUTO, have):
             raise InvalidInput(
                 f"collection {info.name!r} is analyzed with {have!r}, not {want!r}: a collection's analyzer is "
                 f"fixed when it is created. Re-analyze it with `rerank-mcp reindex {info.name} --analyzer {want}` "
@@ -494,7 +497,7 @@ class Index(abc.ABC):
 
                 docs = itertools.islice(self.export_documents(name), 200)
                 want = analyzers.resolve(want, (c.text for d in docs for c in d.chunks))
-            if want == (info.analyzer or analyzers.LEGACY):
+            if want == info.analyzer_name:
                 return 0
             return self.set_analyzer(name, want, progress)
         emb = self.embedding.embedder

@@ -113,7 +113,7 @@ def resolve_allowed(path: str | os.PathLike, roots: Sequence[Path]) -> Path:
                 raise InvalidInput(f"no such file or folder: {_show(path)}") from None
             except (OSError, RuntimeError, ValueError) as exc:
                 raise InvalidInput(f"cannot resolve path {path!r}: {_why(exc)}") from None
-        if not any(candidate == root or root in candidate.parents for root in roots):
+        if not _inside(candidate, roots):
             raise PathNotAllowed(
                 f"path {_show(path)} is outside the allowed roots ({', '.join(map(str, roots))}; symlinks and "
                 "'..' are followed); add its folder to RERANK_MCP_ALLOWED_ROOTS to allow it"
@@ -476,6 +476,7 @@ def _docx_to_text(data: bytes, path: Path) -> tuple[str, str | None]:
 
 
 def _inside(real: Path, roots: Sequence[Path]) -> bool:
+    """``real`` is one of ``roots`` or lies below one (both resolved)."""
     return any(real == r or r in real.parents for r in roots)
 
 

@@ -17,7 +17,7 @@ def list_collections(index: Index) -> CollectionList:
         kind = index.dense_index_kind(c.name)
         out.append(CollectionSummary(name=c.name, documents=c.documents, chunks=c.chunks,
                                      embedding_model=c.embedding_model, dim=c.dim, dense_index=kind,
-                                     analyzer=c.analyzer or "legacy"))
+                                     analyzer=c.analyzer_name))
     return CollectionList(collections=out)
 
 

@@ -305,7 +305,7 @@ def ingest(
         chunks_written=chunks_written,
         elapsed_ms=elapsed * 1000,
         chunks_per_s=(chunks_written / elapsed) if chunks_written and elapsed > 0 else None,
-        analyzer=info.analyzer or "legacy",
+        analyzer=info.analyzer_name,
     )
 
 

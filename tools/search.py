@@ -171,7 +171,8 @@ def search(
         )
 
     qv = None
-    if mode in ("dense", "hybrid") and not (mode == "hybrid" and weights and weights.get("dense", 1.0) == 0):
+    dense_off = mode == "hybrid" and bool(weights) and weights.get("dense", 1.0) == 0  # a zero-weighted arm
+    if mode in ("dense", "hybrid") and not dense_off:
         t = time.perf_counter()
         qv = index.embedding.query(query, info)  # with the backend the collection was built with
         timings["embed_ms"] = (time.perf_counter() - t) * 1000

@@ -105,7 +105,7 @@ def sync_folders(
         unchanged=sum(o.status == "unchanged" for o in outcomes), failed=sum(o.status == "failed" for o in outcomes),
         deleted=len(deleted), chunks_written=written, elapsed_ms=elapsed * 1000,
         chunks_per_s=(written / elapsed) if written and elapsed > 0 else None, synced=[str(f) for f in folders],
-        analyzer=index.collection_info(collection).analyzer or "legacy",
+        analyzer=index.require_collection(collection).analyzer_name,
     )
 
 

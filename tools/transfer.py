@@ -65,7 +65,7 @@ def export_collection(index: Index, collection: str, path: str | Path, progress:
         with open(tmp, "w", encoding="utf-8") as fh:
             header = {"format": FORMAT, "version": VERSION, "collection": collection,
                       "embedding_model": info.embedding_model, "dim": info.dim, "documents": total,
-                      "analyzer": info.analyzer or "legacy",
+                      "analyzer": info.analyzer_name,
                       "engine": index.backend}
             fh.write(json.dumps(header, ensure_ascii=False) + "\n")
             for doc in index.export_documents(collection):
