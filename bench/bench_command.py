@@ -299,7 +299,7 @@ def _bench_rerankers(settings: Settings, queries: list[str], docs: list, work: P
         families.append(("cascade", {"stages": [
             {"reranker": "flashrank", "options": {"cache_dir": str(fr_dir)}, "top_k": 20},
             {"reranker": "cross-encoder", "options": {"model": str(ce_dir), "backend": "onnx"}}]}))
-    ctx = RerankContext(flashrank_cache_dir=str(fr_dir) if fr_dir else None, embedder=lambda m: emb)
+    ctx = RerankContext(configs={"flashrank": {"cache_dir": str(fr_dir)}} if fr_dir else {}, embedder=lambda m: emb)
     sec = B.bench_rerankers(RerankerRegistry(ctx), queries, passages, families, log)
     sec.notes += notes
     sec.notes.append("cohere and rankllm are network services: their latency is the service's; see the tests "

@@ -23,6 +23,10 @@ from rerank_mcp.errors import InvalidInput
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
+# the chunk_size / chunk_overlap settings' defaults, in tokens
+CHUNK_SIZE = 200
+CHUNK_OVERLAP = 40
+
 _PARA_RE = re.compile(r"\n\s*\n")
 # Sentence ends: Latin ones need the whitespace that follows them; Chinese and Japanese ones
 # (。！？； and their full-width and half-width forms, with a closing quote or bracket after them)

@@ -116,9 +116,7 @@ def model_uses(settings: Settings) -> dict:
     from rerank_mcp.tools.rerank.cascade import DEFAULT_STAGES
     from rerank_mcp.tools.rerank.registry import FAMILIES, RerankContext, RerankerRegistry
 
-    reg = RerankerRegistry(RerankContext(default_cross_encoder_model=settings.cross_encoder_model,
-                                         default_flashrank_model=settings.flashrank_model,
-                                         flashrank_cache_dir=flashrank_dir(settings)))
+    reg = RerankerRegistry(RerankContext(settings=settings, configs={"flashrank": {"cache_dir": flashrank_dir(settings)}}))
     uses: dict = {}
 
     def add(ref, what: str) -> None:

@@ -106,8 +106,11 @@ def _is_pathlike(name: str) -> bool:
     )
 
 
-def resolve_model(name: str | None, settings: Settings, families: dict[str, Any]) -> Target:
-    """``model`` -> (family, options); :class:`NotFound` for what is not served over HTTP."""
+def resolve_model(name: str | None, settings: Settings, families: dict[str, Any],
+                  family_of_model: Callable[[str], str | None] = lambda name: None) -> Target:
+    """``model`` -> (family, options); :class:`NotFound` for what is not served over HTTP.
+    ``family_of_model``: the family a model name alone means (the registry's, from each family's
+    ``known_models``)."""
     if name is None or name == "":
         return _family_target(settings.reranker_default, settings.reranker_default, {}, families)
     alias = settings.http_models.get(name)
@@ -118,10 +121,9 @@ def resolve_model(name: str | None, settings: Settings, families: dict[str, Any]
     family, sep, model = name.partition(":")
     if sep and family in families and model:
         return _family_target(name, family, _model_option(family, model, settings), families)
-    from rerank_mcp.tools.rerank.flashrank import _model_map
-
-    if name in _model_map():
-        return _family_target(name, "flashrank", {"model": name}, families)
+    known = family_of_model(name)
+    if known is not None:
+        return _family_target(name, known, {"model": name}, families)
     if name == settings.cross_encoder_model:  # the operator's default, whatever it names
         return _family_target(name, "cross-encoder", {}, families)
     return _family_target(name, "cross-encoder", _model_option("cross-encoder", name, settings), families)
@@ -382,12 +384,12 @@ class RerankAPI:
         finally:
             self._inflight -= 1
 
-    def _target(self, body: dict[str, Any]) -> Target:
+    def _target(self, state: Any, body: dict[str, Any]) -> Target:
         from rerank_mcp.tools.rerank.registry import FAMILIES
 
         name = _get(body, "model", str, "a string")
         try:
-            return resolve_model(name, self.settings, FAMILIES)
+            return resolve_model(name, self.settings, FAMILIES, state.registry.family_of_model)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
 
@@ -437,7 +439,7 @@ class RerankAPI:
         return order, [shown[i] for i in order]
 
     async def _cohere(self, state: Any, body: dict[str, Any], api: str) -> Response:
-        target = self._target(body)
+        target = self._target(state, body)
         query = _get(body, "query", str, "a string", required=True)
         docs = _get(body, "documents", list, "a list of strings" + (" or {text} objects" if api == "cohere1" else ""),
                     required=True)
@@ -481,7 +483,7 @@ class RerankAPI:
         return JSONResponse(out, headers=_batch_header(call))
 
     async def _tei(self, state: Any, body: dict[str, Any]) -> Response:
-        target = self._target(body)
+        target = self._target(state, body)
         query = _get(body, "query", str, "a string", required=True)
         texts = _get(body, "texts", list, "a list of strings", required=True)
         if not texts:

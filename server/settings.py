@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE
 from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
+from rerank_mcp.tools.rerank import defaults
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -58,8 +60,8 @@ class Settings(BaseSettings):
         None, description="where ONNX exports of the embedding model are kept (default: the user's cache folder, "
         "shared by every data directory; an export is made once per model)")
     device: str = "cpu"
-    chunk_size: int = Field(200, ge=16, le=8192, description="target chunk size in tokens")
-    chunk_overlap: int = Field(40, ge=0, le=4096, description="overlap between chunks in tokens")
+    chunk_size: int = Field(CHUNK_SIZE, ge=16, le=8192, description="target chunk size in tokens")
+    chunk_overlap: int = Field(CHUNK_OVERLAP, ge=0, le=4096, description="overlap between chunks in tokens")
     analyzer: str = Field(
         "auto", description="BM25 analyzer of new collections: auto (chosen from the first documents), english, "
         "german, ... (Snowball languages), none; CJK text is always split into characters and character "
@@ -88,12 +90,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='default options per reranker family, e.g. {"cross-encoder": {"backend": "onnx"}}',
     )
-    cross_encoder_model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
-    flashrank_model: str = "ms-marco-TinyBERT-L-2-v2"
+    # A family's own settings are named <its Config's settings_prefix><field> (cross_encoder_model,
+    # cohere_api_key, ...) and reach it whole (tools/rerank/base.py: FamilyConfig).
+    cross_encoder_model: str = defaults.CROSS_ENCODER_MODEL
+    flashrank_model: str = defaults.FLASHRANK_MODEL
     flashrank_cache_dir: Path | None = None
     flashrank_base_url: str = Field(
-        "https://huggingface.co/prithivida/flashrank/resolve/main",
-        description="where FlashRank's <model>.zip archives are downloaded from",
+        defaults.FLASHRANK_BASE_URL, description="where FlashRank's <model>.zip archives are downloaded from",
     )
     download_models: bool = Field(
         True, description="download a missing model on first use: a reranker's in the background, the embedding "
@@ -101,7 +104,7 @@ class Settings(BaseSettings):
     )
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None
-    cohere_model: str = "rerank-v3.5"
+    cohere_model: str = defaults.COHERE_MODEL
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None

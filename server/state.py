@@ -151,21 +151,14 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
 
     registry = RerankerRegistry(
         RerankContext(
-            default_cross_encoder_model=settings.cross_encoder_model,
-            default_flashrank_model=settings.flashrank_model,
-            flashrank_cache_dir=flashrank_dir(settings),
+            settings=settings,  # each family takes its own settings from here (its Config)
+            configs={"flashrank": {"cache_dir": flashrank_dir(settings)}},
             models=model_store(settings),
             fallback_when_missing=True,
             family_options=dict(settings.reranker_options),
             check_client_options=True,
             allowed_endpoints=tuple(settings.allowed_endpoints),
             model_dirs=model_dirs(settings),
-            cohere_api_key=_secret(settings.cohere_api_key),
-            cohere_base_url=settings.cohere_base_url,
-            cohere_model=settings.cohere_model,
-            llm_base_url=settings.llm_base_url,
-            llm_model=settings.llm_model,
-            llm_api_key=_secret(settings.llm_api_key),
             timeout_s=settings.reranker_timeout_s,
             device=settings.device,
             onnx_cache_dir=str(settings.data_dir / "onnx"),

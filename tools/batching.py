@@ -2,9 +2,9 @@
 
 Requests for the same reranker (same family and options) that arrive while it is busy, or
 within ``wait_s`` of each other, are scored together: one worker thread, one call of the
-reranker's ``_score_many``, which the families that can mix queries in one model call
-override (flashrank, cross-encoder: their pairs then share length-sorted, padded model
-batches). The others (bm25, embedding, cascade) gain nothing from being gathered (run back to
+reranker's ``score_many``, for the families that can mix queries in one model call (their
+``scores_together``: flashrank, cross-encoder, whose pairs then share length-sorted, padded
+model batches). The others (bm25, embedding, cascade) gain nothing from being gathered (run back to
 back, they only lost the overlap of one request's HTTP work with the next one's scoring: bm25
 lost ~30% of its throughput at 8 clients), so they are scored one request at a time, as with
 batching off. Different rerankers never wait for each other.
@@ -71,7 +71,7 @@ class RerankBatcher:
                  max_pairs: int = 1024) -> None:
         self.reranker = reranker
         # gather only for rerankers that score several requests in one model call
-        self.enabled = enabled and getattr(type(reranker), "_score_many", None) is not Reranker._score_many
+        self.enabled = enabled and bool(getattr(reranker, "scores_together", False))
         self.wait_s = max(0.0, float(wait_s))
         self.max_pairs = max(1, int(max_pairs))
         self.stats = BatchStats()
@@ -124,13 +124,11 @@ class RerankBatcher:
 
     def _one(self, query: str, texts: Sequence[str], ordered: bool = False) -> Scored:
         """The reranker's ``score`` (its ``_score`` plus what the base class adds: blend, the stand-in
-        while a model is missing); a bare scorer's ``_score``."""
-        f = getattr(self.reranker, "score", None)
-        return f(query, texts, ordered=ordered) if f is not None else self.reranker._score(query, texts)
+        while a model is missing)."""
+        return self.reranker.score(query, texts, ordered=ordered)
 
     def _many(self, requests: list[tuple[str, Sequence[str]]], ordered: bool = False) -> list[Scored]:
-        f = getattr(self.reranker, "score_many", None)
-        return f(requests, ordered=ordered) if f is not None else self.reranker._score_many(requests)
+        return self.reranker.score_many(requests, ordered=ordered)
 
     def _run(self, batch: list[_Job]) -> None:
         """In a worker thread: score the batch in one call; on failure score each job alone so

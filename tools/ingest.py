@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rerank_mcp.index.chunking import chunk_document
+from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE, chunk_document
 from rerank_mcp.index.lines import lines_of_chunks
 from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
 from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
@@ -126,8 +126,8 @@ def ingest(
     *,
     roots: Sequence[Path] = (),
     glob: str | None = None,
-    chunk_size: int = 200,
-    chunk_overlap: int = 40,
+    chunk_size: int = CHUNK_SIZE,
+    chunk_overlap: int = CHUNK_OVERLAP,
     skip_invalid: bool = False,
     analyzer: str | None = None,
     limits: IngestLimits = IngestLimits(),

@@ -38,10 +38,10 @@ from typing import Any, Callable, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, UpstreamError
+from rerank_mcp.tools.rerank.defaults import FLASHRANK_BASE_URL
 
 log = logging.getLogger(__name__)
 
-FLASHRANK_BASE_URL = "https://huggingface.co/prithivida/flashrank/resolve/main"
 # FlashRank model name -> the model file its archive must hold (flashrank.Config.model_file_map).
 FLASHRANK_MODELS = {
     "ms-marco-TinyBERT-L-2-v2": "flashrank-TinyBERT-L-2-v2.onnx",

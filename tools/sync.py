@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE
 from rerank_mcp.index.contract import Index, check_collection_name
 from rerank_mcp.index.loaders import WalkProblem, expand_paths, resolve_allowed, selected
 from rerank_mcp.tools.ingest import IngestLimits, ingest, walk_outcome
@@ -39,8 +40,8 @@ def sync_folders(
     *,
     roots: Sequence[Path] = (),
     glob: str | None = None,
-    chunk_size: int = 200,
-    chunk_overlap: int = 40,
+    chunk_size: int = CHUNK_SIZE,
+    chunk_overlap: int = CHUNK_OVERLAP,
     skip_invalid: bool = False,
     analyzer: str | None = None,
     limits: IngestLimits = IngestLimits(),

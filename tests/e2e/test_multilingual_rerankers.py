@@ -70,7 +70,7 @@ def _in_process(pulled, family, model, query=QUERY, texts=TEXTS, **options):
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     store = ModelStore(pulled / "flashrank", hf_cache_dir=pulled / "hf", downloads=False)
-    reg = RerankerRegistry(RerankContext(models=store, flashrank_cache_dir=str(pulled / "flashrank")))
+    reg = RerankerRegistry(RerankContext(configs={"flashrank": {"cache_dir": str(pulled / "flashrank")}}, models=store))
     return {p.index: p.score for p in reg.get(family, {"model": model, **options}).rerank(query, texts).passages}
 
 

@@ -154,7 +154,7 @@ def test_own_cohere_family_matches_local_bm25(api):
     bm25's scores mapped into [0, 1]."""
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
-    reg = RerankerRegistry(RerankContext(cohere_api_key=TOKEN))
+    reg = RerankerRegistry(RerankContext(configs={"cohere": {"api_key": TOKEN}}))
     queries = [QUERY, "similarity search over vectors", "lazy dog"]
     for q in queries:
         remote = reg.get("cohere", {"model": "bm25", "base_url": api, "max_retries": 0}).rerank(q, DOCS)
@@ -332,21 +332,23 @@ def test_eight_concurrent_clients(api):
 
 
 class _Counting:
-    """A fake reranker that records how its requests were grouped."""
+    """A fake scorer with a reranker's public interface (score, score_many, scores_together) that
+    records how its requests were grouped."""
 
     family = "fake"
+    scores_together = True
 
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def _score(self, query, texts):
+    def score(self, query, texts, ordered=False):
         from rerank_mcp.tools.rerank.base import Scored
 
         self.calls.append(1)
         time.sleep(0.02)
         return Scored([float(len(query) + len(t)) for t in texts])
 
-    def _score_many(self, requests):
+    def score_many(self, requests, ordered=False):
         from rerank_mcp.tools.rerank.base import Scored
 
         self.calls.append(len(requests))
@@ -387,12 +389,12 @@ def test_batcher_isolates_a_failing_request():
     from rerank_mcp.tools.rerank.base import Scored
 
     class Picky(_Counting):
-        def _score(self, query, texts):
+        def score(self, query, texts, ordered=False):
             if query == "bad":
                 raise InvalidInput("bad query")
             return Scored([1.0] * len(texts))
 
-        def _score_many(self, requests):
+        def score_many(self, requests, ordered=False):
             if any(q == "bad" for q, _ in requests):
                 raise InvalidInput("bad query in the batch")
             return [Scored([1.0] * len(t)) for _, t in requests]

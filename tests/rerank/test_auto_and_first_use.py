@@ -64,9 +64,8 @@ def host(online, flashrank_cache):
 def registry(tmp_path, hub, host=None, downloads=True):
     store = ModelStore(tmp_path / "flashrank", host.base_url if host else "http://127.0.0.1:9",
                        hf_cache_dir=tmp_path / "hf", hf_endpoint=hub.base_url, downloads=downloads)
-    ctx = RerankContext(default_cross_encoder_model=CE, default_flashrank_model=FR,
-                        flashrank_cache_dir=str(store.flashrank_dir), models=store, fallback_when_missing=True,
-                        embedder=lambda model: HashEmbedder())
+    ctx = RerankContext(configs={"cross-encoder": {"model": CE}, "flashrank": {"model": FR, "cache_dir": store.flashrank_dir}},
+                        models=store, fallback_when_missing=True, embedder=lambda model: HashEmbedder())
     return RerankerRegistry(ctx), store
 
 
@@ -99,7 +98,7 @@ def test_first_use_downloads_in_the_background_then_switches(tmp_path, hub, ce_m
     assert second.used is None and second.fallback is None and second.download is None
     assert infos(reg)["cross-encoder"].status == "ready"
     # the downloaded model is the hub's: the same scores as loading the fixture folder itself
-    direct = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model)).get("cross-encoder")
+    direct = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}})).get("cross-encoder")
     want = {p.index: p.score for p in direct.rerank(QUERY, TEXTS).passages}
     assert {p.index: p.score for p in second.passages} == pytest.approx(want, rel=1e-5)
 
@@ -152,8 +151,8 @@ def test_auto_picks_the_best_present_and_moves_up_when_a_download_completes(tmp_
 
 
 def test_auto_without_any_model_store_still_answers():
-    reg = RerankerRegistry(RerankContext(default_cross_encoder_model="cross-encoder/not-here-v0",
-                                         default_flashrank_model=FR, flashrank_cache_dir="/nonexistent/fr",
+    reg = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": "cross-encoder/not-here-v0"},
+                                                  "flashrank": {"model": FR, "cache_dir": "/nonexistent/fr"}},
                                          embedder=lambda model: HashEmbedder()))
     res = reg.get("auto").rerank(QUERY, TEXTS)
     assert res.used == "embedding" and "not here" in res.notes[0]

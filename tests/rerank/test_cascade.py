@@ -20,7 +20,7 @@ TEXTS = [f"passage {i}: " + w for i, w in enumerate(
 
 @pytest.fixture
 def registry(ce_model, flashrank_cache):
-    return RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model, flashrank_cache_dir=flashrank_cache))
+    return RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}, "flashrank": {"cache_dir": flashrank_cache}}))
 
 
 def test_two_stages(registry):

@@ -24,7 +24,7 @@ def server():
 
 
 def make(server, key=KEY, **options):
-    ctx = RerankContext(cohere_api_key=key, cohere_base_url=server.base_url, timeout_s=5.0)
+    ctx = RerankContext(configs={"cohere": {"api_key": key, "base_url": server.base_url}}, timeout_s=5.0)
     reg = RerankerRegistry(ctx)
     return reg.get("cohere", {"backoff": 0.01, **options}), reg
 

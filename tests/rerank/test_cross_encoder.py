@@ -45,7 +45,7 @@ def direct(ce_model):
 
 @pytest.fixture
 def registry(ce_model):
-    return RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model))
+    return RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}}))
 
 
 def test_order_and_scores_match_the_model(registry, direct):
@@ -128,7 +128,7 @@ def test_model_loads_once_per_configuration(ce_model, monkeypatch):
             super().__init__(*a, **k)
 
     monkeypatch.setattr(sentence_transformers, "CrossEncoder", Counting)
-    reg = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model))
+    reg = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}}))
     first = reg.get("cross-encoder")
     first.rerank(QUERY, TEXTS)
     second = reg.get("cross-encoder")

@@ -62,7 +62,7 @@ def onnx_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registry(ce_model):
-    return RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model))
+    return RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}}))
 
 
 def test_onnx_ranks_like_torch(registry, onnx_dir):
@@ -147,7 +147,7 @@ def test_onnx_second_call_loads_nothing_and_export_is_cached(ce_model, onnx_dir,
     monkeypatch.setattr(onnx_embed, "export_int8", export)
     monkeypatch.setattr(onnx_embed, "ort_session", session)
     monkeypatch.setattr(sentence_transformers, "CrossEncoder", no_torch_model)
-    reg = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model))
+    reg = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}}))
     opts = {"backend": "onnx", "onnx_cache_dir": onnx_dir}
     rr = reg.get("cross-encoder", opts)
     rr.rerank(QUERY, prose(5))
@@ -160,7 +160,7 @@ def test_onnx_second_call_loads_nothing_and_export_is_cached(ce_model, onnx_dir,
     assert calls == {"export": 1, "session": 1}
     # A fresh reranker (e.g. a restarted server) reuses the exported file: no re-export.
     monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-exported")))
-    RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model)).get("cross-encoder", opts).rerank(QUERY, prose(3))
+    RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}})).get("cross-encoder", opts).rerank(QUERY, prose(3))
     assert {p: os.stat(os.path.join(onnx_dir, p)).st_mtime_ns for p in os.listdir(onnx_dir)} == files
 
 
@@ -168,7 +168,7 @@ def test_onnx_default_cache_dir_is_per_model_and_writable(ce_model, tmp_path, mo
     from rerank_mcp.tools.rerank import cross_encoder
 
     monkeypatch.setattr(cross_encoder, "default_onnx_cache_dir", lambda: str(tmp_path / "cache"))
-    rr = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model)).get("cross-encoder", {"backend": "onnx"})
+    rr = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}})).get("cross-encoder", {"backend": "onnx"})
     rr.rerank(QUERY, ["a", "b"])
     (sub,) = list((tmp_path / "cache").iterdir())
     assert sub.name.startswith("ms-marco-MiniLM-L-6-v2-")

@@ -45,7 +45,7 @@ def direct(flashrank_cache):
 
 @pytest.fixture
 def registry(flashrank_cache):
-    return RerankerRegistry(RerankContext(flashrank_cache_dir=flashrank_cache))
+    return RerankerRegistry(RerankContext(configs={"flashrank": {"cache_dir": flashrank_cache}}))
 
 
 def test_order_and_scores_match_the_model(registry, direct):
@@ -106,7 +106,7 @@ def test_model_missing_from_cache_fails_before_any_download(tmp_path, monkeypatc
         raise AssertionError("flashrank.Ranker was constructed for a model that is not cached")
 
     monkeypatch.setattr(flashrank, "Ranker", no_download)
-    reg = RerankerRegistry(RerankContext(flashrank_cache_dir=str(tmp_path)))
+    reg = RerankerRegistry(RerankContext(configs={"flashrank": {"cache_dir": str(tmp_path)}}))
     info = {i.name: i for i in reg.describe()}["flashrank"]
     assert not info.available and "ms-marco-TinyBERT-L-2-v2" in info.reason
     rr = reg.get("flashrank", {"model": "ms-marco-MiniLM-L-12-v2"})
@@ -153,7 +153,7 @@ def test_int8_build_is_the_published_size_and_ranks_like_fp32(tmp_path, flashran
     fp32_mb = (Path(flashrank_cache) / "ms-marco-TinyBERT-L-2-v2" / FLASHRANK_FILE).stat().st_size / 1e6
     assert 3.0 < int8_mb < 6.0 and fp32_mb > 15.0, (int8_mb, fp32_mb)
     texts = TEXTS + [LONG[: 41 * k] for k in range(1, 12)]
-    res = RerankerRegistry(RerankContext(flashrank_cache_dir=str(tmp_path))).get("flashrank").rerank(QUERY, texts)
+    res = RerankerRegistry(RerankContext(configs={"flashrank": {"cache_dir": str(tmp_path)}})).get("flashrank").rerank(QUERY, texts)
     got = [p.score for p in sorted(res.passages, key=lambda p: p.index)]
     ref = direct(QUERY, texts)
     rho = spearmanr(got, ref).statistic

@@ -26,7 +26,7 @@ def server():
 
 
 def make(server, **options):
-    ctx = RerankContext(llm_base_url=server.base_url, llm_model="rank-zephyr", llm_api_key=KEY, timeout_s=5.0)
+    ctx = RerankContext(configs={"rankllm": {"base_url": server.base_url, "model": "rank-zephyr", "api_key": KEY}}, timeout_s=5.0)
     reg = RerankerRegistry(ctx)
     return reg.get("rankllm", {"backoff": 0.01, **options})
 
@@ -138,7 +138,7 @@ def test_all_windows_fail_uses_local_fallback(server):
 
 def test_rejected_key_is_a_clear_error_without_the_key(server, caplog):
     caplog.set_level(logging.DEBUG)
-    ctx = RerankContext(llm_base_url=server.base_url, llm_api_key="wrong-key-123456")
+    ctx = RerankContext(configs={"rankllm": {"base_url": server.base_url, "api_key": "wrong-key-123456"}})
     rr = RerankerRegistry(ctx).get("rankllm")
     with pytest.raises(UpstreamError, match="rejected the API key") as err:
         rr.rerank("q", passages(3))
@@ -159,7 +159,7 @@ def test_no_endpoint_is_dependency_missing():
 
 
 def test_bad_options():
-    reg = RerankerRegistry(RerankContext(llm_base_url="http://127.0.0.1:9/v1"))
+    reg = RerankerRegistry(RerankContext(configs={"rankllm": {"base_url": "http://127.0.0.1:9/v1"}}))
     with pytest.raises(InvalidInput, match="prompt"):
         reg.get("rankllm", {"prompt": "chatty"})
     with pytest.raises(InvalidInput, match="stride"):

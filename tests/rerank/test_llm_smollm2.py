@@ -70,7 +70,7 @@ def llama_server(tmp_path_factory):
 def test_smollm2_answers_and_every_passage_comes_back_once(llama_server, prompt):
     from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
-    reg = RerankerRegistry(RerankContext(llm_base_url=llama_server, llm_model="smollm2", timeout_s=120))
+    reg = RerankerRegistry(RerankContext(configs={"rankllm": {"base_url": llama_server, "model": "smollm2"}}, timeout_s=120))
     passages = [
         "Paris is the capital of France.",
         "Bananas are yellow when ripe.",

@@ -64,13 +64,14 @@ def peers(online, ce_model, bge_folder, m3_folder, multibert):
         yield hub, host
 
 
-def _registry(tmp_path, peers, pull=(), **ctx):
+def _registry(tmp_path, peers, pull=(), ce=CE, fr=None, **ctx):
     hub, host = peers
     store = ModelStore(tmp_path / "flashrank", host.base_url, hf_cache_dir=tmp_path / "hf", hf_endpoint=hub.base_url,
                        downloads=False)
     for name in pull:
         store.pull(model_ref(name))
-    context = RerankContext(**{"default_cross_encoder_model": CE, "flashrank_cache_dir": str(store.flashrank_dir),
+    flashrank = {"cache_dir": store.flashrank_dir, **({"model": fr} if fr else {})}
+    context = RerankContext(**{"configs": {"cross-encoder": {"model": ce}, "flashrank": flashrank},
                                "models": store, "fallback_when_missing": True,
                                "onnx_cache_dir": str(tmp_path / "onnx"), **ctx})
     return RerankerRegistry(context), store
@@ -91,7 +92,7 @@ def test_xlmr_cross_encoders_from_the_hub_on_both_backends(tmp_path, peers, mode
     assert max(abs(t[i] - o[i]) for i in t) < 0.15 * spread
     assert np.corrcoef([t[i] for i in t], [o[i] for i in t])[0, 1] > 0.98
     # the model the store holds is the hub's: the same scores as loading the fixture folder itself
-    direct = RerankerRegistry(RerankContext(default_cross_encoder_model=str(request.getfixturevalue(folder))))
+    direct = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": str(request.getfixturevalue(folder))}}))
     assert {p.index: p.score for p in direct.get("cross-encoder").rerank(ZH_QUERY, TEXTS).passages} == \
         pytest.approx(t, rel=1e-5)
     # the ONNX export of the XLM-R classifier pads with <pad> (1), not BERT's 0
@@ -141,7 +142,7 @@ def test_languages_in_list_rerankers_and_models_list(tmp_path, peers):
     info = {i.name: i for i in reg.describe()}
     assert info["auto"].languages == "multilingual" and M3 in info["auto"].note
 
-    reg2, _ = _registry(tmp_path, peers, default_cross_encoder_model=BGE, default_flashrank_model=MB,
+    reg2, _ = _registry(tmp_path, peers, ce=BGE, fr=MB,
                         embedding_model="intfloat/multilingual-e5-small")
     info = {i.name: i for i in reg2.describe()}
     assert info["cross-encoder"].languages == "zh,en" and info["flashrank"].languages == "multilingual"
@@ -189,9 +190,9 @@ def test_auto_takes_a_multilingual_model_for_text_that_is_not_english(tmp_path, 
 
 
 def test_auto_keeps_a_configured_multilingual_or_unknown_model(tmp_path, peers, bge_folder):
-    reg, store = _registry(tmp_path, peers, pull=[BGE, MB], default_cross_encoder_model=BGE)
+    reg, store = _registry(tmp_path, peers, pull=[BGE, MB], ce=BGE)
     assert _auto(reg, ZH_QUERY) == ("cross-encoder", "auto picked cross-encoder: the first choice")
-    reg, _ = _registry(tmp_path, peers, default_cross_encoder_model=str(bge_folder))  # a folder: unknown languages
+    reg, _ = _registry(tmp_path, peers, ce=str(bge_folder))  # a folder: unknown languages
     assert _auto(reg, ZH_QUERY) == ("cross-encoder", "auto picked cross-encoder: the first choice")
 
 

@@ -20,7 +20,7 @@ TEXTS = ["cats purr softly", "dogs bark loudly at night", "cats and more cats", 
 
 
 def reg() -> RerankerRegistry:
-    return RerankerRegistry(RerankContext(cohere_api_key="k", llm_base_url="http://127.0.0.1:9/v1"))
+    return RerankerRegistry(RerankContext(configs={"cohere": {"api_key": "k"}, "rankllm": {"base_url": "http://127.0.0.1:9/v1"}}))
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -70,7 +70,7 @@ def test_a_family_without_a_model_says_so():
 
 
 def test_blend_is_applied_by_the_base_class_for_every_family(ce_model, flashrank_cache):
-    r = RerankerRegistry(RerankContext(default_cross_encoder_model=ce_model, flashrank_cache_dir=flashrank_cache))
+    r = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}, "flashrank": {"cache_dir": flashrank_cache}}))
     for family in ("bm25", "cross-encoder", "flashrank"):
         alone = r.get(family).rerank("cats", TEXTS)
         kept = r.get(family, {"blend": 1.0}).rerank("cats", TEXTS, ordered=True)
@@ -101,13 +101,11 @@ MODULE = textwrap.dedent('''
     class LengthReranker(Reranker):
         family = "length"
         Options = LengthOptions
-
-        def __init__(self, model=None, *, context=None, registry=None, longest_first=True):
-            super().__init__(None)
-            self.sign = 1.0 if longest_first else -1.0
+        options: LengthOptions  # validated, handed to the base class whole: no constructor to write
 
         def _score(self, query: str, texts: Sequence[str]) -> Scored:
-            return Scored([self.sign * len(t) for t in texts])
+            sign = 1.0 if self.options.longest_first else -1.0
+            return Scored([sign * len(t) for t in texts])
 ''')
 
 

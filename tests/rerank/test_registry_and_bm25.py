@@ -28,7 +28,7 @@ def test_cohere_availability_follows_the_key(no_cohere_env, monkeypatch):
     assert info(RerankerRegistry(RerankContext()))["cohere"].reason == (
         "no API key: set RERANK_MCP_COHERE_API_KEY or CO_API_KEY"
     )
-    assert info(RerankerRegistry(RerankContext(cohere_api_key="k")))["cohere"].available
+    assert info(RerankerRegistry(RerankContext(configs={"cohere": {"api_key": "k"}})))["cohere"].available
     monkeypatch.setenv("CO_API_KEY", "k2")
     assert info(RerankerRegistry(RerankContext()))["cohere"].available
 
@@ -36,7 +36,7 @@ def test_cohere_availability_follows_the_key(no_cohere_env, monkeypatch):
 def test_rankllm_availability_follows_base_url():
     i = info(RerankerRegistry(RerankContext()))["rankllm"]
     assert not i.available and "base_url" in i.reason and i.needs_network
-    assert info(RerankerRegistry(RerankContext(llm_base_url="http://127.0.0.1:1/v1")))["rankllm"].available
+    assert info(RerankerRegistry(RerankContext(configs={"rankllm": {"base_url": "http://127.0.0.1:1/v1"}})))["rankllm"].available
 
 
 def test_local_families_available():

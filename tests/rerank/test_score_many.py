@@ -32,7 +32,7 @@ def _check(reranker) -> None:
 
 
 def test_flashrank_score_many(flashrank_cache):
-    reg = RerankerRegistry(RerankContext(flashrank_cache_dir=flashrank_cache))
+    reg = RerankerRegistry(RerankContext(configs={"flashrank": {"cache_dir": flashrank_cache}}))
     _check(reg.get("flashrank", {"batch_size": 4}))
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 
@@ -46,13 +45,6 @@ class AutoReranker(Reranker):
     Options = RerankOptions
     score_meaning = "the score of the family it picked (see `used`), on that family's scale"
     corpus_aware = True
-
-    def __init__(self, model: str | None = None, *, context: Any = None, registry: Any = None) -> None:
-        if model is not None:
-            raise InvalidInput("the auto reranker has no model of its own: name a family to choose its model")
-        super().__init__(None)
-        self.context = context
-        self.registry = registry
 
     def pick(self, ordered: bool = True) -> tuple[str, dict[str, Any], list[str], Any]:
         """``(family, options, notes, download)``: what runs now, why, and the download awaited."""

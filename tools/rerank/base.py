@@ -6,7 +6,11 @@ pydantic model (``Options``, extending :class:`RerankOptions`). The base class
 
 - validates options against that model (:meth:`Reranker.parse_options`): an unknown or
   ill-typed option is an :class:`InvalidInput` that lists the valid ones, and the model's JSON
-  schema is what ``list_rerankers`` publishes;
+  schema is what ``list_rerankers`` publishes. Rules between options are the model's validators;
+  the constructor receives the validated model whole (``self.options``) and restates none of it;
+- hands each family its own operator configuration (``Config``, a :class:`FamilyConfig` filled
+  from the settings named ``<settings_prefix><field>``: :meth:`Reranker.family_config`), so
+  a family's settings pass through no other module;
 - applies ``blend`` for every family (:func:`weighted_rrf` of the reranker's order and the
   order the passages arrived in), and only when the caller says that order is a ranking
   (``ordered=True``: inside ``search``, or a caller's flag); passages an agent collected (web
@@ -27,7 +31,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
 from rerank_mcp.tools.cancel import check
@@ -142,6 +146,30 @@ class RerankOptions(BaseModel):
     )
 
 
+class FamilyConfig(BaseModel):
+    """What the operator configures for a family, handed to it whole (:meth:`Reranker.family_config`).
+
+    A family extends this with its fields and names its ``settings_prefix``: the server's
+    setting ``<prefix><field>`` (environment variable ``RERANK_MCP_<PREFIX><FIELD>``) fills each
+    field, so adding a configured family touches the settings and the family, nothing between."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    settings_prefix: ClassVar[str | None] = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> dict[str, Any]:
+        """The fields the server's ``settings`` set for this family (none without a prefix)."""
+        if settings is None or cls.settings_prefix is None:
+            return {}
+        return {name: getattr(settings, cls.settings_prefix + name) for name in cls.model_fields
+                if hasattr(settings, cls.settings_prefix + name)}
+
+    @staticmethod
+    def secret(value: SecretStr | str | None) -> str | None:
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -191,10 +219,13 @@ def options_error(family: str, model: type[BaseModel], exc: ValidationError) -> 
             continue
         field_ = model.model_fields.get(name)
         lit = _literal_args(field_.annotation) if field_ is not None and len(loc) == 1 else None
+        if e.get("type") == "value_error" and not loc:  # a rule between options (a model validator)
+            problems.append(str(e.get("msg", "")).removeprefix("Value error, "))
+            continue
         if e.get("type") == "literal_error" and lit:
             msg = f"must be one of {', '.join(map(str, lit))}"
         else:
-            msg = str(e.get("msg", "is invalid")).replace("Input should be", "must be")
+            msg = str(e.get("msg", "is invalid")).replace("Input should be", "must be").removeprefix("Value error, ")
         got = repr(e.get("input"))
         problems.append(f"{family} option {where} {msg}, got {got if len(got) <= 80 else got[:77] + '...'}")
     return InvalidInput(f"bad options for reranker {family!r}: {'; '.join(problems)}. Valid options: {valid}")
@@ -251,6 +282,7 @@ class Reranker(ABC):
 
     family: str = "base"
     Options: ClassVar[type[RerankOptions]] = RerankOptions
+    Config: ClassVar[type[FamilyConfig]] = FamilyConfig
     # True for families whose ``_score`` takes ``corpus=`` (collection statistics; see bm25)
     corpus_aware: ClassVar[bool] = False
     blend: float = 0.0
@@ -263,9 +295,57 @@ class Reranker(ABC):
     url_options: ClassVar[tuple[str, ...]] = ()
     path_options: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, model: str | None = None, **options: Any) -> None:
-        self.model = model
-        self.options = options
+    def __init__(self, options: RerankOptions | None = None, *, context: Any = None, registry: Any = None) -> None:
+        """``options``: the family's validated ``Options`` (its defaults when None); ``context``:
+        the server's :class:`~tools.rerank.registry.RerankContext`. The model is ``options.model``,
+        else the family's default (:meth:`default_model`)."""
+        self.options = options if options is not None else self.Options()
+        self.context = context
+        self.registry = registry
+        self.config = self.family_config(context)
+        self.blend = float(self.options.blend)
+        self.blend_by_position = bool(self.options.blend_by_position)
+        self.model: str | None = getattr(self.options, "model", None) or self.default_model(context)
+
+    @classmethod
+    def family_config(cls, context: Any) -> FamilyConfig:
+        """The family's ``Config``: the settings' fields for it, under the context's own entry for
+        the family (``RerankContext.configs``: a ``Config`` or a dict of its fields)."""
+        given = (getattr(context, "configs", None) or {}).get(cls.family)
+        if isinstance(given, cls.Config):
+            return given
+        fields = cls.Config.from_settings(getattr(context, "settings", None))
+        try:
+            return cls.Config.model_validate({**fields, **(given or {})})
+        except ValidationError as exc:
+            raise InvalidInput(f"bad configuration of reranker {cls.family!r}: {exc}") from None
+
+    # -- what the registry, list_rerankers and the HTTP API ask of every family -----------
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
+        """Why the family cannot run here with its default configuration, or None."""
+        return None
+
+    @classmethod
+    def default_model_ref(cls, context: Any) -> Any:
+        """The downloadable model (a :class:`tools.models_store.ModelRef`) the family uses by
+        default, or None (no model, or one this server does not fetch)."""
+        return None
+
+    @classmethod
+    def status_note(cls, context: Any, registry: Any) -> str | None:
+        """A note for ``list_rerankers`` on what the family runs now, or None."""
+        return None
+
+    @classmethod
+    def known_models(cls) -> tuple[str, ...]:
+        """Model names that mean this family when named alone (the HTTP API's ``model``)."""
+        return ()
+
+    @property
+    def scores_together(self) -> bool:
+        """Whether :meth:`score_many` scores several requests in one model run (worth batching)."""
+        return type(self)._score_many is not Reranker._score_many
 
     # -- options -------------------------------------------------------------------------
     @classmethod

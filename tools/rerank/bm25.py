@@ -29,9 +29,9 @@ import math
 from collections import Counter
 from typing import Any, Literal, Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from rerank_mcp.errors import InvalidInput
+from rerank_mcp.errors import RerankMCPError
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
@@ -94,6 +94,27 @@ class BM25Options(RerankOptions):
                           "english, german, ..., none; CJK text is split into characters and bigrams). Inside search "
                           "the collection's analyzer is used")
 
+    @field_validator("analyzer")
+    @classmethod
+    def _analyzer(cls, name: str) -> str:
+        from rerank_mcp.index.analyzers import check_name
+
+        try:
+            return check_name(name)
+        except RerankMCPError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _variant_options(self) -> BM25Options:
+        okapi = _VARIANTS[self.variant] == "BM25Okapi"
+        if self.epsilon is not None and (not okapi or self.idf != "okapi"):
+            raise ValueError("bm25 option epsilon only applies to variant okapi with idf=okapi")
+        if self.delta is not None and okapi:
+            raise ValueError("bm25 option delta only applies to variants l and plus")
+        if self.idf == "okapi" and not okapi:
+            raise ValueError("bm25 option idf=okapi only applies to variant okapi")
+        return self
+
 
 class BM25Reranker(Reranker):
     """Options: see :class:`BM25Options`."""
@@ -107,55 +128,22 @@ class BM25Reranker(Reranker):
     def unit_scores(self, scores: Sequence[float]) -> list[float]:
         return [max(0.0, float(x)) / (max(0.0, float(x)) + BM25_UNIT_K) for x in scores]
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any = None,
-        registry: Any = None,
-        variant: str = "okapi",
-        k1: float | None = None,
-        b: float = 0.75,
-        epsilon: float | None = None,
-        delta: float | None = None,
-        idf: str = "lucene",
-        corpus: bool = True,
-        analyzer: str = "auto",
-    ) -> None:
-        if model is not None:
-            raise InvalidInput("the bm25 reranker has no model; leave 'model' unset")
-        cls_name = _VARIANTS.get(str(variant).lower())
-        if cls_name is None:
-            raise InvalidInput(f"unknown bm25 variant {variant!r}: use okapi, l or plus")
-        for name, val in (("k1", 1.5 if k1 is None else k1), ("b", b)):
-            if not isinstance(val, (int, float)) or isinstance(val, bool):
-                raise InvalidInput(f"bm25 option {name} must be a number, got {val!r}")
-        if not 0.0 <= b <= 1.0:
-            raise InvalidInput(f"bm25 option b must be in [0, 1], got {b}")
-        if k1 is not None and k1 < 0:
-            raise InvalidInput(f"bm25 option k1 must be >= 0, got {k1}")
-        if epsilon is not None and (cls_name != "BM25Okapi" or idf != "okapi"):
-            raise InvalidInput("bm25 option epsilon only applies to variant okapi with idf=okapi")
-        if delta is not None and cls_name == "BM25Okapi":
-            raise InvalidInput("bm25 option delta only applies to variants l and plus")
-        if idf not in ("lucene", "okapi"):
-            raise InvalidInput(f"bm25 option idf must be lucene or okapi, got {idf!r}")
-        if idf == "okapi" and cls_name != "BM25Okapi":
-            raise InvalidInput("bm25 option idf=okapi only applies to variant okapi")
-        from rerank_mcp.index.analyzers import check_name
+    options: BM25Options
 
-        self.analyzer_name = check_name(analyzer)
-        super().__init__(None, variant=cls_name, k1=k1, b=b, epsilon=epsilon, delta=delta, idf=idf)
-        self.variant = cls_name
-        self.idf = idf
-        self.use_corpus = bool(corpus) and cls_name == "BM25Okapi" and idf == "lucene"
-        self.corpus_k1 = INDEX_K1 if k1 is None else float(k1)
-        self.b = float(b)
-        self._params: dict[str, float] = {"k1": 1.5 if k1 is None else float(k1), "b": float(b)}
-        if epsilon is not None:
-            self._params["epsilon"] = float(epsilon)
-        if delta is not None:
-            self._params["delta"] = float(delta)
+    def __init__(self, options: BM25Options | None = None, *, context: Any = None, registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        o = self.options
+        self.analyzer_name = o.analyzer
+        self.variant = _VARIANTS[o.variant]
+        self.idf = o.idf
+        self.use_corpus = o.corpus and self.variant == "BM25Okapi" and o.idf == "lucene"
+        self.corpus_k1 = INDEX_K1 if o.k1 is None else o.k1
+        self.b = o.b
+        self._params: dict[str, float] = {"k1": 1.5 if o.k1 is None else o.k1, "b": o.b}
+        if o.epsilon is not None:
+            self._params["epsilon"] = o.epsilon
+        if o.delta is not None:
+            self._params["delta"] = o.delta
 
     def _analyzer(self, query: str, texts: Sequence[str], corpus: CorpusStats | None):
         from rerank_mcp.index.analyzers import get_analyzer, resolve

@@ -12,43 +12,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"reranker": "flashrank", "options": {}, "top_k": 20},
     {"reranker": "cross-encoder", "options": {}},
 ]
-
-
-def _validate(stages: Any, registry: Any) -> list[dict[str, Any]]:
-    if not isinstance(stages, list) or not stages:
-        raise InvalidInput("cascade option stages must be a non-empty list of {reranker, options, top_k}")
-    out = []
-    for n, st in enumerate(stages, start=1):
-        if not isinstance(st, dict):
-            raise InvalidInput(f"cascade stage {n} must be an object with reranker, options and top_k")
-        unknown = set(st) - {"reranker", "options", "top_k"}
-        if unknown:
-            raise InvalidInput(f"cascade stage {n} has unknown key(s) {', '.join(sorted(unknown))}")
-        name = st.get("reranker")
-        if not isinstance(name, str) or not name:
-            raise InvalidInput(f"cascade stage {n} needs a reranker name")
-        if name == "cascade":
-            raise InvalidInput("a cascade stage cannot itself be a cascade")
-        registry.family(name)  # NotFound for an unknown name
-        options = st.get("options") or {}
-        if not isinstance(options, dict):
-            raise InvalidInput(f"cascade stage {n} options must be an object")
-        top_k = st.get("top_k")
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0):
-            raise InvalidInput(f"cascade stage {n} top_k must be a positive integer, got {top_k!r}")
-        if top_k is None and n < len(stages):
-            raise InvalidInput(f"cascade stage {n} needs top_k: how many passages go on to stage {n + 1}")
-        out.append({"reranker": name, "options": dict(options), "top_k": top_k})
-    return out
 
 
 class CascadeStage(BaseModel):
@@ -63,6 +34,24 @@ class CascadeOptions(RerankOptions):
     stages: list[CascadeStage] | None = Field(
         None, description="stages in order; default: flashrank keeps 20, then cross-encoder")
 
+    @model_validator(mode="after")
+    def _stages(self) -> CascadeOptions:
+        stages = self.stages
+        if stages is None:
+            return self
+        if not stages:
+            raise ValueError("cascade option stages must be a non-empty list of {reranker, options, top_k}")
+        for n, st in enumerate(stages, start=1):
+            if not st.reranker:
+                raise ValueError(f"cascade stage {n} needs a reranker name")
+            if st.reranker == "cascade":
+                raise ValueError("a cascade stage cannot itself be a cascade")
+            if st.top_k is not None and st.top_k <= 0:
+                raise ValueError(f"cascade stage {n} top_k must be a positive integer, got {st.top_k!r}")
+            if st.top_k is None and n < len(stages):
+                raise ValueError(f"cascade stage {n} needs top_k: how many passages go on to stage {n + 1}")
+        return self
+
 
 class CascadeReranker(Reranker):
     """Options: ``stages`` (default: flashrank top_k 20, then cross-encoder)."""
@@ -72,19 +61,13 @@ class CascadeReranker(Reranker):
     score_meaning = "1/rank of the final order (stages' scores are not comparable), in (0, 1]; returned as is"
     corpus_aware = True
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any,
-        stages: list[dict[str, Any]] | None = None,
-    ) -> None:
-        if model is not None:
-            raise InvalidInput("the cascade reranker has no model of its own: set each stage's options.model")
-        self.stages = _validate(stages if stages is not None else [dict(s) for s in DEFAULT_STAGES], registry)
-        super().__init__(None, stages=self.stages)
-        self.registry = registry
+    def __init__(self, options: CascadeOptions | None = None, *, context: Any = None, registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        given = self.options.stages
+        self.stages = ([st.model_dump() for st in given] if given is not None
+                       else [{**s, "top_k": s.get("top_k")} for s in DEFAULT_STAGES])
+        for st in self.stages:
+            registry.family(st["reranker"])  # NotFound for an unknown name
 
     @staticmethod
     def _stage_reasons(context: Any) -> list[tuple[str, str, bool]]:
@@ -95,9 +78,7 @@ class CascadeReranker(Reranker):
         reg = RerankerRegistry(context)
         out = []
         for st in DEFAULT_STAGES:
-            cls = reg.resolve_class(st["reranker"])
-            check = getattr(cls, "availability", None)
-            reason = check(context) if check else None
+            reason = reg.resolve_class(st["reranker"]).availability(context)
             if reason:
                 ref = reg.model_ref(st["reranker"])
                 models = getattr(context, "models", None)
@@ -106,15 +87,15 @@ class CascadeReranker(Reranker):
                 out.append((st["reranker"], reason, stand_in))
         return out
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
         for name, reason, stand_in in CascadeReranker._stage_reasons(context):
             if not stand_in:
                 return f"default stage {name} unavailable: {reason} (pass options.stages to choose others)"
         return None
 
-    @staticmethod
-    def status_note(context: Any, registry: Any) -> str | None:
+    @classmethod
+    def status_note(cls, context: Any, registry: Any) -> str | None:
         """What the default cascade runs now, when a stage's model is missing but stood in for."""
         parts = []
         for name, _, stand_in in CascadeReranker._stage_reasons(context):

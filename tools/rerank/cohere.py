@@ -16,11 +16,12 @@ import threading
 import time
 from typing import Any, Sequence
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from rerank_mcp.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
-from rerank_mcp.tools.rerank.base import (CorpusStats, Passage, RemoteReranker, RerankOptions, RerankResult, Scored,
-                                          check_local_fallback)
+from rerank_mcp.errors import DependencyMissing, RerankMCPError, UpstreamError
+from rerank_mcp.tools.rerank.base import (CorpusStats, FamilyConfig, Passage, RemoteReranker, RerankOptions,
+                                          RerankResult, Scored, check_local_fallback)
+from rerank_mcp.tools.rerank.defaults import COHERE_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,22 @@ NO_KEY = "no API key: set RERANK_MCP_COHERE_API_KEY or CO_API_KEY"
 COHERE_API = "https://api.cohere.com"  # the SDK's production endpoint, used when no base_url is set
 
 
-def _api_key(context: Any) -> str | None:
-    return getattr(context, "cohere_api_key", None) or os.environ.get("CO_API_KEY") or None
+class CohereConfig(FamilyConfig):
+    """The operator's Cohere settings: RERANK_MCP_COHERE_API_KEY, _BASE_URL and _MODEL."""
+
+    settings_prefix = "cohere_"
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = COHERE_MODEL
+
+
+def _api_key(config: CohereConfig) -> str | None:
+    return config.secret(config.api_key) or os.environ.get("CO_API_KEY") or None
 
 
 class CohereOptions(RerankOptions):
-    model: str | None = Field(None, description="Cohere model; default: the cohere_model setting (rerank-v3.5)")
+    model: str | None = Field(None, description=f"Cohere model; default: the cohere_model setting ({COHERE_MODEL})")
     base_url: str | None = Field(None, description="a Cohere-compatible endpoint: the configured one or one listed in "
                                  "RERANK_MCP_ALLOWED_ENDPOINTS; default: the setting, else Cohere's")
     timeout: float | None = Field(None, gt=0, description="seconds per request")
@@ -47,80 +58,43 @@ class CohereOptions(RerankOptions):
 
 
 class CohereReranker(RemoteReranker):
-    """Options: ``base_url`` (Cohere-compatible endpoint), ``timeout`` (s), ``max_retries`` (3),
-    ``backoff`` (0.5 s, doubled per retry, capped by ``max_backoff`` 8 s), ``batch_size``
-    (1000 docs per request, the API's limit), ``max_tokens_per_doc``, ``fallback`` (name of a
-    local reranker used when Cohere fails)."""
+    """Options: see :class:`CohereOptions`; the operator's settings: :class:`CohereConfig`."""
 
     family = "cohere"
     Options = CohereOptions
+    Config = CohereConfig
     url_options = ("base_url",)
+    options: CohereOptions
+    config: CohereConfig
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        batch_size: int = MAX_DOCS_PER_REQUEST,
-        max_tokens_per_doc: int | None = None,
-        fallback: str | None = None,
-    ) -> None:
-        model = model or getattr(context, "cohere_model", None) or "rerank-v3.5"
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_DOCS_PER_REQUEST:
-            raise InvalidInput(f"cohere option batch_size must be an integer in [1, {MAX_DOCS_PER_REQUEST}], got {batch_size!r}")
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not 0 <= max_retries <= 10:
-            raise InvalidInput(f"cohere option max_retries must be an integer in [0, 10], got {max_retries!r}")
-        if max_tokens_per_doc is not None and (not isinstance(max_tokens_per_doc, int) or max_tokens_per_doc <= 0):
-            raise InvalidInput(f"cohere option max_tokens_per_doc must be a positive integer, got {max_tokens_per_doc!r}")
-        timeout = float(timeout if timeout is not None else getattr(context, "timeout_s", 30.0))
-        if timeout <= 0:
-            raise InvalidInput(f"cohere option timeout must be > 0 seconds, got {timeout}")
-        if fallback is not None:
-            check_local_fallback(registry, "cohere", fallback)
-        super().__init__(
-            model,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            batch_size=batch_size,
-            max_tokens_per_doc=max_tokens_per_doc,
-            fallback=fallback,
-        )
-        self.registry = registry
-        self.base_url = base_url or getattr(context, "cohere_base_url", None)
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.batch_size = batch_size
-        self.max_tokens_per_doc = max_tokens_per_doc
-        self.fallback = fallback
+    def __init__(self, options: CohereOptions | None = None, *, context: Any = None, registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        o = self.options
+        if o.fallback is not None:
+            check_local_fallback(registry, "cohere", o.fallback)
+        self.base_url = o.base_url or self.config.base_url
+        self.timeout = float(o.timeout if o.timeout is not None else getattr(context, "timeout_s", 30.0))
+        self.fallback = o.fallback
         self._local = threading.local()
-        self.__key = _api_key(context)  # read at construction, never at import
-        if self.__key is None and fallback is None:
+        self.__key = _api_key(self.config)  # read at construction, never at import
+        if self.__key is None and o.fallback is None:
             raise DependencyMissing(NO_KEY)
         self._client: Any = None
 
     def __repr__(self) -> str:  # never show the key
         return f"CohereReranker(model={self.model!r}, base_url={self.base_url!r})"
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
-        return None if _api_key(context) else NO_KEY
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
+        return None if _api_key(cls.family_config(context)) else NO_KEY
 
     @classmethod
     def default_model(cls, context: Any) -> str | None:
-        return getattr(context, "cohere_model", None) or "rerank-v3.5"
+        return cls.family_config(context).model
 
     @classmethod
     def configured_endpoints(cls, context: Any) -> list[str]:
-        return [getattr(context, "cohere_base_url", None) or COHERE_API]
+        return [cls.family_config(context).base_url or COHERE_API]
 
     def _get_client(self) -> Any:
         if self._client is None:
@@ -155,8 +129,8 @@ class CohereReranker(RemoteReranker):
         top_n = getattr(self._local, "top_n", None)
         scores: dict[int, float] = {}
         n_batches = 0
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
+        for start in range(0, len(texts), self.options.batch_size):
+            batch = list(texts[start : start + self.options.batch_size])
             k = min(top_n, len(batch)) if top_n else None
             for item in self._call(query, batch, k):
                 idx = int(item.index)
@@ -166,7 +140,7 @@ class CohereReranker(RemoteReranker):
             n_batches += 1
         notes = []
         if n_batches > 1:
-            notes.append(f"{len(texts)} documents sent in {n_batches} requests of at most {self.batch_size}; merged by relevance_score")
+            notes.append(f"{len(texts)} documents sent in {n_batches} requests of at most {self.options.batch_size}; merged by relevance_score")
         missing = [i for i in range(len(texts)) if i not in scores]
         if missing:
             if not top_n:
@@ -185,10 +159,10 @@ class CohereReranker(RemoteReranker):
         kwargs: dict[str, Any] = {"model": self.model, "query": query, "documents": documents}
         if top_n:
             kwargs["top_n"] = top_n
-        if self.max_tokens_per_doc:
-            kwargs["max_tokens_per_doc"] = self.max_tokens_per_doc
+        if self.options.max_tokens_per_doc:
+            kwargs["max_tokens_per_doc"] = self.options.max_tokens_per_doc
         where = self.base_url or "api.cohere.com"
-        attempts = self.max_retries + 1
+        attempts = self.options.max_retries + 1
         last = ""
         for attempt in range(attempts):
             retry_after: float | None = None
@@ -219,9 +193,9 @@ class CohereReranker(RemoteReranker):
             except Exception as exc:  # an answer the SDK cannot parse
                 raise UpstreamError(f"Cohere answered something unexpected at {where}: {type(exc).__name__}: {self._redact(str(exc))}") from None
             if attempt + 1 < attempts:
-                delay = min(self.backoff * (2**attempt), self.max_backoff)
+                delay = min(self.options.backoff * (2**attempt), self.options.max_backoff)
                 if retry_after is not None:
-                    delay = min(max(delay, retry_after), self.max_backoff)
+                    delay = min(max(delay, retry_after), self.options.max_backoff)
                 log.info("cohere rerank attempt %d/%d failed (%s); retrying in %.2f s", attempt + 1, attempts, last, delay)
                 time.sleep(delay)
         raise UpstreamError(f"Cohere rerank failed after {attempts} attempt(s) at {where}: last error {last}")

@@ -1,7 +1,7 @@
 """``cross-encoder``: a sequence-classification reranker scoring (query, passage) pairs.
 
-The model is an HF name already in the local HF cache or a local folder (default
-``context.default_cross_encoder_model``, cross-encoder/ms-marco-MiniLM-L-6-v2;
+The model is an HF name already in the local HF cache or a local folder (default: the
+``cross_encoder_model`` setting, :class:`CrossEncoderConfig`; ms-marco-MiniLM-L-6-v2,
 BAAI/bge-reranker-base and other sequence-classification rerankers work the same way).
 Nothing is downloaded unless ``allow_download`` is set.
 
@@ -33,13 +33,13 @@ from typing import Any, Sequence
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.base import FamilyConfig, RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.defaults import CROSS_ENCODER_MODEL
 
-BACKENDS = ("torch", "onnx")
 TORCH_BATCH = 32
 ONNX_BATCH = 8
 
@@ -94,12 +94,25 @@ def _present(model: str, context: Any) -> bool:
     return _hf_cached(model)
 
 
+class CrossEncoderConfig(FamilyConfig):
+    """The operator's default model: RERANK_MCP_CROSS_ENCODER_MODEL."""
+
+    settings_prefix = "cross_encoder_"
+
+    model: str = CROSS_ENCODER_MODEL
+
+
+def _check_device(device: str, backend: str) -> None:
+    if backend == "onnx" and device not in ("cpu", "auto"):
+        raise InvalidInput("cross-encoder backend 'onnx' runs on the CPU; use backend 'torch' for device cuda")
+
+
 class CrossEncoderOptions(RerankOptions):
     model: str | None = Field(None, description="Hugging Face name or local folder; default: the "
-                              "cross_encoder_model setting (cross-encoder/ms-marco-MiniLM-L-6-v2)")
+                              f"cross_encoder_model setting ({CROSS_ENCODER_MODEL})")
     backend: Literal["torch", "onnx"] = Field("torch", description="torch (sentence-transformers, fp32) or onnx "
                                               "(ONNX Runtime int8, CPU; exported and cached on first use)")
-    onnx_cache_dir: str | None = Field(None, description="where the int8 export is cached")
+    onnx_cache_dir: str | None = Field(None, min_length=1, description="where the int8 export is cached")
     device: str | None = Field(None, description="cpu, cuda, cuda:N or auto (torch backend)")
     batch_size: int | None = Field(None, gt=0, description="pairs per batch (default 32 with torch, 8 with onnx)")
     max_length: int | None = Field(None, ge=8, description="tokens per (query, passage) pair; default: the model's")
@@ -107,6 +120,22 @@ class CrossEncoderOptions(RerankOptions):
     window: bool = Field(False, description="score long passages by their best window instead of truncating")
     window_stride: int | None = Field(None, gt=0, description="tokens between windows (default half a window)")
     allow_download: bool = Field(False, description="let the model loader fetch a missing model itself")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        if device is not None and device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+            raise ValueError("must be cpu, cuda, cuda:N or auto")
+        return device
+
+    @model_validator(mode="after")
+    def _onnx_on_cpu(self) -> CrossEncoderOptions:
+        if self.device is not None:
+            try:
+                _check_device(self.device, self.backend)
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 def default_onnx_cache_dir() -> str:
@@ -247,6 +276,9 @@ class CrossEncoderReranker(Reranker):
 
     family = "cross-encoder"
     Options = CrossEncoderOptions
+    Config = CrossEncoderConfig
+    options: CrossEncoderOptions
+    config: CrossEncoderConfig
     path_options = ("model", "onnx_cache_dir")
     score_meaning = ("the model's relevance logit, unbounded (ms-marco models: above 0 leans relevant), or its "
                      "sigmoid in [0, 1] with normalize=true (multi-label models: the last class's log-probability, "
@@ -259,75 +291,37 @@ class CrossEncoderReranker(Reranker):
             return [math.exp(min(0.0, float(x))) for x in scores]
         return [_sigmoid(float(x)) for x in scores]
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any = None,
-        backend: str = "torch",
-        onnx_cache_dir: str | None = None,
-        device: str | None = None,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        normalize: bool = False,
-        window: bool = False,
-        window_stride: int | None = None,
-        allow_download: bool = False,
-    ) -> None:
-        model = model or context.default_cross_encoder_model
-        device = device or getattr(context, "device", None) or "cpu"
-        if backend not in BACKENDS:
-            raise InvalidInput(f"cross-encoder option backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
-            raise InvalidInput(f"cross-encoder option device must be cpu, cuda or auto, got {device!r}")
-        if backend == "onnx" and device not in ("cpu", "auto"):
-            raise InvalidInput("cross-encoder backend 'onnx' runs on the CPU; use backend 'torch' for device cuda")
-        if onnx_cache_dir is not None and (not isinstance(onnx_cache_dir, str) or not onnx_cache_dir):
-            raise InvalidInput(f"cross-encoder option onnx_cache_dir must be a folder path, got {onnx_cache_dir!r}")
-        if batch_size is None:
-            batch_size = ONNX_BATCH if backend == "onnx" else TORCH_BATCH
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise InvalidInput(f"cross-encoder option batch_size must be a positive integer, got {batch_size!r}")
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 8):
-            raise InvalidInput(f"cross-encoder option max_length must be an integer >= 8, got {max_length!r}")
-        if window_stride is not None and (not isinstance(window_stride, int) or window_stride <= 0):
-            raise InvalidInput(f"cross-encoder option window_stride must be a positive integer, got {window_stride!r}")
-        super().__init__(
-            model,
-            backend=backend,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
-            normalize=normalize,
-            window=window,
-            window_stride=window_stride,
-        )
-        self.backend = backend
-        self.onnx_cache_dir = onnx_cache_dir or getattr(context, "onnx_cache_dir", None)
-        self.device = device
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.normalize = bool(normalize)
-        self.window = bool(window)
-        self.window_stride = window_stride
-        self.allow_download = bool(allow_download)
+    def __init__(self, options: CrossEncoderOptions | None = None, *, context: Any = None,
+                 registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        o = self.options
+        self.backend = o.backend
+        # the server's device setting when the options name none (checked against the backend here)
+        self.device = o.device or getattr(context, "device", None) or "cpu"
+        _check_device(self.device, self.backend)
+        self.batch_size = o.batch_size or (ONNX_BATCH if o.backend == "onnx" else TORCH_BATCH)
+        self.onnx_cache_dir = o.onnx_cache_dir or getattr(context, "onnx_cache_dir", None)
+        self.max_length = o.max_length
+        self.normalize = o.normalize
+        self.window = o.window
+        self.window_stride = o.window_stride
+        self.allow_download = o.allow_download
         self._backend: Any = None
         self._multi_label = False
         self._lock = threading.Lock()
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
-        model = context.default_cross_encoder_model
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
+        model = cls.default_model(context)
         return None if _present(model, context) else _not_available(model)
 
     @classmethod
     def default_model(cls, context: Any) -> str | None:
-        return context.default_cross_encoder_model
+        return cls.family_config(context).model
 
     @classmethod
     def default_model_ref(cls, context: Any) -> Any:
-        return _ref(context.default_cross_encoder_model)
+        return _ref(cls.default_model(context))
 
     def required_model(self) -> Any:
         return _ref(self.model)

@@ -26,7 +26,7 @@ import numpy as np
 
 from pydantic import Field
 
-from rerank_mcp.errors import DependencyMissing, InvalidInput
+from rerank_mcp.errors import DependencyMissing
 from rerank_mcp.tools import cancel
 from rerank_mcp.tools.rerank.base import RRF_K, RerankOptions, Reranker, Scored, weighted_rrf  # noqa: F401
 
@@ -109,26 +109,17 @@ class EmbeddingReranker(Reranker):
     def unit_scores(self, scores: Sequence[float]) -> list[float]:
         return [min(1.0, max(0.0, (float(c) + 1.0) / 2.0)) for c in scores]
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any = None,
-        batch_size: int = 32,
-        device: str | None = None,
-    ) -> None:
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise InvalidInput(f"embedding option batch_size must be a positive integer, got {batch_size!r}")
-        super().__init__(model, batch_size=batch_size, device=device)
-        self.context = context
-        self.batch_size = batch_size
-        self.device = device or getattr(context, "device", "cpu") or "cpu"
+    options: EmbeddingOptions
+
+    def __init__(self, options: EmbeddingOptions | None = None, *, context: Any = None, registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        self.batch_size = self.options.batch_size
+        self.device = self.options.device or getattr(context, "device", "cpu") or "cpu"
         self._encoder: Any = None
         self._lock = threading.Lock()
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
         if getattr(context, "embedder", None) is not None:
             return None
         import importlib.util

@@ -19,7 +19,8 @@ from pydantic import Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.base import FamilyConfig, RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.defaults import FLASHRANK_MODEL
 # KNOWN_MODELS: FlashRank model name -> model file (mirrors flashrank.Config.model_file_map, checked
 # against it at load time), so names are validated without importing flashrank / onnxruntime
 from rerank_mcp.tools.models_store import FLASHRANK_BASE_URL, ModelRef
@@ -34,6 +35,10 @@ def default_cache_dir() -> str:
     from platformdirs import user_cache_dir
 
     return os.path.join(user_cache_dir("rerank-mcp"), "flashrank")
+
+
+def _cache_dir(config: FlashRankConfig) -> str:
+    return str(config.cache_dir) if config.cache_dir else default_cache_dir()
 
 
 def _model_map() -> dict[str, str]:
@@ -59,9 +64,19 @@ def _missing_reason(model: str, cache_dir: str) -> str | None:
     )
 
 
+class FlashRankConfig(FamilyConfig):
+    """The operator's FlashRank settings: RERANK_MCP_FLASHRANK_MODEL and _CACHE_DIR (the server's
+    default cache folder: ``<data dir>/flashrank``, server/state.py)."""
+
+    settings_prefix = "flashrank_"
+
+    model: str = FLASHRANK_MODEL
+    cache_dir: Path | None = None
+
+
 class FlashRankOptions(RerankOptions):
     model: str | None = Field(None, description=f"FlashRank model: {', '.join(KNOWN_MODELS)}; default: the "
-                              "flashrank_model setting (ms-marco-TinyBERT-L-2-v2)")
+                              f"flashrank_model setting ({FLASHRANK_MODEL})")
     max_length: int = Field(512, ge=8, description="tokens per (query, passage) pair")
     batch_size: int = Field(16, gt=0, description="pairs per ONNX run")
     cache_dir: str | None = Field(None, description="folder holding <model>/ (default: the server's)")
@@ -69,53 +84,42 @@ class FlashRankOptions(RerankOptions):
 
 
 class FlashRankReranker(Reranker):
-    """Options: see :class:`FlashRankOptions`."""
+    """Options: see :class:`FlashRankOptions`; the operator's settings: :class:`FlashRankConfig`."""
 
     family = "flashrank"
     Options = FlashRankOptions
+    Config = FlashRankConfig
+    options: FlashRankOptions
+    config: FlashRankConfig
     path_options = ("model", "cache_dir")
     score_meaning = "the model's relevance probability in [0, 1] (listwise models: 1/rank); returned as is"
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any = None,
-        max_length: int = 512,
-        batch_size: int = 16,
-        cache_dir: str | None = None,
-        allow_download: bool = False,
-    ) -> None:
-        model = model or getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
-        if model not in _model_map():
-            raise InvalidInput(f"unknown FlashRank model {model!r}; known: {', '.join(sorted(_model_map()))}")
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 8:
-            raise InvalidInput(f"flashrank option max_length must be an integer >= 8, got {max_length!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise InvalidInput(f"flashrank option batch_size must be a positive integer, got {batch_size!r}")
-        super().__init__(model, max_length=max_length, batch_size=batch_size)
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.cache_dir = cache_dir or getattr(context, "flashrank_cache_dir", None) or default_cache_dir()
-        self.allow_download = bool(allow_download)
+    def __init__(self, options: FlashRankOptions | None = None, *, context: Any = None,
+                 registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        if self.model not in _model_map():
+            raise InvalidInput(f"unknown FlashRank model {self.model!r}; known: {', '.join(sorted(_model_map()))}")
+        self.cache_dir = self.options.cache_dir or _cache_dir(self.config)
         self._ranker: Any = None
         self._lock = threading.Lock()
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
-        model = getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
-        cache_dir = getattr(context, "flashrank_cache_dir", None) or default_cache_dir()
-        return _missing_reason(model, cache_dir)
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
+        config = cls.family_config(context)
+        return _missing_reason(config.model, _cache_dir(config))
 
     @classmethod
     def default_model(cls, context: Any) -> str | None:
-        return getattr(context, "default_flashrank_model", None) or "ms-marco-TinyBERT-L-2-v2"
+        return cls.family_config(context).model
 
     @classmethod
     def default_model_ref(cls, context: Any) -> Any:
         model = cls.default_model(context)
         return ModelRef(model, "flashrank") if model in KNOWN_MODELS else None
+
+    @classmethod
+    def known_models(cls) -> tuple[str, ...]:
+        return tuple(_model_map())
 
     def required_model(self) -> Any:
         """The model, when it lives where the server's model store puts FlashRank models."""
@@ -131,7 +135,7 @@ class FlashRankReranker(Reranker):
             if self._ranker is not None:
                 return self._ranker
             reason = _missing_reason(self.model, self.cache_dir)
-            if reason and not self.allow_download:
+            if reason and not self.options.allow_download:
                 raise DependencyMissing(reason)
             os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
             try:
@@ -140,7 +144,7 @@ class FlashRankReranker(Reranker):
                 raise DependencyMissing(f"the flashrank reranker needs flashrank and onnxruntime: pip install flashrank ({exc})") from None
             try:
                 self._ranker = Ranker(
-                    model_name=self.model, cache_dir=self.cache_dir, max_length=self.max_length, log_level="WARNING"
+                    model_name=self.model, cache_dir=self.cache_dir, max_length=self.options.max_length, log_level="WARNING"
                 )
             except ImportError as exc:  # the listwise GGUF model needs llama-cpp-python
                 raise DependencyMissing(f"FlashRank model {self.model!r} needs llama-cpp-python: pip install 'flashrank[listwise]' ({exc})") from None
@@ -185,7 +189,7 @@ class FlashRankReranker(Reranker):
         notes = []
         if any(truncated):
             tok = self._ranker.tokenizer
-            limit = tok.truncation["max_length"] if tok.truncation else self.max_length
+            limit = tok.truncation["max_length"] if tok.truncation else self.options.max_length
             notes.append(f"{sum(truncated)} passage(s) truncated to {limit} tokens (query + passage)")
         return Scored(scores, truncated=truncated, notes=notes)
 
@@ -203,7 +207,7 @@ class FlashRankReranker(Reranker):
         lengths = [sum(e.attention_mask) for e in enc]
         inputs = {i.name for i in session.get_inputs()}
         scores = [0.0] * len(pairs)
-        for chunk in length_sorted_batches(lengths, self.batch_size):
+        for chunk in length_sorted_batches(lengths, self.options.batch_size):
             check()  # a cancelled call stops here, between model batches
             width = max(lengths[i] for i in chunk)
             feed = {

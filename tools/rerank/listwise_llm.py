@@ -22,17 +22,16 @@ from typing import Any, Sequence
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
-from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.errors import DependencyMissing, UpstreamError
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import RemoteReranker, RerankOptions, Scored, check_local_fallback
+from rerank_mcp.tools.rerank.base import FamilyConfig, RemoteReranker, RerankOptions, Scored, check_local_fallback
 
 NO_BASE_URL = (
     "no LLM endpoint: set RERANK_MCP_LLM_BASE_URL (an OpenAI-compatible base URL such as "
     "http://localhost:8000/v1) or pass options.base_url"
 )
-PROMPTS = ("rankgpt", "rankzephyr")
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _NUMBER = re.compile(r"\d+")
 
@@ -116,6 +115,16 @@ class _WindowFailed(Exception):
     pass
 
 
+class ListwiseLLMConfig(FamilyConfig):
+    """The operator's endpoint: RERANK_MCP_LLM_BASE_URL, _MODEL and _API_KEY."""
+
+    settings_prefix = "llm_"
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+
+
 class ListwiseLLMOptions(RerankOptions):
     model: str | None = Field(None, description="model name sent to the endpoint; default: the llm_model setting")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL: the configured one or one listed in "
@@ -132,69 +141,35 @@ class ListwiseLLMOptions(RerankOptions):
     max_tokens: int | None = Field(None, gt=0, description="answer length limit (default from the window)")
     fallback: str | None = Field(None, description="a local reranker used when the endpoint fails")
 
+    @model_validator(mode="after")
+    def _window(self) -> ListwiseLLMOptions:
+        if self.stride >= self.window_size:
+            raise ValueError(f"rankllm option stride ({self.stride}) must be smaller than window_size ({self.window_size})")
+        return self
+
 
 class ListwiseLLMReranker(RemoteReranker):
-    """Options: ``base_url``, ``api_key``, ``prompt`` (rankgpt | rankzephyr), ``window_size`` (20),
-    ``stride`` (10), ``max_words`` (300 per passage), ``timeout`` (s), ``max_retries`` (2),
-    ``backoff`` (0.5 s, doubled), ``temperature`` (0), ``max_tokens`` (default from the window),
-    ``fallback`` (name of a local reranker used when the endpoint fails)."""
+    """Options: see :class:`ListwiseLLMOptions`; the operator's endpoint: :class:`ListwiseLLMConfig`."""
 
     family = "rankllm"
     Options = ListwiseLLMOptions
+    Config = ListwiseLLMConfig
     url_options = ("base_url",)
+    options: ListwiseLLMOptions
+    config: ListwiseLLMConfig
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        context: Any,
-        registry: Any = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        prompt: str = "rankgpt",
-        window_size: int = 20,
-        stride: int = 10,
-        max_words: int = 300,
-        timeout: float | None = None,
-        max_retries: int = 2,
-        backoff: float = 0.5,
-        temperature: float = 0.0,
-        max_tokens: int | None = None,
-        fallback: str | None = None,
-    ) -> None:
-        model = model or getattr(context, "llm_model", None) or "default"
-        if prompt not in PROMPTS:
-            raise InvalidInput(f"rankllm option prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-        for name, val, lo in (("window_size", window_size, 2), ("stride", stride, 1), ("max_words", max_words, 1)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < lo:
-                raise InvalidInput(f"rankllm option {name} must be an integer >= {lo}, got {val!r}")
-        if stride >= window_size:
-            raise InvalidInput(f"rankllm option stride ({stride}) must be smaller than window_size ({window_size})")
-        if not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
-            raise InvalidInput(f"rankllm option max_retries must be an integer in [0, 10], got {max_retries!r}")
-        timeout = float(timeout if timeout is not None else getattr(context, "timeout_s", 30.0))
-        if timeout <= 0:
-            raise InvalidInput(f"rankllm option timeout must be > 0 seconds, got {timeout}")
-        if fallback is not None:
-            check_local_fallback(registry, "rankllm", fallback)
-        super().__init__(
-            model, base_url=base_url, prompt=prompt, window_size=window_size, stride=stride,
-            max_words=max_words, timeout=timeout, max_retries=max_retries, fallback=fallback,
-        )
-        self.registry = registry
-        self.base_url = (base_url or getattr(context, "llm_base_url", None) or "").rstrip("/") or None
-        self.__key = api_key or getattr(context, "llm_api_key", None)
-        self.prompt = prompt
-        self.window_size = window_size
-        self.stride = stride
-        self.max_words = max_words
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = float(backoff)
-        self.temperature = float(temperature)
-        self.max_tokens = max_tokens
-        self.fallback = fallback
-        if self.base_url is None and fallback is None:
+    def __init__(self, options: ListwiseLLMOptions | None = None, *, context: Any = None,
+                 registry: Any = None) -> None:
+        super().__init__(options, context=context, registry=registry)
+        o = self.options
+        if o.fallback is not None:
+            check_local_fallback(registry, "rankllm", o.fallback)
+        self.model = self.model or "default"
+        self.base_url = (o.base_url or self.config.base_url or "").rstrip("/") or None
+        self.__key = o.api_key or self.config.secret(self.config.api_key)
+        self.timeout = float(o.timeout if o.timeout is not None else getattr(context, "timeout_s", 30.0))
+        self.fallback = o.fallback
+        if self.base_url is None and o.fallback is None:
             raise DependencyMissing(NO_BASE_URL)
         self._http: Any = None
         self._lock = threading.Lock()
@@ -202,17 +177,17 @@ class ListwiseLLMReranker(RemoteReranker):
     def __repr__(self) -> str:  # never show the key
         return f"ListwiseLLMReranker(model={self.model!r}, base_url={self.base_url!r})"
 
-    @staticmethod
-    def availability(context: Any) -> str | None:
-        return None if getattr(context, "llm_base_url", None) else NO_BASE_URL
+    @classmethod
+    def availability(cls, context: Any) -> str | None:
+        return None if cls.family_config(context).base_url else NO_BASE_URL
 
     @classmethod
     def default_model(cls, context: Any) -> str | None:
-        return getattr(context, "llm_model", None)
+        return cls.family_config(context).model
 
     @classmethod
     def configured_endpoints(cls, context: Any) -> list[str]:
-        url = getattr(context, "llm_base_url", None)
+        url = cls.family_config(context).base_url
         return [url] if url else []
 
     def _client(self) -> Any:
@@ -233,15 +208,15 @@ class ListwiseLLMReranker(RemoteReranker):
         n = len(passages)
         body = {
             "model": self.model,
-            "messages": build_messages(self.prompt, query, passages),
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens or 8 * n + 16,
+            "messages": build_messages(self.options.prompt, query, passages),
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_tokens or 8 * n + 16,
         }
         url = f"{self.base_url}/chat/completions"
         last = ""
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.options.max_retries + 1):
             if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 10.0))
+                time.sleep(min(self.options.backoff * 2 ** (attempt - 1), 10.0))
             try:
                 resp = self._client().post(url, json=body)
             except httpx.TimeoutException:
@@ -281,14 +256,14 @@ class ListwiseLLMReranker(RemoteReranker):
         shown: list[str] = []
         truncated: list[bool] = []
         for t in texts:
-            s, cut = _words(t, self.max_words)
+            s, cut = _words(t, self.options.max_words)
             shown.append(s)
             truncated.append(cut)
         order = list(range(n))  # order[k] = input index at rank k
         windows = failed = partial = 0
         failures: list[str] = []
         end = n
-        start = max(0, end - self.window_size)
+        start = max(0, end - self.options.window_size)
         while True:
             check()  # a cancelled call stops between windows (one LLM call each)
             window = order[start:end]
@@ -304,21 +279,21 @@ class ListwiseLLMReranker(RemoteReranker):
                 failures.append(f"window {start + 1}-{end}: {exc}")
             if start == 0:
                 break
-            end -= self.stride
-            start = max(0, end - self.window_size)
+            end -= self.options.stride
+            start = max(0, end - self.options.window_size)
 
-        notes = [f"{windows} window(s) of up to {self.window_size} (stride {self.stride}), prompt {self.prompt}"]
+        notes = [f"{windows} window(s) of up to {self.options.window_size} (stride {self.options.stride}), prompt {self.options.prompt}"]
         if partial:
             notes.append(f"{partial} window answer(s) were partial; unranked passages kept their prior order after the ranked ones")
         if any(truncated):
-            notes.append(f"{sum(truncated)} passage(s) cut to {self.max_words} words for the prompt")
+            notes.append(f"{sum(truncated)} passage(s) cut to {self.options.max_words} words for the prompt")
         fallback = None
         if failed:
             if failed == windows and self.fallback is not None:
                 return self._fall_back(query, texts, "; ".join(failures))
             notes.extend(failures)
             fallback = (
-                f"the LLM failed on {failed} of {windows} window(s) after {self.max_retries + 1} attempt(s) each; "
+                f"the LLM failed on {failed} of {windows} window(s) after {self.options.max_retries + 1} attempt(s) each; "
                 "those windows kept their input order"
             )
         scores = [0.0] * n

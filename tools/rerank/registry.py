@@ -27,18 +27,15 @@ from rerank_mcp.tools.rerank.base import ModelDownload, Reranker
 
 @dataclass(frozen=True)
 class RerankContext:
-    """What rerankers may need from the server's configuration. Secrets stay in here."""
+    """What rerankers may need from the server. Each family's own configuration (its model, API
+    key, endpoint...) comes whole from ``settings`` (the fields its ``Config`` names, see
+    :class:`~tools.rerank.base.FamilyConfig`), with ``configs`` on top: per family name, a
+    ``Config`` or a dict of its fields (what tests and tools without settings pass). Secrets stay
+    in there."""
 
-    default_cross_encoder_model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
-    default_flashrank_model: str = "ms-marco-TinyBERT-L-2-v2"
-    flashrank_cache_dir: str | None = None
-    cohere_api_key: str | None = field(default=None, repr=False)
-    cohere_base_url: str | None = None
-    cohere_model: str = "rerank-v3.5"
-    llm_base_url: str | None = None
-    llm_model: str | None = None
-    llm_api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 30.0
+    settings: Any = field(default=None, repr=False)
+    configs: dict[str, Any] = field(default_factory=dict, repr=False)
+    timeout_s: float = 30.0  # per request to a network reranker
     device: str = "cpu"
     onnx_cache_dir: str | None = None  # where ONNX int8 exports of local models are cached
     # Returns a bi-encoder for the ``embedding`` reranker: ``embedder(model_name_or_None)``.
@@ -216,6 +213,11 @@ def _missing_modules(family: Family) -> list[str]:
     return missing
 
 
+def _import_class(family: Family) -> type[Reranker]:
+    module_name, cls_name = family.target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
 def _freeze(options: dict[str, Any]) -> str:
     try:
         return json.dumps(options, sort_keys=True, default=str)
@@ -252,9 +254,7 @@ class RerankerRegistry:
                 f"reranker {name!r} needs the Python module(s) {', '.join(missing)}: "
                 f"install them with `{install_command([fam.extra or ''])}`"
             )
-        module_name, cls_name = fam.target.split(":")
-        module = importlib.import_module(module_name)
-        return getattr(module, cls_name)
+        return _import_class(fam)
 
     def get(self, name: str, options: dict[str, Any] | None = None, *, trusted: bool = False) -> Reranker:
         """The reranker ``name`` configured by ``options`` (``model`` among them), cached.
@@ -282,23 +282,27 @@ class RerankerRegistry:
         if inst is not None:
             return inst
         cls = self.resolve_class(name)
-        opts = cls.parse_options(options)
-        kwargs = opts.model_dump(exclude_unset=True, exclude={"blend", "blend_by_position", "model"})
-        model = getattr(opts, "model", None)
-        try:
-            inst = cls(model, context=self.context, registry=self, **kwargs)
-        except TypeError as exc:
-            raise InvalidInput(f"bad options for reranker {name!r}: {exc}") from None
-        inst.blend = float(opts.blend)
-        inst.blend_by_position = bool(opts.blend_by_position)
-        inst.context = self.context
-        inst.registry = self
+        inst = cls(cls.parse_options(options), context=self.context, registry=self)
         with self._lock:
             inst = self._cache.setdefault(key, inst)
             self._cache.move_to_end(key)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
             return inst
+
+    def family_of_model(self, model: str) -> str | None:
+        """The local family that ``model``, named alone, means (its :meth:`Reranker.known_models`),
+        or None. A family whose libraries are missing still claims its models (using it then says
+        what to install)."""
+        for fam in FAMILIES.values():
+            if not fam.local:
+                continue
+            try:
+                if model in _import_class(fam).known_models():
+                    return fam.name
+            except Exception:  # a module that fails to import claims no model
+                continue
+        return None
 
     def availability(self, name: str) -> str | None:
         """Why family ``name`` cannot run here with its default configuration, or None."""
@@ -307,9 +311,7 @@ class RerankerRegistry:
         if missing:
             return f"missing module(s) {', '.join(missing)}; {install_command([fam.extra or ''])}"
         try:
-            cls = self.resolve_class(fam.name)
-            check = getattr(cls, "availability", None)
-            return check(self.context) if check else None
+            return self.resolve_class(fam.name).availability(self.context)
         except Exception as exc:  # an import that fails is reported, not raised
             return f"import failed: {type(exc).__name__}: {exc}"
 
@@ -332,11 +334,9 @@ class RerankerRegistry:
     def model_ref(self, name: str) -> Any:
         """The downloadable model family ``name`` uses by default (a ModelRef), or None."""
         try:
-            cls = self.resolve_class(name)
+            return self.resolve_class(name).default_model_ref(self.context)
         except Exception:
             return None
-        check = getattr(cls, "default_model_ref", None)
-        return check(self.context) if check else None
 
     def _languages(self, family: str, model: str | None) -> str | None:
         from rerank_mcp.index.model_names import MULTILINGUAL, model_languages
@@ -345,8 +345,6 @@ class RerankerRegistry:
             return MULTILINGUAL  # the collection's analyzer (CJK bigrams, Snowball languages)
         if family == "embedding":
             model = model or self.context.embedding_model
-        if family == "cohere":
-            model = self.context.cohere_model
         return model_languages(model) if family not in ("auto", "cascade", "rankllm") else None
 
     def _multilingual_present(self) -> tuple[str, str] | None:
@@ -389,9 +387,9 @@ class RerankerRegistry:
                         stand_in, _ = self.best_present(exclude={fam.name})
                         note = f"calls are answered by {stand_in} until the model is here"
             languages = self._languages(fam.name, default_model)
-            status_note = getattr(cls, "status_note", None) if cls is not None and reason is None else None
+            status_note = cls.status_note(self.context, self) if cls is not None and reason is None else None
             if status_note is not None:
-                note = status_note(self.context, self)
+                note = status_note
             if fam.name == "auto":
                 pick, _ = self.best_present()
                 note = f"picks {pick} now"
