@@ -575,8 +575,8 @@ def check_local_fallback(registry: Any, family: str, fallback: str) -> None:
 class RemoteReranker(Reranker):
     """A reranker backed by a network service, with an optional local ``fallback`` reranker.
 
-    Subclasses set ``self.fallback`` (a family name or None) and ``self.registry``, and
-    implement ``_unavailable()`` (why the service cannot be called at all, or None) and
+    Subclasses set ``self.fallback`` (a family name or None; the base class keeps the registry),
+    and implement ``_unavailable()`` (why the service cannot be called at all, or None) and
     ``_score_remote``. A service failure (:class:`UpstreamError`) uses the fallback when one is
     named, and the result says so; otherwise it is raised.
     """

@@ -5,8 +5,11 @@ the first time the family is used. Instances are cached by (family, model, optio
 second call with the same configuration loads nothing.
 
 Adding a family is one module (a :class:`~tools.rerank.base.Reranker` subclass with its
-``Options`` model) and one :class:`Family` line below: its options schema, default model,
-availability, tool descriptions and place in ``auto``'s order all come from there.
+``Options`` model, and a ``Config`` model when the operator configures it) and one
+:class:`Family` line below: its options schema, default model, availability, tool descriptions
+and place in ``auto``'s order all come from there. What the operator configures is one setting
+per value in server/settings.py, named ``<Config.settings_prefix><field>``; it reaches the family
+whole, through no other module.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound
 from rerank_mcp.index.install import install_command
+from rerank_mcp.tools.rerank import defaults
 from rerank_mcp.tools.rerank.base import ModelDownload, Reranker
 
 
@@ -130,7 +134,7 @@ FAMILIES: dict[str, Family] = {
             "rerank_mcp.tools.rerank.cohere:CohereReranker",
             ("cohere",),
             "cohere",
-            "Cohere Rerank API (rerank-v3.5) or any Cohere-compatible endpoint; needs an API key.",
+            f"Cohere Rerank API ({defaults.COHERE_MODEL}) or any Cohere-compatible endpoint; needs an API key.",
             local=False,
         ),
         Family(
