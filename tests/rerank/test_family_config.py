@@ -155,6 +155,27 @@ def test_each_default_is_written_once():
     assert found == []
 
 
+def test_chunk_defaults_are_written_once():
+    """chunk_size and chunk_overlap default to index/chunking.py's constants wherever they default."""
+    found = []
+    for part in ("index", "tools", "server"):
+        for path in sorted((ROOT / part).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                pairs = []
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = node.args
+                    pairs += list(zip([x.arg for x in a.args][len(a.args) - len(a.defaults):], a.defaults))
+                    pairs += [(x.arg, d) for x, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                    value = node.value
+                    if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "Field" and value.args:
+                        value = value.args[0]
+                    pairs.append((node.target.id, value))
+                found += [f"{path.relative_to(ROOT)}:{v.lineno}" for name, v in pairs
+                          if name in ("chunk_size", "chunk_overlap") and isinstance(v, ast.Constant) and v.value]
+    assert found == []
+
+
 # --------------------------------------------------------------------- a new remote family
 
 REMOTE_FAMILY = textwrap.dedent('''
