@@ -19,15 +19,14 @@ embedding model's word pieces).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.contract import Progress
 from rerank_mcp.tools.shaping import shape
-
-Progress = Callable[[float, float, str], None]
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "top-k": {},

@@ -527,7 +527,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
             info = st.engine.require_collection(name)
             return {
                 "name": info.name, "embedding_model": info.embedding_model, "dim": info.dim,
-                "documents": st.engine.documents(name, limit=100),
+                "documents": [d.as_dict() for d in st.engine.documents(name, limit=100)],
             }
 
         return json.dumps(await _resource(st, read), indent=1, ensure_ascii=False)
@@ -546,7 +546,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
             part = await _resource(st, read_lines, st.engine, collection, doc_id, lines)
             return part.model_dump_json(indent=1)
         doc = await _resource(st, st.engine.document, collection, doc_id)
-        return json.dumps(doc, indent=1, ensure_ascii=False)
+        return json.dumps(doc.as_dict(), indent=1, ensure_ascii=False)
 
     _strict_tool_arguments(server)
     return server

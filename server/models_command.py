@@ -63,7 +63,7 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     for ref in refs:
         try:
             with out.progress(ref.name) as progress:
-                store.pull(ref, lambda done, total, n=ref.name: progress(done, total or 0, n))
+                store.pull(ref, progress)
             info = store.info(ref)
             results.append(info)
             if not out.as_json:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rerank_mcp.index.engines import BACKENDS
 from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
         "bigrams (+bigram or +jieba for the alternatives)")
 
     # Index engine: "embedded" (SQLite + FAISS + tantivy in data_dir) or "qdrant"
-    backend: Literal["embedded", "qdrant"] = "embedded"
+    backend: Literal[BACKENDS] = "embedded"  # the engines of index/engines.py
     qdrant_url: str | None = Field(None, description="Qdrant server or cluster, e.g. http://127.0.0.1:6333")
     qdrant_api_key: SecretStr | None = None
     qdrant_path: str | None = Field(None, description="qdrant-client local mode: a folder (one machine, tests)")

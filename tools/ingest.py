@@ -21,14 +21,12 @@ from typing import Any, Callable, Sequence
 
 from rerank_mcp.index.chunking import chunk_document
 from rerank_mcp.index.lines import lines_of_chunks
-from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
+from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk, Progress
 from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
 from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import DataDirError, InvalidInput, LimitExceeded, RerankMCPError
 from rerank_mcp.tools.cancel import CancelCheck, check
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
-
-Progress = Callable[[float, float, str], None]
 
 WRITE_BATCH = 64
 # chunks per embedding call: a cancelled ingest stops between these (256 MiniLM chunks take

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, UpstreamError
+from rerank_mcp.index.contract import Progress
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index
 HTTP_ATTEMPTS = 5
 FAILED_RETRY_S = 60.0  # a failed background download is tried again after this long
 
-Progress = Callable[[int, int | None], None]  # (bytes done, bytes in all or None)
 
 
 def _truthy(v: str | None) -> bool:
@@ -153,7 +153,7 @@ class _Download:
         self.finished_at: float | None = None
         self.thread: threading.Thread | None = None
 
-    def progress(self, done: int, total: int | None) -> None:
+    def progress(self, done: float, total: float | None, _message: str = "") -> None:
         self.done = max(0, int(done))
         if total:
             self.total = int(total)
@@ -397,10 +397,10 @@ class ModelStore:
                 with lock:
                     done[0] += n
                     if progress:
-                        progress(done[0], total)
+                        progress(done[0], total, ref.name)
 
             if progress:
-                progress(done[0], total)
+                progress(done[0], total, ref.name)
             folder = snapshot_download(ref.name, ignore_patterns=ignore, tqdm_class=_byte_bar(on_bytes),
                                        max_workers=4, **common)
         except Exception as exc:
@@ -460,12 +460,12 @@ class ModelStore:
                     with open(part, "ab" if have else "wb") as fh:
                         got = have
                         if progress:
-                            progress(got, total)
+                            progress(got, total, ref.name)
                         for chunk in r.iter_bytes(1 << 16):
                             fh.write(chunk)
                             got += len(chunk)
                             if progress:
-                                progress(got, total)
+                                progress(got, total, ref.name)
                     if total is not None and got != total:
                         raise _ShortRead(f"connection closed after {got} of {total} bytes")
                 break
@@ -639,7 +639,7 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
         log.info("downloading embedding model %s (first use; `%s` fetches it ahead of time)", name, ref.command)
         last = [0.0]
 
-        def progress(done: int, total: int | None) -> None:
+        def progress(done: float, total: float | None, _message: str) -> None:
             if total and time.monotonic() - last[0] > 5:
                 last[0] = time.monotonic()
                 log.info("downloading %s: %.0f%% of %.1f MB", name, 100.0 * done / total, total / 1e6)

@@ -32,10 +32,11 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.bm25 import B, K1, fieldnorm
 from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
 
 BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
-INDEX_K1, INDEX_B = 1.2, 0.75  # the corpus index's parameters (index/sparse.py, index/qdrant.py)
+INDEX_K1, INDEX_B = K1, B  # the corpus index's parameters (index/bm25.py)
 
 _VARIANTS = {
     "okapi": "BM25Okapi",
@@ -45,21 +46,6 @@ _VARIANTS = {
     "plus": "BM25Plus",
     "bm25plus": "BM25Plus",
 }
-
-
-def bm25_length(length: int) -> int:
-    """A chunk's analyzed length as the engines' BM25 uses it: tantivy's (and Lucene's) one-byte
-    field norm, exact up to 24 terms, then rounded down to 4 significant bits (the Qdrant engine
-    quantises its sparse vectors' lengths the same way)."""
-    free = 24
-    if length < free:
-        return length
-    n = length - free
-    bits = n.bit_length()
-    if bits < 4:
-        return free + n
-    shift = bits - 4
-    return free + ((((n >> shift) & 0x07) | 0x08) << shift)
 
 
 def _lucene_okapi_class():
@@ -191,7 +177,7 @@ class BM25Reranker(Reranker):
         for text in texts:
             toks = tokenize(text)
             tf = Counter(toks)
-            norm = k1 * (1.0 - b + b * bm25_length(len(toks)) / avg)
+            norm = k1 * (1.0 - b + b * fieldnorm(len(toks)) / avg)
             scores.append(sum(idf[t] * tf[t] * (k1 + 1.0) / (tf[t] + norm) for t in terms if tf[t]))
         return Scored(scores, notes=[
             f"BM25 with the collection's statistics (N={n_docs}, average length {avgdl:.1f} terms, k1={k1:g}, b={b:g})"
