@@ -35,6 +35,7 @@ from rerank_mcp.errors import InvalidInput, ModelMismatch, NotFound
 from rerank_mcp.index import analyzers
 from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, encode_cached, load_embedder
 from rerank_mcp.index.filters import Filter
+from rerank_mcp.index.fusion import RRF_K
 from rerank_mcp.index.model_names import (
     DEFAULT_EMBEDDING_BACKEND,
     EMBEDDING_BACKENDS,
@@ -497,7 +498,7 @@ class Index(abc.ABC):
 
     def fused_search(
         self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
-        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = RRF_K,
         weights: dict[str, float] | None = None,
     ) -> Ranked:
         """Hybrid search fused by the engine itself (Qdrant's RRF or DBSF); see ``server_fusions``."""

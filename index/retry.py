@@ -4,7 +4,7 @@ engine's server, a reranking API, an LLM endpoint, a model download).
 An attempt raises :class:`Retry` when it failed in a way worth trying again (a timeout, HTTP 429
 or 5xx, a dropped connection), with the reason and, where the server named one, how long to
 wait; anything else it raises ends the retries at once. When every attempt failed,
-:func:`retry` raises :class:`GaveUp` with the last reason and the count, which the caller turns
+:func:`with_retries` raises :class:`GaveUp` with the last reason and the count, which the caller turns
 into its own error message.
 """
 
@@ -56,7 +56,7 @@ class Backoff:
         return d
 
 
-def retry(
+def with_retries(
     attempt: Callable[[], T],
     attempts: int,
     backoff: Backoff = Backoff(),  # noqa: B008 - frozen

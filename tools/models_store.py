@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, UpstreamError
 from rerank_mcp.index.contract import Progress
+from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -441,14 +442,14 @@ class ModelStore:
         cache.mkdir(parents=True, exist_ok=True)
         url = f"{self.flashrank_base_url}/{ref.name}.zip"
         part = cache / f".{ref.name}.zip.part"
-        last = ""
-        for attempt in range(HTTP_ATTEMPTS):
+
+        def attempt() -> None:
             have = part.stat().st_size if part.exists() else 0
             headers = {"Range": f"bytes={have}-"} if have else {}
             try:
                 with httpx.stream("GET", url, headers=headers, timeout=self.timeout_s, follow_redirects=True) as r:
                     if r.status_code == 416 and have:  # the part file is already whole
-                        break
+                        return
                     if r.status_code == 404:
                         raise NotFound(f"no FlashRank model archive at {url} (HTTP 404)")
                     if r.status_code >= 400:
@@ -468,23 +469,23 @@ class ModelStore:
                                 progress(got, total, ref.name)
                     if total is not None and got != total:
                         raise _ShortRead(f"connection closed after {got} of {total} bytes")
-                break
-            except (NotFound, UpstreamError):
-                raise
             except (httpx.TransportError, _ShortRead, OSError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                if attempt + 1 < HTTP_ATTEMPTS:
-                    log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last,
-                                attempt + 2, HTTP_ATTEMPTS)
-                    time.sleep(min(0.2 * 2**attempt, 3.0))
-                else:
-                    log.warning("download of %s interrupted (%s) on the last of %d attempts", url, last,
-                                HTTP_ATTEMPTS)
-        else:
+                raise Retry(f"{type(exc).__name__}: {exc}") from None
+
+        def said(failed: int, last: str, delay: float | None) -> None:
+            if delay is not None:
+                log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last, failed + 1,
+                            HTTP_ATTEMPTS)
+            else:
+                log.warning("download of %s interrupted (%s) on the last of %d attempts", url, last, HTTP_ATTEMPTS)
+
+        try:
+            with_retries(attempt, HTTP_ATTEMPTS, Backoff(0.2, 3.0), said)
+        except GaveUp as exc:
             raise UpstreamError(
-                f"downloading {url} failed after {HTTP_ATTEMPTS} attempts ({last}); the partial file is kept "
+                f"downloading {url} failed after {HTTP_ATTEMPTS} attempts ({exc.reason}); the partial file is kept "
                 f"hidden and the next pull resumes it"
-            )
+            ) from None
         try:
             return self._install_zip(ref, part)
         finally:

@@ -13,7 +13,7 @@ from typing import Any
 from rerank_mcp.errors import DependencyMissing, NotFound, RerankMCPError, UpstreamError
 from rerank_mcp.index.install import install_command
 from rerank_mcp.index.qdrant.config import QdrantConfig
-from rerank_mcp.index.retry import Backoff, GaveUp, Retry, retry
+from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Connection:
                 log.warning("%s: %s failed (%s); retrying in %.1fs", self.where, what, msg, delay)
 
         try:
-            return retry(attempt, self.retries + 1, BACKOFF, said)
+            return with_retries(attempt, self.retries + 1, BACKOFF, said)
         except GaveUp as exc:
             raise UpstreamError(
                 f"{self.where} is unreachable or failing: {what} gave up after {exc.attempts} attempt(s): {exc.reason}"

@@ -70,6 +70,7 @@ from rerank_mcp.index.contract import (
     check_collection_name,
 )
 from rerank_mcp.index.filters import Filter
+from rerank_mcp.index.fusion import RRF_K
 from rerank_mcp.index.qdrant.client import Connection, client_installed, missing_client, models
 from rerank_mcp.index.qdrant.config import QdrantConfig
 from rerank_mcp.index.qdrant.filters import compile_filter
@@ -739,7 +740,7 @@ class QdrantIndex(Index):
 
     def fused_search(
         self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
-        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = RRF_K,
         weights: Mapping[str, float] | None = None,
     ) -> Ranked:
         """Hybrid search fused by Qdrant itself: both arms as prefetches, then ``fusion``:

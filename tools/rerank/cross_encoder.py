@@ -110,9 +110,9 @@ class CrossEncoderOptions(RerankOptions):
 
 
 def default_onnx_cache_dir() -> str:
-    from platformdirs import user_cache_dir
+    from rerank_mcp.index.model_names import cache_dir
 
-    return os.path.join(user_cache_dir("rerank-mcp"), "cross-encoder-onnx")
+    return str(cache_dir("cross-encoder-onnx"))
 
 
 def _model_folder(model: str, allow_download: bool) -> Path:

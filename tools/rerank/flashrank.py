@@ -31,9 +31,9 @@ MODEL_URL = FLASHRANK_BASE_URL + "/{}.zip"
 
 
 def default_cache_dir() -> str:
-    from platformdirs import user_cache_dir
+    from rerank_mcp.index.model_names import cache_dir
 
-    return os.path.join(user_cache_dir("rerank-mcp"), "flashrank")
+    return str(cache_dir("flashrank"))
 
 
 def _model_map() -> dict[str, str]:
