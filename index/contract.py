@@ -556,6 +556,7 @@ class Index(abc.ABC):
 
     def sync(self, collection: str | None = None) -> None:
         """Pick up writes another process made (the embedded engine's derived indexes); no-op elsewhere."""
+        return None
 
     def close(self) -> None:
         self.embedding.close()

@@ -31,9 +31,10 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -377,8 +378,13 @@ class ModelStore:
     # ------------------------------------------------------------------ Hugging Face
     def _pull_hf(self, ref: ModelRef, progress: Progress | None) -> Path:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
 
         where = self.hf_endpoint or "the Hugging Face hub"
         common: dict[str, Any] = {"cache_dir": str(self.hf_cache()), "endpoint": self.hf_endpoint}

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from rerank_mcp.index.analyzers import CJK_CHARS

@@ -131,9 +131,10 @@ def test_adding_a_family_is_one_module_and_one_registry_line(monkeypatch):
 
 
 def test_bm25_with_the_collection_statistics():
+    import math
+
     from rerank_mcp.index.bm25 import fieldnorm
     from rerank_mcp.index.tokenize import tokenize
-    import math
 
     asked = []
 

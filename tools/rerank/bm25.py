@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.index.bm25 import B, K1, fieldnorm
-from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
+from rerank_mcp.index.bm25 import K1, B, fieldnorm
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
 
 BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
 INDEX_K1, INDEX_B = K1, B  # the corpus index's parameters (index/bm25.py)

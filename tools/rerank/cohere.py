@@ -13,14 +13,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, RerankMCPError, UpstreamError
 from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
-from rerank_mcp.tools.rerank.base import (CorpusStats, Passage, RemoteReranker, RerankOptions, RerankResult, Scored,
-                                          check_local_fallback)
+from rerank_mcp.tools.rerank.base import (
+    CorpusStats,
+    Passage,
+    RemoteReranker,
+    RerankOptions,
+    RerankResult,
+    Scored,
+    check_local_fallback,
+)
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,15 @@ import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.base import Reranker, RerankOptions, Scored
 
 BACKENDS = ("torch", "onnx")
 TORCH_BATCH = 32

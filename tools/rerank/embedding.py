@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-
 from pydantic import Field
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools import cancel
-from rerank_mcp.tools.rerank.base import RRF_K, RerankOptions, Reranker, Scored, weighted_rrf  # noqa: F401
+from rerank_mcp.tools.rerank.base import RRF_K, Reranker, RerankOptions, Scored, weighted_rrf  # noqa: F401
 
 # passages encoded per call: a cancelled rerank stops between these slices
 ENCODE_SLICE = 128

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Sequence
-
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
