@@ -37,7 +37,6 @@ from rerank_mcp.index.bm25 import K1, B, fieldnorm
 from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
 
 BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
-INDEX_K1, INDEX_B = K1, B  # the corpus index's parameters (index/bm25.py)
 
 _VARIANTS = {
     "okapi": "BM25Okapi",
@@ -69,7 +68,7 @@ class BM25Options(RerankOptions):
         "okapi", description="BM25 variant (rank-bm25's BM25Okapi, BM25L, BM25Plus)")
     k1: float | None = Field(None, ge=0.0, description="term-frequency saturation; default 1.2 with the "
                              "collection's statistics (the index's), 1.5 over candidates alone (rank-bm25's)")
-    b: float = Field(0.75, ge=0.0, le=1.0, description="length normalisation")
+    b: float = Field(B, ge=0.0, le=1.0, description="length normalisation")
     idf: Literal["lucene", "okapi"] = Field(
         "lucene", description="lucene: log(1 + (N - n + 0.5) / (n + 0.5)), always positive; okapi: rank-bm25's "
         "log((N - n + 0.5) / (n + 0.5)) floored by epsilon (variant okapi only)")
@@ -136,7 +135,7 @@ class BM25Reranker(Reranker):
         self.variant = cls_name
         self.idf = idf
         self.use_corpus = bool(corpus) and cls_name == "BM25Okapi" and idf == "lucene"
-        self.corpus_k1 = INDEX_K1 if k1 is None else float(k1)
+        self.corpus_k1 = K1 if k1 is None else float(k1)  # the corpus index's (index/bm25.py)
         self.b = float(b)
         self._params: dict[str, float] = {"k1": 1.5 if k1 is None else float(k1), "b": float(b)}
         if epsilon is not None:
