@@ -19,15 +19,15 @@ embedding model's word pieces).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.contract import Progress
+from rerank_mcp.tools.schema import Frozen
 from rerank_mcp.tools.shaping import shape
-
-Progress = Callable[[float, float, str], None]
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "top-k": {},
@@ -36,10 +36,6 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "packed+document+expand1": {"group_by": "document", "expand": 1},
 }
 DEFAULT_BUDGETS = (1000, 2000, 4000)
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 class BudgetRow(Frozen):

@@ -19,19 +19,19 @@ from pydantic import Field
 from rerank_mcp.bench.beir import BeirDataset
 from rerank_mcp.bench.extra import require
 from rerank_mcp.errors import InvalidInput
+from rerank_mcp.index.contract import Progress
 from rerank_mcp.tools.evaluate import (
     DEFAULT_CANDIDATES,
     DEFAULT_K,
     Finding,
-    Frozen,
     PipelineMetrics,
     PipelineRun,
-    Progress,
     compare,
     run_pipeline,
     with_baselines,
 )
 from rerank_mcp.tools.metrics import paired_randomization_p
+from rerank_mcp.tools.schema import Frozen
 
 INGEST_BATCH = 1000
 

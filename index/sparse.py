@@ -71,7 +71,7 @@ class SparseIndex:
                     self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=True)
                     self.writer = self.index.writer(WRITER_HEAP, 1)
                     self.index.reload()
-                    self.index.searcher().num_docs  # touch the segments
+                    _ = self.index.searcher().num_docs  # touch the segments
                     self.applied_seq = int(meta.get("applied_seq", 0))
                     ok = self.applied_seq <= self.store.seq()
                     if not ok:

@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from rerank_mcp.errors import DataDirError, NotFound, StoreCorrupt
-from rerank_mcp.index.contract import ChunkRow, CollectionInfo, ExportedDocument, NewChunk, check_collection_name  # noqa: F401
+from rerank_mcp.index.contract import (
+    ChunkRow,
+    CollectionInfo,
+    DocumentSummary,
+    ExportedDocument,
+    NewChunk,
+    StoredChunk,
+    StoredDocument,
+    unknown_collection,
+)
 
 SCHEMA_VERSION = 1
 
@@ -206,11 +215,7 @@ class Store:
     def require_collection(self, name: str) -> CollectionInfo:
         info = self.collection(name)
         if info is None:
-            known = [c.name for c in self.collections()]
-            raise NotFound(
-                f"unknown collection {name!r}; "
-                + (f"existing collections: {', '.join(known)}" if known else "no collections exist yet: ingest first")
-            )
+            raise unknown_collection(name, [c.name for c in self.collections()])
         return info
 
     def collections(self) -> list[CollectionInfo]:
@@ -310,17 +315,13 @@ class Store:
                 db.execute(f"DELETE FROM documents WHERE collection=? AND doc_id IN ({marks})", [collection, *part])
         return ids
 
-    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[DocumentSummary]:
         rows = self._q(
             """SELECT doc_id, metadata, source, n_chunks, chars, content_hash, updated_at FROM documents
                WHERE collection=? ORDER BY doc_id LIMIT ? OFFSET ?""",
             (collection, limit, offset),
         )
-        return [
-            {"id": r[0], "metadata": json.loads(r[1]), "source": r[2], "chunks": r[3], "chars": r[4],
-             "content_hash": r[5], "updated_at": r[6]}
-            for r in rows
-        ]
+        return [DocumentSummary(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     def sources(self, collection: str) -> dict[str, str]:
         rows = self._q("SELECT doc_id, source FROM documents WHERE collection=? AND source IS NOT NULL", (collection,))
@@ -352,7 +353,7 @@ class Store:
                 yield ExportedDocument(doc_id, h, json.loads(meta), source, chars, chunks[doc_id])
             last = ids[-1]
 
-    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+    def document(self, collection: str, doc_id: str) -> StoredDocument:
         rows = self._q(
             "SELECT metadata, source, n_chunks, content_hash FROM documents WHERE collection=? AND doc_id=?",
             (collection, doc_id),
@@ -363,11 +364,7 @@ class Store:
             "SELECT chunk_id, ord, text, start, end, line, gap FROM chunks WHERE collection=? AND doc_id=? ORDER BY ord",
             (collection, doc_id),
         )
-        return {
-            "id": doc_id, "metadata": json.loads(rows[0][0]), "source": rows[0][1], "content_hash": rows[0][3],
-            "chunks": [{"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4], "line": c[5], "gap": c[6]}
-                       for c in chunks],
-        }
+        return StoredDocument(doc_id, json.loads(rows[0][0]), rows[0][1], rows[0][3], [StoredChunk(*c) for c in chunks])
 
     # ---------------------------------------------------------------- chunks
     def chunks_by_id(self, collection: str, ids: Iterable[int]) -> dict[int, ChunkRow]:

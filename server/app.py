@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Callable, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import unquote, urlparse
 
 import anyio
@@ -19,20 +19,20 @@ from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.types import ListRootsResult, ToolAnnotations
 from pydantic import Field
 
+from rerank_mcp.errors import PathNotAllowed, RerankMCPError
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
+from rerank_mcp.tools.cancel import Cancelled
 from rerank_mcp.tools.compare import CompareResult, RerankerSpec
 from rerank_mcp.tools.compare import compare as do_compare
-from rerank_mcp.errors import PathNotAllowed, RerankMCPError
-from rerank_mcp.tools.cancel import Cancelled
+from rerank_mcp.tools.documents import read_lines
 from rerank_mcp.tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
 from rerank_mcp.tools.ingest import ingest as do_ingest
 from rerank_mcp.tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
 from rerank_mcp.tools.rerank.registry import FAMILIES, RerankerInfo, families_help
 from rerank_mcp.tools.reranking import rerank as do_rerank
-from rerank_mcp.tools.documents import read_lines
 from rerank_mcp.tools.shaping import shaped_search as do_search
 from rerank_mcp.tools.sync import sync_folders as do_sync
 
@@ -527,7 +527,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
             info = st.engine.require_collection(name)
             return {
                 "name": info.name, "embedding_model": info.embedding_model, "dim": info.dim,
-                "documents": st.engine.documents(name, limit=100),
+                "documents": [d.as_dict() for d in st.engine.documents(name, limit=100)],
             }
 
         return json.dumps(await _resource(st, read), indent=1, ensure_ascii=False)
@@ -546,7 +546,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
             part = await _resource(st, read_lines, st.engine, collection, doc_id, lines)
             return part.model_dump_json(indent=1)
         doc = await _resource(st, st.engine.document, collection, doc_id)
-        return json.dumps(doc, indent=1, ensure_ascii=False)
+        return json.dumps(doc.as_dict(), indent=1, ensure_ascii=False)
 
     _strict_tool_arguments(server)
     return server

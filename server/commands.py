@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from rerank_mcp.server.output import Output, short
 from rerank_mcp.server.settings import Settings
@@ -230,7 +231,7 @@ def reindex(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     verb = "re-analyzing" if analyzer else "re-embedding"
     with _opened(settings) as state:
         with out.progress(verb) as progress:
-            n = state.engine.reindex(args.collection, lambda d, t: progress(d, t, verb), analyzer=analyzer)
+            n = state.engine.reindex(args.collection, progress, analyzer=analyzer)
         now = state.engine.collection_info(args.collection)
     if out.as_json:
         out.json({"collection": args.collection, "chunks": n, **({"analyzer": now.analyzer} if analyzer else {})})

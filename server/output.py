@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from rerank_mcp.index.contract import Progress
+
 
 class Output:
     def __init__(self, as_json: bool = False) -> None:
@@ -47,7 +49,7 @@ class Output:
         self.console.print(text)
 
     @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[float, float, str], None]]:
+    def progress(self, description: str) -> Iterator[Progress]:
         """Progress on stderr; yields a ``(done, total, message)`` callback. A bar in a terminal;
         otherwise (a log file, a pipe, CI) a plain line every few seconds or every 10%."""
         if not self.err.is_terminal:
@@ -64,7 +66,7 @@ class Output:
                       TimeRemainingColumn(), console=self.err, transient=True) as prog:
             task = prog.add_task(description, total=None)
 
-            def update(done: float, total: float, message: str) -> None:
+            def update(done: float, total: float | None, message: str) -> None:
                 prog.update(task, completed=done, total=total or None, description=message or description)
 
             yield update
@@ -87,20 +89,20 @@ class ProgressLines:
         self.start = self.clock()
         self.last_t: float | None = None
         self.last_step = -1
-        self.pending: tuple[float, float, str] | None = None
+        self.pending: tuple[float, float | None, str] | None = None
 
-    def _line(self, done: float, total: float, message: str) -> str:
+    def _line(self, done: float, total: float | None, message: str) -> str:
         elapsed = self.clock() - self.start
         # a count of whole things (documents, queries) shows whole numbers: work reports progress
         # inside a batch as a fraction of it, which the percentage carries
-        shown = math.floor(done) if float(total).is_integer() else done
+        shown = math.floor(done) if total is None or float(total).is_integer() else done
         where = f"{100 * done / total:.0f}% ({shown:g}/{total:g})" if total else f"{done:g}"
         what = message or self.description
         if message and not message.startswith(self.description):
             what = f"{self.description}: {message}"
         return f"{what}: {where}, {elapsed:.0f} s"
 
-    def update(self, done: float, total: float, message: str = "") -> None:
+    def update(self, done: float, total: float | None, message: str = "") -> None:
         now = self.clock()
         step = int(100 * done / total // self.every_pct) if total else -1
         due = (self.last_t is None or now - self.last_t >= self.every_s

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE
+from rerank_mcp.index.engines import BACKENDS
 from rerank_mcp.index.model_names import DEFAULT_EMBEDDING_BACKEND
 from rerank_mcp.tools.rerank import defaults
 
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
         "bigrams (+bigram or +jieba for the alternatives)")
 
     # Index engine: "embedded" (SQLite + FAISS + tantivy in data_dir) or "qdrant"
-    backend: Literal["embedded", "qdrant"] = "embedded"
+    backend: Literal[BACKENDS] = "embedded"  # the engines of index/engines.py
     qdrant_url: str | None = Field(None, description="Qdrant server or cluster, e.g. http://127.0.0.1:6333")
     qdrant_api_key: SecretStr | None = None
     qdrant_path: str | None = Field(None, description="qdrant-client local mode: a folder (one machine, tests)")

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from rerank_mcp.index.contract import Index, IndexConfig
-from rerank_mcp.index.engines import open_index
+from rerank_mcp.index.engines import engine_config, open_index
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.workers import Workers
 from rerank_mcp.tools.ingest import IngestLimits
@@ -64,16 +64,7 @@ def index_config(settings: Settings, **extra) -> IndexConfig:
         embedding_batch_size=settings.embedding_batch_size,
         onnx_cache_dir=settings.onnx_cache_dir,
         analyzer=settings.analyzer,
-        dense_index=settings.dense_index,
-        ann_threshold=settings.ann_threshold,
-        qdrant_url=settings.qdrant_url,
-        qdrant_api_key=_secret(settings.qdrant_api_key),
-        qdrant_path=settings.qdrant_path,
-        qdrant_timeout_s=settings.qdrant_timeout_s,
-        qdrant_retries=settings.qdrant_retries,
-        shard_number=settings.qdrant_shard_number,
-        replication_factor=settings.qdrant_replication_factor,
-        write_consistency_factor=settings.qdrant_write_consistency_factor,
+        engine=engine_config(settings.backend, settings),
         **{"model_fetcher": _embedding_fetcher(settings), **extra},
     )
 
@@ -131,7 +122,7 @@ def build_state(settings: Settings, warm: bool = True, open_collections: bool = 
 
     opener = getattr(engine, "open_in_background", None)
     if open_collections and warm and opener is not None:
-        opener(report)  # a server: its calls wait for the repair, its initialize does not (index/qdrant.py)
+        opener(report)  # a server: its calls wait for the repair, its initialize does not (index/qdrant/engine.py)
     elif open_collections:
         report(engine.open_all())
 

@@ -61,9 +61,10 @@ def open_engine(backend: str, data_dir: Path, embedder):
     """An engine of the index contract on ``data_dir`` (Qdrant in qdrant-client's local mode there)."""
     from rerank_mcp.index.contract import IndexConfig
     from rerank_mcp.index.engines import open_index
+    from rerank_mcp.index.qdrant import QdrantConfig
 
     cfg = IndexConfig(data_dir=data_dir, embedder_factory=lambda: embedder,
-                      qdrant_path=str(data_dir / "qdrant") if backend == "qdrant" else None)
+                      engine=QdrantConfig(path=str(data_dir / "qdrant")) if backend == "qdrant" else None)
     return open_index(cfg, backend)
 
 

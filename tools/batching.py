@@ -38,15 +38,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchStats:
-    """Counters of one batcher (for logs and the benchmark)."""
+    """Counters of one batcher: requests scored, and the model calls they took."""
 
     requests: int = 0
     batches: int = 0
-    largest: int = 0
-
-    @property
-    def mean_batch(self) -> float:
-        return self.requests / self.batches if self.batches else 0.0
 
 
 @dataclass(eq=False)
@@ -135,7 +130,6 @@ class RerankBatcher:
         that one bad request fails only itself."""
         self.stats.requests += len(batch)
         self.stats.batches += 1
-        self.stats.largest = max(self.stats.largest, len(batch))
         for j in batch:
             j.batch_size = len(batch)
         try:
@@ -185,7 +179,3 @@ class BatcherPool:
             while len(self._batchers) > self.max_entries:
                 self._batchers.popitem(last=False)
             return b
-
-    def stats(self) -> dict[str, BatchStats]:
-        with self._lock:
-            return {str(k): b.stats for k, b in self._batchers.items()}

@@ -66,11 +66,6 @@ def cancellable(cancelled: CancelCheck | None) -> Iterator[None]:
         _local.check = previous
 
 
-def current() -> CancelCheck | None:
-    """The current thread's check, if a caller set one."""
-    return getattr(_local, "check", None)
-
-
 def check(cancelled: CancelCheck | None = None) -> None:
     """Raise :class:`Cancelled` if ``cancelled`` (or, when None, the current thread's check) says
     the work should stop. Cheap: call it at every batch boundary."""

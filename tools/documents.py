@@ -9,13 +9,12 @@ error says to re-ingest them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput
-from rerank_mcp.index.contract import Index
+from rerank_mcp.index.contract import Index, StoredChunk
 from rerank_mcp.index.lines import LineIndex, parse_line_range
 
 
@@ -32,14 +31,14 @@ class DocumentLines(BaseModel):
     text: str = Field(description="the lines, without the last one's line break")
 
 
-def rebuild_text(chunks: Sequence[Mapping[str, Any]], doc_id: str = "") -> str:
+def rebuild_text(chunks: Sequence[StoredChunk], doc_id: str = "") -> str:
     """The document's text up to the end of its last chunk, from its chunks in order."""
     text: list[str] = []
     pos = 0
-    for c in sorted(chunks, key=lambda c: c["ord"]):
-        start, end, body = int(c["start"]), int(c["end"]), c["text"]
+    for c in sorted(chunks, key=lambda c: c.ord):
+        start, end, body = c.start, c.end, c.text
         if start > pos:
-            gap = c.get("gap")
+            gap = c.gap
             if not isinstance(gap, str) or len(gap) != start - pos:
                 raise InvalidInput(
                     f"document {doc_id!r} was stored before line ranges were recorded; ingest it again to read lines"
@@ -55,7 +54,7 @@ def rebuild_text(chunks: Sequence[Mapping[str, Any]], doc_id: str = "") -> str:
 def read_lines(index: Index, collection: str, doc_id: str, lines: str) -> DocumentLines:
     """Lines ``lines`` (``"10-20"``, ``"10"``, ``"10-"``, ``"L10-L20"``) of a stored document."""
     doc = index.document(collection, doc_id)
-    text = rebuild_text(doc["chunks"], doc_id)
+    text = rebuild_text(doc.chunks, doc_id)
     idx = LineIndex(text)
     first, last = parse_line_range(lines, idx.lines)
     if first > idx.lines:
@@ -68,6 +67,6 @@ def read_lines(index: Index, collection: str, doc_id: str, lines: str) -> Docume
             body = body[: -len(brk)]
             end -= len(brk)
             break
-    src = doc.get("source") or (doc.get("metadata") or {}).get("source")
+    src = doc.source or (doc.metadata or {}).get("source")
     return DocumentLines(id=doc_id, source=src if isinstance(src, str) else None, start_line=first, end_line=last,
                          total_lines=idx.lines, start=start, end=end, text=body)

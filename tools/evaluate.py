@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput, NotFound
+from rerank_mcp.index.contract import Progress
 from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
 from rerank_mcp.tools.metrics import mean, paired_randomization_p, percentile, ranking_metrics
 from rerank_mcp.tools.models import RerankStep
-
-Progress = Callable[[float, float, str], None]
+from rerank_mcp.tools.schema import Frozen
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 SIGNIFICANCE_P = 0.05  # findings need a difference this unlikely under the paired randomization test
@@ -41,10 +42,6 @@ DEFAULT_CANDIDATES = 100  # first-stage hits a reranker sees
 
 
 # --------------------------------------------------------------------------- result models
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
 class PipelineMetrics(Frozen):
     pipeline: str = Field(description="pipeline name, e.g. 'hybrid-rrf+embedding'")
     ndcg_at_10: float

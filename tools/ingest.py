@@ -15,20 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE, chunk_document
-from rerank_mcp.index.lines import lines_of_chunks
-from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk
-from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
-from rerank_mcp.index.contract import check_collection_name
 from rerank_mcp.errors import DataDirError, InvalidInput, LimitExceeded, RerankMCPError
+from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE, chunk_document
+from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk, Progress, check_collection_name
+from rerank_mcp.index.lines import lines_of_chunks
+from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
 from rerank_mcp.tools.cancel import CancelCheck, check
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
-
-Progress = Callable[[float, float, str], None]
 
 WRITE_BATCH = 64
 # chunks per embedding call: a cancelled ingest stops between these (256 MiniLM chunks take
@@ -211,7 +209,8 @@ def ingest(
                     name.encode("utf-8")
                 except UnicodeEncodeError:  # a name in another encoding: it cannot be an id or a source
                     name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                    raise InvalidInput(f"{name}: the file name is not valid UTF-8; rename the file to ingest it")
+                    raise InvalidInput(
+                        f"{name}: the file name is not valid UTF-8; rename the file to ingest it") from None
                 text_limit = max(limits.max_chars, limits.max_file_bytes)  # files: size-capped
                 lf = load_file(f, limits.max_file_bytes, list(roots), text_limit)  # re-checked once open
                 _check_text(lf.text, str(f), text_limit)

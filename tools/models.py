@@ -11,14 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
-from rerank_mcp.tools.schema import compact_nullable
+from rerank_mcp.tools.schema import Frozen
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)
 
 
 class DocumentIn(BaseModel):

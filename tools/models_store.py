@@ -31,13 +31,16 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, UpstreamError
+from rerank_mcp.index.contract import Progress
+from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
 from rerank_mcp.tools.rerank.defaults import FLASHRANK_BASE_URL
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,6 @@ HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index
 HTTP_ATTEMPTS = 5
 FAILED_RETRY_S = 60.0  # a failed background download is tried again after this long
 
-Progress = Callable[[int, int | None], None]  # (bytes done, bytes in all or None)
 
 
 def _truthy(v: str | None) -> bool:
@@ -153,7 +155,7 @@ class _Download:
         self.finished_at: float | None = None
         self.thread: threading.Thread | None = None
 
-    def progress(self, done: int, total: int | None) -> None:
+    def progress(self, done: float, total: float | None, _message: str = "") -> None:
         self.done = max(0, int(done))
         if total:
             self.total = int(total)
@@ -376,8 +378,13 @@ class ModelStore:
     # ------------------------------------------------------------------ Hugging Face
     def _pull_hf(self, ref: ModelRef, progress: Progress | None) -> Path:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
 
         where = self.hf_endpoint or "the Hugging Face hub"
         common: dict[str, Any] = {"cache_dir": str(self.hf_cache()), "endpoint": self.hf_endpoint}
@@ -397,10 +404,10 @@ class ModelStore:
                 with lock:
                     done[0] += n
                     if progress:
-                        progress(done[0], total)
+                        progress(done[0], total, ref.name)
 
             if progress:
-                progress(done[0], total)
+                progress(done[0], total, ref.name)
             folder = snapshot_download(ref.name, ignore_patterns=ignore, tqdm_class=_byte_bar(on_bytes),
                                        max_workers=4, **common)
         except Exception as exc:
@@ -441,14 +448,14 @@ class ModelStore:
         cache.mkdir(parents=True, exist_ok=True)
         url = f"{self.flashrank_base_url}/{ref.name}.zip"
         part = cache / f".{ref.name}.zip.part"
-        last = ""
-        for attempt in range(HTTP_ATTEMPTS):
+
+        def attempt() -> None:
             have = part.stat().st_size if part.exists() else 0
             headers = {"Range": f"bytes={have}-"} if have else {}
             try:
                 with httpx.stream("GET", url, headers=headers, timeout=self.timeout_s, follow_redirects=True) as r:
                     if r.status_code == 416 and have:  # the part file is already whole
-                        break
+                        return
                     if r.status_code == 404:
                         raise NotFound(f"no FlashRank model archive at {url} (HTTP 404)")
                     if r.status_code >= 400:
@@ -460,31 +467,31 @@ class ModelStore:
                     with open(part, "ab" if have else "wb") as fh:
                         got = have
                         if progress:
-                            progress(got, total)
+                            progress(got, total, ref.name)
                         for chunk in r.iter_bytes(1 << 16):
                             fh.write(chunk)
                             got += len(chunk)
                             if progress:
-                                progress(got, total)
+                                progress(got, total, ref.name)
                     if total is not None and got != total:
                         raise _ShortRead(f"connection closed after {got} of {total} bytes")
-                break
-            except (NotFound, UpstreamError):
-                raise
             except (httpx.TransportError, _ShortRead, OSError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                if attempt + 1 < HTTP_ATTEMPTS:
-                    log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last,
-                                attempt + 2, HTTP_ATTEMPTS)
-                    time.sleep(min(0.2 * 2**attempt, 3.0))
-                else:
-                    log.warning("download of %s interrupted (%s) on the last of %d attempts", url, last,
-                                HTTP_ATTEMPTS)
-        else:
+                raise Retry(f"{type(exc).__name__}: {exc}") from None
+
+        def said(failed: int, last: str, delay: float | None) -> None:
+            if delay is not None:
+                log.warning("download of %s interrupted (%s); resuming (attempt %d of %d)", url, last, failed + 1,
+                            HTTP_ATTEMPTS)
+            else:
+                log.warning("download of %s interrupted (%s) on the last of %d attempts", url, last, HTTP_ATTEMPTS)
+
+        try:
+            with_retries(attempt, HTTP_ATTEMPTS, Backoff(0.2, 3.0), said)
+        except GaveUp as exc:
             raise UpstreamError(
-                f"downloading {url} failed after {HTTP_ATTEMPTS} attempts ({last}); the partial file is kept "
+                f"downloading {url} failed after {HTTP_ATTEMPTS} attempts ({exc.reason}); the partial file is kept "
                 f"hidden and the next pull resumes it"
-            )
+            ) from None
         try:
             return self._install_zip(ref, part)
         finally:
@@ -639,7 +646,7 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
         log.info("downloading embedding model %s (first use; `%s` fetches it ahead of time)", name, ref.command)
         last = [0.0]
 
-        def progress(done: int, total: int | None) -> None:
+        def progress(done: float, total: float | None, _message: str) -> None:
             if total and time.monotonic() - last[0] > 5:
                 last[0] = time.monotonic()
                 log.info("downloading %s: %.0f%% of %.1f MB", name, 100.0 * done / total, total / 1e6)

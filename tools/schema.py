@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 
 def compact_nullable(schema: dict[str, Any], *_: Any) -> None:
     """``json_schema_extra`` hook: rewrite nullable scalar properties as type arrays, in place."""
@@ -33,3 +35,10 @@ def compact_nullable(schema: dict[str, Any], *_: Any) -> None:
         prop["type"] = [t, "null"]
         if "enum" in prop:
             prop["enum"] = [*prop["enum"], None]
+
+
+class Frozen(BaseModel):
+    """The base of every result model: immutable, its nullable fields written compactly in the
+    JSON schema (:func:`compact_nullable`)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=compact_nullable)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from rerank_mcp.index.contract import Index
-from rerank_mcp.index.model_names import split_identity
-from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.lines import end_line
-from rerank_mcp.index.fusion import fuse
-from rerank_mcp.tools.feedback import FEEDBACK_CHUNKS, feedback_vector, rescore
 from rerank_mcp.errors import InvalidInput, LimitExceeded
+from rerank_mcp.index.contract import Index
+from rerank_mcp.index.filters import parse_filter
+from rerank_mcp.index.fusion import fuse
+from rerank_mcp.index.lines import end_line
+from rerank_mcp.index.model_names import split_identity
+from rerank_mcp.tools.feedback import FEEDBACK_CHUNKS, feedback_vector, rescore
 from rerank_mcp.tools.models import Hit, Provenance, RerankStep, SearchResult
 from rerank_mcp.tools.rerank.base import CorpusStats, Passage, RerankResult
 from rerank_mcp.tools.rerank.evidence import below_first_stage_note

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from rerank_mcp.index.analyzers import CJK_CHARS
-from rerank_mcp.index.contract import ChunkRow, Index
+from rerank_mcp.index.contract import ChunkRow, Index, StoredChunk
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.tools.models import DuplicateHit, Hit, HitPassage, SearchResult
 from rerank_mcp.tools.rerank.registry import RerankerRegistry
@@ -135,11 +136,8 @@ class _Entry:
     truncated: bool = False
 
 
-def _piece(row: ChunkRow | Mapping[str, Any]) -> _Piece:
-    if isinstance(row, ChunkRow):
-        return _Piece(row.chunk_id, row.ord, row.text, row.start, row.end, row.line, row.gap)
-    return _Piece(int(row["chunk_id"]), int(row["ord"]), row["text"], int(row["start"]), int(row["end"]),
-                  row.get("line"), row.get("gap"))
+def _piece(row: ChunkRow | StoredChunk) -> _Piece:
+    return _Piece(row.chunk_id, row.ord, row.text, row.start, row.end, row.line, row.gap)
 
 
 def passages_of(pieces: Sequence[_Piece]) -> list[HitPassage]:
@@ -262,7 +260,7 @@ def shape(
     def doc_pieces(doc_id: str) -> list[_Piece]:
         if doc_id not in docs:
             try:
-                docs[doc_id] = [_piece(c) for c in index.document(collection, doc_id)["chunks"]]
+                docs[doc_id] = [_piece(c) for c in index.document(collection, doc_id).chunks]
             except NotFound:  # deleted meanwhile: only the hit itself is known
                 docs[doc_id] = []
         return docs[doc_id]

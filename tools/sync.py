@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE
-from rerank_mcp.index.contract import Index, check_collection_name
+from rerank_mcp.index.contract import Index, Progress, check_collection_name
 from rerank_mcp.index.loaders import WalkProblem, expand_paths, resolve_allowed, selected
 from rerank_mcp.tools.ingest import IngestLimits, ingest, walk_outcome
 from rerank_mcp.tools.models import DocOutcome, IngestResult
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, float, str], None]
 DELETE_BATCH = 500
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from rerank_mcp.errors import InvalidInput, NotFound
-from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk, check_collection_name
+from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk, Progress, check_collection_name
 
 FORMAT = "rerank-mcp-export"
 VERSION = 1
 WRITE_BATCH = 64
-
-Progress = Callable[[float, float, str], None]
 
 
 class TransferResult(BaseModel):

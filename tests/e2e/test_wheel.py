@@ -60,6 +60,11 @@ def test_wheel_holds_one_top_level_package(installed):
     with zipfile.ZipFile(installed["wheel"]) as z:
         assert "rerank-mcp = rerank_mcp.main:main" in z.read(entry_points).decode()
     assert "rerank_mcp/tools/rerank/base.py" in names
+    # every module of the checkout's packages (a package missing from pyproject's list is left out)
+    modules = {f"rerank_mcp/{p.relative_to(ROOT).as_posix()}" for layer in ("server", "tools", "index", "bench")
+               for p in (ROOT / layer).rglob("*.py")}
+    assert not modules - set(names), f"left out of the wheel: {sorted(modules - set(names))}"
+    assert "rerank_mcp/index/qdrant/engine.py" in names
     assert not any(n.startswith("rerank_mcp/tests/") for n in names)
     # no module the checkout no longer has (setuptools copies into build/lib and never empties it)
     stale = [n for n in names if n.startswith("rerank_mcp/") and not (ROOT / n.removeprefix("rerank_mcp/")).exists()]

@@ -8,6 +8,7 @@ import pytest
 
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.engines import open_index
+from rerank_mcp.index.qdrant import QdrantConfig
 from tests.fixtures.fakes import HashEmbedder
 
 ZH = {"panda": "大熊猫每天吃竹子，是中国的国宝。", "rail": "高速铁路连接台北和高雄。", "en": "Pandas eat bamboo every day."}
@@ -16,7 +17,7 @@ ZH = {"panda": "大熊猫每天吃竹子，是中国的国宝。", "rail": "高�
 def _engine(kind, tmp_path):
     emb = HashEmbedder()
     cfg = IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: emb,
-                      qdrant_path=str(tmp_path / "q") if kind == "qdrant" else None)
+                      engine=QdrantConfig(path=str(tmp_path / "q")) if kind == "qdrant" else None)
     return open_index(cfg, kind), emb
 
 

@@ -44,9 +44,9 @@ def snapshot(eng) -> tuple:
     docs = []
     for c in eng.collections():
         for d in eng.documents(c.name, limit=10_000):
-            full = eng.document(c.name, d["id"])
-            docs.append((c.name, d["id"], d["content_hash"], json.dumps(d["metadata"], sort_keys=True),
-                         tuple((x["chunk_id"], x["text"]) for x in full["chunks"])))
+            full = eng.document(c.name, d.id)
+            docs.append((c.name, d.id, d.content_hash, json.dumps(d.metadata, sort_keys=True),
+                         tuple((x.chunk_id, x.text) for x in full.chunks)))
     return cols, sorted(docs)
 
 

@@ -95,8 +95,16 @@ def test_bm25_rerank_inside_search_scores_as_the_collection_does(filled, mode):
 
 
 def test_bm25_lengths_are_counted_as_both_engines_count_them():
-    from rerank_mcp.index.qdrant import fieldnorm
-    from rerank_mcp.tools.rerank.bm25 import bm25_length
+    """Exact below 24, then 24 plus the largest value <= n - 24 that has at most 4 significant
+    bits (tantivy's one-byte field norm); the reranker counts lengths with the same function."""
+    import bisect
 
-    assert [bm25_length(n) for n in range(100_000)] == [fieldnorm(n) for n in range(100_000)]
-    assert bm25_length(23) == 23 and bm25_length(41) == 40  # rounded down past 24
+    from rerank_mcp.index.bm25 import fieldnorm
+    from rerank_mcp.tools.rerank import bm25 as bm25_reranker
+
+    assert bm25_reranker.fieldnorm is fieldnorm
+    representable = [v for v in range(2**17) if v < 16 or v & ((1 << (v.bit_length() - 4)) - 1) == 0]
+    for n in range(100_000):
+        want = n if n < 24 else 24 + representable[bisect.bisect_right(representable, n - 24) - 1]
+        assert fieldnorm(n) == want, n
+    assert fieldnorm(23) == 23 and fieldnorm(41) == 40  # rounded down past 24

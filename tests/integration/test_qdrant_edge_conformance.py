@@ -25,9 +25,10 @@ from qdrant_client import models
 
 from rerank_mcp.bench.beir import read_corpus, read_queries
 from rerank_mcp.index.analyzers import get_analyzer
+from rerank_mcp.index.bm25 import K1, B, bm25_query_vector, fieldnorm
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.qdrant import DENSE, K1, SPARSE, B, QdrantIndex, bm25_query_vector, compile_filter, fieldnorm
+from rerank_mcp.index.qdrant import DENSE, SPARSE, QdrantConfig, QdrantIndex, compile_filter
 from tests.fixtures.filter_cases import OPERATOR_CASES, ROWS  # the cases both compilers' tests use
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
@@ -92,7 +93,7 @@ def engines(corpus, tmp_path_factory):
     docs, _ = corpus
     emb = RandomEmbedder()
     base = tmp_path_factory.mktemp("conformance")
-    ix = QdrantIndex(IndexConfig(data_dir=base / "data", qdrant_path=":memory:", embedder_factory=lambda: emb))
+    ix = QdrantIndex(IndexConfig(data_dir=base / "data", engine=QdrantConfig(path=":memory:"), embedder_factory=lambda: emb))
     ix.open_collection(COL, create=True, analyzer="english")
     assert ix.analyzer(COL).name == "english"
     writes = []

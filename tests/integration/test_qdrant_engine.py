@@ -16,14 +16,10 @@ pytest.importorskip("qdrant_client")
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, ModelMismatch, NotFound, UpstreamError
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
+from rerank_mcp.index.engines import open_index
 from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.qdrant import QdrantIndex
+from rerank_mcp.index.qdrant import QdrantConfig, QdrantIndex
 from tests.fixtures.fakes import BowEmbedder
-
-try:
-    from rerank_mcp.index.engines import open_index
-except ImportError:  # the contract module used to hold it
-    from rerank_mcp.index.contract import open_index
 
 COL = "docs"
 
@@ -55,7 +51,8 @@ def corpus_writes() -> list[DocumentWrite]:
 
 
 def make(tmp_path: Path, emb: BowEmbedder = EMB, cls=QdrantIndex, **kw) -> QdrantIndex:
-    cfg = IndexConfig(data_dir=tmp_path / "data", qdrant_path=str(tmp_path / "qdrant"), embedder_factory=lambda: emb, **kw)
+    cfg = IndexConfig(data_dir=tmp_path / "data", engine=QdrantConfig(path=str(tmp_path / "qdrant"), **kw),
+                      embedder_factory=lambda: emb)
     return cls(cfg)
 
 
@@ -84,7 +81,8 @@ def ranking(ranked, key=lambda cid: cid) -> list:
 
 # ---------------------------------------------------------------- basics
 def test_open_index_picks_the_qdrant_engine(tmp_path):
-    index = open_index(IndexConfig(data_dir=tmp_path / "d", qdrant_path=":memory:", embedder_factory=lambda: EMB), "qdrant")
+    index = open_index(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(path=":memory:"), embedder_factory=lambda: EMB),
+                       "qdrant")
     try:
         assert isinstance(index, QdrantIndex) and index.backend == "qdrant"
         info = index.open_collection("a.b-c_1", create=True)
@@ -174,13 +172,13 @@ def test_filters_on_search(ix):
 # ---------------------------------------------------------------- documents
 def test_documents_and_document(ix):
     docs = ix.documents(COL)
-    assert [d["id"] for d in docs] == sorted(CORPUS)
+    assert [d.id for d in docs] == sorted(CORPUS)
     apples = docs[0]
-    assert apples["metadata"] == CORPUS["apples"][1] and apples["chunks"] == 2 and apples["source"] == "apples.txt"
-    assert [d["id"] for d in ix.documents(COL, limit=2, offset=1)] == sorted(CORPUS)[1:3]
+    assert apples.metadata == CORPUS["apples"][1] and apples.chunks == 2 and apples.source == "apples.txt"
+    assert [d.id for d in ix.documents(COL, limit=2, offset=1)] == sorted(CORPUS)[1:3]
     one = ix.document(COL, "volcano")
-    assert [c["ord"] for c in one["chunks"]] == [0, 1, 2]
-    assert one["chunks"][1]["text"] == "Lava cools into basalt."
+    assert [c.ord for c in one.chunks] == [0, 1, 2]
+    assert one.chunks[1].text == "Lava cools into basalt."
     with pytest.raises(NotFound, match="no document 'zzz'"):
         ix.document(COL, "zzz")
 
@@ -192,12 +190,12 @@ def test_doc_hashes(ix):
 
 
 def test_replace_removes_old_chunks(ix):
-    old_ids = [c["chunk_id"] for c in ix.document(COL, "apples")["chunks"]]
+    old_ids = [c.chunk_id for c in ix.document(COL, "apples").chunks]
     ix.upsert(COL, [write("apples", "Pears are sweeter than quinces.", {"lang": "en", "year": 2024})])
     assert ix.fetch_chunks(COL, old_ids) == {}
     doc = ix.document(COL, "apples")
-    assert [c["text"] for c in doc["chunks"]] == ["Pears are sweeter than quinces."]
-    assert doc["metadata"] == {"lang": "en", "year": 2024}
+    assert [c.text for c in doc.chunks] == ["Pears are sweeter than quinces."]
+    assert doc.metadata == {"lang": "en", "year": 2024}
     assert ix.count_chunks(COL) == 8
     assert ix.bm25_search(COL, "cider orchards", 5) == []
     assert docs_of(ix, ix.bm25_search(COL, "quinces", 5)) == ["apples"]
@@ -211,7 +209,7 @@ def test_delete_by_ids_filter_and_both(ix):
     assert ix.bm25_search(COL, "flour", 5) == []
     assert ix.delete(COL, filter=parse_filter({"lang": "de"})) == ["berge"]
     assert ix.delete(COL, ids=["apples", "rivers"], filter=parse_filter({"year": {"$gt": 2020}})) == ["rivers"]
-    assert [d["id"] for d in ix.documents(COL)] == ["apples", "volcano"]
+    assert [d.id for d in ix.documents(COL)] == ["apples", "volcano"]
     assert ix.count_chunks(COL) == 5
     assert ix.delete(COL, ids=[]) == []
     with pytest.raises(InvalidInput):
@@ -294,7 +292,7 @@ def test_reindex_switches_model_and_keeps_chunk_ids(ix):
     ids = sorted(cid for cid, _ in ix.dense_search(COL, q("x"), 100))
     bigger = BowEmbedder("test/bow-48", 48)
     done = []
-    n = ix.set_vectors(COL, bigger.name, bigger.dim, bigger.encode, lambda a, b: done.append((a, b)))
+    n = ix.set_vectors(COL, bigger.name, bigger.dim, bigger.encode, lambda a, b, _what: done.append((a, b)))
     assert n == 9 and done[-1] == (9, 9)
     info = ix.collection_info(COL)
     assert (info.embedding_model, info.dim) == ("test/bow-48", 48)
@@ -340,12 +338,12 @@ def test_failure_part_way_leaves_the_previous_version(tmp_path, cls):
     hits = bad.bm25_search(COL, "volcano magma eruption", 3)
     assert docs_of(bad, hits) == ["volcano"] and len(hits) == 1
     assert bad.document(COL, "volcano") == before["volcano"]
-    assert bad.doc_hashes(COL, ["volcano", "fresh"]) == {"volcano": before["volcano"]["content_hash"]}
+    assert bad.doc_hashes(COL, ["volcano", "fresh"]) == {"volcano": before["volcano"].content_hash}
     dense = bad.dense_search(COL, q("volcano volcano lava magma"), 9)
     assert len(dense) == 9 and set(docs_of(bad, dense)) == set(CORPUS)  # stale hits dropped, k still filled
     assert bad.dense_search(COL, q("x"), 20, parse_filter({"lang": "xx"})) == []
     assert bad.fused_search(COL, "magma", q("magma"), 20, parse_filter({"lang": "xx"})) == []
-    assert [d["id"] for d in bad.documents(COL)] == sorted(CORPUS)
+    assert [d.id for d in bad.documents(COL)] == sorted(CORPUS)
     assert [d.doc_id for d in bad.export_documents(COL)] == sorted(CORPUS)
     # a repair pass (normally at start-up, for writes older than an hour) removes the leftovers
     notes = bad.repair(COL, older_than_s=0)
@@ -414,10 +412,10 @@ def _closed_port() -> int:
 def test_unreachable_server_names_the_url_not_the_key(tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}"
     key = "sekrit-api-key-123"
-    index = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=url, qdrant_api_key=key, qdrant_retries=1,
-                                    qdrant_timeout_s=2, embedder_factory=lambda: EMB))
+    index = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(url=url, api_key=key, retries=1, timeout_s=2),
+                                    embedder_factory=lambda: EMB))
     try:
-        assert key not in repr(index.config)
+        assert key not in repr(index.config) and key not in repr(index.engine_config)
         with pytest.raises(UpstreamError) as ei:
             index.collections()
         msg = str(ei.value)
@@ -473,7 +471,7 @@ class _FakeQdrant:
 def test_server_errors(tmp_path, status, retried, needle):
     fake = _FakeQdrant(status)
     key = "sekrit-api-key-456"
-    index = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=fake.url, qdrant_api_key=key, qdrant_retries=2,
+    index = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(url=fake.url, api_key=key, retries=2),
                                     embedder_factory=lambda: EMB))
     try:
         with pytest.raises(UpstreamError) as ei:
@@ -491,7 +489,7 @@ def test_missing_qdrant_client(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "qdrant_client", None)
     with pytest.raises(DependencyMissing, match=r"pip install 'rerank-mcp\[qdrant\]'"):
-        QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_path=":memory:"))
+        QdrantIndex(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(path=":memory:")))
 
 
 def test_wrong_vector_dimension(ix):

@@ -20,7 +20,7 @@ pytest.importorskip("qdrant_client")
 from rerank_mcp.errors import ModelMismatch, NotFound, UpstreamError
 from rerank_mcp.index.contract import DocumentWrite, IndexConfig, NewChunk
 from rerank_mcp.index.filters import parse_filter
-from rerank_mcp.index.qdrant import QdrantIndex, compile_filter
+from rerank_mcp.index.qdrant import QdrantConfig, QdrantIndex, compile_filter
 from tests.fixtures.fakes import BowEmbedder
 from tests.fixtures.filter_cases import OPERATOR_CASES, ROWS
 
@@ -35,8 +35,8 @@ def doc(doc_id, text, meta):
 
 @pytest.fixture
 def server(tmp_path):
-    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=URL, qdrant_api_key=KEY, qdrant_retries=2,
-                                 qdrant_timeout_s=20, embedder_factory=lambda: EMB))
+    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(url=URL, api_key=KEY, retries=2,
+                                 timeout_s=20), embedder_factory=lambda: EMB))
     name = f"test-{secrets.token_hex(4)}"
     yield ix, name
     try:
@@ -93,7 +93,7 @@ def test_bad_key_is_refused_without_leaking_it(tmp_path):
     if not KEY:
         pytest.skip("the server takes no API key")
     wrong = "wrong-" + secrets.token_hex(8)
-    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", qdrant_url=URL, qdrant_api_key=wrong, qdrant_retries=0))
+    ix = QdrantIndex(IndexConfig(data_dir=tmp_path / "d", engine=QdrantConfig(url=URL, api_key=wrong, retries=0)))
     try:
         with pytest.raises(UpstreamError) as ei:
             ix.collections()

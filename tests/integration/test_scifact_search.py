@@ -30,13 +30,13 @@ def test_ingest_counts(built):
 def test_reingest_is_unchanged_and_embeds_nothing(built, open_copy):
     eng = open_copy()
     listed = eng.documents(COLLECTION, limit=10_000)
-    sample = [d["id"] for d in listed[:20]]
-    chunk_ids = {d: [c["chunk_id"] for c in eng.document(COLLECTION, d)["chunks"]] for d in sample}
+    sample = [d.id for d in listed[:20]]
+    chunk_ids = {d: [c.chunk_id for c in eng.document(COLLECTION, d).chunks] for d in sample}
     r = ingest(eng, COLLECTION, built.docs)
     assert (r.added, r.updated, r.unchanged, r.chunks_written) == (0, 0, len(built.docs), 0)
     # an unchanged re-ingest writes nothing: same records, same chunks
     assert eng.documents(COLLECTION, limit=10_000) == listed
-    assert {d: [c["chunk_id"] for c in eng.document(COLLECTION, d)["chunks"]] for d in sample} == chunk_ids
+    assert {d: [c.chunk_id for c in eng.document(COLLECTION, d).chunks] for d in sample} == chunk_ids
     [summary] = list_collections(eng).collections
     assert summary.documents == len(built.docs) and summary.chunks == built.result.chunks_written
 
@@ -45,7 +45,7 @@ def test_modified_document_replaces_its_chunks(built, open_copy):
     eng = open_copy()
     doc = built.docs[5]
     old = eng.document(COLLECTION, doc["id"])
-    old_ids = {c["chunk_id"] for c in old["chunks"]}
+    old_ids = {c.chunk_id for c in old.chunks}
     new_text = "Zymurgical quasiparticle flux in axolotl regeneration.\n\n" + " ".join(
         f"Sentence {i} about xenobiotic axolotl limb regrowth and its zymurgical signalling." for i in range(30)
     )
@@ -53,7 +53,7 @@ def test_modified_document_replaces_its_chunks(built, open_copy):
     assert (r.added, r.updated, r.unchanged) == (0, 1, 0)
     assert r.documents[0].chunks > 1 and r.chunks_written == r.documents[0].chunks
     new = eng.document(COLLECTION, doc["id"])
-    assert not old_ids & {c["chunk_id"] for c in new["chunks"]}
+    assert not old_ids & {c.chunk_id for c in new.chunks}
     assert eng.fetch_chunks(COLLECTION, list(old_ids)) == {}
     assert eng.count_chunks(COLLECTION) == built.result.chunks_written - len(old_ids) + r.chunks_written
     # the old text is gone from every mode, the new text is found by every mode

@@ -111,12 +111,12 @@ def test_sync_adds_updates_skips_and_deletes(any_engine, tree):
     (docs / ".gitignore").write_text("*.log\nsecret/\n*.py\n", encoding="utf-8")
     res = sync_folders(any_engine, "kb", [str(docs)], **kw)
     assert ids(res, "deleted") == ["geometry.py"]
-    left = {d["id"] for d in any_engine.documents("kb")}
+    left = {d.id for d in any_engine.documents("kb")}
     assert "note" in left and not any(i.endswith(".py") or i.endswith("b.txt") for i in left)
     assert {Path(i).name for i in left} == {"note", "a.md", "renamed.md", "report.docx"}
 
-    docx_doc = next(d for d in any_engine.documents("kb") if d["id"].endswith(".docx"))
-    assert docx_doc["metadata"]["type"] == "docx"
+    docx_doc = next(d for d in any_engine.documents("kb") if d.id.endswith(".docx"))
+    assert docx_doc.metadata["type"] == "docx"
 
 
 def test_sync_of_an_emptied_folder_deletes_everything_from_it(any_engine, tree):
@@ -172,8 +172,8 @@ def test_code_files_are_chunked_at_definitions(any_engine, tree):
     root, docs = tree
     sync_folders(any_engine, "kb", [str(docs)], roots=[root], chunk_size=30, chunk_overlap=0)
     doc = any_engine.document("kb", str((docs / "geometry.py").resolve()))
-    assert doc["metadata"]["type"] == "code" and doc["metadata"]["language"] == "python"
-    firsts = [c["text"].split("\n")[0] for c in doc["chunks"]]
+    assert doc.metadata["type"] == "code" and doc.metadata["language"] == "python"
+    firsts = [c.text.split("\n")[0] for c in doc.chunks]
     assert firsts == ["import math", "def circle_area(radius):", "class Stack:"]  # blocks of 2, 29, 3+17 tokens
 
 

@@ -13,6 +13,7 @@ import pytest
 from rerank_mcp.errors import InvalidInput, NotFound
 from rerank_mcp.index.contract import IndexConfig
 from rerank_mcp.index.engines import open_index
+from rerank_mcp.index.qdrant import QdrantConfig
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
 from rerank_mcp.tools.transfer import export_collection, import_collection
@@ -34,7 +35,7 @@ QUERIES = ["which organelle produces ATP", "fusion of ranked lists", "chromosome
 
 def _open(tmp_path: Path, name: str, backend: str, embedder):
     cfg = IndexConfig(data_dir=tmp_path / name, embedder_factory=lambda: embedder,
-                      qdrant_path=str(tmp_path / name / "qdrant") if backend == "qdrant" else None)
+                      engine=QdrantConfig(path=str(tmp_path / name / "qdrant")) if backend == "qdrant" else None)
     return open_index(cfg, backend)
 
 

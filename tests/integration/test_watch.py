@@ -56,7 +56,7 @@ def watcher(request, engine, folder):
 
 
 def names(engine) -> set[str]:
-    return {Path(d["id"]).name for d in engine.documents("kb")}
+    return {Path(d.id).name for d in engine.documents("kb")}
 
 
 def test_watch_follows_adds_changes_deletes_and_renames(engine, folder, watcher):

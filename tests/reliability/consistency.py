@@ -30,13 +30,13 @@ def check_collection(engine: Any, collection: str, texts: Mapping[str, str], chu
     count = engine.embedding.count_tokens
     chunk_ids: set[int] = set()
     for d in docs:
-        assert d["id"] in texts, f"{d['id']}: a document nobody ingested"
-        full = engine.document(collection, d["id"])
-        want = [c.text for c in chunk_text(texts[d["id"]], chunk_size, chunk_overlap, count)]
-        assert [c["text"] for c in full["chunks"]] == want, f"{d['id']} is not whole"
-        assert d["chunks"] == len(want), f"{d['id']}: {d['chunks']} chunks recorded, {len(want)} stored"
-        chunk_ids.update(int(c["chunk_id"]) for c in full["chunks"])
-    n_chunks = sum(d["chunks"] for d in docs)
+        assert d.id in texts, f"{d.id}: a document nobody ingested"
+        full = engine.document(collection, d.id)
+        want = [c.text for c in chunk_text(texts[d.id], chunk_size, chunk_overlap, count)]
+        assert [c.text for c in full.chunks] == want, f"{d.id} is not whole"
+        assert d.chunks == len(want), f"{d.id}: {d.chunks} chunks recorded, {len(want)} stored"
+        chunk_ids.update(c.chunk_id for c in full.chunks)
+    n_chunks = sum(d.chunks for d in docs)
     assert len(chunk_ids) == n_chunks
     assert info.documents == len(docs), f"collection says {info.documents} documents, {len(docs)} stored"
     assert info.chunks == n_chunks == engine.count_chunks(collection)

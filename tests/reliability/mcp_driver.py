@@ -35,7 +35,7 @@ class Mcp:
         for c in eng.collections():
             docs = eng.documents(c.name, limit=1_000_000)
             out.append((c.name, c.documents, c.chunks,
-                        tuple((d["id"], d["content_hash"], d["updated_at"], d["chunks"]) for d in docs)))
+                        tuple((d.id, d.content_hash, d.updated_at, d.chunks) for d in docs)))
         return tuple(out)
 
     def collections(self) -> list[dict]:

@@ -49,14 +49,14 @@ def _check(data_dir: Path, docs: dict[str, dict], committed: set[str]) -> int:
             assert not committed, "committed documents but the collection is gone"
             return 0
         col = engine.collection("crash")
-        stored = {d["id"]: d for d in engine.store.documents("crash", limit=10**6)}
+        stored = {d.id: d for d in engine.store.documents("crash", limit=10**6)}
         missing = committed - set(stored)
         assert not missing, f"acknowledged documents lost: {sorted(missing)[:5]}"
         for doc_id, meta in stored.items():
             full = engine.store.document("crash", doc_id)
             want = [c.text for c in chunk_text(docs[doc_id]["text"], 32, 8, emb.count_tokens)]
-            assert [c["text"] for c in full["chunks"]] == want, f"{doc_id} is not whole"
-            assert meta["chunks"] == len(want)
+            assert [c.text for c in full.chunks] == want, f"{doc_id} is not whole"
+            assert meta.chunks == len(want)
         live = set(int(i) for i in engine.store.chunk_ids_matching("crash", "1", []))
         assert col.dense.size == len(live), "dense index disagrees with the store"
         assert col.sparse.size == len(live), "BM25 index disagrees with the store"

@@ -154,7 +154,7 @@ def test_disk_filling_during_one_ingest_call_reports_exactly_what_was_stored(sma
         assert len(added) % WRITE_BATCH == 0  # whole batches
         assert res.failed == len(failed) == len(docs) - len(added)
         assert all(o.reason.startswith("not stored: no space left") and str(data) in o.reason for o in failed)
-        stored = {d["id"] for d in eng.documents("kb", limit=10_000)}
+        stored = {d.id for d in eng.documents("kb", limit=10_000)}
         assert stored == added | {"seed"}
     finally:
         eng.close()

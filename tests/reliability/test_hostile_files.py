@@ -52,7 +52,7 @@ def _texts(eng, collection: str) -> dict[str, str]:
         return {}
     out = {}
     for d in eng.documents(collection, limit=1000):
-        out[d["id"]] = " ".join(c["text"] for c in eng.document(collection, d["id"])["chunks"])
+        out[d.id] = " ".join(c.text for c in eng.document(collection, d.id).chunks)
     return out
 
 

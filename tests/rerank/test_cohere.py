@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.fixtures.servers import FakeCohere, hidden_rel
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
+from tests.fixtures.servers import FakeCohere, hidden_rel
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 

@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from tests.fixtures.servers import FakeOpenAI, hidden_rel, prompt_passages
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
 from rerank_mcp.tools.rerank.listwise_llm import complete_permutation, parse_permutation
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
+from tests.fixtures.servers import FakeOpenAI, hidden_rel, prompt_passages
 
 KEY = "llm-key-DO-NOT-LEAK-42"
 

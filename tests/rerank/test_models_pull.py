@@ -88,7 +88,7 @@ def test_hf_pull_list_remove(tmp_path, hub):
     ref = model_ref("org/tiny-reranker")
     assert not st.present(ref) and st.info(ref).state == "missing"
     seen = []
-    folder = st.pull(ref, lambda done, total: seen.append((done, total)))
+    folder = st.pull(ref, lambda done, total, _what: seen.append((done, total)))
     assert folder.is_relative_to(tmp_path / "hf" / "models--org--tiny-reranker" / "snapshots")
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
     assert (folder / "model.safetensors").read_bytes() == TINY["model.safetensors"]
@@ -175,7 +175,7 @@ def test_flashrank_pull_list_remove(tmp_path, host, fr_zip):
     st = store(tmp_path, host=host)
     ref = model_ref(FR)
     seen = []
-    folder = st.pull(ref, lambda done, total: seen.append((done, total)))
+    folder = st.pull(ref, lambda done, total, _what: seen.append((done, total)))
     assert folder == tmp_path / "flashrank" / FR and (folder / FR_FILE).is_file()
     assert seen[-1] == (len(fr_zip), len(fr_zip))
     assert sorted(p.name for p in (tmp_path / "flashrank").iterdir()) == [".locks", FR]  # no archive, no temp

@@ -11,7 +11,6 @@ backends and paths with each other, never ranking quality.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

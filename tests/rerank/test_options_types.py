@@ -129,9 +129,10 @@ def test_adding_a_family_is_one_module_and_one_registry_line(monkeypatch):
 
 
 def test_bm25_with_the_collection_statistics():
-    from rerank_mcp.tools.rerank.bm25 import bm25_length as fieldnorm
-    from rerank_mcp.index.tokenize import tokenize
     import math
+
+    from rerank_mcp.index.bm25 import fieldnorm
+    from rerank_mcp.index.tokenize import tokenize
 
     asked = []
 

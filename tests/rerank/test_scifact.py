@@ -187,9 +187,8 @@ def test_embedding_blend_raises_ndcg_over_bm25():
     blend 0.5 0.7977 (batches of 32: cosine 0.7450, blend 0.3 0.7769, 0.5 0.7938, 0.7 0.7994). Encoding the ~2,860 unique
     candidates dominates the run time (about 20-40 s on 2 cores, depending on load).
     """
-    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
-
     from rerank_mcp.index.model_names import onnx_cache_dir
+    from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
     sf = load_slice(BLEND_QUERIES, BLEND_OTHERS)
     emb = CachingOnnxEmbedder(onnx_cache_dir())  # the export is made once per machine, as for the server

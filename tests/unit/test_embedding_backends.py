@@ -31,9 +31,10 @@ def loads(monkeypatch):
 def _engine(kind, tmp_path, backend, model=MODEL):
     from rerank_mcp.index.contract import IndexConfig
     from rerank_mcp.index.engines import open_index
+    from rerank_mcp.index.qdrant import QdrantConfig
 
     cfg = IndexConfig(data_dir=tmp_path / "data", embedding_model=model, embedding_backend=backend,
-                      qdrant_path=str(tmp_path / "data" / "qdrant") if kind == "qdrant" else None)
+                      engine=QdrantConfig(path=str(tmp_path / "data" / "qdrant")) if kind == "qdrant" else None)
     return open_index(cfg, kind)
 
 

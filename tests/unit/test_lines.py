@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.index.chunking import approx_token_counter, chunk_code, chunk_document, code_blocks
+from rerank_mcp.index.contract import StoredChunk
 from rerank_mcp.index.lines import LineIndex, end_line, lines_of_chunks, parse_line_range
 from rerank_mcp.tools.documents import rebuild_text
 from rerank_mcp.tools.shaping import _Piece, passages_of
@@ -73,8 +74,7 @@ def _check_chunks(text: str, chunks) -> None:
         norm = c.text.replace("\r\n", "\n").replace("\r", "\n")
         assert norm in cited
         assert cited.startswith(norm.split("\n")[0]) or lines[line - 1].endswith(norm.split("\n")[0])
-    rows = [{"ord": i, "start": c.start, "end": c.end, "text": c.text, "gap": g} for i, (c, (_l, g)) in
-            enumerate(zip(chunks, where))]
+    rows = [StoredChunk(i, i, c.text, c.start, c.end, None, g) for i, (c, (_l, g)) in enumerate(zip(chunks, where))]
     assert rebuild_text(rows) == text[: chunks[-1].end]
 
 
@@ -99,8 +99,7 @@ def test_chunks_and_gaps_always_rebuild_the_text(parts, size, overlap, code):
         return
     chunks = chunk_document(text, size, min(overlap, size - 1), approx_token_counter, "code" if code else None)
     where = lines_of_chunks([(c.start, c.end, c.text) for c in chunks], text)
-    rows = [{"ord": i, "start": c.start, "end": c.end, "text": c.text, "gap": g} for i, (c, (_l, g)) in
-            enumerate(zip(chunks, where))]
+    rows = [StoredChunk(i, i, c.text, c.start, c.end, None, g) for i, (c, (_l, g)) in enumerate(zip(chunks, where))]
     assert rebuild_text(rows) == text[: chunks[-1].end]
     idx = LineIndex(text)
     for c, (line, _g) in zip(chunks, where):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from rerank_mcp.errors import InvalidInput, NotFound, StoreCorrupt
+from rerank_mcp.index.contract import NewChunk, check_collection_name
 from rerank_mcp.index.filters import compile_filter
-from rerank_mcp.index.store import NewChunk, Store, check_collection_name
+from rerank_mcp.index.store import Store
 
 DIM = 4
 
@@ -67,8 +68,8 @@ def test_upsert_replaces_chunks_and_leaves_tombstones(store):
     # only the new chunks are "since" the previous seq
     assert [r[0] for b in store.iter_chunks_since("c", after) for r in b] == new_ids
     doc = store.document("c", "d1")
-    assert doc["metadata"] == {"v": 2} and doc["content_hash"] == "h2" and doc["source"] == "src"
-    assert [c["text"] for c in doc["chunks"]] == ["uno", "dos"]
+    assert doc.metadata == {"v": 2} and doc.content_hash == "h2" and doc.source == "src"
+    assert [c.text for c in doc.chunks] == ["uno", "dos"]
     assert store.max_chunk_seq("c") == seq
     # vectors round-trip
     vec = np.frombuffer(rows[1][2], np.float32)
@@ -89,7 +90,7 @@ def test_delete_by_filter(store):
     sql, params = compile_filter({"lang": "de"}, "metadata")
     assert store.delete_documents("c", sql, params) == ["d2"]
     assert sorted(store.tombstones_since("c", before).tolist()) == sorted(gone_chunks)
-    assert [d["id"] for d in store.documents("c")] == ["d1", "d3"]
+    assert [d.id for d in store.documents("c")] == ["d1", "d3"]
     assert store.count_chunks("c") == 2
     with pytest.raises(NotFound):
         store.document("c", "d2")

@@ -29,10 +29,10 @@ Without one, where it would rank Chinese, Japanese or Korean text with an Englis
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
-
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
 
 KEEP_ORDER = "none"  # what auto reports as `used` when it keeps a ranked input's order
 EVIDENCE = "docs/eval/auto/report.md"

@@ -28,12 +28,14 @@ import math
 import time
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.index.fusion import RRF_K, rrf_term
 from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.schema import compact_nullable
 
@@ -244,7 +246,6 @@ class CorpusStats:
 
 
 # ------------------------------------------------------------------------------ blend
-RRF_K = 60
 
 
 POSITION_WEIGHTS = ((3, 0.75), (10, 0.6), (None, 0.4))  # input ranks up to N: the input order's weight
@@ -274,7 +275,7 @@ def weighted_rrf(scores: Sequence[float], blend: float, k: int = RRF_K, by_posit
     for r, i in enumerate(by_score, start=1):
         rank[i] = r
     ws = [position_weight(i + 1) if by_position else blend for i in range(n)]
-    return [ws[i] / (k + i + 1) + (1.0 - ws[i]) / (k + rank[i]) for i in range(n)]
+    return [rrf_term(i + 1, ws[i], k) + rrf_term(rank[i], 1.0 - ws[i], k) for i in range(n)]
 
 
 class Reranker(ABC):

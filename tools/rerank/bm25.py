@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from rerank_mcp.errors import RerankMCPError
-from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
+from rerank_mcp.index.bm25 import K1, B, fieldnorm
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
 
 BM25_UNIT_K = 5.0  # the BM25 score mapped to 0.5 in [0, 1] (s / (s + K))
-INDEX_K1, INDEX_B = 1.2, 0.75  # the corpus index's parameters (index/sparse.py, index/qdrant.py)
 
 _VARIANTS = {
     "okapi": "BM25Okapi",
@@ -45,21 +46,6 @@ _VARIANTS = {
     "plus": "BM25Plus",
     "bm25plus": "BM25Plus",
 }
-
-
-def bm25_length(length: int) -> int:
-    """A chunk's analyzed length as the engines' BM25 uses it: tantivy's (and Lucene's) one-byte
-    field norm, exact up to 24 terms, then rounded down to 4 significant bits (the Qdrant engine
-    quantises its sparse vectors' lengths the same way)."""
-    free = 24
-    if length < free:
-        return length
-    n = length - free
-    bits = n.bit_length()
-    if bits < 4:
-        return free + n
-    shift = bits - 4
-    return free + ((((n >> shift) & 0x07) | 0x08) << shift)
 
 
 def _lucene_okapi_class():
@@ -82,7 +68,7 @@ class BM25Options(RerankOptions):
         "okapi", description="BM25 variant (rank-bm25's BM25Okapi, BM25L, BM25Plus)")
     k1: float | None = Field(None, ge=0.0, description="term-frequency saturation; default 1.2 with the "
                              "collection's statistics (the index's), 1.5 over candidates alone (rank-bm25's)")
-    b: float = Field(0.75, ge=0.0, le=1.0, description="length normalisation")
+    b: float = Field(B, ge=0.0, le=1.0, description="length normalisation")
     idf: Literal["lucene", "okapi"] = Field(
         "lucene", description="lucene: log(1 + (N - n + 0.5) / (n + 0.5)), always positive; okapi: rank-bm25's "
         "log((N - n + 0.5) / (n + 0.5)) floored by epsilon (variant okapi only)")
@@ -137,7 +123,7 @@ class BM25Reranker(Reranker):
         self.variant = _VARIANTS[o.variant]
         self.idf = o.idf
         self.use_corpus = o.corpus and self.variant == "BM25Okapi" and o.idf == "lucene"
-        self.corpus_k1 = INDEX_K1 if o.k1 is None else o.k1
+        self.corpus_k1 = K1 if o.k1 is None else o.k1  # the corpus index's (index/bm25.py)
         self.b = o.b
         self._params: dict[str, float] = {"k1": 1.5 if o.k1 is None else o.k1, "b": o.b}
         if o.epsilon is not None:
@@ -179,7 +165,7 @@ class BM25Reranker(Reranker):
         for text in texts:
             toks = tokenize(text)
             tf = Counter(toks)
-            norm = k1 * (1.0 - b + b * bm25_length(len(toks)) / avg)
+            norm = k1 * (1.0 - b + b * fieldnorm(len(toks)) / avg)
             scores.append(sum(idf[t] * tf[t] * (k1 + 1.0) / (tf[t] + norm) for t in terms if tf[t]))
         return Scored(scores, notes=[
             f"BM25 with the collection's statistics (N={n_docs}, average length {avgdl:.1f} terms, k1={k1:g}, b={b:g})"

@@ -10,11 +10,12 @@ truncation is the union over stages; each stage adds a note.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rerank_mcp.tools.rerank.base import CorpusStats, RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
 
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"reranker": "flashrank", "options": {}, "top_k": 20},

@@ -13,14 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field, SecretStr
 
 from rerank_mcp.errors import DependencyMissing, RerankMCPError, UpstreamError
-from rerank_mcp.tools.rerank.base import (CorpusStats, FamilyConfig, Passage, RemoteReranker, RerankOptions,
-                                          RerankResult, Scored, check_local_fallback)
+from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
+from rerank_mcp.tools.rerank.base import (
+    CorpusStats,
+    FamilyConfig,
+    Passage,
+    RemoteReranker,
+    RerankOptions,
+    RerankResult,
+    Scored,
+    check_local_fallback,
+)
 from rerank_mcp.tools.rerank.defaults import COHERE_MODEL
 
 log = logging.getLogger(__name__)
@@ -163,9 +172,8 @@ class CohereReranker(RemoteReranker):
             kwargs["max_tokens_per_doc"] = self.options.max_tokens_per_doc
         where = self.base_url or "api.cohere.com"
         attempts = self.options.max_retries + 1
-        last = ""
-        for attempt in range(attempts):
-            retry_after: float | None = None
+
+        def attempt() -> list[Any]:
             try:
                 resp = client.rerank(
                     **kwargs, request_options={"max_retries": 0, "timeout_in_seconds": self.timeout}
@@ -180,25 +188,26 @@ class CohereReranker(RemoteReranker):
                         f"RERANK_MCP_COHERE_API_KEY / CO_API_KEY"
                     ) from None
                 if status == 429 or status >= 500:
-                    last = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
-                    retry_after = _retry_after(exc.headers)
-                else:
-                    raise UpstreamError(f"Cohere rejected the request (HTTP {status}) at {where}: {detail or 'no detail'}") from None
+                    raise Retry(f"HTTP {status}: {detail}" if detail else f"HTTP {status}",
+                                after=_retry_after(exc.headers)) from None
+                raise UpstreamError(f"Cohere rejected the request (HTTP {status}) at {where}: {detail or 'no detail'}") from None
             except httpx.TimeoutException:
                 raise UpstreamError(f"Cohere did not answer within {self.timeout:g} s at {where} (timeout)") from None
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {self._redact(str(exc))}"
+                raise Retry(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
             except RerankMCPError:
                 raise
             except Exception as exc:  # an answer the SDK cannot parse
                 raise UpstreamError(f"Cohere answered something unexpected at {where}: {type(exc).__name__}: {self._redact(str(exc))}") from None
-            if attempt + 1 < attempts:
-                delay = min(self.options.backoff * (2**attempt), self.options.max_backoff)
-                if retry_after is not None:
-                    delay = min(max(delay, retry_after), self.options.max_backoff)
-                log.info("cohere rerank attempt %d/%d failed (%s); retrying in %.2f s", attempt + 1, attempts, last, delay)
-                time.sleep(delay)
-        raise UpstreamError(f"Cohere rerank failed after {attempts} attempt(s) at {where}: last error {last}")
+
+        def said(n: int, last: str, delay: float | None) -> None:
+            if delay is not None:
+                log.info("cohere rerank attempt %d/%d failed (%s); retrying in %.2f s", n, attempts, last, delay)
+
+        try:
+            return with_retries(attempt, attempts, Backoff(self.options.backoff, self.options.max_backoff), said)
+        except GaveUp as exc:
+            raise UpstreamError(f"Cohere rerank failed after {attempts} attempt(s) at {where}: last error {exc.reason}") from None
 
 
 def _message(body: Any) -> str:

@@ -28,16 +28,15 @@ import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import FamilyConfig, RerankOptions, Reranker, Scored
+from rerank_mcp.tools.rerank.base import FamilyConfig, Reranker, RerankOptions, Scored
 from rerank_mcp.tools.rerank.defaults import CROSS_ENCODER_MODEL
 
 TORCH_BATCH = 32
@@ -139,9 +138,9 @@ class CrossEncoderOptions(RerankOptions):
 
 
 def default_onnx_cache_dir() -> str:
-    from platformdirs import user_cache_dir
+    from rerank_mcp.index.model_names import cache_dir
 
-    return os.path.join(user_cache_dir("rerank-mcp"), "cross-encoder-onnx")
+    return str(cache_dir("cross-encoder-onnx"))
 
 
 def _model_folder(model: str, allow_download: bool) -> Path:

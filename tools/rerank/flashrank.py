@@ -12,29 +12,31 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field
 
 from rerank_mcp.errors import DependencyMissing, InvalidInput
 from rerank_mcp.tools.cancel import check
-from rerank_mcp.tools.rerank.base import FamilyConfig, RerankOptions, Reranker, Scored
-from rerank_mcp.tools.rerank.defaults import FLASHRANK_MODEL
+
 # KNOWN_MODELS: FlashRank model name -> model file (mirrors flashrank.Config.model_file_map, checked
 # against it at load time), so names are validated without importing flashrank / onnxruntime
 from rerank_mcp.tools.models_store import FLASHRANK_BASE_URL, ModelRef
 from rerank_mcp.tools.models_store import FLASHRANK_MODELS as KNOWN_MODELS
+from rerank_mcp.tools.rerank.base import FamilyConfig, Reranker, RerankOptions, Scored
 from rerank_mcp.tools.rerank.cross_encoder import length_sorted_batches
+from rerank_mcp.tools.rerank.defaults import FLASHRANK_MODEL
 
 LISTWISE = {"rank_zephyr_7b_v1_full"}
 MODEL_URL = FLASHRANK_BASE_URL + "/{}.zip"
 
 
 def default_cache_dir() -> str:
-    from platformdirs import user_cache_dir
+    from rerank_mcp.index.model_names import cache_dir
 
-    return os.path.join(user_cache_dir("rerank-mcp"), "flashrank")
+    return str(cache_dir("flashrank"))
 
 
 def _cache_dir(config: FlashRankConfig) -> str:

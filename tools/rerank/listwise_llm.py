@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from typing import Any, Sequence
-
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from rerank_mcp.errors import DependencyMissing, UpstreamError
+from rerank_mcp.index.retry import Backoff, GaveUp, Retry, with_retries
 from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.rerank.base import FamilyConfig, RemoteReranker, RerankOptions, Scored, check_local_fallback
 
@@ -213,18 +212,14 @@ class ListwiseLLMReranker(RemoteReranker):
             "max_tokens": self.options.max_tokens or 8 * n + 16,
         }
         url = f"{self.base_url}/chat/completions"
-        last = ""
-        for attempt in range(self.options.max_retries + 1):
-            if attempt:
-                time.sleep(min(self.options.backoff * 2 ** (attempt - 1), 10.0))
+
+        def attempt() -> tuple[list[int], str]:
             try:
                 resp = self._client().post(url, json=body)
             except httpx.TimeoutException:
-                last = f"timeout after {self.timeout:g} s"
-                continue
+                raise Retry(f"timeout after {self.timeout:g} s") from None
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}"
-                continue
+                raise Retry(f"{type(exc).__name__}") from None
             if resp.status_code in (401, 403):
                 raise UpstreamError(f"the LLM endpoint {self.base_url} rejected the API key (HTTP {resp.status_code})")
             if resp.status_code in (400, 404, 422):
@@ -232,19 +227,20 @@ class ListwiseLLMReranker(RemoteReranker):
                     f"the LLM endpoint {url} rejected the request (HTTP {resp.status_code}): {resp.text[:300]}"
                 )
             if resp.status_code != 200:
-                last = f"HTTP {resp.status_code}"
-                continue
+                raise Retry(f"HTTP {resp.status_code}")
             try:
                 answer = resp.json()["choices"][0]["message"]["content"] or ""
             except Exception:
-                last = "an answer that is not an OpenAI chat completion"
-                continue
+                raise Retry("an answer that is not an OpenAI chat completion") from None
             ranked = parse_permutation(answer, n)
             if not ranked:
-                last = f"no passage ids in the answer {answer[:80]!r}"
-                continue
+                raise Retry(f"no passage ids in the answer {answer[:80]!r}")
             return ranked, answer
-        raise _WindowFailed(last or "no answer")
+
+        try:
+            return with_retries(attempt, self.options.max_retries + 1, Backoff(self.options.backoff, 10.0))
+        except GaveUp as exc:
+            raise _WindowFailed(exc.reason or "no answer") from None
 
     # -- the sliding window --------------------------------------------------------------
 

@@ -40,24 +40,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import re
 import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, RerankMCPError, UpstreamError
+from rerank_mcp.errors import InvalidInput, NotFound, RerankMCPError, UpstreamError
 from rerank_mcp.index.analyzers import Analyzer, get_analyzer
+from rerank_mcp.index.bm25 import bm25_document_vector, bm25_query_vector, renormalised, term_id
 from rerank_mcp.index.contract import (
     BM25Stats,
     ChunkRow,
     CollectionInfo,
+    DocumentSummary,
     DocumentWrite,
     ExportedDocument,
     Index,
@@ -65,13 +65,18 @@ from rerank_mcp.index.contract import (
     NewChunk,
     Progress,
     Ranked,
+    StoredChunk,
+    StoredDocument,
+    check_collection_name,
 )
-from rerank_mcp.index.filters import And, Cond, Filter, Not, Or
-from rerank_mcp.index.install import install_command
+from rerank_mcp.index.filters import Filter
+from rerank_mcp.index.fusion import RRF_K
+from rerank_mcp.index.qdrant.client import Connection, client_installed, missing_client, models
+from rerank_mcp.index.qdrant.config import QdrantConfig
+from rerank_mcp.index.qdrant.filters import compile_filter
 
 log = logging.getLogger(__name__)
 
-K1, B = 1.2, 0.75
 DENSE, SPARSE = "dense", "bm25"
 PREFIX = "rerank_mcp__"
 REGISTRY = "rerank_mcp_registry"
@@ -79,33 +84,8 @@ META_ID = 0
 STALE_WRITE_S = 3600.0  # a write marker older than this belongs to a writer that died
 WRITE_BATCH = 256  # points per upsert request
 PAGE = 1000  # ids per retrieve / scroll request
-MAX_LIMIT = 10_000
-AVGDL_TOLERANCE = 0.01  # BM25: chunks' average-length normalisation kept within 1% of the collection's  # how far a search oversamples to make up for chunks of stale generations
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-
-
-def _models():
-    try:
-        from qdrant_client import models
-    except ImportError:
-        raise DependencyMissing(
-            "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
-        ) from None
-    return models
-
-
-try:
-    from rerank_mcp.index.contract import check_collection_name
-except ImportError:  # pragma: no cover - older contract without it
-
-    def check_collection_name(name: Any) -> str:
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise InvalidInput(
-                f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
-                "letter or digit"
-            )
-        return name
+MAX_LIMIT = 10_000  # how deep a search oversamples at most to make up for chunks of stale generations
+AVGDL_TOLERANCE = 0.01  # BM25: chunks' average-length normalisation kept within 1% of the collection's
 
 
 # ------------------------------------------------------------------------------------ ids
@@ -135,292 +115,6 @@ def _new_gen() -> int:
     return secrets.randbits(52) + 1
 
 
-# ------------------------------------------------------------------------------------ BM25
-def term_id(term: str) -> int:
-    """The sparse-vector index of an analyzed term: a stable unsigned 32-bit hash."""
-    return int.from_bytes(hashlib.blake2b(term.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
-
-
-def _int4_to_long(i: int) -> int:
-    bits, shift = i & 0x07, (i >> 3) - 1
-    return bits if shift == -1 else (bits | 0x08) << shift
-
-
-def _long_to_int4(i: int) -> int:
-    num_bits = i.bit_length()
-    if num_bits < 4:
-        return i
-    shift = num_bits - 4
-    return ((i >> shift) & 0x07) | ((shift + 1) << 3)
-
-
-_FREE = 255 - _long_to_int4(2**31 - 1)  # 24 lengths stored exactly
-
-
-def fieldnorm(length: int) -> int:
-    """A document length as tantivy (and Lucene) store it: one byte, exact up to 24 tokens, then
-    rounded down to 4 significant bits (``SmallFloat.intToByte4`` / ``byte4ToInt``). The
-    embedded engine's BM25 uses these lengths, so Qdrant's sparse vectors use them too."""
-    if length < _FREE:
-        return length
-    return _FREE + _int4_to_long(_long_to_int4(length - _FREE))
-
-
-def bm25_document_vector(tokens: Sequence[str], avgdl: float) -> tuple[list[int], list[float]]:
-    """A chunk's BM25 sparse vector from its analyzed tokens: saturated, length-normalised tf
-    per term (the IDF factor is Qdrant's, applied at query time). The length is quantised as
-    tantivy quantises it (:func:`fieldnorm`); ``avgdl`` is the exact average, as tantivy's."""
-    if not tokens:
-        return [], []
-    tf = Counter(term_id(t) for t in tokens)
-    norm = K1 * (1.0 - B + B * fieldnorm(len(tokens)) / (avgdl if avgdl > 0 else 1.0))
-    idx = sorted(tf)
-    return idx, [tf[i] * (K1 + 1.0) / (tf[i] + norm) for i in idx]
-
-
-def bm25_query_vector(query: str, analyzer: Analyzer | None = None) -> tuple[list[int], list[float]]:
-    """A query's sparse vector: each distinct analyzed term once, weight 1 (as tantivy's
-    boolean query over the distinct terms scores them)."""
-    c = Counter(term_id(t) for t in dict.fromkeys((analyzer or get_analyzer(None)).tokenize_query(query)))
-    idx = sorted(c)
-    return idx, [float(c[i]) for i in idx]
-
-
-# ------------------------------------------------------------------------------------ filters
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _as_datetime(v: str) -> str | None:
-    try:
-        datetime.fromisoformat(v)
-    except ValueError:
-        return None
-    return v
-
-
-class _FilterCompiler:
-    """The filter tree to Qdrant conditions, with the SQL compiler's (MongoDB-like) semantics:
-    ``$ne``/``$nin`` match a missing field, ``null`` equals missing (Qdrant's ``is_empty``),
-    ``$not`` is the exact complement (conditions here are two-valued: a missing field makes a
-    comparison false, as ``COALESCE(..., 0)`` does in SQL)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.m = _models()
-        self.prefix = prefix
-
-    def never(self):
-        return self.m.HasIdCondition(has_id=[])
-
-    def always(self):
-        return self.m.Filter()
-
-    def compile(self, f: Filter):
-        m = self.m
-        if isinstance(f, And):
-            return m.Filter(must=[self.compile(x) for x in f.items]) if f.items else self.always()
-        if isinstance(f, Or):
-            return m.Filter(should=[self.compile(x) for x in f.items])
-        if isinstance(f, Not):
-            return m.Filter(must_not=[self.compile(f.item)])
-        return self.cond(f)
-
-    def empty(self, key: str):
-        return self.m.IsEmptyCondition(is_empty=self.m.PayloadField(key=key))
-
-    def eq(self, key: str, v: Any):
-        m = self.m
-        if v is None:
-            return self.empty(key)
-        if isinstance(v, (str, bool)) or (isinstance(v, int) and abs(v) > 2**53):
-            return m.FieldCondition(key=key, match=m.MatchValue(value=v))
-        # numbers compare by value, ints and floats alike (2 == 2.0, as in SQL)
-        return m.FieldCondition(key=key, range=m.Range(gte=v, lte=v))
-
-    def any_of(self, key: str, values: Sequence[Any]):
-        m = self.m
-        strs = [v for v in values if isinstance(v, str)]
-        parts = [m.FieldCondition(key=key, match=m.MatchAny(any=strs))] if strs else []
-        parts += [self.eq(key, v) for v in dict.fromkeys(v for v in values if not isinstance(v, str))]
-        return parts[0] if len(parts) == 1 else m.Filter(should=parts)
-
-    def missing_value(self, c: Cond) -> bool:
-        """What ``c`` says about a document without the field."""
-        if c.op == "$exists":
-            return not c.value
-        if c.op == "$eq":
-            return c.value is None
-        if c.op == "$ne":
-            return c.value is not None
-        if c.op == "$in":
-            return None in c.value
-        if c.op == "$nin":
-            return None not in c.value
-        return False
-
-    def cond(self, c: Cond):
-        m = self.m
-        if any(not part for part in c.field.split(".")):  # no payload key can have an empty name
-            return self.always() if self.missing_value(c) else self.never()
-        key = self.prefix + c.field
-        op, v = c.op, c.value
-        if op == "$exists":
-            return m.Filter(must_not=[self.empty(key)]) if v else self.empty(key)
-        if op == "$eq":
-            return self.eq(key, v)
-        if op == "$ne":
-            return m.Filter(must_not=[self.eq(key, v)])
-        if op == "$in":
-            return self.any_of(key, v)
-        if op == "$nin":
-            return m.Filter(must_not=[self.any_of(key, v)])
-        bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
-        if v is None:  # an order comparison with null holds for nothing
-            return self.never()
-        if _is_number(v):
-            return m.FieldCondition(key=key, range=m.Range(**{bound: v}))
-        if isinstance(v, str) and _as_datetime(v) is not None:
-            return m.FieldCondition(key=key, range=m.DatetimeRange(**{bound: v}))
-        raise InvalidInput(
-            f"filter {c.field}.{op}: the qdrant backend compares only numbers and ISO 8601 dates "
-            f"with {op}, got {v!r}"
-        )
-
-
-def compile_filter(flt: Filter | None, prefix: str = "metadata."):
-    """Compile a parsed filter into a ``qdrant_client.models.Filter`` over payload keys
-    ``prefix + field`` (None for no filter)."""
-    if flt is None:
-        return None
-    out = _FilterCompiler(prefix).compile(flt)
-    m = _models()
-    return out if isinstance(out, m.Filter) else m.Filter(must=[out])
-
-
-# ------------------------------------------------------------------------------------ client
-class _Conn:
-    """qdrant-client with bounded retries and errors mapped to the project's."""
-
-    def __init__(self, config: IndexConfig) -> None:
-        try:
-            from qdrant_client import QdrantClient
-        except ImportError:
-            raise DependencyMissing(
-                "the qdrant backend needs qdrant-client: " + install_command(extra="qdrant")
-            ) from None
-        self.local = not config.qdrant_url
-        self.retries = max(0, int(config.qdrant_retries))
-        self._secret = config.qdrant_api_key or None
-        # local mode is a Python object over SQLite, not safe to share between threads unguarded
-        self.lock: threading.RLock | None = threading.RLock() if self.local else None
-        if self.local:
-            path = config.qdrant_path or str(config.data_dir / "qdrant")
-            self.where = "local Qdrant (in memory)" if path == ":memory:" else f"local Qdrant storage {path}"
-            if not config.qdrant_path:
-                log.info("qdrant engine: no RERANK_MCP_QDRANT_URL or RERANK_MCP_QDRANT_PATH set, so the data is kept "
-                         "in local mode (one process at a time) in %s", path)
-            try:
-                if path == ":memory:":
-                    self.client = QdrantClient(location=":memory:")
-                else:
-                    self.client = QdrantClient(path=path, force_disable_check_same_thread=True)
-            except RuntimeError as exc:
-                raise RerankMCPError(
-                    f"{self.where} is in use by another client ({exc}); local mode allows one client per "
-                    "folder: use a Qdrant server (a qdrant URL instead of a path) for shared access"
-                ) from None
-        else:
-            self.url = str(config.qdrant_url)
-            self.where = f"Qdrant at {self.url}"
-            try:
-                self.client = QdrantClient(
-                    url=self.url, api_key=self._secret, timeout=max(1, math.ceil(config.qdrant_timeout_s)),
-                    check_compatibility=False,
-                )
-            except Exception as exc:
-                raise UpstreamError(f"cannot set up a client for {self.where}: {self._scrub(exc)}") from None
-
-    def _scrub(self, exc: BaseException | str) -> str:
-        text = str(exc) if not isinstance(exc, BaseException) else (str(exc) or type(exc).__name__)
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text.strip().replace("\n", " ")[:500]
-
-    def _classify(self, exc: Exception) -> tuple[str, str]:
-        """('retry' | 'notfound' | 'fatal', message)."""
-        try:
-            from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-        except ImportError:  # pragma: no cover
-            ResponseHandlingException = UnexpectedResponse = ()  # type: ignore[assignment]
-        if self.local:
-            if isinstance(exc, ValueError) and re.match(r"Collection .* not found", str(exc)):
-                return "notfound", self._scrub(exc)
-            return "fatal", self._scrub(exc)
-        if isinstance(exc, UnexpectedResponse):
-            detail = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
-            msg = f"HTTP {exc.status_code} {self._scrub(detail)}"
-            if exc.status_code == 404:
-                return "notfound", msg
-            if exc.status_code in (408, 429) or (exc.status_code or 0) >= 500:
-                return "retry", msg
-            if exc.status_code in (401, 403):
-                return "fatal", f"{msg} (refused: check the Qdrant API key)"
-            return "fatal", msg
-        if isinstance(exc, ResponseHandlingException):
-            src = exc.source
-            if type(src).__name__ == "ValidationError":
-                return "fatal", f"unexpected answer ({self._scrub(src)})"
-            return "retry", f"{type(src).__name__}: {self._scrub(src)}"
-        try:
-            import httpx
-
-            if isinstance(exc, httpx.HTTPError):
-                return "retry", f"{type(exc).__name__}: {self._scrub(exc)}"
-        except ImportError:  # pragma: no cover
-            pass
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return "retry", f"{type(exc).__name__}: {self._scrub(exc)}"
-        return "fatal", f"{type(exc).__name__}: {self._scrub(exc)}"
-
-    def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        fn = getattr(self.client, method)
-        attempt = 0
-        while True:
-            try:
-                if self.lock is not None:
-                    with self.lock:
-                        return fn(*args, **kwargs)
-                return fn(*args, **kwargs)
-            except RerankMCPError:
-                raise
-            except Exception as exc:
-                kind, msg = self._classify(exc)
-                if kind == "notfound":
-                    raise NotFound(f"{self.where}: {what}: {msg}") from None
-                if kind == "retry" and attempt < self.retries:
-                    delay = min(0.2 * 2**attempt, 5.0) * (0.5 + secrets.randbelow(1000) / 1000)
-                    log.warning("%s: %s failed (%s); retrying in %.1fs", self.where, what, msg, delay)
-                    time.sleep(delay)
-                    attempt += 1
-                    continue
-                if kind == "retry":
-                    raise UpstreamError(
-                        f"{self.where} is unreachable or failing: {what} gave up after {attempt + 1} "
-                        f"attempt(s): {msg}"
-                    ) from None
-                raise UpstreamError(f"{self.where}: {what} failed: {msg}") from None
-
-    def close(self) -> None:
-        try:
-            if self.lock is not None:
-                with self.lock:
-                    self.client.close()
-            else:
-                self.client.close()
-        except Exception as exc:  # pragma: no cover - best effort at shutdown
-            log.warning("closing %s: %s", self.where, self._scrub(exc))
-
-
 @dataclass(frozen=True)
 class _Entry:
     """A registry record: a rerank-mcp collection and the Qdrant collection that stores it."""
@@ -445,34 +139,23 @@ class _Entry:
                 "created_at": self.created_at, **({"analyzer": self.analyzer} if self.analyzer else {})}
 
 
-def _client_installed() -> bool:
-    """Whether qdrant-client can be imported, without importing it (which takes a while)."""
-    import importlib.util
-    import sys
-
-    if "qdrant_client" in sys.modules:
-        return sys.modules["qdrant_client"] is not None
-    try:
-        return importlib.util.find_spec("qdrant_client") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 # ------------------------------------------------------------------------------------ engine
 class QdrantIndex(Index):
     """The index contract on Qdrant. All methods are thread-safe."""
 
     backend = "qdrant"
+    Config = QdrantConfig
     server_fusions = ("rrf", "dbsf")
+    engine_config: QdrantConfig
 
     def __init__(self, config: IndexConfig) -> None:
         super().__init__(config)
         # qdrant-client is imported and connected on first use (or by open_in_background): its
         # import alone takes longer than the embedded engine's whole start
-        if not _client_installed():
-            raise DependencyMissing("the qdrant backend needs qdrant-client: " + install_command(extra="qdrant"))
+        if not client_installed():
+            raise missing_client()
         self._m: Any = None
-        self._conn: _Conn | None = None
+        self._conn: Connection | None = None
         self._conn_lock = threading.Lock()
         self._opened = threading.Event()
         self._opened.set()
@@ -487,11 +170,11 @@ class QdrantIndex(Index):
     def m(self) -> Any:
         """``qdrant_client.models``, imported on first use."""
         if self._m is None:
-            self._m = _models()
+            self._m = models()
         return self._m
 
     @property
-    def q(self) -> _Conn:
+    def q(self) -> Connection:
         """The connection, made on first use; while :meth:`open_in_background` runs, other
         threads wait for it (no call works on collections before their repair)."""
         if not self._opened.is_set() and threading.current_thread() is not self._opener:
@@ -499,7 +182,7 @@ class QdrantIndex(Index):
         if self._conn is None:
             with self._conn_lock:
                 if self._conn is None:
-                    self._conn = _Conn(self.config)
+                    self._conn = Connection(self.engine_config, self.config.data_dir)
         return self._conn
 
     def open_in_background(self, report: Callable[[list[str]], None]) -> None:
@@ -620,7 +303,7 @@ class QdrantIndex(Index):
         return dict(recs[0].payload or {}) if recs else {}
 
     def _create_physical(self, physical: str, dim: int) -> None:
-        m, cfg = self.m, self.config
+        m, cfg = self.m, self.engine_config
         extra = {k: v for k, v in (("shard_number", cfg.shard_number), ("replication_factor", cfg.replication_factor),
                                    ("write_consistency_factor", cfg.write_consistency_factor)) if v is not None}
         self.q.call(
@@ -797,13 +480,7 @@ class QdrantIndex(Index):
             sv = (r.vector or {}).get(SPARSE) if isinstance(r.vector, dict) else None
             if sv is None or "bm25_dl" not in p:
                 continue
-            dl = fieldnorm(int(p["bm25_dl"]))
-            old = K1 * (1.0 - B + B * dl / float(p["bm25_avgdl"]))
-            new = K1 * (1.0 - B + B * dl / avgdl)
-            values = []
-            for v in sv.values:
-                tf = round(v * old / (K1 + 1.0 - v))  # invert tf*(k1+1)/(tf+norm)
-                values.append(tf * (K1 + 1.0) / (tf + new))
+            values = renormalised(sv.values, int(p["bm25_dl"]), float(p["bm25_avgdl"]), avgdl)
             updates.append(m.PointVectors(id=r.id, vector={SPARSE: m.SparseVector(indices=list(sv.indices),
                                                                                    values=values)}))
             ids.append(r.id)
@@ -931,14 +608,13 @@ class QdrantIndex(Index):
         flt = self.m.Filter(must=[self._kind("doc")])
         return sorted(r.payload["doc_id"] for r in self._scroll_all(e, "list documents", flt, ["doc_id"]))
 
-    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def documents(self, collection: str, limit: int = 100, offset: int = 0) -> list[DocumentSummary]:
         e = self._entry(collection)
         page = self._doc_ids(e)[max(offset, 0) : max(offset, 0) + max(limit, 0)]
         recs = self._records(e, page)
         return [
-            {"id": d, "metadata": recs[d].get("metadata") or {}, "source": recs[d].get("source"),
-             "chunks": int(recs[d].get("n_chunks", 0)), "chars": int(recs[d].get("chars", 0)),
-             "content_hash": recs[d].get("content_hash"), "updated_at": recs[d].get("updated_at")}
+            DocumentSummary(d, recs[d].get("metadata") or {}, recs[d].get("source"), int(recs[d].get("n_chunks", 0)),
+                            int(recs[d].get("chars", 0)), recs[d].get("content_hash"), recs[d].get("updated_at"))
             for d in page if d in recs
         ]
 
@@ -965,20 +641,18 @@ class QdrantIndex(Index):
             pts.sort(key=lambda r: r.payload["ord"])
         return out
 
-    def document(self, collection: str, doc_id: str) -> dict[str, Any]:
+    def document(self, collection: str, doc_id: str) -> StoredDocument:
         e = self._entry(collection)
         recs = self._records(e, [doc_id])
         if doc_id not in recs:
             raise NotFound(f"no document {doc_id!r} in collection {collection!r}")
         rec = recs[doc_id]
         chunks = self._chunks_of(e, recs)[doc_id]
-        return {
-            "id": doc_id, "metadata": rec.get("metadata") or {}, "source": rec.get("source"),
-            "content_hash": rec.get("content_hash"),
-            "chunks": [{"chunk_id": int(r.id), "ord": r.payload["ord"], "text": r.payload["text"],
-                        "start": r.payload["start"], "end": r.payload["end"], "line": r.payload.get("line"),
-                        "gap": r.payload.get("gap")} for r in chunks],
-        }
+        return StoredDocument(
+            doc_id, rec.get("metadata") or {}, rec.get("source"), rec.get("content_hash"),
+            [StoredChunk(int(r.id), r.payload["ord"], r.payload["text"], r.payload["start"], r.payload["end"],
+                         r.payload.get("line"), r.payload.get("gap")) for r in chunks],
+        )
 
     def count_chunks(self, collection: str) -> int:
         e = self._entry(collection)
@@ -1064,15 +738,9 @@ class QdrantIndex(Index):
             df = {t: sum(1 for p in r.points if p.score > 0) for t, r in zip(distinct, res)}
         return BM25Stats(n_chunks, n_tokens / n_chunks if n_chunks else 0.0, df)
 
-    def dense_search(self, collection: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> Ranked:
-        return self.search_arms(collection, "", vector, k, filter, ("dense",))["dense"]
-
-    def bm25_search(self, collection: str, query: str, k: int, filter: Filter | None = None) -> Ranked:
-        return self.search_arms(collection, query, None, k, filter, ("bm25",))["bm25"]
-
     def fused_search(
         self, collection: str, query: str, vector: np.ndarray, k: int, filter: Filter | None = None,
-        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = 60,
+        fusion: str = "rrf", prefetch_limit: int | None = None, rrf_k: int | None = RRF_K,
         weights: Mapping[str, float] | None = None,
     ) -> Ranked:
         """Hybrid search fused by Qdrant itself: both arms as prefetches, then ``fusion``:
@@ -1210,7 +878,8 @@ class QdrantIndex(Index):
                         payload={"bm25_dl": len(toks), "bm25_avgdl": avgdl}, points=[pid])))
                 self._c(e, "write re-analyzed BM25 vectors", "batch_update_points", update_operations=ops, wait=True)
                 if progress:
-                    progress(min(i + WRITE_BATCH, n_chunks), n_chunks)
+                    progress(min(i + WRITE_BATCH, n_chunks), n_chunks,
+                             f"re-analyzed {min(i + WRITE_BATCH, n_chunks)} of {n_chunks} chunks")
             docs = list(per_doc.items())
             for i in range(0, len(docs), WRITE_BATCH):
                 self._c(e, "write document lengths", "batch_update_points", update_operations=[
@@ -1266,7 +935,7 @@ class QdrantIndex(Index):
                                 points=[META_ID], wait=True)
                     done += len(chunks)
                     if progress:
-                        progress(done, max(total, done))
+                        progress(done, max(total, done), f"re-embedded {done} of {max(total, done)} chunks")
                 switched = _Entry(collection, physical, model, int(dim), e.created_at, e.analyzer)
                 self.q.call(f"switch collection {collection!r}", "upsert", REGISTRY, [self._point(
                     _registry_pid(collection), switched.registry_payload())], wait=True)
