@@ -2,7 +2,7 @@
 100 chunks each) is scored against the query with the normalised mean of its chunks' stored
 vectors, and that document-level dense score joins the fusion. Arms are collapsed to documents
 (best chunk), z-score fused (index/fusion.py), as 'document-level fusion' in the README. Usage:
-python doc_vector.py DATA_DIR COLLECTION DATASET_DIR"""
+python doc_vector.py DATA_DIR COLLECTION DATASET_DIR [DEPTH]  (chunks per arm, default 100)"""
 
 import os
 import sys
@@ -20,6 +20,7 @@ from rerank_mcp.tools.feedback import feedback_vector, rescore
 from rerank_mcp.tools.metrics import mean, paired_randomization_p, ranking_metrics
 
 data_dir, coll, dspath = sys.argv[1:4]
+DEPTH = int(sys.argv[4]) if len(sys.argv) > 4 else 100
 state = build_state(Settings(data_dir=Path(data_dir)), warm=False, cache_queries=True)
 eng = state.engine
 ds = load_beir(dspath)
@@ -55,7 +56,7 @@ runs: dict[str, dict[str, list[str]]] = {v: {} for v in V}
 chunk_level: dict[str, list[str]] = {}
 for qid, q in ds.queries.items():
     qv = eng.embedding.query(q, info)
-    arms = eng.search_arms(coll, q, qv, 100, None, ("dense", "bm25"))
+    arms = eng.search_arms(coll, q, qv, DEPTH, None, ("dense", "bm25"))
     d = {"dense": to_docs(arms["dense"]), "bm25": to_docs(arms["bm25"])}
     cands = list(dict.fromkeys([x for x, _ in d["dense"]] + [x for x, _ in d["bm25"]]))
     sc = np.stack([centroid[x] for x in cands]) @ np.asarray(qv, dtype=np.float32).ravel()
@@ -65,13 +66,13 @@ for qid, q in ds.queries.items():
     cv = eng.chunk_vectors(coll, list(dict.fromkeys(c for r in arms.values() for c, _ in r)))
     nv = feedback_vector(qv, fuse(arms, "zscore"), cv)
     nv = np.asarray(qv if nv is None else nv, dtype=np.float32).ravel()
-    d["fdense"] = to_docs(rescore(nv, cv, 100))
+    d["fdense"] = to_docs(rescore(nv, cv, DEPTH))
     d["fcentroid"] = sorted(zip(cands, (np.stack([centroid[x] for x in cands]) @ nv).tolist()),
                             key=lambda t: -t[1])[:100]
     for v, w in V.items():
         runs[v][qid] = [x for x, _ in fuse({a: d[a] for a in w}, "zscore", w)][:100]
     out: dict[str, None] = {}
-    for i, _ in fuse(arms, "zscore"):
+    for i, _ in fuse({a: r[:100] for a, r in arms.items()}, "zscore")[:100]:
         out.setdefault(doc_of[i], None)
     chunk_level[qid] = list(out)[:100]
 qs = sorted(ds.qrels)
