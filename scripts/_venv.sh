@@ -15,8 +15,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first, pinned: the CPU build. An unpinned torch pulled in by another package
-# would be a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0" >&2
+# The server itself needs no torch (ONNX Runtime). Extras that bring it (torch, test, llm) get the
+# pinned release first: its CPU build (an unpinned torch pulled in by another package would be a
+# multi-GB CUDA build).
+case ",$extras," in
+  *,torch,*|*,test,*|*,llm,*) .venv/bin/python -m pip install -q "torch==2.13.0" >&2 ;;
+esac
 .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" >&2
 echo "$want" > "$stamp"

