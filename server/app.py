@@ -114,9 +114,15 @@ async def _model_wait_notes(ctx: Context, st: AppState) -> None:
     cfg = emb.config
 
     def what() -> str:
-        from rerank_mcp.index.model_names import onnx_cache_dir
+        from rerank_mcp.index.model_names import model_folder, onnx_cache_dir
         from rerank_mcp.index.prepare import needs_export
 
+        try:
+            if cfg.embedder_factory is None:
+                model_folder(cfg.embedding_model)
+        except Exception:  # not on this machine: the call's model load downloads it (models_store.embedding_fetcher)
+            return ("downloading it from the Hugging Face hub (once; `rerank-mcp models pull` fetches it ahead of "
+                    "time)")
         if cfg.embedder_factory is None and needs_export(cfg.embedding_model, cfg.embedding_backend,
                                                          onnx_cache_dir(cfg.onnx_cache_dir)):
             return (f"its one-time export to ONNX for the {cfg.embedding_backend} backend (about half a minute; "

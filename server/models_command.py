@@ -15,8 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from rerank_mcp.errors import DependencyMissing
-from rerank_mcp.index.install import install_command
 from rerank_mcp.server.output import Output
 from rerank_mcp.server.settings import Settings
 
@@ -78,6 +76,28 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     return 1 if failed else 0
 
 
+def _download_embedding(settings: Settings, out: Output) -> None:
+    """The embedding model's files, downloaded when it is a Hugging Face model not yet here (the
+    default too, where the package that carries it is not installed)."""
+    from rerank_mcp.errors import InvalidInput
+    from rerank_mcp.index.model_names import resolve_path
+    from rerank_mcp.tools.models_store import model_ref
+
+    name = resolve_path(settings.embedding_model)
+    if Path(name).expanduser().is_dir() or "/" not in name:
+        return
+    try:
+        ref = model_ref(name, "hf")
+    except InvalidInput:
+        return
+    store = _store(settings)
+    if store.path(ref) is not None:
+        return
+    sys.stderr.write(f"{name}: downloading the embedding model (once)...\n")
+    with out.progress(ref.name) as progress:
+        store.pull(ref, lambda done, total, n=ref.name: progress(done, total or 0, n))
+
+
 def _prepare_embedding(settings: Settings, out: Output) -> int:
     """The configured embedding model, ready to load: its ONNX export made (or waited for, when a
     server is making it), the same file a server makes on its first start."""
@@ -91,6 +111,7 @@ def _prepare_embedding(settings: Settings, out: Output) -> int:
     cache = onnx_cache_dir(settings.onnx_cache_dir)
     t = time.perf_counter()
     try:
+        _download_embedding(settings, out)
         if needs_export(model, backend, cache):
             sys.stderr.write(f"{model}: exporting to ONNX for the {backend} backend (once per model, about half a "
                              "minute)...\n")
@@ -139,7 +160,12 @@ def model_uses(settings: Settings) -> dict:
             except Exception:
                 pass
     emb = settings.embedding_model
-    if not Path(emb).expanduser().is_dir() and "/" in emb and emb.lower() != "sentence-transformers/all-minilm-l6-v2":
+    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name, packaged_default
+
+    default = canonical_name(emb) == CANONICAL_DEFAULT
+    if default and packaged_default() is None:
+        emb = CANONICAL_DEFAULT  # not packaged here: the hub's copy
+    if not Path(emb).expanduser().is_dir() and "/" in emb and not (default and packaged_default() is not None):
         try:
             add(model_ref(emb, "hf"), "embedding model (RERANK_MCP_EMBEDDING_MODEL): dense search, embedding reranker")
         except Exception:
@@ -150,24 +176,17 @@ def model_uses(settings: Settings) -> dict:
 def _embedding_info(settings: Settings):
     """The embedding setting's model when it is not a Hugging Face download: the packaged
     default, or a local folder."""
-    from rerank_mcp.index.model_names import (
-        CANONICAL_DEFAULT,
-        DEFAULT_MODEL_PACKAGE,
-        canonical_name,
-        packaged_model_path,
-    )
+    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name, packaged_default
     from rerank_mcp.tools.models_store import ModelInfo, _folder_size
 
     emb = settings.embedding_model
     what = ["embedding model (RERANK_MCP_EMBEDDING_MODEL): dense search, embedding reranker"]
     if canonical_name(emb) == CANONICAL_DEFAULT:
-        try:
-            path = packaged_model_path()
-        except DependencyMissing:
-            return ModelInfo(name=CANONICAL_DEFAULT, kind="package", state="missing", used_by=what,
-                             command=install_command([DEFAULT_MODEL_PACKAGE]))
-        return ModelInfo(name=CANONICAL_DEFAULT, kind="package", state="present", size_bytes=_folder_size(path),
-                         location=str(path), used_by=what)
+        path = packaged_default()
+        if path is not None:
+            return ModelInfo(name=CANONICAL_DEFAULT, kind="package", state="present",
+                             size_bytes=_folder_size(path), location=str(path), used_by=what)
+        return None  # a Hugging Face download, listed with the others (model_uses)
     p = Path(emb).expanduser()
     if p.is_dir():
         return ModelInfo(name=emb, kind="folder", state="present", size_bytes=_folder_size(p), location=str(p.resolve()),

@@ -627,11 +627,15 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
     to stderr). None for a local folder, the packaged default, or a name that is not a Hugging Face
     repository: those load as before. Downloads off and the model missing: a clear error naming
     ``rerank-mcp models pull``."""
-    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name
+    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name, packaged_default
 
     def fetch(name: str) -> Path | None:
-        if Path(name).expanduser().is_dir() or canonical_name(name) == CANONICAL_DEFAULT:
+        if Path(name).expanduser().is_dir():
             return None
+        if canonical_name(name) == CANONICAL_DEFAULT:
+            if packaged_default() is not None:
+                return None  # the package's copy
+            name = CANONICAL_DEFAULT  # else the hub's, like any other model
         try:
             ref = model_ref(name, "hf")
         except InvalidInput:

@@ -43,6 +43,14 @@ TORCH_BATCH = 32
 ONNX_BATCH = 8
 
 
+def default_backend() -> str:
+    """torch where sentence-transformers (and so torch) is installed, else onnx: the default
+    install has ONNX Runtime only (the torch extra adds the rest)."""
+    import importlib.util
+
+    return "torch" if importlib.util.find_spec("sentence_transformers") is not None else "onnx"
+
+
 def _resolve_device(device: str) -> str:
     if device == "auto":
         import torch
@@ -109,8 +117,9 @@ def _check_device(device: str, backend: str) -> None:
 class CrossEncoderOptions(RerankOptions):
     model: str | None = Field(None, description="Hugging Face name or local folder; default: the "
                               f"cross_encoder_model setting ({CROSS_ENCODER_MODEL})")
-    backend: Literal["torch", "onnx"] = Field("torch", description="torch (sentence-transformers, fp32) or onnx "
-                                              "(ONNX Runtime int8, CPU; exported and cached on first use)")
+    backend: Literal["torch", "onnx"] | None = Field(
+        None, description="torch (sentence-transformers, fp32; the torch extra) or onnx (ONNX Runtime int8, CPU; "
+        "converted and cached on first use); default: torch where sentence-transformers is installed, else onnx")
     onnx_cache_dir: str | None = Field(None, min_length=1, description="where the int8 export is cached")
     device: str | None = Field(None, description="cpu, cuda, cuda:N or auto (torch backend)")
     batch_size: int | None = Field(None, gt=0, description="pairs per batch (default 32 with torch, 8 with onnx)")
@@ -208,21 +217,35 @@ class _TorchBackend:
         return rows
 
 
+def _needs_transformers(folder: Path) -> str:
+    from rerank_mcp.index.install import install_command
+
+    return (f"the cross-encoder model in {folder.name} has no tokenizer.json, and its tokenizer files need "
+            f"transformers: {install_command(extra='torch')}")
+
+
 class _OnnxBackend:
     """The same model exported to ONNX, quantised to int8, run by ONNX Runtime."""
 
     name = "onnx"
 
     def __init__(self, folder: Path, cache_dir: Path, max_length: int | None) -> None:
-        from transformers import AutoConfig, AutoTokenizer
-
         from rerank_mcp.index import onnx_embed
 
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        config = AutoConfig.from_pretrained(str(folder))
+        if (folder / "tokenizer.json").is_file():  # the tokenizers library alone: no transformers, no torch
+            self.tokenizer = onnx_embed.PairTokenizer(folder)
+        else:  # a slow tokenizer only (vocab files): transformers reads it
+            try:
+                from transformers import AutoTokenizer
+            except ImportError:
+                raise DependencyMissing(_needs_transformers(folder)) from None
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        config = onnx_embed._read_config(folder)
         limit = max_length or getattr(self.tokenizer, "model_max_length", None) or 512
         if limit > 100_000:  # tokenizer without a declared limit
-            limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+            positions = int(getattr(config, "max_position_embeddings", 512) or 512)
+            # RoBERTa-style models number positions from padding_idx + 1: two fewer usable
+            limit = positions - 2 if getattr(config, "model_type", "") in ("xlm-roberta", "roberta") else positions
         self.limit = int(limit)
         try:
             self.path = onnx_embed.export_int8(folder, cache_dir, "classifier")
@@ -294,11 +317,11 @@ class CrossEncoderReranker(Reranker):
                  registry: Any = None) -> None:
         super().__init__(options, context=context, registry=registry)
         o = self.options
-        self.backend = o.backend
+        self.backend = o.backend or default_backend()
         # the server's device setting when the options name none (checked against the backend here)
         self.device = o.device or getattr(context, "device", None) or "cpu"
         _check_device(self.device, self.backend)
-        self.batch_size = o.batch_size or (ONNX_BATCH if o.backend == "onnx" else TORCH_BATCH)
+        self.batch_size = o.batch_size or (ONNX_BATCH if self.backend == "onnx" else TORCH_BATCH)
         self.onnx_cache_dir = o.onnx_cache_dir or getattr(context, "onnx_cache_dir", None)
         self.max_length = o.max_length
         self.normalize = o.normalize
@@ -349,8 +372,11 @@ class CrossEncoderReranker(Reranker):
     def _load_torch(self) -> _TorchBackend:
         try:
             from sentence_transformers import CrossEncoder
-        except ImportError:  # pragma: no cover - dependency of the project
-            raise DependencyMissing("the cross-encoder reranker needs sentence-transformers: pip install sentence-transformers") from None
+        except ImportError:
+            from rerank_mcp.index.embedding import torch_missing
+
+            raise DependencyMissing(torch_missing(f"cross-encoder backend 'torch' ({self.model})")
+                                    + "; or use backend 'onnx'") from None
         try:
             ce = CrossEncoder(
                 self._source(),

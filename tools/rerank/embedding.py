@@ -76,11 +76,12 @@ class EmbeddingReranker(Reranker):
     def availability(cls, context: Any) -> str | None:
         if getattr(context, "embedder", None) is not None:
             return None
-        from rerank_mcp.index.model_names import DEFAULT_MODEL_PACKAGE, packaged_model_installed
+        from rerank_mcp.index.install import install_command
+        from rerank_mcp.index.model_names import DEFAULT_MODEL_PACKAGE, packaged_default
 
-        if not packaged_model_installed():
+        if packaged_default() is None:
             return ("no embedder configured and the default model package is missing: "
-                    f"pip install {DEFAULT_MODEL_PACKAGE}")
+                    f"{install_command([DEFAULT_MODEL_PACKAGE])}")
         return None
 
     def required_model(self) -> Any:

@@ -106,8 +106,8 @@ FAMILIES: dict[str, Family] = {
         Family(
             "embedding",
             "rerank_mcp.tools.rerank.embedding:EmbeddingReranker",
-            ("sentence_transformers",),
-            "sentence-transformers",
+            (),  # the collection's embedder (ONNX Runtime by default); sentence-transformers only without one
+            None,
             "cosine similarity under a bi-encoder (the collection's by default); fully offline.",
             auto_rank=3,
             auto_options=(("blend_by_position", True),),
@@ -116,10 +116,11 @@ FAMILIES: dict[str, Family] = {
         Family(
             "cross-encoder",
             "rerank_mcp.tools.rerank.cross_encoder:CrossEncoderReranker",
-            ("sentence_transformers",),
-            "sentence-transformers",
-            "sentence-transformers CrossEncoder (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...); reads "
-            "query and passage together, ~1-2 s per 100 passages on CPU.",
+            ("onnxruntime",),  # backend onnx; backend torch needs the torch extra
+            "onnxruntime",
+            "cross-encoders (ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base, ...) on ONNX Runtime int8, or "
+            "sentence-transformers with the torch extra; reads query and passage together, ~1-2 s per 100 "
+            "passages on CPU.",
             auto_rank=1,
         ),
         Family(
