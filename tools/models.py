@@ -10,11 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rerank_mcp.index.fusion import METHODS
 from rerank_mcp.tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
 from rerank_mcp.tools.schema import compact_nullable
 
 Mode = Literal["dense", "bm25", "hybrid"]
-Fusion = Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"]
+Fusion = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # the fusion methods, declared in index/fusion.py
 
 
 class Frozen(BaseModel):
