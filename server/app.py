@@ -17,7 +17,7 @@ import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
-from mcp.types import ListRootsResult, ToolAnnotations
+from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from rerank_mcp.server.settings import Settings
@@ -29,6 +29,8 @@ from rerank_mcp.tools.catalog import CATALOG, DeleteRequest, EvaluateRequest, In
 from rerank_mcp.tools.evaluate import CollectionEvalResult, evaluate_collection
 from rerank_mcp.tools.ingest import ingest as do_ingest
 from rerank_mcp.tools.models import DeleteResult, IngestResult, SearchResult
+from rerank_mcp.tools.payload import search_payload, to_json
+from rerank_mcp.tools.schema import slim_schema
 from rerank_mcp.tools.documents import read_lines
 from rerank_mcp.tools.shaping import shaped_search as do_search
 from rerank_mcp.tools.sync import sync_folders as do_sync
@@ -228,19 +230,22 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
     _announce_resource_changes(server)
 
     # ------------------------------------------------------------------ tools (declared in tools/catalog.py)
-    async def search(r: SearchRequest, ctx: Context) -> SearchResult:
+    async def search(r: SearchRequest, ctx: Context) -> SearchResult | CallToolResult:
         st = _state(ctx)
         if r.collection == st.settings.default_collection and not await _exists(st, r.collection):
             # a fresh install: nothing ingested yet is no error, and says what to do
-            return SearchResult(query=r.query, collection=r.collection, mode=r.mode, hits=[], notes=[
-                f"collection {r.collection!r} is empty: nothing has been ingested into it yet. Add documents or files "
-                "with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows what is "
-                "stored."])
-        return await _run(
+            return _structured(search_payload(SearchResult(
+                query=r.query, collection=r.collection, mode=r.mode, hits=[], notes=[
+                    f"collection {r.collection!r} is empty: nothing has been ingested into it yet. Add documents or "
+                    "files with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows "
+                    "what is stored."]), r.detail))
+        res = await _run(
             ctx, do_search, st.engine, st.registry, r.query, r.collection, k=r.k, mode=r.mode, fusion=r.fusion,
             weights=r.weights, filter=r.filter, feedback=r.feedback, rerank=r.rerank, limits=st.search_limits,
-            max_tokens=r.max_tokens, group_by=r.group_by, expand=r.expand, dedupe=r.dedupe, embeds=r.mode != "bm25",
+            max_tokens=r.max_tokens, group_by=r.group_by, expand=r.expand, dedupe=r.dedupe, detail=r.detail,
+            embeds=r.mode != "bm25",
         )
+        return _structured(search_payload(res, r.detail))
 
     async def evaluate(r: EvaluateRequest, ctx: Context) -> CollectionEvalResult:
         st = _state(ctx)
@@ -346,13 +351,20 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
     return server
 
 
+def _structured(payload: Any) -> CallToolResult:
+    """A result whose structured content is ``payload`` as it is (tools/payload.py), and its JSON
+    as the text content; the SDK still checks it against the tool's output schema."""
+    return CallToolResult(content=[TextContent(type="text", text=to_json(payload))], structured_content=payload)
+
+
 def _generic(spec: ToolSpec) -> Callable[..., Any]:
     """The handler of a tool that declares its work (``spec.run``): run it in a worker thread."""
     if spec.run is None:
         raise TypeError(f"tool {spec.name!r} declares no run function and the server has no handler for it")
 
     async def handler(r: Any, ctx: Context) -> Any:
-        return await _run(ctx, spec.run, _state(ctx), r, light=spec.light)
+        res = await _run(ctx, spec.run, _state(ctx), r, light=spec.light)
+        return res if spec.payload is None else _structured(spec.payload(res, r))
 
     return handler
 
@@ -385,6 +397,10 @@ def _register(server: MCPServer, spec: ToolSpec, handler: Callable[..., Any], se
     server.add_tool(tool, name=spec.name, description=spec.describe(defaults), annotations=ToolAnnotations(
         read_only_hint=h.read_only, destructive_hint=h.destructive, idempotent_hint=h.idempotent,
         open_world_hint=h.open_world))
+    registered = server._tool_manager._tools[spec.name]  # the SDK offers no hook for the published schemas
+    slim_schema(registered.parameters)
+    if registered.fn_metadata.output_schema is not None:
+        slim_schema(registered.fn_metadata.output_schema, output=True)
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")

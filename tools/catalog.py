@@ -34,8 +34,9 @@ from rerank_mcp.tools.models import (
     RerankStep,
     SearchResult,
 )
+from rerank_mcp.tools.payload import Detail, rerankers_payload
 from rerank_mcp.tools.rerank.base import Passage, RerankResult
-from rerank_mcp.tools.rerank.registry import FAMILIES, RerankerInfo, families_help
+from rerank_mcp.tools.rerank.registry import RerankerInfo
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ToolSpec:
     setting_defaults: Mapping[str, str] = field(default_factory=dict)  # field -> Settings attribute
     run: Callable[[Any, Any], Any] | None = None  # (state, request) -> result, in a worker thread
     light: bool = False  # quick reads: the light worker threads
+    payload: Callable[[Any, Any], Any] | None = None  # (result, request) -> the structured content sent as is
     cli: str | None = None  # a CLI verb derived from the declaration (with ``run``); hand-written verbs: server/cli.py
 
     def describe(self, defaults: Mapping[str, Any]) -> str:
@@ -89,45 +91,37 @@ class ToolSpec:
 class SearchRequest(Request):
     query: str = Field(description="what to look for")
     collection: str = Field("default", description="collection name")
-    k: int | None = Field(None, description="number of hits (entries) to return; default 10, or with max_tokens as "
-                                            "many as fit")
+    k: int | None = Field(None, description="hits to return; default 10, or with max_tokens as many as fit")
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     fusion: Annotated[Fusion, Field(  # type: ignore[valid-type]
-        description="hybrid fusion; " + " / ".join(fusions.server_side())
-        + ": fused by Qdrant itself (qdrant engine only)")] = fusions.DEFAULT
+        description="hybrid fusion; " + " / ".join(fusions.server_side()) + ": by the engine (qdrant)")
+    ] = fusions.DEFAULT
     weights: dict[str, float] | None = Field(None, description="fusion weights, e.g. {\"dense\": 0.7, \"bm25\": 0.3}")
     filter: dict[str, Any] | None = Field(None, description="metadata filter")
-    feedback: bool = Field(False, description="dense pseudo-relevance feedback: query vector moved toward the top 5 "
-                                              "chunks, candidates' dense scores recomputed with it (hybrid and dense "
-                                              "modes)")
+    feedback: bool = Field(False, description="pseudo-relevance feedback: the query vector moved toward the top 5 "
+                                              "chunks (hybrid, dense)")
     rerank: RerankStep | None = Field(None, description="optional rerank step")
-    max_tokens: int | None = Field(None, description="token budget: the best hits in rank order, never more tokens "
-                                                     "than this")
+    max_tokens: int | None = Field(None, description="token budget of the whole result")
     group_by: Literal["document"] | None = Field(None, description="'document': one entry per document, chunks "
                                                                    "merged")
     expand: int = Field(0, description="neighbouring chunks to add on each side of a hit (0-20)")
-    dedupe: bool | None = Field(None, description="fold near-duplicate texts from other documents into one entry "
-                                                  "(default: on with max_tokens, group_by or expand)")
+    dedupe: bool | None = Field(None, description="fold near-duplicates into one entry (default: on with "
+                                                  "max_tokens, group_by or expand)")
+    detail: Detail = Field("compact", description="'full' adds per-stage ranks and scores, offsets, timings")
 
 
 SEARCH = ToolSpec(
     name="search",
     description=(
-        "Search a collection and return the best chunks with per-stage provenance. "
-        "mode: 'hybrid' (default; dense + BM25 fused, best overall), 'bm25' (exact terms, names, "
-        "identifiers, rare words), 'dense' (meaning, paraphrases, questions). fusion for hybrid: "
-        f"{fusions.describe()}; "
-        "weights favour an arm. feedback (hybrid, dense): moves the query vector toward the first stage's top "
-        "5 chunks and scores the candidates again with it (a small gain on our English evals). "
-        "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
-        "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call; "
-        f"rerankers: {families_help()}; their options: list_rerankers. No hits is an empty list, not an error. "
-        "For context windows: max_tokens packs the best hits, in rank order, into at most that many tokens "
-        "(the embedding model's word-piece tokenizer; the total is returned in tokens); group_by 'document' "
-        "gives one entry per document with its matching chunks merged into passages; expand N adds N "
-        "neighbouring chunks each side; near-duplicate texts in other documents are folded into one entry "
-        "(listed under duplicates). Hits from files carry source, start_line and end_line (1-based, inclusive) "
-        "to cite; read exact lines with the documents://{collection}/{doc_id}?lines=10-20 resource."
+        "Search a collection for the chunks that best answer a query. mode: 'hybrid' (default: dense + BM25 "
+        "fused), 'bm25' (exact terms, names, codes, rare words) or 'dense' (meaning, paraphrases). fusion for "
+        f"hybrid: {fusions.describe()}; weights favour an arm. filter: metadata conditions, e.g. "
+        "{\"year\": {\"$gte\": 2020}}. rerank: {reranker, options, candidates} reranks the top candidates "
+        "(list_rerankers: the rerankers and their options). max_tokens bounds the whole result, in the embedding "
+        "model's word-piece tokens, best hits first; group_by 'document': one entry per document; expand N: N "
+        "neighbouring chunks each side; near-duplicates in other documents are folded into one entry. A file's "
+        "hits give the lines to cite (documents://{collection}/{doc_id}?lines=10-20 reads them). No hits is an "
+        "empty list, not an error."
     ),
     request=SearchRequest,
     result=SearchResult,
@@ -143,24 +137,20 @@ class RerankRequest(Request):
     reranker: str = Field("auto", description="reranker family name")
     options: dict[str, Any] | None = Field(None, description="reranker options")
     top_n: int | None = Field(None, description="return only the best top_n")
-    return_text: bool = Field(True, description="echo passage texts; false keeps large results small (index and id "
-                                                "remain)")
-    ordered: bool = Field(False, description="the passages are already ranked, best first (e.g. a search engine's "
-                                             "results): only then may a reranker blend with their order; default "
-                                             "false, their order is ignored")
-    min_score: float | None = Field(None, description="drop passages scored below this by the reranker that ranked, "
-                                    "on its family's own scale (list_rerankers' score: embedding cosine in [-1, 1], "
-                                    "bm25 >= 0, cross-encoder logit, flashrank [0, 1])")
+    return_text: bool = Field(True, description="echo passage texts (false: index and id only)")
+    ordered: bool = Field(False, description="the passages are already ranked, best first: a reranker may blend "
+                                             "with that order")
+    min_score: float | None = Field(None, description="drop passages scored below this, on the ranking family's "
+                                                      "scale (list_rerankers' score)")
 
 
 def _rerank_description(d: Mapping[str, Any]) -> str:
     return (
-        "Reorder passages you already have by relevance to a query (nothing is stored). "
-        f"passages: strings or {{id, text, metadata}}. reranker (default {d['reranker']!r}): "
-        f"{families_help()}. options: the family's options, e.g. {{\"model\": ...}} or {{\"blend\": 0.5}} "
-        "(fuse with the input order, when ordered is true); list_rerankers gives each family's options as a JSON "
-        "schema. Returns each passage with its input index, id, score and whether it was truncated to fit the "
-        "model; `used` names the reranker that ran when another stood in (auto's pick, or while a model downloads)."
+        "Reorder passages you already have (strings or {id, text, metadata}) by relevance to a query; nothing is "
+        f"stored. reranker: a family from list_rerankers (default {d['reranker']!r}); options: its options, e.g. "
+        "{\"blend\": 0.5} to blend with the input order when ordered is true. Returns each passage's input index, "
+        "id and score; `used` names the reranker that ran when another stood in (auto's pick, or while a model "
+        "downloads)."
     )
 
 
@@ -188,8 +178,7 @@ class CompareRequest(Request):
     query: str = Field(description="the query to rank against")
     passages: list[str | Passage] = Field(description="passages to rank")
     rerankers: list[str | RerankerSpec] = Field(description="rerankers to compare (at most 8)")
-    judgments: dict[str, float] | list[float] | None = Field(
-        None, description="optional relevance grades: {passage id or input index: grade} or one per passage")
+    judgments: dict[str, float] | list[float] | None = Field(None, description="relevance grades")
     k: int = Field(10, description="k of overlap@k and nDCG@k")
 
 
@@ -202,12 +191,10 @@ def _compare(state: Any, r: CompareRequest) -> CompareResult:
 COMPARE = ToolSpec(
     name="compare_rerankers",
     description=(
-        "Run several rerankers on the same query and passages and compare them side by side: each one's "
-        "order, scores and latency (model loading reported apart), overlap@k and Kendall's tau between "
-        "every pair and against the input order, and nDCG@k of each when judgments are given. "
-        f"rerankers: names ({', '.join(repr(n) for n in FAMILIES)}), 'name(key=value)' or "
-        "{reranker, options, label}. judgments: {passage id or input index: grade} or a list of grades in "
-        "input order (0 = not relevant). Nothing is stored."
+        "Run several rerankers on the same query and passages and compare them: each one's order, scores and "
+        "latency, overlap@k and Kendall's tau between every pair and with the input order, and nDCG@k with "
+        "judgments. rerankers: names, 'name(key=value)' or {reranker, options, label}. judgments: {passage id or "
+        "input index: grade} or one grade per passage (0 = not relevant). Nothing is stored."
     ),
     request=CompareRequest,
     result=CompareResult,
@@ -237,14 +224,20 @@ LIST_COLLECTIONS = ToolSpec(
     light=True,
 )
 
+class ListRerankersRequest(Request):
+    detail: Detail = Field("compact", description="'full' adds each family's options as a JSON schema and what its "
+                                                  "scores mean")
+
+
 LIST_RERANKERS = ToolSpec(
     name="list_rerankers",
-    description="List every reranker family: its status here (ready, downloading with progress, missing with "
-    "the command that fetches its model, or unavailable and why), its default model, the languages that model "
-    "covers ('en', 'zh,en', 'multilingual'), and its options as a JSON schema (options_schema).",
-    request=NoArguments,
+    description="List every reranker family: its status here (ready, downloading, missing with the command that "
+    "fetches its model, or unavailable and why), default model, languages ('en', 'zh,en', 'multilingual') and "
+    "option names.",
+    request=ListRerankersRequest,
     result=list[RerankerInfo],
     run=lambda state, _r: state.registry.describe(),
+    payload=lambda infos, r: {"result": rerankers_payload(infos, r.detail)},
     light=True,
 )
 
@@ -253,21 +246,19 @@ class EvaluateRequest(Request):
     collection: str = Field(description="collection to evaluate")
     judgments: list[Judgment] = Field(description="queries with their relevant document ids")
     pipelines: list[str] = Field(["bm25", "dense", "hybrid"], description="pipelines to compare")
-    allow_stand_in: bool = Field(False, description="run a pipeline whose reranker's model is not on this machine "
-                                 "with the reranker that stands in for it (each pipeline's `ran` names it); default "
-                                 "false: such a pipeline is an error giving the command that fetches the model")
+    allow_stand_in: bool = Field(False, description="let another reranker stand in for one whose model is not "
+                                                    "here (`ran` names it); default: an error with the command that "
+                                                    "fetches the model")
 
 
 EVALUATE = ToolSpec(
     name="evaluate",
     description=(
-        "Measure retrieval quality on a collection against judgments you supply, to choose a pipeline "
-        "on the user's own data. judgments: [{query, relevant: [doc ids] or {doc_id: grade}, query_id?}]. "
-        "pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', 'hybrid-zscore', 'hybrid-rrf+embedding'] "
-        "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
-        "latency per pipeline, what actually ranked when another reranker than the one named did (`ran`), "
-        "findings (a reranker that lowers quality, when a seeded paired randomization test gives p < 0.05), "
-        "and per-query results."
+        "Measure retrieval quality on a collection against your own judgments, to choose a pipeline. judgments: "
+        "[{query, relevant: [doc ids] or {doc_id: grade}}]. pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', "
+        "'hybrid-zscore+embedding'] ('+name' reranks the top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
+        "latency per pipeline, the reranker that actually ran (`ran`), findings (a reranker that significantly "
+        "lowers quality) and per-query results."
     ),
     request=EvaluateRequest,
     result=CollectionEvalResult,
@@ -284,22 +275,19 @@ class IngestRequest(Request):
     chunk_size: int | None = Field(None, description="tokens per chunk")
     chunk_overlap: int | None = Field(None, description="tokens of overlap")
     skip_invalid: bool = Field(False, description="ingest the valid inputs, report the rest")
-    sync: bool = Field(False, description="paths are folders to mirror: also delete documents whose files are gone")
-    analyzer: str | None = Field(None, description="BM25 analyzer of a new collection: auto (default: from its text), "
-                                 "english, german, ... or none; CJK text is split into characters and bigrams")
+    sync: bool = Field(False, description="mirror the folders in paths: delete documents whose files are gone")
+    analyzer: str | None = Field(None, description="BM25 analyzer of a new collection: auto (default), english, "
+                                                   "german, ... or none")
 
 
 INGEST = ToolSpec(
     name="ingest",
     description=(
-        "Add documents and/or files to a collection (created on first use). documents: "
-        "[{id?, text, metadata?}]; re-ingesting an id replaces it, identical content is skipped. "
-        "paths: files (.txt .md .html .pdf .docx, source code) or folders (recursive, .gitignore and "
-        ".rerankignore honoured; narrow with glob, e.g. '*.md'), only under the server's allowed roots. "
-        "sync: true makes the collection mirror the folders in one call: changed files re-embedded, "
-        "unchanged skipped, documents whose files are gone deleted (progress is reported). Returns a "
-        "per-document outcome (added / updated / unchanged / deleted / failed) and chunk counts. Any "
-        "invalid input fails the whole call and stores nothing, unless skip_invalid is true."
+        "Add documents and/or files to a collection (created on first use). documents: [{id?, text, metadata?}]; "
+        "re-ingesting an id replaces it, unchanged content is skipped. paths: files (.txt .md .html .pdf .docx, "
+        "code) or folders (recursive, .gitignore honoured, glob narrows), under the server's allowed roots. sync: "
+        "mirror the folders (changed files re-embedded, documents of deleted files removed). Any invalid input "
+        "fails the whole call and stores nothing, unless skip_invalid."
     ),
     request=IngestRequest,
     result=IngestResult,
