@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -9,14 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from urllib.parse import unquote, urlparse
 
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
-from mcp.types import ListRootsResult, ToolAnnotations
+from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from rerank_mcp.errors import PathNotAllowed, RerankMCPError
@@ -24,15 +25,13 @@ from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
 from rerank_mcp.tools.cancel import Cancelled
-from rerank_mcp.tools.compare import CompareResult, RerankerSpec
-from rerank_mcp.tools.compare import compare as do_compare
+from rerank_mcp.tools.catalog import CATALOG, DeleteRequest, EvaluateRequest, IngestRequest, SearchRequest, ToolSpec
 from rerank_mcp.tools.documents import read_lines
-from rerank_mcp.tools.evaluate import CollectionEvalResult, Judgment, evaluate_collection
+from rerank_mcp.tools.evaluate import CollectionEvalResult, evaluate_collection
 from rerank_mcp.tools.ingest import ingest as do_ingest
-from rerank_mcp.tools.models import CollectionList, DeleteResult, DocumentIn, IngestResult, RerankStep, SearchResult
-from rerank_mcp.tools.rerank.base import Passage, RerankResult
-from rerank_mcp.tools.rerank.registry import FAMILIES, RerankerInfo, families_help
-from rerank_mcp.tools.reranking import rerank as do_rerank
+from rerank_mcp.tools.models import DeleteResult, IngestResult, SearchResult
+from rerank_mcp.tools.payload import search_payload, to_json
+from rerank_mcp.tools.schema import slim_schema
 from rerank_mcp.tools.shaping import shaped_search as do_search
 from rerank_mcp.tools.sync import sync_folders as do_sync
 
@@ -47,9 +46,6 @@ rerank-mcp: a local knowledge base with retrieve-then-rerank search.
 3. `rerank` reorders passages you already have (web results, file snippets) without storing them.
 Use `list_collections` to see what is stored and `list_rerankers` to see which rerankers work here.
 """
-
-
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 class Unconfigured:
@@ -239,280 +235,83 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
     server.live_state = live  # type: ignore[attr-defined]  # the running state, for the HTTP rerank API
     _announce_resource_changes(server)
 
-    # ------------------------------------------------------------------ search
-    @server.tool(
-        name="search",
-        description=(
-            "Search a collection and return the best chunks with per-stage provenance. "
-            "mode: 'hybrid' (default; dense + BM25 fused, best overall), 'bm25' (exact terms, names, "
-            "identifiers, rare words), 'dense' (meaning, paraphrases, questions). fusion for hybrid: "
-            "'zscore' (default: z-normalised scores summed; highest on our BEIR evals, though not significantly above "
-            "the others), 'minmax', or 'rrf' (ranks only); "
-            "weights favour an arm. feedback (hybrid, dense): moves the query vector toward the first stage's top "
-            "5 chunks and scores the candidates again with it (a small gain on our English evals). "
-            "filter: metadata conditions, e.g. {\"lang\": \"en\", \"year\": {\"$gte\": 2020}}. "
-            "rerank: {reranker, options, candidates} reranks the first-stage candidates in the same call; "
-            f"rerankers: {families_help()}; their options: list_rerankers. No hits is an empty list, not an error. "
-            "For context windows: max_tokens packs the best hits, in rank order, into at most that many tokens "
-            "(the embedding model's word-piece tokenizer; the total is returned in tokens); group_by 'document' "
-            "gives one entry per document with its matching chunks merged into passages; expand N adds N "
-            "neighbouring chunks each side; near-duplicate texts in other documents are folded into one entry "
-            "(listed under duplicates). Hits from files carry source, start_line and end_line (1-based, inclusive) "
-            "to cite; read exact lines with the documents://{collection}/{doc_id}?lines=10-20 resource."
-        ),
-        annotations=READ_ONLY,
-    )
-    async def search(
-        query: Annotated[str, Field(description="what to look for")],
-        ctx: Context,
-        collection: Annotated[str, Field(description="collection name")] = settings.default_collection,
-        k: Annotated[
-            int | None, Field(description="number of hits (entries) to return; default 10, or with max_tokens as "
-                                          "many as fit")
-        ] = None,
-        mode: Literal["dense", "bm25", "hybrid"] = "hybrid",
-        fusion: Annotated[
-            Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"],
-            Field(description="hybrid fusion; server-rrf / server-dbsf: fused by Qdrant itself (qdrant engine only)"),
-        ] = "zscore",
-        weights: Annotated[
-            dict[str, float] | None, Field(description="fusion weights, e.g. {\"dense\": 0.7, \"bm25\": 0.3}")
-        ] = None,
-        filter: Annotated[dict[str, Any] | None, Field(description="metadata filter")] = None,
-        feedback: Annotated[
-            bool, Field(description="dense pseudo-relevance feedback: query vector moved toward the top 5 chunks, "
-                                    "candidates' dense scores recomputed with it (hybrid and dense modes)")
-        ] = False,
-        rerank: Annotated[RerankStep | None, Field(description="optional rerank step")] = None,
-        max_tokens: Annotated[
-            int | None, Field(description="token budget: the best hits in rank order, never more tokens than this")
-        ] = None,
-        group_by: Annotated[
-            Literal["document"] | None, Field(description="'document': one entry per document, chunks merged")
-        ] = None,
-        expand: Annotated[int, Field(description="neighbouring chunks to add on each side of a hit (0-20)")] = 0,
-        dedupe: Annotated[
-            bool | None, Field(description="fold near-duplicate texts from other documents into one entry "
-                                           "(default: on with max_tokens, group_by or expand)")
-        ] = None,
-    ) -> SearchResult:
+    # ------------------------------------------------------------------ tools (declared in tools/catalog.py)
+    async def search(r: SearchRequest, ctx: Context) -> SearchResult | CallToolResult:
         st = _state(ctx)
-        if collection == st.settings.default_collection and not await _exists(st, collection):
+        if r.collection == st.settings.default_collection and not await _exists(st, r.collection):
             # a fresh install: nothing ingested yet is no error, and says what to do
-            return SearchResult(query=query, collection=collection, mode=mode, hits=[], notes=[
-                f"collection {collection!r} is empty: nothing has been ingested into it yet. Add documents or files "
-                "with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows what is "
-                "stored."])
-        return await _run(
-            ctx, do_search, st.engine, st.registry, query, collection, k=k, mode=mode, fusion=fusion,
-            weights=weights, filter=filter, feedback=feedback, rerank=rerank, limits=st.search_limits,
-            max_tokens=max_tokens,
-            group_by=group_by, expand=expand, dedupe=dedupe, embeds=mode != "bm25",
+            return _structured(search_payload(SearchResult(
+                query=r.query, collection=r.collection, mode=r.mode, hits=[], notes=[
+                    f"collection {r.collection!r} is empty: nothing has been ingested into it yet. Add documents or "
+                    "files with the ingest tool (or `rerank-mcp ingest`), then search again; list_collections shows "
+                    "what is stored."]), r.detail))
+        res = await _run(
+            ctx, do_search, st.engine, st.registry, r.query, r.collection, k=r.k, mode=r.mode, fusion=r.fusion,
+            weights=r.weights, filter=r.filter, feedback=r.feedback, rerank=r.rerank, limits=st.search_limits,
+            max_tokens=r.max_tokens, group_by=r.group_by, expand=r.expand, dedupe=r.dedupe, detail=r.detail,
+            embeds=r.mode != "bm25",
         )
+        return _structured(search_payload(res, r.detail))
 
-    # ------------------------------------------------------------------ rerank
-    @server.tool(
-        name="rerank",
-        description=(
-            "Reorder passages you already have by relevance to a query (nothing is stored). "
-            f"passages: strings or {{id, text, metadata}}. reranker (default {settings.reranker_default!r}): "
-            f"{families_help()}. options: the family's options, e.g. {{\"model\": ...}} or {{\"blend\": 0.5}} "
-            "(fuse with the input order, when ordered is true); list_rerankers gives each family's options as a JSON schema. Returns "
-            "each passage with its input index, id, score and whether it was truncated to fit the model; `used` "
-            "names the reranker that ran when another stood in (auto's pick, or while a model downloads)."
-        ),
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-    )
-    async def rerank(
-        query: Annotated[str, Field(description="the query to rank against")],
-        passages: Annotated[list[str | Passage], Field(description="passages to reorder")],
-        ctx: Context,
-        reranker: Annotated[str, Field(description="reranker family name")] = settings.reranker_default,
-        options: Annotated[dict[str, Any] | None, Field(description="reranker options")] = None,
-        top_n: Annotated[int | None, Field(description="return only the best top_n")] = None,
-        return_text: Annotated[
-            bool, Field(description="echo passage texts; false keeps large results small (index and id remain)")
-        ] = True,
-        ordered: Annotated[
-            bool, Field(description="the passages are already ranked, best first (e.g. a search engine's results): "
-                        "only then may a reranker blend with their order; default false, their order is ignored")
-        ] = False,
-        min_score: Annotated[
-            float | None, Field(description="drop passages scored below this by the reranker that ranked, on its "
-                                "family's own scale (list_rerankers' score: embedding cosine in [-1, 1], bm25 >= 0, "
-                                "cross-encoder logit, flashrank [0, 1])")
-        ] = None,
-    ) -> RerankResult:
+    async def evaluate(r: EvaluateRequest, ctx: Context) -> CollectionEvalResult:
         st = _state(ctx)
-        return await _run(ctx, do_rerank, st.registry, query, passages, reranker, options, top_n, st.rerank_limits,
-                          return_text, ordered=ordered, min_score=min_score)
-
-    @server.tool(
-        name="compare_rerankers",
-        description=(
-            "Run several rerankers on the same query and passages and compare them side by side: each one's "
-            "order, scores and latency (model loading reported apart), overlap@k and Kendall's tau between "
-            "every pair and against the input order, and nDCG@k of each when judgments are given. "
-            f"rerankers: names ({', '.join(repr(n) for n in FAMILIES)}), 'name(key=value)' or "
-            "{reranker, options, label}. judgments: {passage id or input index: grade} or a list of grades in "
-            "input order (0 = not relevant). Nothing is stored."
-        ),
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-    )
-    async def compare_rerankers(
-        query: Annotated[str, Field(description="the query to rank against")],
-        passages: Annotated[list[str | Passage], Field(description="passages to rank")],
-        rerankers: Annotated[list[str | RerankerSpec], Field(description="rerankers to compare (at most 8)")],
-        ctx: Context,
-        judgments: Annotated[
-            dict[str, float] | list[float] | None,
-            Field(description="optional relevance grades: {passage id or input index: grade} or one per passage"),
-        ] = None,
-        k: Annotated[int, Field(description="k of overlap@k and nDCG@k")] = 10,
-    ) -> CompareResult:
-        st = _state(ctx)
-        return await _run(ctx, do_compare, st.registry, query, passages, rerankers, judgments, k, st.rerank_limits)
-
-    # ------------------------------------------------------------------ read-only helpers
-    @server.tool(
-        name="list_collections",
-        description="List the collections with their document and chunk counts and embedding model.",
-        annotations=READ_ONLY,
-    )
-    async def list_collections(ctx: Context) -> CollectionList:
-        return await _run(ctx, coll_tools.list_collections, _state(ctx).engine, light=True)
-
-    @server.tool(
-        name="list_rerankers",
-        description="List every reranker family: its status here (ready, downloading with progress, missing with "
-        "the command that fetches its model, or unavailable and why), its default model, the languages that model "
-        "covers ('en', 'zh,en', 'multilingual'), and its options as a JSON schema (options_schema).",
-        annotations=READ_ONLY,
-    )
-    async def list_rerankers(ctx: Context) -> list[RerankerInfo]:
-        return await _run(ctx, _state(ctx).registry.describe, light=True)
-
-    @server.tool(
-        name="evaluate",
-        description=(
-            "Measure retrieval quality on a collection against judgments you supply, to choose a pipeline "
-            "on the user's own data. judgments: [{query, relevant: [doc ids] or {doc_id: grade}, query_id?}]. "
-            "pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', 'hybrid-zscore', 'hybrid-rrf+embedding'] "
-            "('+name' reranks the first stage's top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
-            "latency per pipeline, what actually ranked when another reranker than the one named did (`ran`), "
-            "findings (a reranker that lowers quality, when a seeded paired randomization test gives p < 0.05), "
-            "and per-query results."
-        ),
-        annotations=READ_ONLY,
-    )
-    async def evaluate(
-        collection: Annotated[str, Field(description="collection to evaluate")],
-        judgments: Annotated[list[Judgment], Field(description="queries with their relevant document ids")],
-        ctx: Context,
-        pipelines: Annotated[list[str], Field(description="pipelines to compare")] = ["bm25", "dense", "hybrid"],  # noqa: B006
-        allow_stand_in: Annotated[
-            bool, Field(description="run a pipeline whose reranker's model is not on this machine with the reranker "
-                        "that stands in for it (each pipeline's `ran` names it); default false: such a pipeline is "
-                        "an error giving the command that fetches the model")
-        ] = False,
-    ) -> CollectionEvalResult:
-        st = _state(ctx)
-        return await _run(ctx, evaluate_collection, st.engine, st.registry, collection, judgments, pipelines,
-                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=allow_stand_in,
+        return await _run(ctx, evaluate_collection, st.engine, st.registry, r.collection, r.judgments, r.pipelines,
+                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=r.allow_stand_in,
                           embeds=True)
 
-    # ------------------------------------------------------------------ write tools
-    if not settings.read_only:
+    async def ingest(r: IngestRequest, ctx: Context,
+                     roots: Annotated[ListRootsResult, Resolve(_client_roots)]) -> IngestResult:
+        st = _state(ctx)
+        paths = r.paths
+        allowed = st.settings.roots()
+        client_roots = _root_paths(roots)
+        if paths and client_roots:
+            from rerank_mcp.index.loaders import resolve_allowed
 
-        @server.tool(
-            name="ingest",
-            description=(
-                "Add documents and/or files to a collection (created on first use). documents: "
-                "[{id?, text, metadata?}]; re-ingesting an id replaces it, identical content is skipped. "
-                "paths: files (.txt .md .html .pdf .docx, source code) or folders (recursive, .gitignore and "
-                ".rerankignore honoured; narrow with glob, e.g. '*.md'), only under the server's allowed roots. "
-                "sync: true makes the collection mirror the folders in one call: changed files re-embedded, "
-                "unchanged skipped, documents whose files are gone deleted (progress is reported). Returns a "
-                "per-document outcome (added / updated / unchanged / deleted / failed) and chunk counts. Any "
-                "invalid input fails the whole call and stores nothing, unless skip_invalid is true."
-            ),
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+            for p in paths:
+                try:
+                    resolve_allowed(p, client_roots)
+                except PathNotAllowed:
+                    raise ToolError(f"path {p} is outside the client's roots ({', '.join(map(str, client_roots))})") from None
+                except RerankMCPError as exc:
+                    raise ToolError(str(exc)) from None
+            # Read against what was checked: the walk and every file opened stay inside both the
+            # client's roots and the server's (symlinks included), and a relative path means the
+            # same file to both checks.
+            paths = [p if Path(p).expanduser().is_absolute() else str(client_roots[0] / p) for p in paths]
+            common = _common_roots(allowed, client_roots)
+            if allowed and not common:  # (with no server roots at all, file ingest is off: said below)
+                raise ToolError("the client's roots lie outside the server's allowed roots (RERANK_MCP_ALLOWED_ROOTS): "
+                                "no file may be read")
+            allowed = common
+        if r.sync and r.documents:
+            raise ToolError("sync mirrors folders: give them in paths, and documents in a separate call")
+        if r.sync and not paths:
+            raise ToolError("sync needs one or more folders in paths")
+        existed = await _exists(st, r.collection)
+        res = await _run(
+            ctx, do_sync if r.sync else do_ingest, st.engine, r.collection, *(() if r.sync else (r.documents or [],)),
+            paths or [], roots=allowed, glob=r.glob, chunk_size=r.chunk_size or st.settings.chunk_size,
+            chunk_overlap=r.chunk_overlap if r.chunk_overlap is not None else st.settings.chunk_overlap,
+            skip_invalid=r.skip_invalid, analyzer=r.analyzer, limits=st.ingest_limits, progress=_progress(ctx),
+            embeds=True,
         )
-        async def ingest(
-            ctx: Context,
-            roots: Annotated[ListRootsResult, Resolve(_client_roots)],
-            collection: Annotated[str, Field(description="collection name")] = settings.default_collection,
-            documents: Annotated[list[DocumentIn] | None, Field(description="documents to add")] = None,
-            paths: Annotated[list[str] | None, Field(description="files or folders to read")] = None,
-            glob: Annotated[str | None, Field(description="file name pattern for folders")] = None,
-            chunk_size: Annotated[int | None, Field(description="tokens per chunk")] = None,
-            chunk_overlap: Annotated[int | None, Field(description="tokens of overlap")] = None,
-            skip_invalid: Annotated[bool, Field(description="ingest the valid inputs, report the rest")] = False,
-            sync: Annotated[
-                bool, Field(description="paths are folders to mirror: also delete documents whose files are gone")
-            ] = False,
-            analyzer: Annotated[
-                str | None, Field(description="BM25 analyzer of a new collection: auto (default: from its text), "
-                                  "english, german, ... or none; CJK text is split into characters and bigrams")
-            ] = None,
-        ) -> IngestResult:
-            st = _state(ctx)
-            allowed = st.settings.roots()
-            client_roots = _root_paths(roots)
-            if paths and client_roots:
-                from rerank_mcp.index.loaders import resolve_allowed
+        if not existed:
+            await _resources_changed(ctx)  # a new collection: a new collections:// resource
+        return res
 
-                for p in paths:
-                    try:
-                        resolve_allowed(p, client_roots)
-                    except PathNotAllowed:
-                        raise ToolError(f"path {p} is outside the client's roots ({', '.join(map(str, client_roots))})") from None
-                    except RerankMCPError as exc:
-                        raise ToolError(str(exc)) from None
-                # Read against what was checked: the walk and every file opened stay inside both the
-                # client's roots and the server's (symlinks included), and a relative path means the
-                # same file to both checks.
-                paths = [p if Path(p).expanduser().is_absolute() else str(client_roots[0] / p) for p in paths]
-                common = _common_roots(allowed, client_roots)
-                if allowed and not common:  # (with no server roots at all, file ingest is off: said below)
-                    raise ToolError("the client's roots lie outside the server's allowed roots (RERANK_MCP_ALLOWED_ROOTS): "
-                                    "no file may be read")
-                allowed = common
-            if sync and documents:
-                raise ToolError("sync mirrors folders: give them in paths, and documents in a separate call")
-            if sync and not paths:
-                raise ToolError("sync needs one or more folders in paths")
-            existed = await _exists(st, collection)
-            res = await _run(
-                ctx, do_sync if sync else do_ingest, st.engine, collection, *(() if sync else (documents or [],)),
-                paths or [], roots=allowed, glob=glob, chunk_size=chunk_size or st.settings.chunk_size,
-                chunk_overlap=chunk_overlap if chunk_overlap is not None else st.settings.chunk_overlap,
-                skip_invalid=skip_invalid, analyzer=analyzer, limits=st.ingest_limits, progress=_progress(ctx),
-                embeds=True,
-            )
-            if not existed:
-                await _resources_changed(ctx)  # a new collection: a new collections:// resource
-            return res
+    async def delete(r: DeleteRequest, ctx: Context) -> DeleteResult:
+        res = await _run(ctx, coll_tools.delete, _state(ctx).engine, r.collection, r.ids, r.filter, r.drop_collection)
+        if res.collection_dropped:
+            await _resources_changed(ctx)
+        return res
 
-        @server.tool(
-            name="delete",
-            description=(
-                "Delete documents from a collection by id or metadata filter, or drop the whole collection "
-                "with drop_collection=true. Irreversible."
-            ),
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
-        )
-        async def delete(
-            collection: Annotated[str, Field(description="collection name")],
-            ctx: Context,
-            ids: Annotated[list[str] | None, Field(description="document ids to delete")] = None,
-            filter: Annotated[dict[str, Any] | None, Field(description="delete documents matching this")] = None,
-            drop_collection: Annotated[bool, Field(description="delete the collection itself")] = False,
-        ) -> DeleteResult:
-            res = await _run(ctx, coll_tools.delete, _state(ctx).engine, collection, ids, filter, drop_collection)
-            if res.collection_dropped:
-                await _resources_changed(ctx)
-            return res
+    handlers: dict[str, Callable[..., Any]] = {"search": search, "evaluate": evaluate, "ingest": ingest,
+                                               "delete": delete}
+    for spec in CATALOG.values():
+        if spec.writes and settings.read_only:
+            continue
+        _register(server, spec, handlers.get(spec.name) or _generic(spec), settings)
 
     # ------------------------------------------------------------------ resources
     @server.resource("collections://list", description="All collections as JSON", mime_type="application/json")
@@ -556,6 +355,58 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
 
     _strict_tool_arguments(server)
     return server
+
+
+def _structured(payload: Any) -> CallToolResult:
+    """A result whose structured content is ``payload`` as it is (tools/payload.py), and its JSON
+    as the text content; the SDK still checks it against the tool's output schema."""
+    return CallToolResult(content=[TextContent(type="text", text=to_json(payload))], structured_content=payload)
+
+
+def _generic(spec: ToolSpec) -> Callable[..., Any]:
+    """The handler of a tool that declares its work (``spec.run``): run it in a worker thread."""
+    if spec.run is None:
+        raise TypeError(f"tool {spec.name!r} declares no run function and the server has no handler for it")
+
+    async def handler(r: Any, ctx: Context) -> Any:
+        res = await _run(ctx, spec.run, _state(ctx), r, light=spec.light)
+        return res if spec.payload is None else _structured(spec.payload(res, r))
+
+    return handler
+
+
+def _register(server: MCPServer, spec: ToolSpec, handler: Callable[..., Any], settings: Settings) -> None:
+    """Register one catalog tool. The SDK derives a tool's schemas from a function's signature, so
+    the function registered has one keyword parameter per field of the request model (its type,
+    bounds and description; its default, or the setting's), the handler's own server-side
+    parameters (the Context, resolved client roots), and the result type as its return type. A call
+    hands the handler the request model built from the validated arguments."""
+    defaults = spec.defaults(settings)
+    params = []
+    for name, f in spec.request.model_fields.items():
+        info = Field(description=f.description)
+        ann = Annotated[(f.annotation, *f.metadata, info)] if f.metadata else Annotated[f.annotation, info]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
+                                        default=defaults.get(name, inspect.Parameter.empty)))
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in list(inspect.signature(handler, eval_str=True).parameters.values())[1:]]
+    own_names = {p.name for p in own}
+
+    async def tool(**kwargs: Any) -> Any:
+        mine = {n: kwargs.pop(n) for n in own_names if n in kwargs}
+        return await handler(spec.request.model_construct(**kwargs), **mine)
+
+    tool.__name__ = tool.__qualname__ = spec.name
+    tool.__signature__ = inspect.Signature([*params, *own], return_annotation=spec.result)  # type: ignore[attr-defined]
+    tool.__annotations__ = {**{p.name: p.annotation for p in (*params, *own)}, "return": spec.result}
+    h = spec.hints
+    server.add_tool(tool, name=spec.name, description=spec.describe(defaults), annotations=ToolAnnotations(
+        read_only_hint=h.read_only, destructive_hint=h.destructive, idempotent_hint=h.idempotent,
+        open_world_hint=h.open_world))
+    registered = server._tool_manager._tools[spec.name]  # the SDK offers no hook for the published schemas
+    slim_schema(registered.parameters)
+    if registered.fn_metadata.output_schema is not None:
+        slim_schema(registered.fn_metadata.output_schema, output=True)
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")

@@ -10,7 +10,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from rerank_mcp.errors import RerankMCPError
 
@@ -68,71 +69,45 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
                    help="folders file ingest may read, as one list (for launchers that expand a list of folders "
                         "into arguments, like the Claude Desktop extension's allowed folders)")
 
+    from rerank_mcp.tools.catalog import CATALOG
+    from rerank_mcp.tools.models import RerankStep
+
     s = sub.add_parser("ingest", help="ingest files, folders or text")
     s.add_argument("paths", nargs="*", help="files or folders")
-    s.add_argument("-c", "--collection")
-    s.add_argument("--glob", help="file name pattern inside folders, e.g. '*.md'")
     s.add_argument("--text", action="append", help="a document's text (repeatable)")
     s.add_argument("--id", action="append", dest="ids", help="id for each --text, in order")
     s.add_argument("--metadata", help="JSON metadata for every --text document")
     s.add_argument("--jsonl", help="a JSON-lines file of {id, text, metadata} documents")
-    s.add_argument("--chunk-size", type=int)
-    s.add_argument("--chunk-overlap", type=int)
-    s.add_argument("--skip-invalid", action="store_true")
-    s.add_argument("--analyzer", help="BM25 analyzer of a new collection (default: auto, chosen from its text; "
-                   "english, german, ..., none; +bigram or +jieba for CJK text)")
-    s.add_argument("--sync", action="store_true",
-                   help="the paths are folders to mirror: also delete documents whose files are gone")
+    options_from(s, CATALOG["ingest"], ["collection", "glob", "chunk_size", "chunk_overlap", "skip_invalid", "analyzer",
+                                        "sync"], collection=["-c", "--collection"])
 
     s = sub.add_parser("search", help="search a collection")
-    s.add_argument("query")
-    s.add_argument("-c", "--collection")
-    s.add_argument("-k", type=int, help="hits to return (default 10; with --max-tokens, as many as fit)")
-    s.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
-    s.add_argument("--fusion", default="zscore", choices=["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"])
-    s.add_argument("--weights", help='JSON, e.g. {"dense": 0.7, "bm25": 0.3}')
-    s.add_argument("--filter", help="JSON metadata filter")
-    s.add_argument("--feedback", action="store_true",
-                   help="dense pseudo-relevance feedback: the query vector moved toward the top 5 chunks, the "
-                        "candidates' dense scores recomputed with it (hybrid and dense modes)")
-    s.add_argument("--rerank", help="reranker family for a rerank step")
-    s.add_argument("--rerank-options", help="JSON options of the reranker")
-    s.add_argument("--candidates", type=int, default=50, help="first-stage hits to rerank")
-    s.add_argument("--min-score", type=float, help="keep only reranked hits scored at least this by the reranker")
-    s.add_argument("--max-tokens", type=int, help="token budget for the returned texts (embedding model's tokenizer)")
-    s.add_argument("--group-by", choices=["document"], help="one entry per document, its chunks merged")
-    s.add_argument("--expand", type=int, default=0, help="neighbouring chunks to add on each side of a hit")
-    s.add_argument("--dedupe", action=argparse.BooleanOptionalAction, default=None,
-                   help="fold near-duplicate texts of other documents into one entry (default: on with "
-                        "--max-tokens, --group-by or --expand)")
+    options_from(s, CATALOG["search"], ["query", "collection", "k", "mode", "fusion", "weights", "filter", "feedback",
+                                        "max_tokens", "group_by", "expand", "dedupe"],
+                 query=[], collection=["-c", "--collection"], k=["-k"])
+    options_from(s, RerankStep, ["reranker", "options", "candidates", "min_score"],
+                 reranker=["--rerank"], options=["--rerank-options"],
+                 dests={"reranker": "rerank", "options": "rerank_options"}, no_default=["reranker"])
 
     s = sub.add_parser("rerank", help="rerank passages (arguments, or one per line on stdin with -)")
-    s.add_argument("query")
+    options_from(s, CATALOG["rerank"], ["query"], query=[])
     s.add_argument("passages", nargs="*")
-    s.add_argument("-r", "--reranker")
-    s.add_argument("--options", help="JSON options")
-    s.add_argument("--top-n", type=int)
-    s.add_argument("--min-score", type=float,
-                   help="drop passages scored below this by the reranker that ranked (its family's own scale)")
-    s.add_argument("--ordered", action="store_true",
-                   help="the passages are already ranked, best first: a reranker may blend with their order")
+    options_from(s, CATALOG["rerank"], ["reranker", "options", "top_n", "min_score", "ordered"],
+                 reranker=["-r", "--reranker"])
 
     s = sub.add_parser("compare", help="compare rerankers on one query (passages as arguments, or one per line on stdin with -)")
-    s.add_argument("query")
+    options_from(s, CATALOG["compare_rerankers"], ["query"], query=[])
     s.add_argument("passages", nargs="*")
     s.add_argument("-r", "--reranker", action="append", dest="rerankers", required=True,
                    help="a reranker: name, 'name(key=value,...)' or 'name={json options}' (repeatable)")
-    s.add_argument("--judgments", help='JSON grades: {"passage index or id": grade} or a list, one per passage')
-    s.add_argument("-k", type=int, default=10, help="k of overlap@k and nDCG@k")
+    options_from(s, CATALOG["compare_rerankers"], ["judgments", "k"], k=["-k"])
 
     sub.add_parser("collections", help="list collections")
     sub.add_parser("rerankers", help="list reranker families and their availability")
 
     s = sub.add_parser("delete", help="delete documents or a collection")
-    s.add_argument("collection")
-    s.add_argument("--id", action="append", dest="ids")
-    s.add_argument("--filter", help="JSON metadata filter")
-    s.add_argument("--all", action="store_true", help="drop the whole collection")
+    options_from(s, CATALOG["delete"], ["collection", "ids", "filter", "drop_collection"], collection=[],
+                 ids=["--id"], drop_collection=["--all"])
 
     s = sub.add_parser("reindex", help="re-embed a collection with the current embedding model, or with "
                        "--analyzer re-analyze its BM25 index")
@@ -149,12 +124,70 @@ def build_parser(extra_verbs: Sequence[AddVerb] = ()) -> argparse.ArgumentParser
     s.add_argument("file")
     s.add_argument("-c", "--collection", help="collection name (default: the one in the file)")
 
+    from rerank_mcp.server.commands import tool_verb
+
+    for spec in CATALOG.values():  # tools that declare their own verb (tools/catalog.py)
+        if spec.cli and spec.run is not None and spec.cli not in sub.choices:
+            s = sub.add_parser(spec.cli, help=spec.describe(spec.defaults(None)).split(". ")[0])
+            fields = spec.request.model_fields
+            options_from(s, spec, list(fields), **{n: [] for n, f in fields.items()
+                                                   if f.is_required() and f.annotation is str})
+            s.set_defaults(handler=tool_verb(spec), json_fields=[
+                a.dest for a in s._actions if a.metavar == "JSON"])
+
     from rerank_mcp.server import models_command, watch_command
 
     for add in (watch_command.add_parser, models_command.add_parser, *extra_verbs):
         add(sub)
     _add_globals_below(p)
     return p
+
+
+def options_from(parser: argparse.ArgumentParser, spec: Any, names: Sequence[str], *,
+                 dests: dict[str, str] | None = None, no_default: Sequence[str] = (), **flags: list[str]) -> None:
+    """Add a CLI verb's options from a tool's declaration (a catalog entry, or a pydantic model):
+    each named field's type, choices, default and help. ``flags`` renames a field's option (``k=["-k"]``;
+    an empty list makes it positional); ``dests`` renames where argparse stores it. A field whose
+    default comes from the settings defaults to None here (the verb fills it in), as do those named in
+    ``no_default``. Objects and lists of objects are given as JSON text (the verb parses it, naming
+    the option when it is not JSON); a list of strings is a repeatable option."""
+    model = getattr(spec, "request", spec)
+    from_settings = getattr(spec, "setting_defaults", {})
+    for name in names:
+        f = model.model_fields[name]
+        base, nullable = _unwrap(f.annotation)
+        given = flags.get(name, ["--" + name.replace("_", "-")])
+        kw: dict[str, Any] = {"help": f.description}
+        if not given:  # positional
+            parser.add_argument(name, **kw)
+            continue
+        kw["dest"] = (dests or {}).get(name, name)
+        default = (None if (name in from_settings or name in no_default or f.is_required())
+                   else f.get_default(call_default_factory=True))
+        if base is bool:
+            if default is None:
+                parser.add_argument(*given, action=argparse.BooleanOptionalAction, default=None, **kw)
+            else:
+                parser.add_argument(*given, action="store_true", **kw)
+            continue
+        if get_origin(base) is Literal:
+            kw["choices"] = list(get_args(base))
+        elif base in (int, float, str):
+            kw["type"] = base
+        elif get_origin(base) is list and get_args(base) == (str,):
+            kw["action"], default = "append", None
+        else:
+            kw["metavar"], default = "JSON", None
+        parser.add_argument(*given, default=default, **kw)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (it, False)."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
 
 
 def _add_globals_below(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -216,7 +216,7 @@ def delete(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.tools.collections import delete as do_delete
 
     with _opened(settings) as state:
-        res = do_delete(state.engine, args.collection, args.ids, _json(args.filter, "--filter"), args.all)
+        res = do_delete(state.engine, args.collection, args.ids, _json(args.filter, "--filter"), args.drop_collection)
     if out.as_json:
         out.json(res)
     elif res.collection_dropped:
@@ -268,3 +268,35 @@ def import_(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     else:
         out.line(f"imported {res.documents} documents ({res.chunks} chunks) into {res.collection} ({engine} engine)")
     return 0
+
+
+def tool_verb(spec: Any) -> Callable[[argparse.Namespace, Settings, Output], int]:
+    """The CLI verb of a catalog tool that declares ``run`` and ``cli`` (tools/catalog.py): its
+    options were added from the request model (cli.options_from); this builds the request from
+    them, runs the tool as the server would, and prints the result as JSON."""
+
+    def verb(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+        from pydantic import ValidationError
+
+        from rerank_mcp.errors import InvalidInput
+
+        given: dict[str, Any] = {}
+        for name in spec.request.model_fields:
+            value = getattr(args, name, None)
+            if value is not None and name in getattr(args, "json_fields", ()):
+                value = _json(value, "--" + name.replace("_", "-"))
+            if value is None:
+                value = getattr(settings, spec.setting_defaults[name]) if name in spec.setting_defaults else None
+            if value is not None:
+                given[name] = value
+        try:
+            request = spec.request.model_validate(given)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise InvalidInput(f"{spec.cli}: {problems}") from None
+        with _opened(settings) as state:
+            res = spec.run(state, request)
+        out.json(res)
+        return 0
+
+    return verb

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_mcp.errors import InvalidInput, NotFound
 from rerank_mcp.index.contract import Progress
+from rerank_mcp.index.fusion import client_side
 from rerank_mcp.tools.cancel import CancelCheck, cancellable, check
 from rerank_mcp.tools.metrics import mean, paired_randomization_p, percentile, ranking_metrics
 from rerank_mcp.tools.models import RerankStep
@@ -119,7 +120,6 @@ class Pipeline:
         return self.name.split("+", 1)[0]
 
 
-_FIRST_RE = re.compile(r"^(bm25|dense|hybrid)(?:-(rrf|minmax|zscore))?(?:\(([^)]*)\))?$")
 _RERANK_RE = re.compile(r"^([A-Za-z0-9_\-]+)(?:\(([^)]*)\))?$")
 
 
@@ -129,11 +129,13 @@ def parse_pipeline(name: str) -> Pipeline:
         raise InvalidInput("pipeline name is empty")
     name = name.strip()
     first, _, rr = name.partition("+")
-    m = _FIRST_RE.match(first)
+    fusions = client_side()  # index/fusion.METHODS
+    m = re.match(r"^(bm25|dense|hybrid)(?:-(" + "|".join(map(re.escape, fusions)) + r"))?(?:\(([^)]*)\))?$", first)
     if not m:
         raise InvalidInput(
-            f"unknown pipeline {name!r}: the first stage must be bm25, dense, hybrid, hybrid-rrf, "
-            "hybrid-minmax or hybrid-zscore (optionally with weights, e.g. hybrid-zscore(dense=1,bm25=0.5), "
+            f"unknown pipeline {name!r}: the first stage must be bm25, dense, hybrid, "
+            f"{', '.join('hybrid-' + f for f in fusions[:-1])} or hybrid-{fusions[-1]} (optionally with weights, "
+            "e.g. hybrid-zscore(dense=1,bm25=0.5), "
             "and feedback, e.g. hybrid(feedback)), then optionally +<reranker>"
         )
     mode, fusion, wtxt = m.groups()

@@ -10,11 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rerank_mcp.index.fusion import METHODS
 from rerank_mcp.tools.rerank.base import Passage, RankedPassage, RerankResult  # noqa: F401  (re-exported)
 from rerank_mcp.tools.schema import Frozen
 
 Mode = Literal["dense", "bm25", "hybrid"]
-Fusion = Literal["rrf", "minmax", "zscore", "server-rrf", "server-dbsf"]
+Fusion = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # the fusion methods, declared in index/fusion.py
 
 
 class DocumentIn(BaseModel):
@@ -65,7 +66,7 @@ class Provenance(Frozen):
 class HitPassage(Frozen):
     """A contiguous span of a document: ``text`` is the document's text from ``start`` to ``end``."""
 
-    text: str
+    text: str | None = Field(None, description="with detail 'full' (compact results: the hit's text holds it)")
     start: int
     end: int
     start_line: int | None = None
@@ -93,9 +94,10 @@ class Hit(Frozen):
     text: str
     score: float = Field(description="the final score: rerank score if reranked, else fused or arm score")
     metadata: dict[str, Any] = Field(default_factory=dict)
-    start: int = Field(description="character offset of the chunk in its document")
-    end: int
-    provenance: Provenance
+    start: int | None = Field(None, description="character offset of the chunk in its document (a file's hit: "
+                              "with detail 'full')")
+    end: int | None = None
+    provenance: Provenance | None = Field(None, description="each stage's rank and score (detail 'full')")
     source: str | None = Field(None, description="the file the document was read from")
     start_line: int | None = Field(None, description="1-based line of start in the document (a file: its lines)")
     end_line: int | None = Field(None, description="1-based line of the last character, inclusive")
@@ -120,9 +122,7 @@ class RerankStep(BaseModel):
     candidates: int = Field(50, ge=1, le=1000, description="how many first-stage hits to rerank")
     min_score: float | None = Field(
         None, allow_inf_nan=False,
-        description="keep only reranked hits the reranker scores at least this, on its family's own scale "
-        "(list_rerankers' score: embedding cosine, bm25 BM25, cross-encoder logit, flashrank [0, 1]); the "
-        "first-stage hits beyond the candidates are then left out too")
+        description="keep only reranked hits scored at least this, on the family's scale (list_rerankers' score)")
 
 
 class SearchResult(Frozen):

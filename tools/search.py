@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded
+from rerank_mcp.index import fusion as fusions
 from rerank_mcp.index.contract import Index
 from rerank_mcp.index.filters import parse_filter
 from rerank_mcp.index.fusion import fuse
@@ -22,8 +23,8 @@ from rerank_mcp.tools.rerank.registry import RerankerRegistry
 
 MODES = ("dense", "bm25", "hybrid")
 MAX_WEIGHT = 1e6
-FUSIONS = ("rrf", "minmax", "zscore", "server-rrf", "server-dbsf")  # server-*: fused by the engine (Qdrant)
-DEFAULT_FUSION = "zscore"  # docs/adr/0003
+FUSIONS = tuple(fusions.METHODS)  # declared in index/fusion.py
+DEFAULT_FUSION = fusions.DEFAULT
 # Hybrid weights when the collection's embedding model was not trained on the query's script (an
 # English-only model and a Chinese, Japanese or Korean query): its dense arm is far weaker than a
 # CJK-aware BM25 there, and equal weights drag hybrid below BM25 alone (docs/eval/languages).
@@ -125,8 +126,8 @@ def search(
         raise LimitExceeded(f"k={k} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)")
     if mode not in MODES:
         raise InvalidInput(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    if fusion not in FUSIONS:
-        raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+    if fusion not in fusions.METHODS:
+        raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(fusions.METHODS)}")
     if weights is not None:
         bad = [n for n in weights if n not in ("dense", "bm25")]
         if bad or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= MAX_WEIGHT
@@ -146,10 +147,11 @@ def search(
             raise LimitExceeded(
                 f"rerank.candidates={step.candidates} is over the limit of {limits.max_k} (RERANK_MCP_MAX_K)"
             )
-    if fusion.startswith("server-") and mode == "hybrid" and fusion[len("server-"):] not in index.server_fusions:
+    on_server = fusions.METHODS[fusion].server  # the engine's name for a fusion it does itself
+    if on_server is not None and mode == "hybrid" and on_server not in index.server_fusions:
         raise InvalidInput(
             f"fusion {fusion!r} needs an engine that fuses on the server (RERANK_MCP_BACKEND=qdrant); the "
-            f"{index.backend} engine offers {', '.join(f for f in FUSIONS if not f.startswith('server-'))}"
+            f"{index.backend} engine offers {', '.join(fusions.client_side())}"
         )
     if not isinstance(feedback, bool):
         raise InvalidInput(f"feedback must be true or false, got {feedback!r}")
@@ -179,8 +181,8 @@ def search(
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     server_fused = None
-    if mode == "hybrid" and fusion.startswith("server-") and qv is not None:
-        server_fused = index.fused_search(info.name, query, qv, arm_depth, flt, fusion[len("server-"):],
+    if mode == "hybrid" and on_server is not None and qv is not None:
+        server_fused = index.fused_search(info.name, query, qv, arm_depth, flt, on_server,
                                           weights=dict(weights) if weights else None)
         arms = {}
     else:
@@ -196,7 +198,7 @@ def search(
         if server_fused is not None:  # no arms to score again: the engine searches and fuses with the moved vector
             nv = feedback_vector(qv, top, index.chunk_vectors(info.name, [c for c, _ in top[:FEEDBACK_CHUNKS]]))
             if nv is not None:
-                server_fused = index.fused_search(info.name, query, nv, arm_depth, flt, fusion[len("server-"):],
+                server_fused = index.fused_search(info.name, query, nv, arm_depth, flt, on_server,
                                                   weights=dict(weights) if weights else None)
         else:  # every candidate of either arm scored again against the moved vector: the new dense arm
             vecs = index.chunk_vectors(info.name, list(dict.fromkeys(c for r in arms.values() for c, _ in r)))

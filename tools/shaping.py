@@ -27,6 +27,7 @@ the document's text between its ``start`` and ``end`` offsets.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from rerank_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from rerank_mcp.index.analyzers import CJK_CHARS
 from rerank_mcp.index.contract import ChunkRow, Index, StoredChunk
 from rerank_mcp.index.lines import end_line
+from rerank_mcp.tools import payload
 from rerank_mcp.tools.models import DuplicateHit, Hit, HitPassage, SearchResult
 from rerank_mcp.tools.rerank.registry import RerankerRegistry
 from rerank_mcp.tools.search import SearchLimits, search
@@ -90,12 +92,15 @@ def shaped_search(
     expand: int = 0,
     dedupe: bool | None = None,
     limits: SearchLimits = SearchLimits(),
+    detail: str | None = None,
     **search_options: Any,
 ) -> SearchResult:
     """``search`` with the shaping options; without any, exactly ``search`` (k defaults to 10).
 
     ``k`` caps the number of entries; with ``max_tokens`` and no ``k`` the budget alone decides
-    (out of up to :data:`POOL` candidate chunks, or ``limits.max_k`` if smaller)."""
+    (out of up to :data:`POOL` candidate chunks, or ``limits.max_k`` if smaller). ``detail``
+    ('compact' or 'full', as the tool returns it: tools/payload.py): ``max_tokens`` bounds that
+    whole payload; None: it bounds the hits' texts (the library's and the CLI's budget)."""
     check_options(max_tokens, group_by, expand, dedupe, k)
     if not shaping_requested(max_tokens, group_by, expand, dedupe):
         return search(index, registry, query, collection, k=k or 10, limits=limits, **search_options)
@@ -107,7 +112,7 @@ def shaped_search(
     pool = min(pool, limits.max_k)
     res = search(index, registry, query, collection, k=pool, limits=limits, **search_options)
     return shape(index, res, k=k if (k is not None or max_tokens is not None) else want, max_tokens=max_tokens,
-                 group_by=group_by, expand=expand, dedupe=dedupe)
+                 group_by=group_by, expand=expand, dedupe=dedupe, detail=detail)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -134,6 +139,7 @@ class _Entry:
     text: str = ""
     tokens: int = 0
     truncated: bool = False
+    cost: int = 0  # what it adds to the budget: its text's tokens, or (payload budgets) its JSON's
 
 
 def _piece(row: ChunkRow | StoredChunk) -> _Piece:
@@ -222,9 +228,12 @@ def shape(
     group_by: str | None = None,
     expand: int = 0,
     dedupe: bool | None = None,
+    detail: str | None = None,
 ) -> SearchResult:
     """Shape ``result``'s hits (see the module docstring). ``dedupe`` None: on whenever any other
-    option is given. ``k`` caps the entries (None: no cap but the budget)."""
+    option is given. ``k`` caps the entries (None: no cap but the budget). ``detail``: with
+    ``max_tokens``, the budget bounds the whole result as :func:`tools.payload.search_payload`
+    renders it at that detail, counted over its JSON; None: the entries' texts only."""
     check_options(max_tokens, group_by, expand, dedupe, k)
     t0 = time.perf_counter()
     if dedupe is None:
@@ -271,6 +280,23 @@ def shape(
     chosen: list[_Entry] = []
     omitted = 0
     used = 0
+    whole = max_tokens is not None and detail is not None
+    budget = max_tokens
+    budgeted = {"max_tokens": max_tokens, "tokenizer": tokenizer_name(index), "group_by": group_by,
+                "expand": expand or None}
+
+    def hit_of(e: _Entry, rank: int) -> Hit:
+        return _hit(e, rank, shaped, max_tokens is not None or shaped, group_by)
+
+    def priced(e: _Entry, rank: int) -> _Entry:
+        e.cost = payload.count(payload.hit_payload(hit_of(e, rank), detail or "full"), count) + 1 if whole else e.tokens
+        return e
+
+    if whole:  # what the result costs without hits; the hits share the rest
+        bare = result.model_copy(update={"hits": [], **budgeted, "tokens": max_tokens, "omitted": len(hits),
+                                         "collapsed": len(hits) if dedupe else None})
+        envelope = payload.count(payload.search_payload(bare, detail), count)
+        budget = max_tokens - envelope  # (a budget too small for the best hit is an error saying what works)
 
     def touches(e: _Entry, pieces: Mapping[int, _Piece]) -> bool:
         return min(e.pieces) <= max(pieces) + 1 and min(pieces) <= max(e.pieces) + 1
@@ -299,60 +325,113 @@ def shape(
         passages = passages_of(list(merged_pieces.values()))
         text = SEPARATOR.join(p.text for p in passages)
         n = count([text])[0] if counting else 0
-        cost = n - sum(t.tokens for t in targets)
-        if max_tokens is not None and used + cost > max_tokens:
+        new = priced(_Entry(best=targets[0].best if targets else h, doc_id=h.doc_id, pieces=merged_pieces,
+                            duplicates=[d for t in targets for d in t.duplicates] + list(dups), passages=passages,
+                            text=text, tokens=n), chosen.index(targets[0]) + 1 if targets else len(chosen) + 1)
+        cost = new.cost - sum(t.cost for t in targets)
+        if budget is not None and used + cost > budget:
             if not chosen:  # not even the best entry fits: cut it rather than answer nothing
-                e = _Entry(best=h, doc_id=h.doc_id, pieces=merged_pieces, duplicates=list(dups), passages=passages,
-                           text=text, tokens=n)
-                _truncate(e, max_tokens, count)
-                if e.text:
+                e = _fit(new, budget, count, priced) if whole else new
+                if not whole:
+                    _truncate(e, budget, count)
+                if e is not None and e.text:
                     chosen.append(e)
-                    used += e.tokens
+                    used += e.cost
                     continue
+                if whole and e is None and not omitted:
+                    words = 1  # the least of the best hit that has a word in it
+                    while not _cut_to(new, words, count).text and words < new.tokens:
+                        words += 1
+                    least = envelope + priced(_cut_to(new, words, count), 1).cost + 4  # (a number's digits)
+                    raise InvalidInput(f"max_tokens={max_tokens} is too small for this result: its fields take "
+                                       f"{envelope} tokens and its best hit at least {least - envelope} more; give "
+                                       f"at least {least}")
             omitted += 1
             continue
         if targets:
             keep = targets[0]  # the best-ranked of them: entries are in rank order
             for t in targets[1:]:
-                keep.duplicates.extend(t.duplicates)
                 chosen.remove(t)
             keep.pieces, keep.passages, keep.text, keep.tokens = merged_pieces, passages, text, n
-            keep.duplicates.extend(dups)
+            keep.duplicates, keep.cost = new.duplicates, new.cost
         else:
-            chosen.append(_Entry(best=h, doc_id=h.doc_id, pieces=merged_pieces, duplicates=list(dups),
-                                 passages=passages, text=text, tokens=n))
+            chosen.append(new)
         used += cost
 
-    out: list[Hit] = []
-    for rank, e in enumerate(chosen, start=1):
-        h = e.best
-        first, last = (e.passages[0], e.passages[-1]) if e.passages else (None, None)
-        upd: dict[str, Any] = {"rank": rank}
-        if shaped:
-            upd.update(text=e.text, start=first.start if first else h.start, end=last.end if last else h.end,
-                       start_line=first.start_line if first else h.start_line,
-                       end_line=last.end_line if last else h.end_line,
-                       chunk_ids=[c for p in e.passages for c in p.chunk_ids],
-                       passages=e.passages if group_by is not None else None)
-        if max_tokens is not None or shaped:
-            upd["tokens"] = e.tokens
-        if e.duplicates:
-            upd["duplicates"] = e.duplicates
-        if e.truncated:
-            upd["truncated"] = True
-            if not shaped:
-                upd.update(text=e.text, end=last.end if last else h.end, end_line=last.end_line if last else h.end_line)
-        out.append(h.model_copy(update=upd))
-    timings = dict(result.timings_ms)
-    timings["shape_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-    timings["total_ms"] = round(timings.get("total_ms", 0.0) + timings["shape_ms"], 3)
-    return result.model_copy(update={
-        "hits": out, "timings_ms": timings,
-        "max_tokens": max_tokens, "tokens": sum(e.tokens for e in chosen) if (max_tokens is not None or shaped) else None,
-        "tokenizer": tokenizer_name(index) if (max_tokens is not None or shaped) else None,
-        "group_by": group_by, "expand": expand or None,
-        "omitted": omitted if max_tokens is not None else None, "collapsed": collapsed if dedupe else None,
-    })
+    def finish(entries: list[_Entry], omitted: int) -> SearchResult:
+        timings = dict(result.timings_ms)
+        timings["shape_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        timings["total_ms"] = round(timings.get("total_ms", 0.0) + timings["shape_ms"], 3)
+        sized = max_tokens is not None or shaped
+        return result.model_copy(update={
+            "hits": [hit_of(e, rank) for rank, e in enumerate(entries, start=1)], "timings_ms": timings,
+            **budgeted, "tokens": sum(e.tokens for e in entries) if sized else None,
+            "tokenizer": budgeted["tokenizer"] if sized else None,
+            "omitted": omitted if max_tokens is not None else None, "collapsed": collapsed if dedupe else None,
+        })
+
+    res = finish(chosen, omitted)
+    if not whole:
+        return res
+    # The whole payload, counted as the client gets it; ``tokens`` then reports that count. The
+    # parts were priced one by one: where their sum is off (a number's digits), drop or cut the last.
+    while True:
+        n = payload.count(payload.search_payload(res, detail), count)
+        res = res.model_copy(update={"tokens": n})
+        n = payload.count(payload.search_payload(res, detail), count)
+        if n <= max_tokens or not chosen:
+            return res.model_copy(update={"tokens": n})
+        if len(chosen) > 1:
+            chosen.pop()
+            omitted += 1
+        else:
+            _truncate(chosen[0], chosen[0].tokens - (n - max_tokens), count)
+            if not chosen[0].text:
+                chosen.pop()
+        res = finish(chosen, omitted)
+
+
+def _hit(e: _Entry, rank: int, shaped: bool, sized: bool, group_by: str | None) -> Hit:
+    """The hit an entry stands for, at ``rank``."""
+    h = e.best
+    first, last = (e.passages[0], e.passages[-1]) if e.passages else (None, None)
+    upd: dict[str, Any] = {"rank": rank}
+    if shaped:
+        upd.update(text=e.text, start=first.start if first else h.start, end=last.end if last else h.end,
+                   start_line=first.start_line if first else h.start_line,
+                   end_line=last.end_line if last else h.end_line,
+                   chunk_ids=[c for p in e.passages for c in p.chunk_ids],
+                   passages=e.passages if group_by is not None else None)
+    if sized:
+        upd["tokens"] = e.tokens
+    if e.duplicates:
+        upd["duplicates"] = e.duplicates
+    if e.truncated:
+        upd["truncated"] = True
+        if not shaped:
+            upd.update(text=e.text, end=last.end if last else h.end, end_line=last.end_line if last else h.end_line)
+    return h.model_copy(update=upd)
+
+
+def _cut_to(e: _Entry, budget: int, count) -> _Entry:
+    """A copy of ``e`` cut to ``budget`` tokens of text."""
+    c = copy.copy(e)
+    _truncate(c, budget, count)
+    return c
+
+
+def _fit(e: _Entry, budget: int, count, priced) -> _Entry | None:
+    """``e`` cut to the longest text whose whole entry (its JSON, every field) costs at most
+    ``budget``; None when not even a word of it fits."""
+    lo, hi, best = 1, max(1, e.tokens), None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        c = priced(_cut_to(e, mid, count), 1)
+        if c.text and c.cost <= budget:
+            best, lo = c, mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 def _truncate(e: _Entry, budget: int, count) -> None:

@@ -105,9 +105,9 @@ async def test_hybrid_never_falls_below_bm25_when_the_model_does_not_cover_the_q
         # weights the caller gives are kept
         r = await c.call_tool("search", {"query": "大熊猫每天吃什么", "collection": "zh", "k": 5,
                                          "weights": {"dense": 1, "bm25": 1}})
-        assert not any("not trained" in n for n in r.structured_content["notes"])
+        assert not any("not trained" in n for n in r.structured_content.get("notes", []))
         r = await c.call_tool("search", {"query": "lazy dog", "collection": "zh", "k": 3})
-        assert not any("not trained" in n for n in r.structured_content["notes"])
+        assert not any("not trained" in n for n in r.structured_content.get("notes", []))
         assert r.structured_content["hits"][0]["doc_id"] == "fox"
 
 
@@ -164,7 +164,11 @@ async def test_chinese_chunks_budgets_and_line_citations(settings):
         got = json.loads((await c.read_resource(uri)).contents[0].text)
         assert got["text"].split("\n") == lines[h["start_line"] - 1 : h["end_line"]]
         assert "量子计算机" in got["text"]
-        for budget in (15, 60, 200):  # a budget bounds the Chinese text returned, counted in word pieces
+        too_small = await c.call_tool("search", {"query": "搜索引擎打分", "collection": "zh", "mode": "bm25",
+                                                  "max_tokens": 30})
+        assert too_small.is_error and "give at least" in too_small.content[0].text
+        least = int(too_small.content[0].text.rsplit("give at least ", 1)[1])
+        for budget in (least, 400, 800):  # a budget bounds the whole result, Chinese text included, in word pieces
             r = (await c.call_tool("search", {"query": "搜索引擎打分", "collection": "zh", "mode": "bm25",
                                               "max_tokens": budget})).structured_content
             assert r["tokens"] <= budget and sum(count([x["text"] for x in r["hits"]])) <= budget

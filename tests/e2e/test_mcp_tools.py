@@ -82,7 +82,8 @@ async def test_ingest_search_rerank_delete_roundtrip(settings):
         assert again["unchanged"] == 4 and again["chunks_written"] == 0
 
         for mode in ("dense", "bm25", "hybrid"):
-            r = await c.call_tool("search", {"query": "vitamin D and bones", "collection": "kb", "k": 2, "mode": mode})
+            r = await c.call_tool("search", {"query": "vitamin D and bones", "collection": "kb", "k": 2, "mode": mode,
+                                             "detail": "full"})
             assert not r.is_error, r.content
             hits = r.structured_content["hits"]
             assert hits[0]["doc_id"] == "vitd", (mode, hits)
@@ -99,7 +100,7 @@ async def test_ingest_search_rerank_delete_roundtrip(settings):
         assert [h["doc_id"] for h in r.structured_content["hits"]] == ["faiss"]
 
         r = await c.call_tool("search", {"query": "vector similarity", "collection": "kb", "k": 2,
-                                         "rerank": {"reranker": "bm25", "candidates": 4}})
+                                         "rerank": {"reranker": "bm25", "candidates": 4}, "detail": "full"})
         assert not r.is_error, r.content
         sc = r.structured_content
         assert sc["reranker"] == "bm25"
@@ -250,7 +251,7 @@ async def test_search_feedback_through_mcp(settings):
         assert tools["search"].input_schema["properties"]["feedback"]["type"] == "boolean"
         for mode in ("hybrid", "dense"):
             r = await c.call_tool("search", {"query": "vitamin D and bones", "collection": "kb", "k": 2, "mode": mode,
-                                             "feedback": True})
+                                             "feedback": True, "detail": "full"})
             assert not r.is_error, r.content
             sc = r.structured_content
             assert sc["hits"][0]["doc_id"] == "vitd" and "feedback_ms" in sc["timings_ms"], (mode, sc)

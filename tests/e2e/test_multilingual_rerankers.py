@@ -103,7 +103,8 @@ async def test_rerank_and_search_and_list_rerankers_through_mcp(ml_settings, pul
         r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
         assert not r.is_error, r.content
         r = await c.call_tool("search", {"query": QUERY, "collection": "zh", "mode": "bm25", "k": 3,
-                                         "rerank": {"reranker": "cross-encoder", "options": {"model": BGE}}})
+                                         "rerank": {"reranker": "cross-encoder", "options": {"model": BGE}},
+                                         "detail": "full"})
         assert not r.is_error, r.content
         out = r.structured_content
         assert out["reranker"] == "cross-encoder" and out["rerank_model"] == BGE and out["rerank_used"] is None

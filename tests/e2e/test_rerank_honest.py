@@ -81,7 +81,8 @@ async def test_min_score_on_rerank_and_search_uses_the_rankers_own_scale(setting
         assert {h["doc_id"] for h in hits} == {f"d{i}" for i in cos if cos[i] >= 0.3}
         assert all(h["score"] < 0.02 for h in hits)  # the fused values rank; the cosine filters
 
-        infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
+        infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {"detail": "full"})
+                                        ).structured_content["result"]}
         assert "cosine" in infos["embedding"]["score"] and "s / (s + 5)" in infos["bm25"]["score"]
 
 

@@ -63,7 +63,8 @@ async def test_every_family_through_rerank_and_search(settings, models):
                     assert [p["index"] for p in res["passages"]] == [1, 3, 4, 0, 2], key
 
                 r = await c.call_tool("search", {"query": "retrieval", "collection": "r", "k": 3,
-                                                 "rerank": {"reranker": name, "options": options, "candidates": 5}})
+                                                 "rerank": {"reranker": name, "options": options, "candidates": 5},
+                                                 "detail": "full"})
                 assert not r.is_error, (key, r.content)
                 hits = r.structured_content["hits"]
                 assert len(hits) == 3 and all(h["provenance"]["rerank_rank"] == h["rank"] for h in hits)

@@ -42,9 +42,7 @@ from pydantic import TypeAdapter
 
 import rerank_mcp.server as server_pkg
 from rerank_mcp.server.settings import Settings
-from rerank_mcp.tools.models import CollectionList, DeleteResult, IngestResult, SearchResult
-from rerank_mcp.tools.rerank.base import RerankResult
-from rerank_mcp.tools.rerank.registry import RerankerInfo
+from rerank_mcp.tools.catalog import CATALOG
 from tests.fixtures.env import offline_env
 from tests.reliability.mcp_driver import Mcp as BaseMcp
 from tests.reliability.mcp_driver import serve
@@ -53,15 +51,15 @@ from tests.reliability.stats import record
 SERVER_SRC = str(Path(server_pkg.__file__).resolve().parents[1])
 TRIED = {"n": 0}
 OUTCOMES: dict[str, dict[str, int]] = {}  # tool -> {"ok" | "rejected by schema" | "refused by tool": count}
-READ_ONLY = {"search", "rerank", "list_collections", "list_rerankers"}
-RESULT_MODELS: dict[str, Any] = {
-    "search": SearchResult,
-    "rerank": RerankResult,
-    "ingest": IngestResult,
-    "delete": DeleteResult,
-    "list_collections": CollectionList,
-}
-RERANKER_LIST = TypeAdapter(list[RerankerInfo])
+# The tables below come from the tool catalog: every tool, every argument, every result type.
+READ_ONLY = {name for name, spec in CATALOG.items() if spec.hints.read_only}
+RESULTS = {name: TypeAdapter(spec.result) for name, spec in CATALOG.items()}
+WRAPPED = {name for name, spec in CATALOG.items() if not isinstance(spec.result, type)}  # sent as {"result": ...}
+
+
+def validate_result(tool: str, sc: Any) -> None:
+    """A tool's structured content against its declared result type."""
+    RESULTS[tool].validate_python(sc["result"] if tool in WRAPPED else sc)
 
 # RERANK_MCP_HOSTILE_EXAMPLES=500 RERANK_MCP_HOSTILE_RANDOM=1 hunts wider (new inputs each run).
 PROPS = hsettings(
@@ -112,10 +110,7 @@ class Mcp(BaseMcp):
             return r
         sc = r.structured_content
         assert sc is not None, f"{tool} succeeded without structured content"
-        if tool == "list_rerankers":
-            RERANKER_LIST.validate_python(sc["result"])
-        else:
-            RESULT_MODELS[tool].model_validate(sc)
+        validate_result(tool, sc)
         try:
             json.dumps(sc, allow_nan=False)
         except ValueError:
@@ -320,6 +315,9 @@ passage = _maybe(st.one_of(text, st.fixed_dictionaries({"text": text}, optional=
     "filter": st.one_of(good_filters, filters), "rerank": _maybe(st.fixed_dictionaries(
         {"reranker": st.sampled_from(["bm25", "nosuch", "BM25"])},
         optional={"options": st.dictionaries(text, json_value, max_size=2), "candidates": numbers})),
+    "feedback": _maybe(st.booleans()), "max_tokens": _maybe(st.integers(1, 400), numbers),
+    "group_by": _maybe(st.sampled_from(["document", None])), "expand": _maybe(st.integers(0, 3), numbers),
+    "dedupe": _maybe(st.sampled_from([True, False, None])),
 }))
 def test_search(mcp, args):
     mcp.check("search", args)
@@ -340,6 +338,38 @@ def test_rerank(mcp, args):
 @given(reranker=reranker_name, query=text, passages=st.lists(text, min_size=1, max_size=4))
 def test_rerank_by_any_name(mcp, reranker, query, passages):
     mcp.check("rerank", {"query": query, "passages": passages, "reranker": reranker})
+
+
+@PROPS
+@given(args=st.fixed_dictionaries({
+    "query": _maybe(query), "passages": _maybe(st.lists(passage, min_size=1, max_size=5)),
+    "rerankers": _maybe(st.lists(st.one_of(
+        st.sampled_from(["bm25", "bm25(variant=plus)", "bm25={\"k1\": 2}", "nosuch", "bm25(k1=nan)", "", "auto"]),
+        st.fixed_dictionaries({"reranker": st.sampled_from(["bm25", "nosuch"])},
+                              optional={"options": bm25_options, "label": _maybe(text)})), min_size=1, max_size=3)),
+}, optional={"judgments": _maybe(st.one_of(st.lists(numbers, max_size=5),
+                                           st.dictionaries(text, numbers, max_size=3))),
+             "k": _maybe(st.integers(1, 10), numbers)}))
+def test_compare_rerankers(mcp, args):
+    mcp.check("compare_rerankers", args)
+
+
+judgment = _maybe(st.fixed_dictionaries({"query": _maybe(query), "relevant": _maybe(st.one_of(
+    st.lists(st.one_of(st.sampled_from(["fox", "vitd", "faiss", "nope"]), text), max_size=3),
+    st.dictionaries(st.sampled_from(["fox", "vitd", "faiss"]), st.integers(-2, 3), max_size=2)))},
+    optional={"query_id": _maybe(text)}))
+
+
+@PROPS
+@given(args=st.fixed_dictionaries({
+    "collection": _maybe(st.sampled_from(["kb", "kb", "nope"]), collection),
+    "judgments": _maybe(st.lists(judgment, min_size=1, max_size=3)),
+}, optional={"pipelines": _maybe(st.lists(st.one_of(
+    st.sampled_from(["bm25", "hybrid-rrf", "hybrid-zscore(dense=1,bm25=0.5)", "bm25+bm25", "dense(feedback)",
+                     "nope", "hybrid-server-rrf", "bm25+nosuch", "hybrid(dense=nan)"]), text), min_size=1, max_size=3)),
+             "allow_stand_in": _maybe(st.booleans())}))
+def test_evaluate(mcp, args):
+    mcp.check("evaluate", args)
 
 
 document = _maybe(st.fixed_dictionaries({"text": text}, optional={"id": _maybe(text), "metadata": _maybe(
@@ -393,21 +423,20 @@ def test_delete(mcp, args):
     mcp.check("delete", args)
 
 
-TOOL_PARAMS = {
-    "search": ["query", "collection", "k", "mode", "fusion", "weights", "filter", "rerank"],
-    "rerank": ["query", "passages", "reranker", "options", "top_n", "return_text"],
-    "ingest": ["collection", "documents", "paths", "glob", "chunk_size", "chunk_overlap", "skip_invalid"],
-    "delete": ["collection", "ids", "filter", "drop_collection"],
-    "list_collections": ["x"],
-    "list_rerankers": ["x"],
-}
+TOOL_PARAMS = {name: list(spec.request.model_fields) for name, spec in CATALOG.items()}
+
+
+def test_every_tool_and_argument_is_fuzzed():
+    """The tables follow the catalog: a tool or argument added there is thrown hostile values here."""
+    assert set(TOOL_PARAMS) == set(CATALOG) and set(RESULTS) == set(CATALOG)
+    assert TOOL_PARAMS["search"][:2] == ["query", "collection"] and "dedupe" in TOOL_PARAMS["search"]
 
 
 @PROPS
 @given(data=st.data())
 def test_wrong_types_for_every_argument(mcp, data):
     tool = data.draw(st.sampled_from(sorted(TOOL_PARAMS)))
-    keys = TOOL_PARAMS[tool] + ["unknown_arg", "__proto__", "ctx", "roots"]
+    keys = TOOL_PARAMS[tool] + ["unknown_arg", "__proto__", "ctx", "roots", "r"]
     args = data.draw(st.dictionaries(st.sampled_from(keys), anything, max_size=4))
     if tool == "delete" and args.get("drop_collection") is True:
         args["collection"] = "nope"
@@ -653,7 +682,7 @@ def test_raw_stdio_numbers_and_escapes_only_json_can_carry(tmp_path):
             assert "NaN" not in raw and "Infinity" not in raw, f"{tool} {args}: {raw[:300]}"
             if "result" in msg and not msg["result"].get("isError"):
                 sc = msg["result"].get("structuredContent")
-                RESULT_MODELS[tool].model_validate(sc)  # a NaN score arrives as null and fails here
+                validate_result(tool, sc)  # a NaN score arrives as null and fails here
             text = raw if "error" in msg else " ".join(c.get("text", "") for c in msg["result"].get("content", []))
             for bad in ("Traceback", 'File "/', "site-packages", "internal error"):
                 assert bad not in text, f"{tool} {args}: {text[:300]}"

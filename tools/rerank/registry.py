@@ -190,6 +190,7 @@ class RerankerInfo(BaseModel):
     options_schema: dict[str, Any] = Field(
         default_factory=dict, description="JSON schema of the family's options (the rerank tool's `options`)"
     )
+    options: list[str] | None = Field(None, description="the option names (detail 'compact'; 'full': options_schema)")
 
 
 def families_help(names: list[str] | None = None) -> str:
