@@ -9,6 +9,7 @@ tool's schema and description, usable by search and evaluate, and a CLI choice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -75,6 +76,38 @@ async def test_the_tool_example_is_listed_callable_and_a_cli_verb(stats_tool, se
     assert json.loads(capsys.readouterr().out) == {"collection": "kb", "documents": 2, "chunks": 2}
     assert run(["--data-dir", str(settings.data_dir), "stats", "nope"]) == 1
     assert "unknown collection 'nope'" in capsys.readouterr().err
+
+
+def examples(section: str) -> list[str]:
+    text = DOC.read_text(encoding="utf-8")
+    part = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", part, re.S)
+
+
+@pytest.mark.anyio
+async def test_the_reranker_family_example_is_listed_and_ranks(settings, monkeypatch):
+    from rerank_mcp.tools.rerank.registry import FAMILIES, Family
+
+    cls_code, entry = examples("A reranker family")
+    mod = types.ModuleType("extending_family_example")
+    sys.modules[mod.__name__] = mod
+    try:
+        exec(compile(cls_code, str(DOC), "exec"), mod.__dict__)
+        fam = eval(entry.strip().rstrip(","), {"Family": Family})
+        monkeypatch.setitem(FAMILIES, fam.name, dataclasses.replace(fam, target=f"{mod.__name__}:OverlapReranker"))
+        async with Client(build_server(settings)) as c:
+            infos = {i["name"]: i for i in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
+            assert infos["overlap"]["status"] == "ready" and infos["overlap"]["options"] == ["blend", "blend_by_position"]
+            r = await c.call_tool("rerank", {"query": "brown fox", "reranker": "overlap",
+                                             "passages": ["a lazy dog", "the brown fox", "a brown dog"]})
+            assert not r.is_error, r.content
+            assert [p["index"] for p in r.structured_content["passages"]] == [1, 2, 0]
+            assert [p["score"] for p in r.structured_content["passages"]] == [1.0, 0.5, 0.0]
+            r = await c.call_tool("rerank", {"query": "fox", "reranker": "overlap", "passages": ["fox"],
+                                             "options": {"k1": 1}})
+            assert r.is_error and "k1" in r.content[0].text  # options are checked against the family's model
+    finally:
+        sys.modules.pop(mod.__name__, None)
 
 
 FUSION_CHECK = """
