@@ -538,28 +538,35 @@ def _read_regular(path: Path, max_bytes: int, roots: Sequence[Path] | None = Non
         os.close(fd)
 
 
+def kind_of(name: str | os.PathLike) -> tuple[str, str | None]:
+    """The ``type`` (and a code file's ``language``) a file's metadata gets, from its suffix."""
+    suffix = Path(name).suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return "pdf", None
+    if suffix in DOCX_SUFFIXES:
+        return "docx", None
+    if suffix in HTML_SUFFIXES:
+        return "html", None
+    if suffix in CODE_SUFFIXES:
+        return "code", CODE_LANGUAGES[suffix]
+    return ("markdown" if suffix in (".md", ".markdown") else "text"), None
+
+
 def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None,
               max_chars: int | None = None) -> LoadedFile:
     """The text of the file at ``path`` (see the module docstring for what is checked); a PDF's
     extraction stops once its text passes ``max_chars``."""
     data = _read_regular(path, max_bytes, roots)
-    suffix = path.suffix.lower()
-    language = None
-    if suffix in PDF_SUFFIXES:
+    kind, language = kind_of(path)
+    title = None
+    if kind == "pdf":
         text, title = _pdf_to_text(data, path, max_chars)
-        kind = "pdf"
-    elif suffix in DOCX_SUFFIXES:
+    elif kind == "docx":
         text, title = _docx_to_text(data, path)
-        kind = "docx"
     else:
-        raw = _decode_text(data, path)
-        if suffix in HTML_SUFFIXES:
-            text, title = _html_to_text(raw)
-            kind = "html"
-        elif suffix in CODE_SUFFIXES:
-            text, title, kind, language = raw, None, "code", CODE_LANGUAGES[suffix]
-        else:
-            text, title, kind = raw, None, "markdown" if suffix in (".md", ".markdown") else "text"
+        text = _decode_text(data, path)
+        if kind == "html":
+            text, title = _html_to_text(text)
     if not text.strip():
         raise InvalidInput(f"{path} holds no text")
     return LoadedFile(path=path, text=text, title=title, kind=kind, language=language)

@@ -47,6 +47,19 @@ def _empty(v: Any) -> bool:
     return v is None or v == [] or v == {}
 
 
+def _said_by_path(h: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a file's hit need not repeat: what its path's suffix gives (index.loaders.kind_of),
+    where the hit is a file's (its source is its path)."""
+    meta = h.get("metadata") or {}
+    path = meta.get("source") or h.get("source")
+    if not isinstance(path, str) or path != h.get("doc_id") or "type" not in meta:
+        return {}
+    from rerank_mcp.index.loaders import kind_of
+
+    kind, language = kind_of(path)
+    return {"type": kind, "language": language}
+
+
 def compact_hit(h: dict[str, Any]) -> dict[str, Any]:
     doc = h.get("doc_id")
     lines = h.get("start_line") is not None and h.get("end_line") is not None
@@ -59,7 +72,9 @@ def compact_hit(h: dict[str, Any]) -> dict[str, Any]:
         if k == "score" and isinstance(v, float):
             v = float(f"{v:.{SCORE_DIGITS}g}")
         if k == "metadata":
-            v = {mk: mv for mk, mv in v.items() if not (mk == "source" and mv in (doc, h.get("source")))}
+            said = _said_by_path(h)  # a file's type and language: its name's suffix says them
+            v = {mk: mv for mk, mv in v.items()
+                 if not (mk == "source" and mv in (doc, h.get("source"))) and said.get(mk, ...) != mv}
             if not v:
                 continue
         elif k == "passages":  # their texts are the hit's text, joined

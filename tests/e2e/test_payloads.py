@@ -144,7 +144,9 @@ async def test_compact_hits_name_each_path_once_and_full_keeps_every_field(docs_
         assert "provenance" not in h and "source" not in h and "start" not in h  # lines locate a file's hit
         assert to_json(h).count(h["doc_id"]) == 1  # the path once
         assert h["start_line"] >= 1 and h["end_line"] >= h["start_line"]
+        assert "type" not in h.get("metadata", {})  # a .md file's type: its name says it
     assert [h["doc_id"] for h in sc["hits"]] == [h["doc_id"] for h in fs["hits"]]
+    assert {h["metadata"]["type"] for h in fs["hits"]} == {"markdown"}  # full keeps it
     for h in fs["hits"]:
         assert h["provenance"]["fused_rank"] is not None and h["source"] == h["doc_id"]
         assert isinstance(h["chunk_id"], int) and h["end"] > h["start"]
