@@ -171,7 +171,10 @@ async def test_file_ingest_within_roots(settings, tmp_path):
         assert ids == sorted([str(root / "notes.md"), str(root / "page.html")])
         r = await c.call_tool("search", {"query": "Rust search engine", "collection": "files", "k": 1})
         hit = r.structured_content["hits"][0]
-        assert hit["doc_id"].endswith("notes.md") and hit["metadata"]["type"] == "markdown"
+        assert hit["doc_id"].endswith("notes.md") and "type" not in hit.get("metadata", {})  # .md says it
+        r = await c.call_tool("search", {"query": "Rust search engine", "collection": "files", "k": 1,
+                                         "detail": "full"})
+        assert r.structured_content["hits"][0]["metadata"]["type"] == "markdown"
 
 
 BAD_CALLS = [
