@@ -21,6 +21,8 @@ import pytest
 from tests.e2e.test_stdio_transport import EXE, _env
 from tests.fixtures.stdio_process import StdioServer
 
+pytestmark = pytest.mark.slow  # stdio server subprocesses
+
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 
 BAD_IDS = [b"1.5", b"true", b"false", b"null", b"{}", b'{"a": 1}', b"[]", b"[1]", b"NaN", b"1e400"]

@@ -23,6 +23,8 @@ from tests.fixtures.env import offline_env
 from tests.fixtures.servers import free_port
 from tests.fixtures.stdio_process import StdioServer
 
+pytestmark = pytest.mark.slow  # server subprocesses
+
 
 def _env(data: Path) -> dict[str, str]:
     return offline_env(RERANK_MCP_DATA_DIR=str(data), RERANK_MCP_LOG_LEVEL="WARNING")

@@ -20,6 +20,8 @@ from tests.e2e.test_languages import DOCS
 from tests.fixtures.hub import FakeFileHost, FakeHub, zip_folder
 from tests.fixtures.multilingual import MULTIBERT_FILE, build_multibert_flashrank, build_xlmr_cross_encoder
 
+pytestmark = pytest.mark.slow  # fixture multilingual cross-encoders on two backends
+
 CE = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 BGE = "BAAI/bge-reranker-base"
 M3 = "BAAI/bge-reranker-v2-m3"
