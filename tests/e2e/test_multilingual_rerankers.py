@@ -136,7 +136,6 @@ def _ready(port: int) -> bool:
     return r.status_code == 200
 
 
-@pytest.mark.slow
 def test_http_rerank_api_serves_the_multilingual_models(pulled, tmp_path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
                       RERANK_MCP_FLASHRANK_CACHE_DIR=str(pulled / "flashrank"), HF_HUB_CACHE=str(pulled / "hf"),

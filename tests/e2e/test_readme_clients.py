@@ -112,7 +112,6 @@ def _inspector_commands() -> list[list[str]]:
     return [shlex.split(ln) for ln in block.splitlines() if ln.strip().startswith("npx")]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("npx") is None, reason="needs Node.js (npx) for the MCP Inspector CLI")
 def test_readme_inspector_examples_on_a_fresh_install(tmp_path):
     cmds = _inspector_commands()

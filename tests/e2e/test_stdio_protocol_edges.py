@@ -132,7 +132,6 @@ def test_tool_arguments_are_validated_strictly(tmp_path):
         _close(srv)
 
 
-@pytest.mark.slow
 def test_one_long_line_is_read_in_linear_time(tmp_path):
     srv = StdioServer([EXE, "serve"], _env(tmp_path, "asyncio"))
     try:

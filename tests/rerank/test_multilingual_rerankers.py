@@ -158,7 +158,6 @@ def _auto(reg, query, texts=TEXTS):
     return res.used, res.notes[0]
 
 
-@pytest.mark.slow
 def test_auto_takes_a_multilingual_model_for_text_that_is_not_english(tmp_path, peers):
     reg, store = _registry(tmp_path, peers, pull=[CE])
     # only the English cross-encoder here: it stays the pick, whatever the language
