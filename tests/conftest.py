@@ -40,9 +40,11 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rerank_mcp.index.embedding import Embedder
+    """The default embedding model on the default backend, as a server with default settings
+    loads it (no torch import: a fraction of a second), shared with the servers tests build."""
+    from rerank_mcp.server.settings import Settings
 
-    return Embedder("all-MiniLM-L6-v2")
+    return shared_embedder(Settings())()
 
 
 _LOADED: dict[tuple, object] = {}
