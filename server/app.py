@@ -205,10 +205,13 @@ def _common_roots(server: list[Path], client: list[Path]) -> list[Path]:
     return out
 
 
-def build_server(settings: Settings, state: AppState | None = None, config_error: str | None = None) -> MCPServer:
+def build_server(settings: Settings, state: AppState | None = None, config_error: str | None = None,
+                 **config: object) -> MCPServer:
     """The MCP server. ``state`` lets tests share one already-built state. ``config_error``: the
     settings did not validate (``settings`` are then the defaults in their place); the server
-    starts, opens nothing, says so in its instructions and answers every tool call with it."""
+    starts, opens nothing, says so in its instructions and answers every tool call with it.
+    ``config`` overrides fields of the index configuration of the state it builds, as for
+    :func:`build_state` (tests inject an embedder with ``embedder_factory``)."""
 
     live: dict[str, AppState] = {}  # for static resources, which get no Context
 
@@ -217,7 +220,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
         if config_error is not None:
             yield Unconfigured(config_error)
             return
-        st = state or await anyio.to_thread.run_sync(build_state, settings)
+        st = state or await anyio.to_thread.run_sync(lambda: build_state(settings, **config))
         live["state"] = st
         try:
             yield st

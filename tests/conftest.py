@@ -3,14 +3,31 @@ and a small SciFact slice read in place from ../shared/datasets (never copied in
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+# Model caches (ONNX exports under platformdirs' user cache folder, the Hugging Face cache, FlashRank's
+# and the default data folder) go to a folder of the test runs, never to the user's: set before
+# anything reads them (huggingface_hub reads HF_HOME at import). One folder shared by the xdist
+# workers (they inherit the variable) and kept between runs, so the default model's ONNX export is
+# made once, not per test; RERANK_MCP_TEST_CACHE chooses another. tests/unit/test_model_caches.py
+# checks it.
+TEST_CACHE = Path(os.environ.setdefault(
+    "RERANK_MCP_TEST_CACHE", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "model-cache")))
+os.environ.update(XDG_CACHE_HOME=str(TEST_CACHE / "cache"), XDG_DATA_HOME=str(TEST_CACHE / "data"),
+                  HF_HOME=str(TEST_CACHE / "huggingface"))
+for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME",
+             "RERANK_MCP_ONNX_CACHE_DIR", "RERANK_MCP_FLASHRANK_CACHE_DIR", "RERANK_MCP_DATA_DIR"):
+    os.environ.pop(_var, None)
+
 # Before anything imports transformers / onnxruntime: the CLI's quiet defaults, and offline.
-from rerank_mcp.index.environment import apply as _environment
+from rerank_mcp.index.environment import apply as _environment  # noqa: E402
 
 _environment(offline=True)
 
 import sys
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -23,35 +40,36 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rerank_mcp.index.embedding import Embedder
+    """The default embedding model on the default backend, as a server with default settings
+    loads it (no torch import: a fraction of a second), shared with the servers tests build."""
+    from rerank_mcp.server.settings import Settings
 
-    return Embedder("all-MiniLM-L6-v2")
+    return shared_embedder(Settings())()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _models_load_once_per_session():
-    """Every engine built in this process without an injected embedder (the servers and CLI verbs
-    tests run in-process) shares one loaded model per (model, backend, settings): the same model
-    files give the same vectors, so what is tested does not change; loading it again for every
-    test only costs time. Servers started as subprocesses load their own, as in use."""
-    import threading
+_LOADED: dict[tuple, object] = {}
+_LOADING = threading.Lock()
 
-    from rerank_mcp.index import contract
 
-    real = contract.load_embedder
-    loaded: dict[tuple, object] = {}
-    lock = threading.Lock()
+def shared_embedder(settings):
+    """An ``embedder_factory`` for the embedding model ``settings`` configure, to inject into the
+    servers and states tests build in this process (``build_server(settings, embedder_factory=...)``,
+    ``build_state``): one loaded model per test process and (model, backend, settings), the same
+    the server would load, so the vectors are the same; loading it again for every test only costs
+    time. Servers started as subprocesses load their own, as in use."""
+    from rerank_mcp.index.embedding import load_embedder
+    from rerank_mcp.index.model_names import onnx_cache_dir
 
-    def shared(name, backend="torch", device="cpu", batch_size=None, cache_dir=None, folder=None):
-        key = (name, backend, device, batch_size, str(cache_dir), str(folder))
-        with lock:
-            if key not in loaded:
-                loaded[key] = real(name, backend, device, batch_size, cache_dir, folder=folder)
-            return loaded[key]
+    key = (settings.embedding_model, settings.embedding_backend, settings.device, settings.embedding_batch_size,
+           onnx_cache_dir(settings.onnx_cache_dir))
 
-    contract.load_embedder = shared
-    yield
-    contract.load_embedder = real
+    def factory():
+        with _LOADING:
+            if key not in _LOADED:
+                _LOADED[key] = load_embedder(*key)
+            return _LOADED[key]
+
+    return factory
 
 
 ENGINES = ("embedded", "qdrant")  # every engine behind the index contract

@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tests.conftest import shared_embedder
+from tests.fixtures.env import model_caches
+
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +64,8 @@ def _tools() -> set[str]:
     from rerank_mcp.server.settings import Settings
 
     async def names(d: Path) -> set[str]:
-        async with Client(build_server(Settings(data_dir=d))) as c:
+        s = Settings(data_dir=d)
+        async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
             return {t.name for t in (await c.list_tools()).tools}
 
     import tempfile
@@ -79,6 +83,7 @@ def test_manifest_matches_the_package():
     assert {t["name"] for t in MANIFEST["tools"]} == _tools()
 
 
+@pytest.mark.slow  # runs the bundle tool
 def test_manifest_validates_with_the_mcpb_tool():
     p = _npx([*MCPB, "validate", str(ROOT / "packaging" / "mcpb" / "manifest.json")])
     assert p.returncode == 0, p.stdout + p.stderr
@@ -126,7 +131,7 @@ async def test_bundle_builds_and_its_server_runs_with_the_allowed_folders(tmp_pa
     cfg = MANIFEST["server"]["mcp_config"]
     args = _host_args(cfg["args"], str(unpacked), [str(notes), str(papers)])
     assert cfg["command"] == "uv" and args[:4] == ["run", "--directory", str(unpacked), "rerank-mcp"]
-    env = {**cfg.get("env", {}), "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),
+    env = {**cfg.get("env", {}), **model_caches(), "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),
            "RERANK_MCP_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "RERANK_MCP_ANALYZER": "english"}
     params = StdioServerParameters(command=EXE, args=args[4:], env=env, cwd="/")
     async with Client(params) as c:

@@ -32,7 +32,7 @@ from tests.fixtures.models import build_cross_encoder
 from tests.reliability.consistency import check_collection
 from tests.reliability.hash_embedder import HashEmbedder
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: calls cancelled and timed out on timers
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega vector index search rerank store chunk cancel batch").split()

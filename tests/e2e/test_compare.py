@@ -17,6 +17,7 @@ from mcp import Client
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.tools.compare import kendall_tau, ndcg_at_k, overlap_at_k, parse_spec
+from tests.conftest import shared_embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -70,7 +71,7 @@ def test_metrics():
 @pytest.mark.anyio
 async def test_compare_through_mcp(settings, flashrank_cache):
     s = settings.model_copy(update={"flashrank_cache_dir": Path(flashrank_cache)})
-    async with Client(build_server(s)) as c:
+    async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
         t = tools["compare_rerankers"]
         assert t.annotations.read_only_hint is True and t.annotations.destructive_hint is False
@@ -109,7 +110,7 @@ async def test_compare_through_mcp(settings, flashrank_cache):
 
 @pytest.mark.anyio
 async def test_compare_errors_through_mcp(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("compare_rerankers", {"query": QUERY, "passages": ["a", "b"], "rerankers": ["nope"]})
         assert r.is_error and "unknown reranker" in r.content[0].text
         r = await c.call_tool("compare_rerankers", {"query": QUERY, "passages": ["a", "b"], "rerankers": ["bm25"],
@@ -137,6 +138,7 @@ def _cli(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.Com
                           cwd=str(tmp_path))
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_compare_cli(tmp_path):
     texts = [p["text"] for p in PASSAGES]
     r = _cli(tmp_path, "--json", "compare", QUERY, *texts, "-r", "bm25", "-r", "embedding", "--judgments",

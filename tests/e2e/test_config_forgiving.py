@@ -14,6 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from rerank_mcp.server.settings import Settings
+from tests.fixtures.env import model_caches
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +28,7 @@ def anyio_backend():
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {
+        **model_caches(),
         "RERANK_MCP_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "ORT_DISABLE_TELEMETRY": "1", "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),
         **extra,
@@ -63,6 +65,7 @@ def test_allowed_roots_invalid_is_explained(value, tmp_path, monkeypatch):
     assert "RERANK_MCP_ALLOWED_ROOTS" in msg and "JSON list" in msg and os.pathsep in msg and "e.g." in msg
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 async def test_invalid_setting_stdio_server_starts_and_explains(tmp_path):
     env = _env(tmp_path / "data", RERANK_MCP_ALLOWED_ROOTS='["unterminated', RERANK_MCP_MAX_K="0")
     params = StdioServerParameters(command=EXE, args=["serve"], env=env)
@@ -83,6 +86,7 @@ async def test_invalid_setting_stdio_server_starts_and_explains(tmp_path):
     assert not (tmp_path / "data").exists()  # nothing was opened or created
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_invalid_setting_one_shot_cli_exits_2(tmp_path):
     env = _env(tmp_path / "data", RERANK_MCP_ALLOWED_ROOTS="[oops")
     p = subprocess.run([EXE, "collections"], env=env, capture_output=True, text=True, timeout=60)
@@ -90,6 +94,7 @@ def test_invalid_setting_one_shot_cli_exits_2(tmp_path):
     assert "RERANK_MCP_ALLOWED_ROOTS" in p.stderr and "JSON list" in p.stderr
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_plain_folder_setting_serves(tmp_path):
     """A plain folder (the setting of the report that killed the server) works for file ingest."""
     files = tmp_path / "notes"
@@ -128,11 +133,13 @@ def test_json_after_verb_runs(tmp_path):
     assert (tmp_path / "d2").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_version():
     p = subprocess.run([EXE, "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("rerank-mcp ") and p.stdout.split()[1][0].isdigit()
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_one_shot_cli_starts_no_background_download(tmp_path):
     """`rerank-mcp rerank -r flashrank` with the model missing and downloads allowed: the answer
     comes from a stand-in with the `models pull` command, and no download request is ever made
@@ -172,6 +179,7 @@ def test_one_shot_cli_starts_no_background_download(tmp_path):
         srv.shutdown()
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_qdrant_without_url_or_path_says_where_its_data_is(tmp_path):
     pytest.importorskip("qdrant_client")
     env = _env(tmp_path / "data", RERANK_MCP_BACKEND="qdrant")
@@ -180,6 +188,7 @@ def test_qdrant_without_url_or_path_says_where_its_data_is(tmp_path):
     assert "RERANK_MCP_QDRANT_URL" in p.stderr and str(tmp_path / "data" / "qdrant") in p.stderr
 
 
+@pytest.mark.slow  # server or CLI subprocesses
 def test_qdrant_server_state_connects_in_the_background(tmp_path):
     """The server's state returns without importing qdrant-client (what made the qdrant engine's
     initialize slow); the first use of the engine waits for the connection and the repair."""

@@ -23,6 +23,7 @@ from mcp import Client
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.tools.catalog import CATALOG
+from tests.conftest import shared_embedder
 from tests.fixtures.env import offline_env
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
@@ -51,7 +52,7 @@ def stats_tool(monkeypatch):
 
 @pytest.mark.anyio
 async def test_the_tool_example_is_listed_callable_and_a_cli_verb(stats_tool, settings, capsys):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
         t = tools["collection_stats"]
         assert t.description == "How many documents and chunks one collection holds."
@@ -95,7 +96,7 @@ async def test_the_reranker_family_example_is_listed_and_ranks(settings, monkeyp
         exec(compile(cls_code, str(DOC), "exec"), mod.__dict__)
         fam = eval(entry.strip().rstrip(","), {"Family": Family})
         monkeypatch.setitem(FAMILIES, fam.name, dataclasses.replace(fam, target=f"{mod.__name__}:OverlapReranker"))
-        async with Client(build_server(settings)) as c:
+        async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
             infos = {i["name"]: i for i in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
             assert infos["overlap"]["status"] == "ready" and infos["overlap"]["options"] == ["blend", "blend_by_position"]
             r = await c.call_tool("rerank", {"query": "brown fox", "reranker": "overlap",

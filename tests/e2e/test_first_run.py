@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tests.fixtures.env import model_caches
+
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
@@ -32,6 +34,7 @@ def anyio_backend():
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return {
+        **model_caches(),
         "RERANK_MCP_DATA_DIR": str(tmp_path / "data"), "RERANK_MCP_ONNX_CACHE_DIR": str(tmp_path / "onnx"),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1",
         "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),

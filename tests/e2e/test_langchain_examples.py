@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.env import offline_env
+from tests.fixtures.env import model_caches, offline_env
 from tests.fixtures.servers import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def _server(tmp: Path):
 
 
 def _run(py: str, script: str, url: str, *args: str) -> str:
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "RERANK_MCP_URL": url,
+    env = {**model_caches(), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "RERANK_MCP_URL": url,
            "RERANK_MCP_HTTP_TOKEN": TOKEN}
     p = subprocess.run([py, str(ROOT / "examples" / script), *args], env=env, capture_output=True, text=True,
                        timeout=300, cwd=ROOT / "examples")

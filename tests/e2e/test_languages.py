@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, shared_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +39,7 @@ async def _ids(c, query, **kw):
 
 
 async def test_chinese_queries_find_the_matching_document_first(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
         assert not r.is_error, r.content
         assert r.structured_content["analyzer"] == "english"  # chosen from the text: CJK bigrams, English words
@@ -58,7 +58,7 @@ async def test_chinese_queries_find_the_matching_document_first(settings):
 
 async def test_the_bm25_reranker_puts_the_matching_chinese_passage_first(settings):
     passages = [d["text"] for d in DOCS]
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("rerank", {"query": "大熊猫吃竹子", "passages": passages, "reranker": "bm25"})
         assert not r.is_error, r.content
         ranked = r.structured_content["passages"]
@@ -69,7 +69,7 @@ async def test_the_bm25_reranker_puts_the_matching_chinese_passage_first(setting
 
 
 async def test_an_explicit_analyzer_is_recorded_and_a_different_one_later_names_reindex(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "de", "analyzer": "german",
                                          "documents": [{"id": "a", "text": "Die Häuser der Stadt sind alt."}]})
         assert not r.is_error, r.content
@@ -91,7 +91,7 @@ async def test_an_explicit_analyzer_is_recorded_and_a_different_one_later_names_
 async def test_hybrid_never_falls_below_bm25_when_the_model_does_not_cover_the_query(settings):
     """The default embedding model is English-only: for a Chinese query hybrid weights its dense
     arm 0 (the figures in docs/eval/languages) and says so; an English query keeps both arms."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
         assert not r.is_error, r.content
         r = await c.call_tool("search", {"query": "大熊猫每天吃什么", "collection": "zh", "k": 5})
@@ -116,7 +116,7 @@ async def test_auto_ranks_chinese_passages_with_bm25_when_the_embedding_model_is
     covers English only, so for Chinese text auto takes bm25 (the CJK-aware analyzer) and says so."""
     passages = [d["text"] for d in DOCS]
     order = [6, 2, 4, 5, 0, 1, 3]  # the panda passage neither first nor last
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("rerank", {"query": "大熊猫每天吃多少竹子", "passages": [passages[i] for i in order]})
         assert not r.is_error, r.content
         out = r.structured_content
@@ -145,7 +145,7 @@ async def test_chinese_chunks_budgets_and_line_citations(settings):
     from tests.e2e.test_search_shaping import count
 
     path, text = _zh_file(settings.allowed_roots[0])
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "zh", "paths": [str(path)]})
         assert not r.is_error, r.content
         doc = json.loads((await c.read_resource(f"documents://zh/{path}")).contents[0].text)

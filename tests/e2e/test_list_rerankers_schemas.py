@@ -10,6 +10,7 @@ from mcp import Client
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.tools.rerank.registry import FAMILIES
+from tests.conftest import shared_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,7 @@ def offline_settings(settings):
 
 
 async def test_list_rerankers_publishes_status_and_option_schemas(offline_settings):
-    async with Client(build_server(offline_settings)) as c:
+    async with Client(build_server(offline_settings, embedder_factory=shared_embedder(offline_settings))) as c:
         res = await c.call_tool("list_rerankers", {"detail": "full"})
         assert not res.is_error
         infos = {x["name"]: x for x in res.structured_content["result"]}
@@ -45,7 +46,7 @@ async def test_list_rerankers_publishes_status_and_option_schemas(offline_settin
 
 
 async def test_bad_options_are_errors_naming_the_valid_ones(offline_settings):
-    async with Client(build_server(offline_settings)) as c:
+    async with Client(build_server(offline_settings, embedder_factory=shared_embedder(offline_settings))) as c:
         r = await c.call_tool("rerank", {"query": "cats", "passages": PASSAGES, "reranker": "bm25",
                                          "options": {"k3": 1}})
         assert r.is_error
@@ -57,7 +58,7 @@ async def test_bad_options_are_errors_naming_the_valid_ones(offline_settings):
 
 
 async def test_default_is_auto_and_a_missing_model_falls_back(offline_settings):
-    async with Client(build_server(offline_settings)) as c:
+    async with Client(build_server(offline_settings, embedder_factory=shared_embedder(offline_settings))) as c:
         r = await c.call_tool("rerank", {"query": "cats", "passages": PASSAGES})
         assert not r.is_error, r.content
         res = r.structured_content
@@ -72,7 +73,7 @@ async def test_default_is_auto_and_a_missing_model_falls_back(offline_settings):
 
 async def test_search_notes_a_rerank_known_to_rank_below_its_first_stage(offline_settings):
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
-    async with Client(build_server(offline_settings)) as c:
+    async with Client(build_server(offline_settings, embedder_factory=shared_embedder(offline_settings))) as c:
         assert not (await c.call_tool("ingest", {"collection": "n", "documents": docs})).is_error
         r = await c.call_tool("search", {"query": "cats", "collection": "n", "k": 3,
                                          "rerank": {"reranker": "bm25", "candidates": 4}})

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, shared_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ async def _ingest(c, docs=DOCS, collection="kb"):
 
 
 async def test_tools_are_listed_with_schemas_and_annotations(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) == {"ingest", "search", "rerank", "compare_rerankers", "list_collections", "list_rerankers",
                           "delete", "evaluate"}
@@ -59,7 +59,7 @@ async def test_tools_are_listed_with_schemas_and_annotations(settings):
 
 async def test_read_only_mode_removes_write_tools(settings):
     ro = settings.model_copy(update={"read_only": True})
-    async with Client(build_server(ro)) as c:
+    async with Client(build_server(ro, embedder_factory=shared_embedder(ro))) as c:
         names = {t.name for t in (await c.list_tools()).tools}
     assert "ingest" not in names and "delete" not in names and "search" in names
 
@@ -70,7 +70,7 @@ async def test_ingest_search_rerank_delete_roundtrip(settings):
     async def on_progress(p, total, message):
         progress.append((p, total, message))
 
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "kb", "documents": DOCS}, progress_callback=on_progress)
         assert not r.is_error, r.content
         res = r.structured_content
@@ -164,7 +164,7 @@ async def test_file_ingest_within_roots(settings, tmp_path):
     (root / "page.html").write_text("<html><head><title>T</title><script>x()</script></head>"
                                     "<body><p>HNSW graphs give fast approximate neighbours.</p></body></html>")
     (root / "skip.bin").write_bytes(b"\x00\x01\x02")
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "files", "paths": [str(root)]})
         assert not r.is_error, r.content
         ids = sorted(d["id"] for d in r.structured_content["documents"])
@@ -198,7 +198,7 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("tool,args,expect", BAD_CALLS, ids=[f"{t}-{e[:20]}" for t, _, e in BAD_CALLS])
 async def test_bad_input_is_a_clear_error_and_stores_nothing(settings, tool, args, expect):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await _ingest(c)
         before = (await c.call_tool("list_collections", {})).structured_content
         r = await c.call_tool(tool, args)
@@ -214,7 +214,7 @@ async def test_binary_file_is_refused_and_nothing_stored(settings):
     root = settings.allowed_roots[0]
     (root / "blob.txt").write_bytes(b"abc\x00\xff\xfe" * 100)
     (root / "ok.txt").write_text("fine text")
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "bin", "paths": [str(root / "ok.txt"), str(root / "blob.txt")]})
         assert r.is_error and "binary" in r.content[0].text
         cols = (await c.call_tool("list_collections", {})).structured_content["collections"]
@@ -228,7 +228,7 @@ async def test_binary_file_is_refused_and_nothing_stored(settings):
 
 
 async def test_wrong_argument_types_are_rejected(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("search", {"query": ["not", "a", "string"], "collection": "kb"})
         assert r.is_error and "query" in r.content[0].text
         r = await c.call_tool("search", {"query": "x", "k": "ten"})
@@ -242,13 +242,13 @@ async def test_no_roots_when_started_in_the_filesystem_root(tmp_path, monkeypatc
     monkeypatch.chdir("/")
     s = Settings(data_dir=tmp_path / "data", log_level="WARNING")
     assert s.roots() == []
-    async with Client(build_server(s)) as c:
+    async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
         r = await c.call_tool("ingest", {"paths": ["/etc/hostname"]})
         assert r.is_error and "RERANK_MCP_ALLOWED_ROOTS" in r.content[0].text
 
 
 async def test_search_feedback_through_mcp(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await _ingest(c)
         tools = {t.name: t for t in (await c.list_tools()).tools}
         assert tools["search"].input_schema["properties"]["feedback"]["type"] == "boolean"

@@ -13,9 +13,10 @@ from mcp import Client
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.server.state import build_state
+from tests.conftest import shared_embedder
 from tests.fixtures.fakes import HashEmbedder
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: slow embedder loads waited for
 
 LOAD_S = 4.0
 
@@ -59,7 +60,7 @@ async def test_waiting_call_streams_progress_and_keeps_its_errors(settings):
 
 async def test_search_on_the_empty_default_collection_answers_what_to_do(settings):
     """A fresh install's first search (the README's Inspector example): no error, no hits, a note."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("search", {"query": "what is reciprocal rank fusion", "k": 3})
         assert not r.is_error, r.content
         assert r.structured_content["hits"] == [] and "ingest" in r.structured_content["notes"][0]

@@ -23,7 +23,7 @@ from tests.e2e.test_languages import DOCS
 from tests.fixtures.hub import FakeHub
 from tests.fixtures.multilingual import build_xlmr_encoder
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: fixture multilingual embedders served from a local hub
 
 E5 = "intfloat/multilingual-e5-small"
 M3 = "BAAI/bge-m3"

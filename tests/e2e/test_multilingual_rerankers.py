@@ -19,11 +19,14 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import shared_embedder
 from tests.e2e.test_languages import DOCS
 from tests.fixtures.env import offline_env
 from tests.fixtures.hub import FakeFileHost, FakeHub, zip_folder
 from tests.fixtures.multilingual import build_multibert_flashrank, build_xlmr_cross_encoder
 from tests.fixtures.servers import serve_http
+
+pytestmark = pytest.mark.slow  # fixture multilingual models built and served
 
 BGE = "BAAI/bge-reranker-base"
 M3 = "BAAI/bge-reranker-v2-m3"
@@ -76,7 +79,7 @@ def _in_process(pulled, family, model, query=QUERY, texts=TEXTS, **options):
 
 @pytest.mark.anyio
 async def test_rerank_and_search_and_list_rerankers_through_mcp(ml_settings, pulled):
-    async with Client(build_server(ml_settings)) as c:
+    async with Client(build_server(ml_settings, embedder_factory=shared_embedder(ml_settings))) as c:
         for family, model in (("cross-encoder", BGE), ("cross-encoder", M3), ("flashrank", MB)):
             r = await c.call_tool("rerank", {"query": QUERY, "passages": TEXTS, "reranker": family,
                                              "options": {"model": model}})
@@ -133,7 +136,6 @@ def _ready(port: int) -> bool:
     return r.status_code == 200
 
 
-@pytest.mark.slow
 def test_http_rerank_api_serves_the_multilingual_models(pulled, tmp_path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
                       RERANK_MCP_FLASHRANK_CACHE_DIR=str(pulled / "flashrank"), HF_HUB_CACHE=str(pulled / "hf"),

@@ -23,6 +23,7 @@ from mcp import Client
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.tools.payload import to_json
+from tests.conftest import shared_embedder
 
 pytestmark = pytest.mark.anyio
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -57,7 +58,7 @@ def text_share(sc: dict) -> float:
 
 
 async def test_tools_list_fits(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in (await c.list_tools()).tools]
     without = sum(chars4({k: v for k, v in t.items() if k != "outputSchema"}) for t in tools)
     with_out = sum(chars4(t) for t in tools)
@@ -74,7 +75,7 @@ def _titles(schema) -> bool:
 
 
 async def test_list_rerankers_fits_and_full_keeps_the_schemas(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("list_rerankers", {})
         full = await c.call_tool("list_rerankers", {"detail": "full"})
     assert not r.is_error and not full.is_error
@@ -93,7 +94,7 @@ async def docs_kb(settings):
     """The project's own docs, ingested as files: markdown with tables, short sections, long paths."""
     root = Path(settings.allowed_roots[0]) / "docs"
     shutil.copytree(DOCS, root, ignore=shutil.ignore_patterns("*.json", "eval"))
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("ingest", {"collection": "kb", "paths": [str(root)]})
         assert not r.is_error, r.content
         yield c
@@ -157,7 +158,7 @@ async def test_compact_hits_name_each_path_once_and_full_keeps_every_field(docs_
 
 @pytest.mark.slow
 async def test_a_default_hit_is_mostly_hit_text(settings, scifact_full):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         docs = [{"id": d["id"], "text": d["text"]} for d in scifact_full.docs]  # the title begins the text
         r = await c.call_tool("ingest", {"collection": "sf", "documents": docs})
         assert not r.is_error, r.content

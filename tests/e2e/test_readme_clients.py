@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-pytestmark = pytest.mark.anyio
+from tests.fixtures.env import model_caches
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: server subprocesses launched as the README's clients would
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -75,7 +77,7 @@ def configs(workspace: Path) -> dict[str, tuple[str, list[str], dict[str, str]]]
 def _base_env(tmp_path: Path) -> dict[str, str]:
     # what a client passes besides the configuration's env; the data directory of this test (the
     # configurations name none: platformdirs puts it under XDG_DATA_HOME)
-    return {"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),
+    return {**model_caches(), "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),
             "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -110,7 +112,6 @@ def _inspector_commands() -> list[list[str]]:
     return [shlex.split(ln) for ln in block.splitlines() if ln.strip().startswith("npx")]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("npx") is None, reason="needs Node.js (npx) for the MCP Inspector CLI")
 def test_readme_inspector_examples_on_a_fresh_install(tmp_path):
     cmds = _inspector_commands()

@@ -21,6 +21,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import shared_embedder
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import serve_http
 
@@ -37,7 +38,7 @@ TOKEN = "unordered-token-1234"
 
 @pytest.mark.anyio
 async def test_default_rerank_over_mcp_puts_the_bread_passage_first(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES})
         assert not r.is_error, r.content
         res = r.structured_content
@@ -60,7 +61,7 @@ async def test_default_rerank_over_mcp_puts_the_bread_passage_first(settings):
 
 @pytest.mark.anyio
 async def test_min_score_on_rerank_and_search_uses_the_rankers_own_scale(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         full = (await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES})).structured_content
         cos = {p["index"]: p["score"] for p in full["passages"]}
         r = await c.call_tool("rerank", {"query": QUERY, "passages": PASSAGES, "min_score": 0.3})
@@ -196,7 +197,7 @@ def test_http_503_for_a_missing_model_says_nothing_was_ranked(api):
 async def test_search_note_says_blended_when_a_stand_in_blends(settings):
     """The cross-encoder's model is missing: the embedding reranker stands in, blended with the
     first stage's order inside search (position-aware); the note used to call it "(alone)"."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
         assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
         r = await c.call_tool("search", {"query": QUERY, "collection": "kb", "mode": "hybrid",
@@ -214,7 +215,7 @@ async def test_search_note_says_blended_when_a_stand_in_blends(settings):
 
 @pytest.mark.anyio
 async def test_list_rerankers_calls_cascade_available_when_it_runs_with_stand_ins(settings):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
         cas = infos["cascade"]
         assert infos["cross-encoder"]["status"] == "missing" and infos["flashrank"]["status"] == "missing"
@@ -248,7 +249,7 @@ def test_cli_rerank_prints_which_reranker_ranked(tmp_path, capsys):
 async def test_default_search_rerank_offline_keeps_the_first_stage_order(settings):
     """Inside search the candidates are a ranking; with no cross-encoder or FlashRank model, auto
     keeps their order (every offline reranker measured below a hybrid first stage)."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)]
         assert not (await c.call_tool("ingest", {"collection": "kb", "documents": docs})).is_error
         plain = (await c.call_tool("search", {"query": QUERY, "collection": "kb", "k": 4})).structured_content

@@ -88,6 +88,7 @@ def _local(family: str, query: str = QUERY, docs: list[str] = DOCS) -> list[int]
 # ----------------------------------------------------------------------------- the four APIs
 
 
+@pytest.mark.slow  # the Cohere SDK against a server
 def test_cohere_v2_sdk(api):
     co = cohere.ClientV2(api_key=TOKEN, base_url=api)
     r = co.rerank(model="bm25", query=QUERY, documents=DOCS, top_n=3)

@@ -12,10 +12,11 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import shared_embedder
 from tests.fixtures.models import build_cross_encoder, build_flashrank
 from tests.fixtures.servers import FakeCohere, FakeOpenAI
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: fixture models of every reranker family
 
 PASSAGES = [f"passage {i} about retrieval rel={r}" for i, r in enumerate([3, 9, 1, 7, 5])]
 DOCS = [{"id": f"d{i}", "text": p} for i, p in enumerate(PASSAGES)]
@@ -37,7 +38,7 @@ async def test_every_family_through_rerank_and_search(settings, models):
             **settings.model_dump(), "cross_encoder_model": ce, "flashrank_cache_dir": fr, "cohere_api_key": "test-key",
             "cohere_base_url": co.base_url, "llm_base_url": llm.base_url, "llm_model": "rank-zephyr",
         })
-        async with Client(build_server(s)) as c:
+        async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
             infos = {x["name"]: x for x in (await c.call_tool("list_rerankers", {})).structured_content["result"]}
             assert all(infos[n]["available"] for n in infos), infos
             r = await c.call_tool("ingest", {"collection": "r", "documents": DOCS})

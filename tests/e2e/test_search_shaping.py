@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, shared_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -77,7 +77,7 @@ def count(texts):
 
 
 async def test_max_tokens_is_never_exceeded_and_keeps_rank_order(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         plain = (await c.call_tool("search", {"query": "vitamin D bone fractures", "collection": "kb", "k": 50}))
         plain = plain.structured_content
@@ -105,7 +105,7 @@ async def test_max_tokens_is_never_exceeded_and_keeps_rank_order(settings, files
 
 
 async def test_group_by_document_gives_one_entry_per_document_with_exact_passages(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         r = await c.call_tool("search", {"detail": "full", "query": "sourdough bread fermentation", "collection": "kb",
                                          "group_by": "document", "k": 5, "dedupe": False})
@@ -129,7 +129,7 @@ async def test_group_by_document_gives_one_entry_per_document_with_exact_passage
 
 
 async def test_expand_merges_neighbours_into_contiguous_passages(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         base = (await c.call_tool("search", {"detail": "full", "query": "foxes and dogs by the river", "collection": "kb", "k": 3,
                                              "dedupe": False})).structured_content
@@ -151,7 +151,7 @@ async def test_expand_merges_neighbours_into_contiguous_passages(settings, files
 
 
 async def test_near_duplicates_in_other_documents_are_folded_and_listed(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         plain = (await c.call_tool("search", {"detail": "full", "query": "BM25 term weighting", "collection": "kb", "k": 10,
                                               "mode": "bm25"})).structured_content
@@ -175,7 +175,7 @@ async def test_near_duplicates_in_other_documents_are_folded_and_listed(settings
 
 
 async def test_hits_from_files_cite_exact_lines_and_the_resource_returns_them(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         res = (await c.call_tool("search", {"detail": "full", "query": "dense vector search with FAISS", "collection": "kb",
                                             "k": 10, "mode": "bm25"})).structured_content
@@ -204,7 +204,7 @@ async def test_hits_from_files_cite_exact_lines_and_the_resource_returns_them(se
 
 
 async def test_bad_shaping_values_are_clear_errors(settings, files):
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         await ingest_folder(c, files)
         for args, words in (({"max_tokens": -5}, "max_tokens"), ({"max_tokens": 0}, "max_tokens"),
                             ({"group_by": "folder"}, "group_by"), ({"expand": -1}, "expand"),
@@ -222,7 +222,7 @@ async def test_ingest_sync_mirrors_a_folder_with_progress(settings, files):
     async def on_progress(p, total, message):
         progress.append(message)
 
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         first = await ingest_folder(c, files, sync=True)
         assert first["added"] == 3 and first["deleted"] == 0 and first["synced"]
         (files / "other.md").unlink()
@@ -249,7 +249,7 @@ async def test_resource_list_changes_are_notified_when_collections_come_and_go(s
         got.append(getattr(message, "method", None) or type(message).__name__)
 
     docs = [{"id": "a", "text": "Some text to store."}]
-    async with Client(build_server(settings), mode="legacy", message_handler=handler) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings)), mode="legacy", message_handler=handler) as c:
         init = c.session.initialize_result
         assert init is not None and init.capabilities.resources.list_changed is True  # declared, then sent
         assert not (await c.call_tool("ingest", {"collection": "fresh", "documents": docs})).is_error
@@ -264,7 +264,7 @@ async def test_resource_list_changes_are_notified_when_collections_come_and_go(s
         assert got.count("notifications/resources/list_changed") == 2
 
     # the 2026-07-28 protocol delivers the same change through subscriptions/listen
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         async with c.listen(resources_list_changed=True) as sub:
             assert not (await c.call_tool("ingest", {"collection": "fresh2", "documents": docs})).is_error
             with anyio.fail_after(10):

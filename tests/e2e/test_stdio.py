@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-pytestmark = pytest.mark.anyio
+from tests.fixtures.env import model_caches
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: stdio server subprocesses
 
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 
 
 def _params(data_dir: Path, root: Path) -> StdioServerParameters:
     env = {
+        **model_caches(),
         "RERANK_MCP_DATA_DIR": str(data_dir),
         "RERANK_MCP_ALLOWED_ROOTS": json.dumps([str(root)]),
         "HF_HUB_OFFLINE": "1",

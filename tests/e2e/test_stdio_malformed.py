@@ -14,6 +14,8 @@ import pytest
 from tests.e2e.test_stdio_transport import EXE, _env
 from tests.fixtures.stdio_process import INIT, INITIALIZED, StdioServer
 
+pytestmark = pytest.mark.slow  # stdio server subprocesses
+
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 
 MALFORMED = [

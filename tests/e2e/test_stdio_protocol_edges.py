@@ -21,6 +21,8 @@ import pytest
 from tests.e2e.test_stdio_transport import EXE, _env
 from tests.fixtures.stdio_process import StdioServer
 
+pytestmark = pytest.mark.slow  # stdio server subprocesses
+
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 
 BAD_IDS = [b"1.5", b"true", b"false", b"null", b"{}", b'{"a": 1}', b"[]", b"[1]", b"NaN", b"1e400"]
@@ -130,7 +132,6 @@ def test_tool_arguments_are_validated_strictly(tmp_path):
         _close(srv)
 
 
-@pytest.mark.slow
 def test_one_long_line_is_read_in_linear_time(tmp_path):
     srv = StdioServer([EXE, "serve"], _env(tmp_path, "asyncio"))
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # stdio server subprocesses
+
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 ROOT = Path(__file__).resolve().parents[2]
 

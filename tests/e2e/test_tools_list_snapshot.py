@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import shared_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ UPDATE = "RERANK_MCP_UPDATE_SNAPSHOTS"
 
 async def listed(settings) -> list[dict]:
     """``tools/list`` as JSON, in the server's order."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         tools = (await c.list_tools()).tools
     return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
 

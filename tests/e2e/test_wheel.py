@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-pytestmark = pytest.mark.anyio
+from tests.fixtures.env import model_caches
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: builds and installs a wheel
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,6 +83,7 @@ async def test_installed_server_starts_from_an_unrelated_directory(installed, tm
     elsewhere = tmp_path / "somewhere-else"
     elsewhere.mkdir()
     env = {
+        **model_caches(),
         "RERANK_MCP_DATA_DIR": str(tmp_path / "data"),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1",
         "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""),

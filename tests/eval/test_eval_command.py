@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import DATASETS
 from tests.eval.test_evaluate_collection import DOCS
 
+pytestmark = pytest.mark.slow  # SciFact slices through the CLI
+
 SCIFACT = DATASETS / "scifact"
 
 # Measured on this slice (150 documents incl. every judged one, first 30 test queries, chunk 256/32):

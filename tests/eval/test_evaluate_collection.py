@@ -40,6 +40,7 @@ def registry(embedder):
     return RerankerRegistry(RerankContext(embedder=lambda model: embedder))
 
 
+@pytest.mark.slow  # several pipelines with fixture rerankers over every query
 def test_metrics_per_pipeline_and_query(engine, registry, collection):
     res = evaluate_collection(engine, registry, collection, JUDGMENTS, ["bm25", "hybrid-rrf+embedding", "dense"])
     assert isinstance(res, CollectionEvalResult)

@@ -32,6 +32,7 @@ def _ranx(qrels, runs):
     return {m: float(means[m]) for m in METRICS}, dict(zip(Qrels(qrels).keys(), map(float, per)))
 
 
+@pytest.mark.slow  # ranx over many runs; threads
 def test_the_same_figures_as_ranx():
     pytest.importorskip("ranx")
     rng = random.Random(7)
@@ -93,6 +94,7 @@ print("ok" if not bad and not heavy else f"bad={len(bad)} heavy={heavy}")
 '''
 
 
+@pytest.mark.slow  # ranx over many runs; threads
 def test_the_server_scores_from_several_threads_without_ranx():
     proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr[-2000:])

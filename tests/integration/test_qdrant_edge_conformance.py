@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # dataset slices indexed on both engines
+
 pytest.importorskip("qdrant_client")
 qe = pytest.importorskip("qdrant_edge")
 

@@ -321,6 +321,7 @@ class FailingMidChunks(QdrantIndex):
         raise UpstreamError("simulated failure half-way through the chunks")
 
 
+@pytest.mark.slow  # a larger corpus, or retries with backoff
 @pytest.mark.parametrize("cls", [FailingCommit, FailingMidChunks])
 def test_failure_part_way_leaves_the_previous_version(tmp_path, cls):
     good = make(tmp_path)
@@ -465,6 +466,7 @@ class _FakeQdrant:
         self.httpd.server_close()
 
 
+@pytest.mark.slow  # a larger corpus, or retries with backoff
 @pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 @pytest.mark.parametrize("status,retried,needle", [(503, True, "gave up after 3 attempt"), (401, False, "check the Qdrant API key"),
                                                    (400, False, "HTTP 400")])
@@ -501,6 +503,7 @@ def test_wrong_vector_dimension(ix):
     assert ix.doc_hashes(COL, ["x"]) == {}
 
 
+@pytest.mark.slow  # a larger corpus, or retries with backoff
 def test_bm25_length_normalisation_follows_the_collection_average(tmp_path):
     """Short documents first, long ones later (a corpus sorted by length): the early chunks'
     sparse vectors are rewritten as the average moves, so BM25 scores end up those of the same

@@ -44,6 +44,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow  # works on a copy of the SciFact slice the session builds
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_derived_index_is_rebuilt(built_embedded, open_embedded_copy, damage):
     folder = open_embedded_copy.data_dir / "collections" / COLLECTION
@@ -65,6 +66,7 @@ def test_damaged_derived_index_is_rebuilt(built_embedded, open_embedded_copy, da
     assert open_embedded_copy().open_all() == []
 
 
+@pytest.mark.slow  # works on a copy of the SciFact slice the session builds
 def test_unsaved_changes_are_replayed_after_a_crash(built_embedded, open_embedded_copy):
     """The store acknowledged it, the derived files never heard of it: replay on open."""
     eng = open_embedded_copy()
@@ -144,6 +146,7 @@ def test_model_mismatch_is_refused_and_reindex_fixes_it(tmp_path, embedder):
         eng.close()
 
 
+@pytest.mark.slow  # works on a copy of the SciFact slice the session builds
 def test_bm25_catch_up_is_incremental(built_embedded, open_embedded_copy, monkeypatch):
     eng = open_embedded_copy()
     col = eng.collection(COLLECTION)
@@ -153,7 +156,8 @@ def test_bm25_catch_up_is_incremental(built_embedded, open_embedded_copy, monkey
 
     def spy(*a, **kw):
         n = real_catch_up(*a, **kw)
-        calls.append(n)
+        if n:  # the engine's idle poll for other processes' writes catches up too, finding nothing
+            calls.append(n)
         return n
 
     def no_rebuild():

@@ -9,6 +9,8 @@ from rerank_mcp.tools.collections import delete, list_collections
 from rerank_mcp.tools.ingest import ingest
 from rerank_mcp.tools.search import search
 
+pytestmark = pytest.mark.slow  # a SciFact slice embedded and indexed on both engines
+
 COLLECTION = "scifact"  # as built by the session fixture in conftest.py
 MODES = ("dense", "bm25", "hybrid")
 

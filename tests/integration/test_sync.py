@@ -78,6 +78,7 @@ def ids(res, status):
     return sorted(Path(d.id).relative_to(top).as_posix() for d in res.documents if d.status == status)
 
 
+@pytest.mark.slow  # several full syncs of a folder on each engine
 def test_sync_adds_updates_skips_and_deletes(any_engine, tree):
     root, docs = tree
     progress = []

@@ -47,6 +47,7 @@ def _results(index, collection: str, mode: str) -> list[tuple[str, int, float]]:
     return out
 
 
+@pytest.mark.slow  # round trips of a whole collection through both engines
 def test_round_trip_gives_identical_results(tmp_path, embedder):
     src = _open(tmp_path, "src", "embedded", embedder)
     try:
@@ -71,6 +72,7 @@ def test_round_trip_gives_identical_results(tmp_path, embedder):
     assert after == before
 
 
+@pytest.mark.slow  # round trips of a whole collection through both engines
 def test_through_qdrant_and_back(tmp_path, embedder):
     pytest.importorskip("qdrant_client")
     src = _open(tmp_path, "src", "embedded", embedder)
@@ -146,6 +148,7 @@ def test_missing_and_binary_files(tmp_path, embedder):
         dst.close()
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_cli_export_and_import(tmp_path):
     exe = str(Path(sys.executable).with_name("rerank-mcp"))
     env_a = ["--data-dir", str(tmp_path / "a")]

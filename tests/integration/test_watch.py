@@ -19,6 +19,8 @@ from rerank_mcp.tools.sync import sync_folders
 from rerank_mcp.tools.watch import FolderWatcher
 from tests.fixtures.env import offline_env
 
+pytestmark = pytest.mark.slow  # file watching waits on debounce timers
+
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
 

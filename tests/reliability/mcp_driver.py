@@ -14,6 +14,7 @@ from mcp import Client
 from rerank_mcp.server.app import build_server
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import build_state
+from tests.conftest import shared_embedder
 
 
 class Mcp:
@@ -47,7 +48,7 @@ class Mcp:
 @contextmanager
 def serve(settings: Settings, cls: type[Mcp] = Mcp, **extra: Any) -> Iterator[Mcp]:
     """A server on ``settings`` with one client session; the state is closed afterwards."""
-    state = build_state(settings, warm=False)
+    state = build_state(settings, warm=False, embedder_factory=shared_embedder(settings))
     try:
         with start_blocking_portal() as portal:
             with portal.wrap_async_context_manager(Client(build_server(settings, state))) as client:

@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 
 from rerank_mcp.server.app import build_server
+from tests.conftest import shared_embedder
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import FakeCohere, FakeOpenAI, serve_http
 from tests.reliability.stats import record
@@ -109,9 +110,10 @@ def _settings(settings, co, llm, **extra):
                              "llm_base_url": llm.base_url, "llm_api_key": LLM_KEY, "llm_model": "m", **extra})
 
 
+@pytest.mark.slow  # HTTP servers and remote-reranker peers
 async def test_no_configured_key_reaches_a_client_chosen_url(settings):
     with FakeCohere(CO_KEY) as co, FakeOpenAI(LLM_KEY) as llm, FakeCohere("x") as evil_co, FakeOpenAI() as evil_llm:
-        async with Client(build_server(_settings(settings, co, llm))) as c:
+        async with Client(build_server(_settings(settings, co, llm), embedder_factory=shared_embedder(_settings(settings, co, llm)))) as c:
             r = await c.call_tool("ingest", {"collection": "c", "documents": [
                 {"id": f"d{i}", "text": p} for i, p in enumerate(PASSAGES)]})
             assert not r.is_error, r.content
@@ -146,10 +148,11 @@ async def test_no_configured_key_reaches_a_client_chosen_url(settings):
                            + _keys_seen(co, llm).count(f"Bearer {LLM_KEY}")})
 
 
+@pytest.mark.slow  # HTTP servers and remote-reranker peers
 async def test_an_endpoint_the_operator_lists_is_allowed(settings):
     with FakeCohere(CO_KEY) as co, FakeOpenAI(LLM_KEY) as llm, FakeCohere(CO_KEY) as other:
         s = _settings(settings, co, llm, allowed_endpoints=[other.base_url])
-        async with Client(build_server(s)) as c:
+        async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
             r = await c.call_tool("rerank", {"query": "retrieval", "passages": PASSAGES, "reranker": "cohere",
                                              "options": {"base_url": other.base_url}})
             assert not r.is_error, r.content
@@ -173,7 +176,7 @@ def test_allowed_endpoints_setting_is_validated(tmp_path):
 
 async def test_client_model_paths_stay_inside_the_model_folders(settings, tmp_path):
     """``options.model: "/etc"`` and friends are refused at once, naming the setting; nothing is read."""
-    async with Client(build_server(settings)) as c:
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
         outside = tmp_path / "somewhere"
         outside.mkdir()
         for name, options in [
@@ -202,13 +205,14 @@ async def test_a_listed_model_folder_is_allowed(settings, tmp_path):
     mine = tmp_path / "my-models"
     ce = build_cross_encoder(mine / "ce")
     s = type(settings)(**{**settings.model_dump(), "allowed_model_dirs": [mine]})
-    async with Client(build_server(s)) as c:
+    async with Client(build_server(s, embedder_factory=shared_embedder(s))) as c:
         r = await c.call_tool("rerank", {"query": "q", "passages": ["a", "b"], "reranker": "cross-encoder",
                                          "options": {"model": str(ce)}})
         assert not r.is_error, r.content
         assert r.structured_content["model"] == str(ce)
 
 
+@pytest.mark.slow  # HTTP servers and remote-reranker peers
 def test_http_api_and_mcp_over_http_send_no_key_to_a_client_url(tmp_path):
     """``serve --http``: the rerank API takes no URL from a request (its models are the operator's),
     and MCP tools over HTTP refuse a client's base_url; the operator's cascade alias still reaches

@@ -25,6 +25,8 @@ from rerank_mcp.tools.search import search
 from tests.reliability.hash_embedder import HashEmbedder
 from tests.reliability.stats import record
 
+pytestmark = pytest.mark.slow  # processes killed mid-ingest
+
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("RERANK_MCP_CRASH_KILLS", "5" if os.environ.get("CI") else "20"))
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "

@@ -43,10 +43,12 @@ from pydantic import TypeAdapter
 import rerank_mcp.server as server_pkg
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.tools.catalog import CATALOG
-from tests.fixtures.env import offline_env
+from tests.fixtures.env import model_caches, offline_env
 from tests.reliability.mcp_driver import Mcp as BaseMcp
 from tests.reliability.mcp_driver import serve
 from tests.reliability.stats import record
+
+pytestmark = pytest.mark.slow  # hypothesis fuzzing of every tool, and a stdio subprocess
 
 SERVER_SRC = str(Path(server_pkg.__file__).resolve().parents[1])
 TRIED = {"n": 0}
@@ -635,8 +637,8 @@ def test_raw_stdio_numbers_and_escapes_only_json_can_carry(tmp_path):
     exe = str(Path(sys.executable).with_name("rerank-mcp"))
     files = tmp_path / "files"
     files.mkdir()
-    # a bare environment: of this process's, only HOME and PATH
-    env = offline_env({"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")},
+    # a bare environment: of this process's, only HOME and PATH (and the test run's model caches)
+    env = offline_env({"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", ""), **model_caches()},
                       RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_ALLOWED_ROOTS=json.dumps([str(files)]),
                       RERANK_MCP_LOG_LEVEL="WARNING")
     proc = subprocess.Popen([exe, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

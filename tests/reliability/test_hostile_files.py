@@ -365,6 +365,7 @@ def _pdf_with_stream(raw: bytes) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow  # builds a large PDF
 def test_a_pdf_past_pypdfs_limits_is_a_clear_error(eng, files):
     bomb = files / "bomb.pdf"
     bomb.write_bytes(_pdf_with_stream(b"BT /F1 12 Tf 72 720 Td (x) Tj ET" + b" " * 80_000_000))

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import serve_http
 from tests.reliability.stats import record
+
+pytestmark = pytest.mark.slow  # HTTP server subprocesses under concurrent load
 
 TOKEN = "s3cret-token-value-1234"
 COHERE_KEY = "co-key-should-never-appear"

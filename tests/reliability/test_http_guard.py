@@ -7,8 +7,12 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.env import offline_env
 from tests.fixtures.servers import serve_http
+
+pytestmark = pytest.mark.slow  # an HTTP server subprocess
 
 TOKEN = "guard-token-0123456789"
 

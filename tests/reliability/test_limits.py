@@ -166,6 +166,7 @@ def _assert_refused(mcp: Mcp, tool: str, args: dict, expect: list[str]) -> None:
 
 # ---------------------------------------------------------------------------- timeout
 
+@pytest.mark.slow  # waits for a tool timeout
 def test_tool_timeout_returns_a_timeout_error_quickly(tmp_path):
     files = tmp_path / "files"
     files.mkdir()

@@ -39,6 +39,8 @@ from tests.reliability.consistency import check_collection
 from tests.reliability.stats import record
 from tests.reliability.test_http import TOKEN, _client
 
+pytestmark = pytest.mark.slow  # a soak: repeated server restarts
+
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 DURATION = float(os.environ.get("RERANK_MCP_RESTART_SOAK_S", "20"))
 EVERY = float(os.environ.get("RERANK_MCP_RESTART_EVERY_S", "0")) or (60.0 if DURATION >= 300 else DURATION / 3)

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
 from rerank_mcp.tools.ingest import WRITE_BATCH
 from tests.fixtures.env import offline_env
@@ -29,6 +31,8 @@ from tests.reliability.consistency import check_collection
 from tests.reliability.hash_embedder import HashEmbedder
 from tests.reliability.stats import record
 from tests.reliability.test_crash import _docs
+
+pytestmark = pytest.mark.slow  # a server subprocess signalled mid-ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 CYCLES = int(os.environ.get("RERANK_MCP_SIGTERM_CYCLES", "5"))

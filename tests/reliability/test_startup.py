@@ -23,6 +23,8 @@ from tests.fixtures.env import offline_env
 from tests.fixtures.servers import free_port
 from tests.fixtures.stdio_process import StdioServer
 
+pytestmark = pytest.mark.slow  # server subprocesses
+
 
 def _env(data: Path) -> dict[str, str]:
     return offline_env(RERANK_MCP_DATA_DIR=str(data), RERANK_MCP_LOG_LEVEL="WARNING")
@@ -68,7 +70,6 @@ def read_only_mount(tmp_path):
         subprocess.run(["umount", str(ro)], capture_output=True)
 
 
-@pytest.mark.slow
 def test_read_only_data_dir_serves_read_only(read_only_mount):
     src, ro = read_only_mount
     _ingest(src)
@@ -89,7 +90,6 @@ def test_read_only_data_dir_serves_read_only(read_only_mount):
     assert sorted(p.name for p in src.iterdir()) == sorted(p.name for p in ro.iterdir())
 
 
-@pytest.mark.slow
 def test_corrupt_embedding_cache_is_moved_aside_and_rebuilt(tmp_path):
     data = tmp_path / "data"
     _ingest(data)

@@ -19,6 +19,8 @@ from rerank_mcp.tools.models_store import ModelStore, model_ref
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 from tests.fixtures.hub import FakeFileHost, FakeHub, zip_folder
 
+pytestmark = pytest.mark.slow  # background downloads from a local hub, waited for
+
 CE = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 FR = "ms-marco-TinyBERT-L-2-v2"
 QUERY = "how do rerankers order passages"

@@ -66,6 +66,7 @@ def test_normalize_is_sigmoid_of_logits(registry, direct):
         assert p.score == pytest.approx(1 / (1 + math.exp(-ref[p.index])), abs=1e-5)
 
 
+@pytest.mark.slow  # many runs of the fixture cross-encoder
 def test_batch_size_does_not_change_scores(registry):
     texts = TEXTS + [FILLER[: 40 * k] for k in range(1, 9)]
     a = registry.get("cross-encoder", {"batch_size": 1}).rerank(QUERY, texts)
@@ -89,6 +90,7 @@ def test_truncation_is_reported_exactly(registry, direct):
         assert p.truncated == (p.index in res.truncated)
 
 
+@pytest.mark.slow  # many runs of the fixture cross-encoder
 def test_windowing_scores_long_passages_by_their_best_window(registry, direct):
     tok = direct.tok
     long_text = FILLER + " cats meow to talk to their humans " + FILLER

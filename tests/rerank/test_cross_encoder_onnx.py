@@ -20,6 +20,8 @@ import pytest
 from rerank_mcp.errors import InvalidInput
 from rerank_mcp.tools.rerank.registry import RerankContext, RerankerRegistry
 
+pytestmark = pytest.mark.slow  # ONNX exports of fixture cross-encoders
+
 QUERY = "how to parse and format dates and times from strings"
 FILLER = " ".join(["the river flows past green hills and quiet villages"] * 12)
 

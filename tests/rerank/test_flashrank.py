@@ -141,6 +141,7 @@ def test_scores_equal_flashranks_own_rerank(registry):
         assert ours[p["id"]] == pytest.approx(float(p["score"]), abs=1e-5)
 
 
+@pytest.mark.slow  # builds the int8 FlashRank fixture model
 def test_int8_build_is_the_published_size_and_ranks_like_fp32(tmp_path, flashrank_cache, direct):
     """The benchmark's FlashRank model is int8 like the published ~4 MB file; its ranking must
     follow the fp32 weights' (quantisation noise only)."""

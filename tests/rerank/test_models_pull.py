@@ -104,6 +104,7 @@ def test_hf_pull_list_remove(tmp_path, hub):
     assert not st.remove(ref)
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_hf_connection_dropped_mid_file_is_resumed(tmp_path, hub):
     commit = hub.repos["org/tiny-reranker"]["commit"]
     path = f"/org/tiny-reranker/resolve/{commit}/model.safetensors"
@@ -114,6 +115,7 @@ def test_hf_connection_dropped_mid_file_is_resumed(tmp_path, hub):
     assert len(hub.gets(path)) == 2  # cut once, then fetched again
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_hf_download_that_keeps_failing_leaves_nothing_present(tmp_path, hub):
     commit = hub.repos["org/tiny-reranker"]["commit"]
     hub.drop[f"/org/tiny-reranker/resolve/{commit}/model.safetensors"] = 100
@@ -171,6 +173,7 @@ def test_hf_two_concurrent_pulls_download_once(tmp_path, hub):
 
 
 # --------------------------------------------------------------------------- FlashRank
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_flashrank_pull_list_remove(tmp_path, host, fr_zip):
     st = store(tmp_path, host=host)
     ref = model_ref(FR)
@@ -188,6 +191,7 @@ def test_flashrank_pull_list_remove(tmp_path, host, fr_zip):
     assert st.remove(ref) and not folder.exists() and st.info(ref).state == "missing"
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_flashrank_connection_dropped_mid_file_is_resumed_with_range(tmp_path, host, fr_zip):
     host.drop[f"/{FR}.zip"] = 2
     host.drop_after = 1_000_000
@@ -197,6 +201,7 @@ def test_flashrank_connection_dropped_mid_file_is_resumed_with_range(tmp_path, h
     assert ranges[0] is None and all(r and r.startswith("bytes=") for r in ranges[1:]) and len(ranges) == 3
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_flashrank_interrupted_pull_is_hidden_then_resumed(tmp_path, host, fr_zip, caplog):
     host.drop[f"/{FR}.zip"] = 100
     host.drop_after = 2_000_000
@@ -235,6 +240,7 @@ def test_missing_archive_is_not_found(tmp_path, host):
         store(tmp_path, host=host).pull(model_ref("ms-marco-MiniLM-L-12-v2"))
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_flashrank_two_concurrent_pulls_download_once(tmp_path, host):
     stores = [store(tmp_path, host=host) for _ in range(3)]
     errors: list[BaseException] = []
@@ -279,6 +285,7 @@ def cli_env(tmp_path, hub, host):
     return env
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_cli_pull_list_remove(cli_env, tmp_path, hub, host):
     r = _cli(["models", "pull", "org/tiny-reranker", FR], cli_env)
     assert r.returncode == 0, r.stderr
@@ -301,12 +308,14 @@ def test_cli_pull_list_remove(cli_env, tmp_path, hub, host):
     assert listed[FR]["state"] == "missing" and listed[FR]["command"] == f"rerank-mcp models pull {FR}"
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_cli_offline_pull_fails_clearly(cli_env, tmp_path, hub):
     r = _cli(["models", "pull", "org/tiny-reranker"], {**cli_env, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 1 and "HF_HUB_OFFLINE" in r.stderr
     assert not (tmp_path / "hf-home" / "hub" / "models--org--tiny-reranker").exists() and not hub.requests
 
 
+@pytest.mark.slow  # CLI subprocesses and resumed downloads from a local hub
 def test_cli_two_concurrent_pulls(cli_env, tmp_path, host):
     host.delay_s = 0.002
     cmd = [sys.executable, "-m", "rerank_mcp.server.main", "models", "pull", FR]

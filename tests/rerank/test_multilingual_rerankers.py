@@ -20,6 +20,8 @@ from tests.e2e.test_languages import DOCS
 from tests.fixtures.hub import FakeFileHost, FakeHub, zip_folder
 from tests.fixtures.multilingual import MULTIBERT_FILE, build_multibert_flashrank, build_xlmr_cross_encoder
 
+pytestmark = pytest.mark.slow  # fixture multilingual cross-encoders on two backends
+
 CE = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 BGE = "BAAI/bge-reranker-base"
 M3 = "BAAI/bge-reranker-v2-m3"
@@ -156,7 +158,6 @@ def _auto(reg, query, texts=TEXTS):
     return res.used, res.notes[0]
 
 
-@pytest.mark.slow
 def test_auto_takes_a_multilingual_model_for_text_that_is_not_english(tmp_path, peers):
     reg, store = _registry(tmp_path, peers, pull=[CE])
     # only the English cross-encoder here: it stays the pick, whatever the language

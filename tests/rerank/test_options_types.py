@@ -69,6 +69,7 @@ def test_a_family_without_a_model_says_so():
         reg().get("bm25", {"model": "x"})
 
 
+@pytest.mark.slow  # builds fixture cross-encoder and FlashRank models
 def test_blend_is_applied_by_the_base_class_for_every_family(ce_model, flashrank_cache):
     r = RerankerRegistry(RerankContext(configs={"cross-encoder": {"model": ce_model}, "flashrank": {"cache_dir": flashrank_cache}}))
     for family in ("bm25", "cross-encoder", "flashrank"):

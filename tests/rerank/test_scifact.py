@@ -27,7 +27,7 @@ import pytest
 DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "scifact"  # ../shared beside the repo
 N_QUERIES, N_OTHERS, DEPTH = 50, 400, 100
 
-pytestmark = pytest.mark.skipif(not (DATA / "corpus.jsonl").exists(), reason="SciFact not present")
+pytestmark = [pytest.mark.skipif(not (DATA / "corpus.jsonl").exists(), reason="SciFact not present"), pytest.mark.slow]  # slow: rerankers scored on a SciFact slice
 
 
 def ndcg10(qrels, run) -> float:

@@ -36,6 +36,7 @@ def test_flashrank_score_many(flashrank_cache):
     _check(reg.get("flashrank", {"batch_size": 4}))
 
 
+@pytest.mark.slow  # fixture cross-encoder models
 @pytest.mark.parametrize("options", [{"backend": "torch"}, {"backend": "onnx", "batch_size": 1},
                                      {"backend": "torch", "window": True, "max_length": 32}])
 def test_cross_encoder_score_many(ce_model, tmp_path, options):

@@ -66,6 +66,7 @@ def test_pooling_read_from_the_model_folder(tmp_path):
     assert pooling_of(model("both", {"cls_token", "mean_tokens"})) == "cls_token+mean_tokens"
 
 
+@pytest.mark.slow  # ONNX exports of fixture models
 @pytest.mark.parametrize("arch, pooling", [("xlmr", "mean"), ("xlmr", "cls"), ("bert", "mean")])
 def test_xlmr_model_on_the_default_onnx_backend_matches_fp32(tmp_path, arch, pooling):
     """The export of an XLM-R graph (and of a BERT one reading XLM-R's vocabulary): SentencePiece

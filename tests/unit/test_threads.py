@@ -47,11 +47,17 @@ def test_a_faiss_search_leaves_the_thread_count_as_it_was():
     assert after == before
 
 
-def test_dense_search_then_embedding_in_one_worker_uses_every_core(engine):
+@pytest.mark.slow  # loads torch and the model on the torch backend
+def test_dense_search_then_embedding_in_one_worker_uses_every_core(tmp_path):
     """The engine's dense search, then the embedder, in the same worker thread (as a server
     worker serves a search, then an ingest): torch runs with every available core."""
     torch = pytest.importorskip("torch")
+    from rerank_mcp.index.embedding import Embedder
+    from rerank_mcp.index.engine import EmbeddedIndex, IndexConfig
     from rerank_mcp.tools.ingest import ingest
+
+    torch_embedder = Embedder("all-MiniLM-L6-v2")
+    engine = EmbeddedIndex(IndexConfig(data_dir=tmp_path / "data", embedder_factory=lambda: torch_embedder))
 
     ingest(engine, "t", [{"id": "a", "text": "FAISS searches dense vectors."}])
 
@@ -73,7 +79,10 @@ def test_dense_search_then_embedding_in_one_worker_uses_every_core(engine):
             emb.model.encode = real
         return after_search, seen
 
-    after_search, seen = in_thread(work)
+    try:
+        after_search, seen = in_thread(work)
+    finally:
+        engine.close()
     assert seen == [available_cores()], f"embedding ran with {seen} threads, {available_cores()} cores available"
 
 
