@@ -34,7 +34,7 @@ class Unsupported(Exception):
     the message says which and why."""
 
 
-def _config(model_dir: Path) -> dict:
+def read_config(model_dir: Path) -> dict:
     try:
         return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -43,7 +43,7 @@ def _config(model_dir: Path) -> dict:
 
 def check(model_dir: Path) -> None:
     """Raise :class:`Unsupported` unless :func:`write` can write this model."""
-    cfg = _config(model_dir)
+    cfg = read_config(model_dir)
     kind = cfg.get("model_type")
     if kind not in FAMILIES:
         raise Unsupported(f"architecture {kind!r} (written without torch: {', '.join(sorted(FAMILIES))})")
@@ -117,7 +117,7 @@ def write(model_dir: Path, path: Path, kind: str = "encoder") -> Path:
     from onnx import TensorProto, helper
 
     check(model_dir)
-    cfg = _config(model_dir)
+    cfg = read_config(model_dir)
     w = _weights(model_dir)
     positions = FAMILIES[cfg["model_type"]]
     hidden = int(cfg["hidden_size"])

@@ -118,7 +118,7 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
     from rerank_mcp.index import bert_graph
 
     fp32 = out_dir / f".{target.stem}-fp32.onnx"
-    config = _read_config(model_dir)
+    config = read_config(model_dir)
     unsupported = bert_graph.supported(model_dir)
     if unsupported is None:  # BERT / XLM-RoBERTa from their safetensors: no torch (docs/adr/0011)
         bert_graph.write(model_dir, fp32, kind)
@@ -154,14 +154,15 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
     return target
 
 
-def _read_config(model_dir: Path):
-    """config.json as attributes (what the graph fusions read: heads, hidden size)."""
-    import json
+def read_config(model_dir: Path):
+    """config.json as attributes (heads, hidden size, model type, positions); empty where unreadable."""
     from types import SimpleNamespace
 
+    from rerank_mcp.index import bert_graph
+
     try:
-        return SimpleNamespace(**json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        return SimpleNamespace(**bert_graph.read_config(model_dir))
+    except (bert_graph.Unsupported, TypeError):
         return SimpleNamespace()
 
 

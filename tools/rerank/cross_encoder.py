@@ -240,7 +240,7 @@ class _OnnxBackend:
             except ImportError:
                 raise DependencyMissing(_needs_transformers(folder)) from None
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        config = onnx_embed._read_config(folder)
+        config = onnx_embed.read_config(folder)
         limit = max_length or getattr(self.tokenizer, "model_max_length", None) or 512
         if limit > 100_000:  # tokenizer without a declared limit
             positions = int(getattr(config, "max_position_embeddings", 512) or 512)
