@@ -7,12 +7,15 @@ the top 100 chunks (as eval); nDCG@10 by tools/metrics.py; p: Fisher's paired ra
 (10,000 permutations, tools.metrics) against (1.2, 0.75), which reproduces the engine's bm25 arm.
 
 Usage:
-  python bm25_params.py grid [--k1 K1,K1,...] [--b B,B,...] DATASET_DIR [DATASET_DIR ...]
-      bm25 nDCG@10 per (k1, b) and per collection (default grid: K1S x BS below)
+  python bm25_params.py grid [--k1 K1,K1,...] [--b B,B,...] [--within N] DATASET_DIR [DATASET_DIR ...]
+      bm25 nDCG@10 per (k1, b) and per collection (default grid: K1S x BS below); --within N: each
+      setting only reorders the top N chunks of (1.2, 0.75), as rescoring the engine's candidates would
   python bm25_params.py hybrid DATA_DIR COLLECTION DATASET_DIR K1,B [K1,B ...]
       the default hybrid (z-score fusion of the index's dense arm and a bm25 arm, 100 chunks each)
       with the index's own bm25 arm, with this script's (1.2, 0.75) arm (must agree) and with the
-      settings given; DATA_DIR holds COLLECTION ingested by eval from DATASET_DIR
+      settings given, each once ranking every chunk and once rescoring the (1.2, 0.75) top 100 (what
+      the engine could do over tantivy's candidates); DATA_DIR holds COLLECTION ingested by eval
+      from DATASET_DIR
 The analyzed chunks are cached per dataset in the temporary folder (``BM25_PARAMS_CACHE`` to move it).
 """
 
@@ -120,17 +123,30 @@ class Corpus:
                 "median_len": float(np.median(self.length)), "queries": len(self.qids),
                 "query_terms": float(np.mean([len(t) for t in self.qterms]))}
 
-    def arms(self, k1: float, b: float) -> list[list[tuple[int, float]]]:
-        """Every query's top ``DEPTH`` chunks (row, score), best first; ties: lower row first."""
+    def scores(self, k1: float, b: float):
+        """BM25 scores, queries x chunks (sparse: only chunks holding a query term), in f32 as tantivy's."""
         tf = self.tf.copy()
         norm = k1 * (1.0 - b + b * self.norm_len / self.avgdl)
         row_norm = np.repeat(norm, np.diff(tf.indptr))
         tf.data = (tf.data * (k1 + 1.0) / (tf.data + row_norm)).astype(np.float64)
-        scores = (tf @ self.qmat.T).T.tocsr()  # queries x chunks, only chunks with a query term
+        out = (tf @ self.qmat.T).T.tocsr()
+        out.data = out.data.astype(np.float32)
+        return out
+
+    def arms(self, k1: float, b: float, within: int | None = None) -> list[list[tuple[int, float]]]:
+        """Every query's top ``DEPTH`` chunks (row, score), best first; ties: the earlier chunk first.
+        ``within``: only among the top ``within`` chunks at (1.2, 0.75), as rescoring the engine's
+        candidates would rank them."""
+        scores = self.scores(k1, b)
+        first = self.scores(*BASE) if within else None
         out = []
         for i in range(len(self.qids)):
             s, e = scores.indptr[i], scores.indptr[i + 1]
-            rows, vals = scores.indices[s:e], scores.data[s:e].astype(np.float32)  # tantivy scores in f32
+            rows, vals = scores.indices[s:e], scores.data[s:e]
+            if first is not None:
+                assert np.array_equal(first.indices[s:e], rows)  # the same chunks: those holding a query term
+                keep = np.lexsort((rows, -first.data[s:e]))[:within]
+                rows, vals = rows[keep], vals[keep]
             order = np.lexsort((rows, -vals))[:DEPTH]
             out.append([(int(rows[j]), float(vals[j])) for j in order])
         return out
@@ -149,7 +165,7 @@ class Corpus:
         return [per.get(q, 0.0) for q in sorted(self.ds.qrels)]
 
 
-def grid(paths: list[str], k1s=K1S, bs=BS) -> None:
+def grid(paths: list[str], k1s=K1S, bs=BS, within: int | None = None) -> None:
     table: dict[tuple[float, float], dict[str, tuple[float, float]]] = {}
     names = []
     bases: dict[str, list[float]] = {}
@@ -162,7 +178,7 @@ def grid(paths: list[str], k1s=K1S, bs=BS) -> None:
         base = bases[c.ds.name] = c.per_query(c.doc_runs(c.arms(*BASE)))
         for k1 in k1s:
             for b in bs:
-                x = base if (k1, b) == BASE else c.per_query(c.doc_runs(c.arms(k1, b)))
+                x = base if (k1, b) == BASE else c.per_query(c.doc_runs(c.arms(k1, b, within)))
                 p = paired_randomization_p(x, base)
                 table.setdefault((k1, b), {})[c.ds.name] = (mean(x), p)
                 print(f"{c.ds.name}\tk1={k1}\tb={b}\tndcg@10={mean(x):.4f}\tdelta={mean(x) - mean(base):+.4f}\tp={p:.3f}",
@@ -217,32 +233,46 @@ def hybrid(data_dir: str, coll: str, path: str, settings: list[tuple[float, floa
             runs[q] = list(seen)
         return c.per_query(runs)
 
-    def mine(k1: float, b: float):
-        return [[(int(cid_of[r]), s) for r, s in arm] for arm in c.arms(k1, b)]
+    def mine(k1: float, b: float, within: int | None = None):
+        return [[(int(cid_of[r]), s) for r, s in arm] for arm in c.arms(k1, b, within)]
 
     default = run(index_bm25)
     base = mine(*BASE)
     same = sum(1 for x, y in zip(base, index_bm25) if [i for i, _ in x] == [i for i, _ in y])
     close = max((abs(s - t) for x, y in zip(base, index_bm25) for (_, s), (_, t) in zip(x, y)), default=0.0)
+
+    def same_but_ties(x, y) -> bool:
+        """``x`` ranks the chunks ``y`` ranks, in ``y``'s order but for chunks of equal score (to 1e-5;
+        the last places may hold different chunks of the same score)."""
+        if not y:
+            return not x
+        sy, cut = dict(y), y[-1][1] + 1e-5
+        core_x, core_y = [i for i, s in x if s > cut], [i for i, s in y if s > cut]
+        return set(core_x) == set(core_y) and all(sy[b] <= sy[a] + 1e-5 for a, b in zip(core_x, core_x[1:]))
+
+    tie_only = sum(1 for x, y in zip(base, index_bm25)
+                   if [i for i, _ in x] != [i for i, _ in y] and same_but_ties(x, y))
     print(f"{c.ds.name}: default hybrid (index's bm25 arm) {mean(default):.4f}; this script's (1.2, 0.75) arm equals "
-          f"the index's on {same}/{len(c.qids)} queries (largest score difference {close:.2e})", flush=True)
+          f"the index's on {same}/{len(c.qids)} queries, on {tie_only} more but for the order of equal scores "
+          f"(largest score difference {close:.2e})", flush=True)
     x = run(base)
     print(f"{c.ds.name}\tk1=1.2\tb=0.75\thybrid={mean(x):.4f}\tdelta={mean(x) - mean(default):+.4f}\t"
           f"p={paired_randomization_p(x, default):.3f}", flush=True)
     for k1, b in settings:
-        x = run(mine(k1, b))
-        print(f"{c.ds.name}\tk1={k1}\tb={b}\thybrid={mean(x):.4f}\tdelta={mean(x) - mean(default):+.4f}\t"
-              f"p={paired_randomization_p(x, default):.3f}", flush=True)
+        for within in (None, DEPTH):  # the whole collection ranked; the (1.2, 0.75) top 100 rescored
+            x = run(mine(k1, b, within))
+            print(f"{c.ds.name}\tk1={k1}\tb={b}\t{'rescored' if within else 'ranked'}\thybrid={mean(x):.4f}\t"
+                  f"delta={mean(x) - mean(default):+.4f}\tp={paired_randomization_p(x, default):.3f}", flush=True)
     state.close()
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "grid":
-        args, opts = sys.argv[2:], {"--k1": K1S, "--b": BS}
+        args, opts = sys.argv[2:], {"--k1": K1S, "--b": BS, "--within": None}
         while args and args[0] in opts:
-            opts[args[0]] = tuple(float(v) for v in args[1].split(","))
+            opts[args[0]] = int(args[1]) if args[0] == "--within" else tuple(float(v) for v in args[1].split(","))
             args = args[2:]
-        grid(args, opts["--k1"], opts["--b"])
+        grid(args, opts["--k1"], opts["--b"], opts["--within"])
     elif len(sys.argv) >= 5 and sys.argv[1] == "hybrid":
         hybrid(sys.argv[2], sys.argv[3], sys.argv[4],
                [tuple(float(v) for v in s.split(",")) for s in sys.argv[5:]])  # type: ignore[misc]
