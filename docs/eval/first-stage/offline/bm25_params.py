@@ -7,10 +7,11 @@ the top 100 chunks (as eval); nDCG@10 by tools/metrics.py; p: Fisher's paired ra
 (10,000 permutations, tools.metrics) against (1.2, 0.75), which reproduces the engine's bm25 arm.
 
 Usage:
-  python bm25_params.py grid [--k1 K1,K1,...] [--b B,B,...] [--within N] DATASET_DIR [DATASET_DIR ...]
+  python bm25_params.py grid [--k1 K1,...] [--b B,...] [--within N] [--pad SHARE] DATASET_DIR [DATASET_DIR ...]
       bm25 nDCG@10 per (k1, b) and per collection (default grid: K1S x BS below); --within N: each
-      setting only reorders the top N chunks of (1.2, 0.75), as rescoring the engine's candidates would
-  python bm25_params.py hybrid DATA_DIR COLLECTION DATASET_DIR K1,B [K1,B ...]
+      setting only reorders the top N chunks of (1.2, 0.75), as rescoring the engine's candidates would;
+      --pad SHARE: every chunk lengthened by SHARE x the average length (a filler term; see Corpus.scores)
+  python bm25_params.py hybrid DATA_DIR COLLECTION DATASET_DIR K1,B[,PAD] [K1,B[,PAD] ...]
       the default hybrid (z-score fusion of the index's dense arm and a bm25 arm, 100 chunks each)
       with the index's own bm25 arm, with this script's (1.2, 0.75) arm (must agree) and with the
       settings given, each once ranking every chunk and once rescoring the (1.2, 0.75) top 100 (what
@@ -123,21 +124,28 @@ class Corpus:
                 "median_len": float(np.median(self.length)), "queries": len(self.qids),
                 "query_terms": float(np.mean([len(t) for t in self.qterms]))}
 
-    def scores(self, k1: float, b: float):
-        """BM25 scores, queries x chunks (sparse: only chunks holding a query term), in f32 as tantivy's."""
+    def scores(self, k1: float, b: float, pad: float = 0.0):
+        """BM25 scores, queries x chunks (sparse: only chunks holding a query term), in f32 as tantivy's.
+        ``pad``: every chunk indexed with ``round(pad * avgdl)`` more tokens (of a term no query has), which
+        with b = 0.75 acts as b = 0.75 * avgdl / (avgdl + P), up to the one-byte lengths."""
         tf = self.tf.copy()
-        norm = k1 * (1.0 - b + b * self.norm_len / self.avgdl)
+        n_pad = round(pad * self.avgdl)
+        if n_pad:
+            lens = np.asarray([fieldnorm(int(x) + n_pad) for x in self.length], dtype=np.float64)
+            norm = k1 * (1.0 - b + b * lens / (self.avgdl + n_pad))
+        else:
+            norm = k1 * (1.0 - b + b * self.norm_len / self.avgdl)
         row_norm = np.repeat(norm, np.diff(tf.indptr))
         tf.data = (tf.data * (k1 + 1.0) / (tf.data + row_norm)).astype(np.float64)
         out = (tf @ self.qmat.T).T.tocsr()
         out.data = out.data.astype(np.float32)
         return out
 
-    def arms(self, k1: float, b: float, within: int | None = None) -> list[list[tuple[int, float]]]:
+    def arms(self, k1: float, b: float, within: int | None = None, pad: float = 0.0) -> list[list[tuple[int, float]]]:
         """Every query's top ``DEPTH`` chunks (row, score), best first; ties: the earlier chunk first.
         ``within``: only among the top ``within`` chunks at (1.2, 0.75), as rescoring the engine's
         candidates would rank them."""
-        scores = self.scores(k1, b)
+        scores = self.scores(k1, b, pad)
         first = self.scores(*BASE) if within else None
         out = []
         for i in range(len(self.qids)):
@@ -165,7 +173,7 @@ class Corpus:
         return [per.get(q, 0.0) for q in sorted(self.ds.qrels)]
 
 
-def grid(paths: list[str], k1s=K1S, bs=BS, within: int | None = None) -> None:
+def grid(paths: list[str], k1s=K1S, bs=BS, within: int | None = None, pad: float = 0.0) -> None:
     table: dict[tuple[float, float], dict[str, tuple[float, float]]] = {}
     names = []
     bases: dict[str, list[float]] = {}
@@ -178,7 +186,8 @@ def grid(paths: list[str], k1s=K1S, bs=BS, within: int | None = None) -> None:
         base = bases[c.ds.name] = c.per_query(c.doc_runs(c.arms(*BASE)))
         for k1 in k1s:
             for b in bs:
-                x = base if (k1, b) == BASE else c.per_query(c.doc_runs(c.arms(k1, b, within)))
+                same = (k1, b) == BASE and not pad
+                x = base if same else c.per_query(c.doc_runs(c.arms(k1, b, within, pad)))
                 p = paired_randomization_p(x, base)
                 table.setdefault((k1, b), {})[c.ds.name] = (mean(x), p)
                 print(f"{c.ds.name}\tk1={k1}\tb={b}\tndcg@10={mean(x):.4f}\tdelta={mean(x) - mean(base):+.4f}\tp={p:.3f}",
@@ -193,7 +202,7 @@ def grid(paths: list[str], k1s=K1S, bs=BS, within: int | None = None) -> None:
         print(f"| {k1} | {b} | {cells} | {mean([row[n][0] for n in names]):.4f} | {min(deltas):+.4f} |")
 
 
-def hybrid(data_dir: str, coll: str, path: str, settings: list[tuple[float, float]]) -> None:
+def hybrid(data_dir: str, coll: str, path: str, settings: list[tuple[float, ...]]) -> None:
     from rerank_mcp.index.fusion import fuse
     from rerank_mcp.server.settings import Settings
     from rerank_mcp.server.state import build_state
@@ -233,8 +242,8 @@ def hybrid(data_dir: str, coll: str, path: str, settings: list[tuple[float, floa
             runs[q] = list(seen)
         return c.per_query(runs)
 
-    def mine(k1: float, b: float, within: int | None = None):
-        return [[(int(cid_of[r]), s) for r, s in arm] for arm in c.arms(k1, b, within)]
+    def mine(k1: float, b: float, within: int | None = None, pad: float = 0.0):
+        return [[(int(cid_of[r]), s) for r, s in arm] for arm in c.arms(k1, b, within, pad)]
 
     default = run(index_bm25)
     base = mine(*BASE)
@@ -257,22 +266,26 @@ def hybrid(data_dir: str, coll: str, path: str, settings: list[tuple[float, floa
           f"(largest score difference {close:.2e})", flush=True)
     x = run(base)
     print(f"{c.ds.name}\tk1=1.2\tb=0.75\thybrid={mean(x):.4f}\tdelta={mean(x) - mean(default):+.4f}\t"
-          f"p={paired_randomization_p(x, default):.3f}", flush=True)
-    for k1, b in settings:
-        for within in (None, DEPTH):  # the whole collection ranked; the (1.2, 0.75) top 100 rescored
-            x = run(mine(k1, b, within))
-            print(f"{c.ds.name}\tk1={k1}\tb={b}\t{'rescored' if within else 'ranked'}\thybrid={mean(x):.4f}\t"
+          f"p={paired_randomization_p(x, default):.3f}\tqueries differing={sum(a != b for a, b in zip(x, default))}",
+          flush=True)
+    for k1, b, *pad in settings:
+        for within in (None,) if pad else (None, DEPTH):  # every chunk ranked; the (1.2, 0.75) top 100 rescored
+            x = run(mine(k1, b, within, pad[0] if pad else 0.0))
+            how = f"pad={pad[0]}" if pad else "rescored" if within else "ranked"
+            print(f"{c.ds.name}\tk1={k1}\tb={b}\t{how}\thybrid={mean(x):.4f}\t"
                   f"delta={mean(x) - mean(default):+.4f}\tp={paired_randomization_p(x, default):.3f}", flush=True)
     state.close()
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "grid":
-        args, opts = sys.argv[2:], {"--k1": K1S, "--b": BS, "--within": None}
+        args, opts = sys.argv[2:], {"--k1": K1S, "--b": BS, "--within": None, "--pad": 0.0}
         while args and args[0] in opts:
-            opts[args[0]] = int(args[1]) if args[0] == "--within" else tuple(float(v) for v in args[1].split(","))
+            v = args[1]
+            opts[args[0]] = int(v) if args[0] == "--within" else float(v) if args[0] == "--pad" else \
+                tuple(float(x) for x in v.split(","))
             args = args[2:]
-        grid(args, opts["--k1"], opts["--b"], opts["--within"])
+        grid(args, opts["--k1"], opts["--b"], opts["--within"], opts["--pad"])
     elif len(sys.argv) >= 5 and sys.argv[1] == "hybrid":
         hybrid(sys.argv[2], sys.argv[3], sys.argv[4],
                [tuple(float(v) for v in s.split(",")) for s in sys.argv[5:]])  # type: ignore[misc]
