@@ -79,21 +79,15 @@ def pull(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def _download_embedding(settings: Settings, out: Output) -> None:
     """The embedding model's files, downloaded when it is a Hugging Face model not yet here (the
     default too, where the package that carries it is not installed)."""
-    from rerank_mcp.errors import InvalidInput
-    from rerank_mcp.index.model_names import resolve_path
-    from rerank_mcp.tools.models_store import model_ref
+    from rerank_mcp.tools.models_store import embedding_hub_ref
 
-    name = resolve_path(settings.embedding_model)
-    if Path(name).expanduser().is_dir() or "/" not in name:
-        return
-    try:
-        ref = model_ref(name, "hf")
-    except InvalidInput:
+    ref = embedding_hub_ref(settings.embedding_model)
+    if ref is None:
         return
     store = _store(settings)
     if store.path(ref) is not None:
         return
-    sys.stderr.write(f"{name}: downloading the embedding model (once)...\n")
+    sys.stderr.write(f"{ref.name}: downloading the embedding model (once)...\n")
     with out.progress(ref.name) as progress:
         store.pull(ref, lambda done, total, n=ref.name: progress(done, total or 0, n))
 
@@ -212,10 +206,8 @@ def list_models(args: argparse.Namespace, settings: Settings, out: Output) -> in
 def remove(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from rerank_mcp.tools.models_store import model_ref
 
-    if not args.names:
-        return _prepare_embedding(settings, out)
     store = _store(settings)
-    refs = [model_ref(n, args.kind) for n in args.names]
+    refs = [model_ref(n, args.kind) for n in args.names]  # argparse: at least one name
     done = {r.name: store.remove(r) for r in refs}
     if out.as_json:
         out.json({"removed": [n for n, ok in done.items() if ok], "not_present": [n for n, ok in done.items() if not ok]})

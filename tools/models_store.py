@@ -621,25 +621,33 @@ class ModelStore:
         return [self.info(r, uses.get(r, [])) for r in refs]
 
 
+def embedding_hub_ref(name: str) -> ModelRef | None:
+    """The Hugging Face repository an embedding model setting is downloaded from: None for a local
+    folder, the packaged default where its package is installed, or a name that is not a repository
+    (those load as they are). The default's aliases name its repository when the package is absent."""
+    from rerank_mcp.index.model_names import resolve_path
+
+    name = resolve_path(name)
+    if Path(name).expanduser().is_dir():
+        return None
+    try:
+        return model_ref(name, "hf")
+    except InvalidInput:
+        return None
+
+
 def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
     """For the index: the folder of a Hugging Face embedding model, downloaded on first use where
     the store allows downloads (blocking: nothing can be embedded without it; progress is logged
     to stderr). None for a local folder, the packaged default, or a name that is not a Hugging Face
-    repository: those load as before. Downloads off and the model missing: a clear error naming
-    ``rerank-mcp models pull``."""
-    from rerank_mcp.index.model_names import CANONICAL_DEFAULT, canonical_name, packaged_default
+    repository (:func:`embedding_hub_ref`): those load as before. Downloads off and the model
+    missing: a clear error naming ``rerank-mcp models pull``."""
 
     def fetch(name: str) -> Path | None:
-        if Path(name).expanduser().is_dir():
+        ref = embedding_hub_ref(name)
+        if ref is None:
             return None
-        if canonical_name(name) == CANONICAL_DEFAULT:
-            if packaged_default() is not None:
-                return None  # the package's copy
-            name = CANONICAL_DEFAULT  # else the hub's, like any other model
-        try:
-            ref = model_ref(name, "hf")
-        except InvalidInput:
-            return None
+        name = ref.name
         folder = store.path(ref)
         if folder is not None:
             return folder
