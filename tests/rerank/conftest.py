@@ -45,3 +45,14 @@ def flashrank_cache(models_dir) -> str:
 def no_cohere_env(monkeypatch):
     monkeypatch.delenv("CO_API_KEY", raising=False)
     monkeypatch.delenv("RERANK_MCP_COHERE_API_KEY", raising=False)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """This test may reach the local peers (the hub stand-in, file hosts on 127.0.0.1): huggingface_hub's
+    offline switch off (it is read at import time, so the module constant is switched too)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

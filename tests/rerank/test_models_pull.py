@@ -35,16 +35,6 @@ TINY = {  # a small repository in a cross-encoder's layout (weights are random b
 }
 
 
-@pytest.fixture
-def online(monkeypatch):
-    """This test may reach the local peers: huggingface_hub's offline switch off (it is read at
-    import time, so the module constant is switched too)."""
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
 
 @pytest.fixture
 def hub(online):

@@ -46,14 +46,6 @@ def multibert(tmp_path_factory):
     return build_multibert_flashrank(tmp_path_factory.mktemp("mb"))
 
 
-@pytest.fixture
-def online(monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
 
 @pytest.fixture
 def peers(online, ce_model, bge_folder, m3_folder, multibert):

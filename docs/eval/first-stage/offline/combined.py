@@ -9,7 +9,11 @@ best chunk's rank), which reproduces eval's figures. Variants:
   z-score, its top-5 mean z-score, or its top-1 to top-10 gap over its standard deviation, to the power gamma,
   the two weights scaled to sum to 2.
 p: Fisher's paired randomization test (tools.metrics, 10,000 permutations) against the baseline.
-Usage: python combined.py DUMP.pkl [DUMP.pkl ...]"""
+Usage: python combined.py DUMP.pkl [DUMP.pkl ...]
+       python combined.py --bm25 K1,B DUMP.pkl=DATASET_DIR [...]
+The second form replaces every query's BM25 arm by tantivy's top 100 chunks (the dump's arm) rescored with BM25 at
+(K1, B), as bm25_params.py's `--within 100` computes them, and measures the default fusion and the variants that
+use arms 100 deep with it, all against the default hybrid."""
 
 import pickle
 import sys
@@ -113,12 +117,59 @@ def per_query(d, runs):
     return [ndcg.get(q, 0.0) for q in sorted(d["qrels"])]
 
 
+def rescored_bm25(d, dataset_dir, k1, b):
+    """The dump's BM25 arms replaced by tantivy's top 100 rescored at (k1, b) (bm25_params.Corpus)."""
+    from bm25_params import Corpus
+
+    c = Corpus(dataset_dir)
+    cid_of = {(doc, d["ord_of"][cid]): cid for cid, doc in d["doc_of"].items()}
+    rows = [cid_of[key] for key in c.keys]  # raises if the index's chunks are not the script's
+    queries = dict(d["queries"])
+    for qid, arm in zip(c.qids, c.arms(k1, b, within=100)):
+        q, qv, dense, _ = queries[qid]
+        queries[qid] = (q, qv, dense, [(rows[r], s) for r, s in arm])
+    return {**d, "queries": queries}
+
+
+STACKED = {
+    "chunk level (the default fusion)": lambda d: chunk_runs(d),
+    "feedback": lambda d: chunk_runs_feedback(d),
+    "document level, dense 0.5 + document vector 0.5": lambda d: doc_runs(d, dense_w=0.5, doc_vec_w=0.5),
+    "document level, dense 0.5 + document vector 0.5, feedback": lambda d: doc_runs(d, 100, 0.5, 0.5, True),
+}
+
+
+def chunk_runs_feedback(d, depth=100):
+    """search's hybrid(feedback): the dense arm scored again with the moved vector, chunk-level fusion."""
+    runs = {}
+    for qid, (_q, qv, dense, bm25) in d["queries"].items():
+        dense, bm25 = dense[:depth], bm25[:depth]
+        cv = {c: d["vec_of"][c] for c in dict.fromkeys([c for c, _ in dense] + [c for c, _ in bm25])}
+        moved = feedback_vector(qv, fuse({"dense": dense, "bm25": bm25}, "zscore"), cv)
+        if moved is not None:
+            dense = rescore(moved, cv, depth)
+        out: dict[str, None] = {}
+        for cid, _ in fuse({"dense": dense, "bm25": bm25}, "zscore")[:200]:
+            out.setdefault(d["doc_of"][cid], None)
+        runs[qid] = list(out)[:100]
+    return runs
+
+
 if __name__ == "__main__":
-    for path in sys.argv[1:]:
+    args = sys.argv[1:]
+    bm25 = None
+    if args[:1] == ["--bm25"]:
+        bm25, args = tuple(float(v) for v in args[1].split(",")), args[2:]
+    for arg in args:
+        path, _, dataset_dir = arg.partition("=")
         d = load(path)
         base = per_query(d, chunk_runs(d))
         print(f"{d['name']} default hybrid: {mean(base):.4f}", flush=True)
-        for name, make in VARIANTS.items():
+        variants = VARIANTS
+        if bm25 is not None:
+            d = rescored_bm25(d, dataset_dir, *bm25)
+            variants = {f"BM25 at k1 {bm25[0]}, b {bm25[1]} (rescored), {k}": v for k, v in STACKED.items()}
+        for name, make in variants.items():
             x = per_query(d, make(d))
             print(f"{d['name']} {name}: {mean(x):.4f} ({mean(x) - mean(base):+.4f}) "
                   f"p={paired_randomization_p(x, base):.3f}", flush=True)
