@@ -123,7 +123,7 @@ def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
     notes = folder / "notes"
     env = offline_env(PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.watch_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
+        [sys.executable, "-m", "tests.fixtures.hash_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
          str(folder), "--json", "watch", str(notes), "-c", "kb", "--debounce", "0.2"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -160,7 +160,7 @@ def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
 def test_watch_cli_refuses_a_path_outside_the_roots(tmp_path, folder):
     env = offline_env(PYTHONPATH=str(ROOT))
     r = subprocess.run(
-        [sys.executable, "-m", "tests.fixtures.watch_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
+        [sys.executable, "-m", "tests.fixtures.hash_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
          str(folder), "watch", str(tmp_path), "-c", "kb"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )

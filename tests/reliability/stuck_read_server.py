@@ -12,7 +12,7 @@ import threading
 
 def main() -> int:
     from rerank_mcp.tools import ingest
-    from tests.reliability.sigterm_server import main as serve
+    from tests.fixtures.hash_cli import main as serve
 
     def stuck(*_args, **_kwargs):
         with open(os.environ["RERANK_MCP_TEST_STUCK_MARKER"], "w") as fh:

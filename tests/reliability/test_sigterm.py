@@ -45,7 +45,7 @@ def _serve(tmp_path: Path, data_dir: Path, cycle: int, transport: str) -> StdioS
     env = offline_env(PYTHONPATH=str(ROOT), RERANK_MCP_DATA_DIR=str(data_dir), RERANK_MCP_LOG_LEVEL="INFO",
                       RERANK_MCP_STDIO_TRANSPORT=transport)
     log = open(tmp_path / f"server-{cycle}.log", "wb")
-    srv = StdioServer([sys.executable, "-m", "tests.reliability.sigterm_server", "serve"], env, stderr=log)
+    srv = StdioServer([sys.executable, "-m", "tests.fixtures.hash_cli", "serve"], env, stderr=log)
     log.close()  # the child holds its own copy
     return srv
 
