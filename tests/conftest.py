@@ -142,3 +142,18 @@ def load_scifact(n_queries: int = 20, n_docs: int = 300, max_chars: int = 300) -
 @pytest.fixture(scope="session")
 def scifact() -> SciFactSlice:
     return load_scifact()
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Server settings on a fresh data folder, with one allowed root (``tmp_path / "files"``)."""
+    from rerank_mcp.server.settings import Settings
+
+    files = tmp_path / "files"
+    files.mkdir()
+    return Settings(data_dir=tmp_path / "data", allowed_roots=[files], log_level="WARNING")

@@ -40,10 +40,6 @@ EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 MCPB = ["npx", "-y", "@anthropic-ai/mcpb@2.1.2"]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def _npx(args: list[str], **kw) -> subprocess.CompletedProcess:
     if shutil.which("npx") is None:

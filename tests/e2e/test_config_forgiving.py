@@ -21,10 +21,6 @@ pytestmark = pytest.mark.anyio
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {

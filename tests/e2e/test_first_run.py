@@ -27,10 +27,6 @@ DOCS = [{"id": "d1", "text": "Mitochondria produce ATP, the energy currency of t
         {"id": "d2", "text": "The Treaty of Westphalia ended the Thirty Years' War in 1648."}]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return {

@@ -29,10 +29,6 @@ PLACEHOLDER = "/path/to/rerank-mcp"
 EXE = str(Path(sys.executable).with_name("rerank-mcp"))
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def _block_after(heading: str, lang: str) -> str:
     at = README.index(heading)

@@ -33,18 +33,6 @@ TOKEN = "http-token-for-the-test-4242"
 PASSAGES = [f"passage {i} about retrieval rel={r}" for i, r in enumerate([3, 9, 1, 7, 5])]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
-def settings(tmp_path):
-    from rerank_mcp.server.settings import Settings
-
-    files = tmp_path / "files"
-    files.mkdir()
-    return Settings(data_dir=tmp_path / "data", allowed_roots=[files], log_level="WARNING")
 
 
 def _keys_seen(*servers) -> list[str]:
