@@ -75,14 +75,20 @@ def serve_http(env: Mapping[str, str], log_path: Path, *, ready: Callable[[int],
                 proc.kill()
 
 
-def _models_answer(port: int) -> bool:
-    import httpx
+def models_answer(token: str) -> Callable[[int], bool]:
+    """A ``ready`` check for :func:`serve_http`: the API on the port lists its models to ``token``."""
 
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-        return r.status_code == 200
-    except httpx.HTTPError:
-        return False
+    def ready(port: int) -> bool:
+        import httpx
+
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"},
+                          timeout=5)
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return ready
 
 
 @contextmanager
@@ -93,7 +99,7 @@ def _server(data_dir: Path, env_extra: dict[str, str], log_path: Path) -> Iterat
            "RERANK_MCP_LOG_LEVEL": "WARNING"}
     apply(offline=True, environ=env)
     env.update(env_extra)
-    with serve_http(env, log_path, ready=_models_answer, timeout=180) as port:
+    with serve_http(env, log_path, ready=models_answer(TOKEN), timeout=180) as port:
         yield f"http://127.0.0.1:{port}"
 
 

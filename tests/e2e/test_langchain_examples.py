@@ -17,11 +17,10 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fixtures.env import model_caches, offline_env
-from tests.fixtures.servers import serve_http
+from tests.fixtures.servers import models_answer, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "langchain-example-token"
@@ -36,19 +35,12 @@ def _python(modules: list[str]) -> str:
     return py
 
 
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"},
-                         timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
 
 @contextmanager
 def _server(tmp: Path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN, RERANK_MCP_ANALYZER="english",
                       RERANK_MCP_HTTP_MODELS=json.dumps({"rerank-v3.5": {"reranker": "bm25"}}))
-    with serve_http(env, tmp / "server.log", ready=_ready, cwd=tmp) as port:
+    with serve_http(env, tmp / "server.log", ready=models_answer(TOKEN), cwd=tmp) as port:
         yield f"http://127.0.0.1:{port}"
 
 

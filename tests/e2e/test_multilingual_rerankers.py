@@ -24,7 +24,7 @@ from tests.e2e.test_languages import DOCS
 from tests.fixtures.env import offline_env
 from tests.fixtures.hub import FakeFileHost, FakeHub, zip_folder
 from tests.fixtures.multilingual import build_multibert_flashrank, build_xlmr_cross_encoder
-from tests.fixtures.servers import serve_http
+from tests.fixtures.servers import models_answer, serve_http
 
 pytestmark = pytest.mark.slow  # fixture multilingual models built and served
 
@@ -128,20 +128,13 @@ async def test_rerank_and_search_and_list_rerankers_through_mcp(ml_settings, pul
         assert f"cross-encoder with {M3} for text that is not English" in infos["auto"]["note"]
 
 
-def _ready(port: int) -> bool:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
-
 
 def test_http_rerank_api_serves_the_multilingual_models(pulled, tmp_path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp_path / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
                       RERANK_MCP_FLASHRANK_CACHE_DIR=str(pulled / "flashrank"), HF_HUB_CACHE=str(pulled / "hf"),
                       RERANK_MCP_HTTP_MODELS=json.dumps({"zh-reranker": {"reranker": "cross-encoder",
                                                                          "options": {"model": M3}}}))
-    with serve_http(env, tmp_path / "server.log", ready=_ready, cwd=tmp_path) as port:
+    with serve_http(env, tmp_path / "server.log", ready=models_answer(TOKEN), cwd=tmp_path) as port:
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {TOKEN}"}
         for model, family, name in ((BGE, "cross-encoder", BGE), ("zh-reranker", "cross-encoder", M3),

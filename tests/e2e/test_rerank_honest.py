@@ -23,7 +23,7 @@ from mcp import Client
 from rerank_mcp.server.app import build_server
 from tests.conftest import shared_embedder
 from tests.fixtures.env import offline_env
-from tests.fixtures.servers import serve_http
+from tests.fixtures.servers import models_answer, serve_http
 
 QUERY = "sourdough bread dough"
 PASSAGES = [
@@ -87,20 +87,13 @@ async def test_min_score_on_rerank_and_search_uses_the_rankers_own_scale(setting
         assert "cosine" in infos["embedding"]["score"] and "s / (s + 5)" in infos["bm25"]["score"]
 
 
-def _ready(port: int) -> bool:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
-
 
 @contextmanager
 def _server(tmp: Path):
     env = offline_env(RERANK_MCP_DATA_DIR=str(tmp / "data"), RERANK_MCP_HTTP_TOKEN=TOKEN,
                       RERANK_MCP_FLASHRANK_CACHE_DIR=str(tmp / "no-flashrank"),
                       RERANK_MCP_HTTP_MODELS=json.dumps({"emb-blend": {"reranker": "embedding", "options": {"blend": 0.5}}}))
-    with serve_http(env, tmp / "server.log", ready=_ready, cwd=tmp) as port:
+    with serve_http(env, tmp / "server.log", ready=models_answer(TOKEN), cwd=tmp) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from tests.fixtures.env import offline_env
 from tests.fixtures.models import FLASHRANK_MODEL, build_flashrank
-from tests.fixtures.servers import serve_http
+from tests.fixtures.servers import models_answer, serve_http
 
 TOKEN = "api-token-5678-abcdef"
 MAX_BYTES = 100_000
@@ -43,13 +43,6 @@ DOCS = [
 ]
 
 
-def _lists_models(port: int) -> bool:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
-
 
 @contextmanager
 def _server(tmp: Path, **env_extra: str):
@@ -57,7 +50,7 @@ def _server(tmp: Path, **env_extra: str):
                       **env_extra)
     env.pop("CO_API_KEY", None)
     env.pop("RERANK_MCP_COHERE_API_KEY", None)
-    with serve_http(env, tmp / "server.log", ready=_lists_models, cwd=tmp) as port:
+    with serve_http(env, tmp / "server.log", ready=models_answer(TOKEN), cwd=tmp) as port:
         yield f"http://127.0.0.1:{port}"
 
 
