@@ -1,5 +1,5 @@
-"""Reading files into text: .txt, .md, .html/.htm, .pdf, .docx, source code (and other UTF-8
-text), with checks.
+"""Reading files into text: .txt, .md, .html/.htm, .pdf, .docx, configuration and build files,
+source code (and other UTF-8 text), with checks.
 
 Paths must resolve (symlinks and ``..`` included) inside one of the allowed roots, and what is
 opened is checked again: a file is opened without following a final symlink and without
@@ -8,13 +8,17 @@ never read), must still lie inside the roots once open (its real path, from the 
 descriptor), and is read only up to the size limit (the bytes read count, not the size the
 file claims). Binary files and invalid UTF-8 are refused with a message naming the file.
 
-Folder walks skip hidden files and folders and honour ``.gitignore`` and ``.rerankignore`` files
-(gitignore syntax, via ``pathspec``): those inside the folder, and those in the folders above it
-up to the allowed root it lies in; a deeper file's patterns win, as in git. What a walk cannot
-take (an unreadable folder, a symlink loop, a file removed after it was listed, something that
-is not a regular file) is a :class:`WalkProblem`: an error naming it, or, when the caller
-collects problems (``skip_invalid``), reported while the walk goes on. Symlinks that lead out of
-the roots are skipped.
+Folder walks take the supported types (:func:`file_type`: by suffix, or a well-known name such
+as README or Makefile), skip hidden files and folders and honour ``.gitignore`` and
+``.rerankignore`` files (gitignore syntax, via ``pathspec``): those inside the folder, and those
+in the folders above it up to the allowed root it lies in; a deeper file's patterns win, as in
+git. What a walk leaves out on purpose is counted in a :class:`WalkReport` (the files of other
+types by name), so a caller can say so. A file that holds no text is a :class:`NoText` error;
+a caller skips it when a walk found it. What a walk cannot take (an unreadable folder, a symlink
+loop, a file removed after it was listed, something that is not a regular file) is a
+:class:`WalkProblem`: an error naming it, or, when the caller collects problems
+(``skip_invalid``), reported while the walk goes on. Symlinks that lead out of the roots are
+skipped.
 
 A ``.docx`` is read as a stream: the zip members' inflated sizes are checked before inflating
 and the XML is parsed element by element, with limits on both (:data:`DOCX_MAX_INFLATED_BYTES`,

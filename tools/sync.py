@@ -3,10 +3,13 @@
 ``sync_folders`` walks each folder (the same walk as ``ingest``: supported types or ``glob``,
 hidden files and ``.gitignore`` / ``.rerankignore`` matches left out, symlinks that leave the
 allowed roots skipped), ingests what it finds (a file whose content and settings are unchanged
-is skipped without re-embedding, a changed one replaced), then deletes every document whose
-``source`` lies under one of the folders (and matches ``glob``, when one is given) that the walk
-no longer yields: the file was removed, renamed, or is now ignored. A file that fails to load
-keeps its previous version (with ``skip_invalid``; without it the call fails and changes
+is skipped without re-embedding, a changed one replaced, one that holds no text ``skipped``),
+then deletes every document whose ``source`` lies under one of the folders (and matches
+``glob``, when one is given) that the walk no longer yields and whose file is gone (removed or
+renamed), is now ignored (an ignore file matches it or a folder above it), or now holds no
+text. A document whose file is still there but that the walk does not select (a type or a
+hidden name a walk leaves out: it was ingested by naming the file) is kept. A file that fails
+to load keeps its previous version (with ``skip_invalid``; without it the call fails and changes
 nothing). Unreadable is not absent: a subfolder the walk cannot read (permissions) or a file it
 cannot take fails the call without ``skip_invalid``; with it, it is reported as failed and
 nothing under it is deleted.
