@@ -14,6 +14,10 @@ class InvalidInput(RerankMCPError):
     """The caller sent something malformed, out of range or of the wrong type."""
 
 
+class NoText(InvalidInput):
+    """A file holds no text: empty, only whitespace, or nothing to extract (a PDF of scanned pages)."""
+
+
 class NotFound(RerankMCPError):
     """A named collection, document or reranker does not exist."""
 

@@ -1,5 +1,5 @@
-"""Reading files into text: .txt, .md, .html/.htm, .pdf, .docx, source code (and other UTF-8
-text), with checks.
+"""Reading files into text: .txt, .md, .html/.htm, .pdf, .docx, configuration and build files,
+source code (and other UTF-8 text), with checks.
 
 Paths must resolve (symlinks and ``..`` included) inside one of the allowed roots, and what is
 opened is checked again: a file is opened without following a final symlink and without
@@ -8,13 +8,17 @@ never read), must still lie inside the roots once open (its real path, from the 
 descriptor), and is read only up to the size limit (the bytes read count, not the size the
 file claims). Binary files and invalid UTF-8 are refused with a message naming the file.
 
-Folder walks skip hidden files and folders and honour ``.gitignore`` and ``.rerankignore`` files
-(gitignore syntax, via ``pathspec``): those inside the folder, and those in the folders above it
-up to the allowed root it lies in; a deeper file's patterns win, as in git. What a walk cannot
-take (an unreadable folder, a symlink loop, a file removed after it was listed, something that
-is not a regular file) is a :class:`WalkProblem`: an error naming it, or, when the caller
-collects problems (``skip_invalid``), reported while the walk goes on. Symlinks that lead out of
-the roots are skipped.
+Folder walks take the supported types (:func:`file_type`: by suffix, or a well-known name such
+as README or Makefile), skip hidden files and folders and honour ``.gitignore`` and
+``.rerankignore`` files (gitignore syntax, via ``pathspec``): those inside the folder, and those
+in the folders above it up to the allowed root it lies in; a deeper file's patterns win, as in
+git. What a walk leaves out on purpose is counted in a :class:`WalkReport` (the files of other
+types by name), so a caller can say so. A file that holds no text is a :class:`NoText` error;
+a caller skips it when a walk found it. What a walk cannot take (an unreadable folder, a symlink
+loop, a file removed after it was listed, something that is not a regular file) is a
+:class:`WalkProblem`: an error naming it, or, when the caller collects problems
+(``skip_invalid``), reported while the walk goes on. Symlinks that lead out of the roots are
+skipped.
 
 A ``.docx`` is read as a stream: the zip members' inflated sizes are checked before inflating
 and the XML is parsed element by element, with limits on both (:data:`DOCX_MAX_INFLATED_BYTES`,
@@ -29,13 +33,17 @@ import io
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed, RerankMCPError
+from rerank_mcp.errors import InvalidInput, LimitExceeded, NoText, PathNotAllowed, RerankMCPError
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text", ".csv", ".json", ".jsonl", ".log"}
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text", ".adoc", ".org", ".tex", ".csv", ".tsv", ".json",
+                 ".jsonl", ".log"}
+# configuration and build files, read as plain text (never secrets such as .env: a walk skips
+# hidden files, and .env is not a supported type)
+CONFIG_SUFFIXES = {".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".properties", ".xml", ".xsd"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 PDF_SUFFIXES = {".pdf"}
 DOCX_SUFFIXES = {".docx"}
@@ -45,13 +53,33 @@ CODE_LANGUAGES = {
     ".cjs": "javascript", ".ts": "typescript", ".tsx": "typescript", ".go": "go", ".rs": "rust", ".java": "java",
     ".kt": "kotlin", ".kts": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cpp": "cpp", ".cc": "cpp",
     ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php", ".swift": "swift",
-    ".lua": "lua", ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".sql": "sql", ".r": "r", ".pl": "perl",
-    ".ex": "elixir", ".exs": "elixir", ".erl": "erlang", ".hs": "haskell", ".ml": "ocaml", ".clj": "clojure",
-    ".dart": "dart", ".jl": "julia", ".vue": "vue", ".svelte": "svelte",
+    ".lua": "lua", ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".fish": "shell", ".ps1": "powershell",
+    ".sql": "sql", ".r": "r", ".pl": "perl", ".ex": "elixir", ".exs": "elixir", ".erl": "erlang", ".hs": "haskell",
+    ".ml": "ocaml", ".clj": "clojure", ".dart": "dart", ".jl": "julia", ".vue": "vue", ".svelte": "svelte",
+    ".groovy": "groovy", ".gradle": "groovy", ".tf": "hcl", ".hcl": "hcl", ".proto": "protobuf",
+    ".graphql": "graphql", ".css": "css", ".scss": "scss", ".less": "less", ".mk": "make", ".cmake": "cmake",
 }
 CODE_SUFFIXES = set(CODE_LANGUAGES)
+# well-known files without a type suffix, by name (any case): (kind, a code file's language)
+NAMED_FILES: dict[str, tuple[str, str | None]] = {
+    **{n: ("text", None) for n in (
+        "README", "LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "CONTRIBUTORS", "CHANGELOG", "CHANGES",
+        "HISTORY", "NEWS", "TODO", "INSTALL", "CODEOWNERS", "OWNERS", "Procfile", "MANIFEST.in")},
+    **{n: ("code", "make") for n in ("Makefile", "GNUmakefile")},
+    **{n: ("code", "dockerfile") for n in ("Dockerfile", "Containerfile")},
+    **{n: ("code", "ruby") for n in ("Gemfile", "Rakefile", "Vagrantfile", "Brewfile", "Podfile")},
+    "Jenkinsfile": ("code", "groovy"), "CMakeLists.txt": ("code", "cmake"),
+}
+_NAMED = {k.lower(): v for k, v in NAMED_FILES.items()}
+# a template of a supported file (config.yaml.example, Makefile.in) is read as that file
+TEMPLATE_SUFFIXES = {".example", ".sample", ".dist", ".template", ".tmpl", ".in"}
 IGNORE_FILES = (".gitignore", ".rerankignore")
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES | CODE_SUFFIXES
+SUPPORTED = TEXT_SUFFIXES | CONFIG_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES | CODE_SUFFIXES
+# what a walk reads, for messages: (what, suffixes), from the tables above
+READ_TYPES: tuple[tuple[str, Sequence[str]], ...] = (
+    ("plain text", sorted(TEXT_SUFFIXES)), ("configuration", sorted(CONFIG_SUFFIXES)), ("HTML", sorted(HTML_SUFFIXES)),
+    ("PDF", sorted(PDF_SUFFIXES)), ("Word", sorted(DOCX_SUFFIXES)), ("source code", list(CODE_LANGUAGES)),
+)
 MAX_FILES_PER_FOLDER = 100_000
 # A .docx's XML parts, inflated, and the XML elements parsed from them: a small zip can hold
 # gigabytes of XML (a decompression bomb).
@@ -71,6 +99,25 @@ class WalkProblem:
     path: Path
     message: str
     folder: bool = False
+
+
+@dataclass
+class WalkReport:
+    """What :func:`expand_paths` took as named and what its walks left out on purpose."""
+
+    named: set[Path] = field(default_factory=set)  # regular files named in ``paths`` (not found by a walk)
+    folders: list[Path] = field(default_factory=list)  # the folders walked
+    unsupported: list[Path] = field(default_factory=list)  # files left out for their type (no glob given)
+    not_matched: int = 0  # files left out for not matching the glob
+    hidden: int = 0  # hidden files and folders left out
+    ignored: int = 0  # files and folders left out by .gitignore / .rerankignore
+
+    def shown(self, path: Path) -> str:
+        """``path`` relative to the walked folder it lies in."""
+        for top in self.folders:
+            if top in path.parents:
+                return _show(path.relative_to(top))
+        return _show(path)
 
 
 @dataclass(frozen=True)
@@ -110,7 +157,8 @@ def resolve_allowed(path: str | os.PathLike, roots: Sequence[Path]) -> Path:
             try:
                 candidate = real = raw.resolve(strict=True)
             except FileNotFoundError:
-                raise InvalidInput(f"no such file or folder: {_show(path)}") from None
+                shown = _show(path) if Path(path).expanduser().is_absolute() else f"{_show(path)} (taken as {_show(raw)})"
+                raise InvalidInput(f"no such file or folder: {shown}") from None
             except (OSError, RuntimeError, ValueError) as exc:
                 raise InvalidInput(f"cannot resolve path {path!r}: {_why(exc)}") from None
         if not _inside(candidate, roots):
@@ -154,12 +202,14 @@ def _os_reason(exc: OSError) -> str:
 
 
 def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None = None,
-                 problems: list[WalkProblem] | None = None) -> list[Path]:
+                 problems: list[WalkProblem] | None = None, report: WalkReport | None = None) -> list[Path]:
     """Regular files named by ``paths``; folders are walked recursively, keeping files matching
-    ``glob`` (default: every supported type). Every file, symlinks included, must stay inside the
-    roots (one leading out is skipped). What cannot be taken (:class:`WalkProblem`) is an
-    :class:`InvalidInput` naming it, or, given a ``problems`` list, appended to it while the walk
-    goes on. A path outside the roots is always refused."""
+    ``glob`` (default: every supported type, :func:`selected`). Every file, symlinks included, must
+    stay inside the roots (one leading out is skipped). What cannot be taken (:class:`WalkProblem`)
+    is an :class:`InvalidInput` naming it, or, given a ``problems`` list, appended to it while the
+    walk goes on. A path outside the roots is always refused. Given a ``report``, it records which
+    files were named and what the walks left out (types, glob, hidden, ignored)."""
+    report = report if report is not None else WalkReport()
     out: list[Path] = []
 
     def problem(path: Path, message: str, folder: bool = False, walk: bool = True) -> None:
@@ -181,6 +231,7 @@ def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None =
             continue
         if stat.S_ISDIR(mode):
             ignores = _IgnoreRules(real, roots)
+            report.folders.append(real)
 
             def unreadable(err: OSError, top: Path = real) -> None:
                 where = Path(err.filename) if err.filename else top
@@ -189,13 +240,27 @@ def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None =
             for dirpath, dirnames, filenames in os.walk(real, followlinks=False, onerror=unreadable):
                 here = Path(dirpath)
                 ignores.enter(here)
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not ignores.ignored(here / d, True))
+                keep = []
+                for d in sorted(dirnames):
+                    if d.startswith("."):
+                        report.hidden += 1
+                    elif ignores.ignored(here / d, True):
+                        report.ignored += 1
+                    else:
+                        keep.append(d)
+                dirnames[:] = keep
                 for fn in sorted(filenames):
                     if fn.startswith("."):
-                        continue
-                    if not selected(fn, glob):
+                        report.hidden += fn not in IGNORE_FILES
                         continue
                     if ignores.ignored(here / fn, False):
+                        report.ignored += 1
+                        continue
+                    if not selected(fn, glob):
+                        if glob:
+                            report.not_matched += 1
+                        else:
+                            report.unsupported.append(here / fn)
                         continue
                     try:
                         f = resolve_allowed(here / fn, roots)
@@ -216,6 +281,7 @@ def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None =
                         raise LimitExceeded(f"{p} holds more than {MAX_FILES_PER_FOLDER} files; narrow it with a glob")
         elif stat.S_ISREG(mode):
             out.append(real)
+            report.named.add(real)
         else:
             problem(Path(str(p)), f"{_show(p)} is {_file_type(mode)}, neither a regular file nor a folder", walk=False)
     return list(dict.fromkeys(out))
@@ -223,10 +289,72 @@ def expand_paths(paths: Iterable[str], roots: Sequence[Path], glob: str | None =
 
 def selected(name: str, glob: str | None = None) -> bool:
     """Whether a folder walk takes a file of this name: it matches ``glob``, or without one, is of
-    a supported type."""
+    a supported type (:func:`file_type`)."""
     if glob:
         return fnmatch.fnmatch(name, glob)
-    return Path(name).suffix.lower() in SUPPORTED
+    return file_type(name) is not None
+
+
+def file_type(name: str | os.PathLike) -> tuple[str, str | None] | None:
+    """The ``(kind, language)`` a folder walk reads a file of this name as: by its suffix, or a
+    well-known name (README, Makefile, ...); a template (``config.yaml.example``, ``Makefile.in``)
+    as the file it is a template of. None: not a supported type."""
+    lower = Path(name).name.lower()
+    if lower in _NAMED:
+        return _NAMED[lower]
+    suffix = Path(lower).suffix
+    if suffix in TEMPLATE_SUFFIXES and lower != suffix:
+        inner = lower[: -len(suffix)]
+        if inner in _NAMED:
+            return _NAMED[inner]
+        suffix = Path(inner).suffix
+    if suffix in PDF_SUFFIXES:
+        return "pdf", None
+    if suffix in DOCX_SUFFIXES:
+        return "docx", None
+    if suffix in HTML_SUFFIXES:
+        return "html", None
+    if suffix in CODE_SUFFIXES:
+        return "code", CODE_LANGUAGES[suffix]
+    if suffix in (".md", ".markdown"):
+        return "markdown", None
+    if suffix in TEXT_SUFFIXES or suffix in CONFIG_SUFFIXES:
+        return "text", None
+    return None
+
+
+def readable_types(max_suffixes: int = 16) -> str:
+    """What folder walks read, for messages: each group of the loader tables with its suffixes
+    (the first ``max_suffixes`` of a long group), and the well-known names."""
+    parts = []
+    for what, suffixes in READ_TYPES:
+        more = f" and {len(suffixes) - max_suffixes} more" if len(suffixes) > max_suffixes else ""
+        parts.append(f"{what} ({' '.join(suffixes[:max_suffixes])}{more})")
+    names = [n for n in NAMED_FILES if "." not in n]
+    firsts = list({NAMED_FILES[n]: n for n in reversed(names)}.values())[::-1]  # the first name of each kind
+    parts.append(f"files named {', '.join(firsts)} and {len(names) - len(firsts)} more such names")
+    return ", ".join(parts)
+
+
+def ignored_by_rules(paths: Iterable[Path], top: Path, roots: Sequence[Path]) -> set[Path]:
+    """Those of ``paths`` (files under the folder ``top``, resolved) that a walk of ``top`` leaves
+    out by its ``.gitignore`` / ``.rerankignore`` rules: the file, or a folder on its way, matches."""
+    rules = _IgnoreRules(top, roots)
+    out: set[Path] = set()
+    for p in paths:
+        if top not in p.parents:
+            continue
+        between = [q for q in reversed(p.parents) if top in q.parents]  # the folders below top, down to p's
+        for q in between:
+            rules.enter(q.parent)
+            if rules.ignored(q, True):
+                out.add(p)
+                break
+        else:
+            rules.enter(p.parent)
+            if rules.ignored(p, False):
+                out.add(p)
+    return out
 
 
 class _IgnoreRules:
@@ -285,7 +413,8 @@ class _IgnoreRules:
 
 def _decode_text(data: bytes, path: Path) -> str:
     if b"\x00" in data[:8192]:
-        raise InvalidInput(f"{path} looks like a binary file (it contains NUL bytes); only text, HTML and PDF are read")
+        raise InvalidInput(f"{path} looks like a binary file (it contains NUL bytes): not read; what is read is "
+                           f"{readable_types()}, and any UTF-8 text file named in paths")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -539,17 +668,9 @@ def _read_regular(path: Path, max_bytes: int, roots: Sequence[Path] | None = Non
 
 
 def kind_of(name: str | os.PathLike) -> tuple[str, str | None]:
-    """The ``type`` (and a code file's ``language``) a file's metadata gets, from its suffix."""
-    suffix = Path(name).suffix.lower()
-    if suffix in PDF_SUFFIXES:
-        return "pdf", None
-    if suffix in DOCX_SUFFIXES:
-        return "docx", None
-    if suffix in HTML_SUFFIXES:
-        return "html", None
-    if suffix in CODE_SUFFIXES:
-        return "code", CODE_LANGUAGES[suffix]
-    return ("markdown" if suffix in (".md", ".markdown") else "text"), None
+    """The ``type`` (and a code file's ``language``) a file's metadata gets, from its name
+    (:func:`file_type`); a file of another type, named in paths, is read as plain text."""
+    return file_type(name) or ("text", None)
 
 
 def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None,
@@ -568,5 +689,7 @@ def load_file(path: Path, max_bytes: int, roots: Sequence[Path] | None = None,
         if kind == "html":
             text, title = _html_to_text(text)
     if not text.strip():
-        raise InvalidInput(f"{path} holds no text")
+        what = {"pdf": "no text could be extracted from its pages (scanned images?)",
+                "docx": "its body has no paragraph or table text", "html": "its body has no text"}
+        raise NoText(f"{path} holds no text ({what.get(kind, 'it is empty or only whitespace')})")
     return LoadedFile(path=path, text=text, title=title, kind=kind, language=language)

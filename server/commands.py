@@ -77,8 +77,11 @@ def ingest(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                   [[d.id, d.status, d.chunks, d.reason] for d in res.documents[:50]])
         more = f" (first 50 of {len(res.documents)} shown)" if len(res.documents) > 50 else ""
         out.line(f"added {res.added}, updated {res.updated}, unchanged {res.unchanged}, "
-                 + (f"deleted {res.deleted}, " if res.synced is not None else "") + f"failed {res.failed}; "
+                 + (f"deleted {res.deleted}, " if res.synced is not None else "")
+                 + (f"skipped {res.skipped}, " if res.skipped else "") + f"failed {res.failed}; "
                  f"{res.chunks_written} chunks in {res.elapsed_ms / 1000:.1f} s{more}")
+        for note in res.notes:
+            out.line(f"note: {note}")
     return 1 if res.failed else 0
 
 

@@ -46,7 +46,7 @@ class Output:
         self.console.print(t)
 
     def line(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, markup=False)  # file names may hold [brackets]
 
     @contextlib.contextmanager
     def progress(self, description: str) -> Iterator[Progress]:

@@ -49,7 +49,7 @@ def run_watch(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             )
 
         first = sync()  # refuses bad paths and settings before watching anything
-        report(first, out)
+        report(first, out, notes=True)
         watcher = FolderWatcher([p for p in (first.synced or [])], sync, debounce_s=args.debounce, glob=args.glob,
                                 on_result=lambda r: report(r, out),
                                 on_error=lambda e: sys.stderr.write(f"error: {e}\n"), polling=args.polling)
@@ -71,15 +71,20 @@ def run_watch(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     return 0
 
 
-def report(res, out: Output) -> None:
+def report(res, out: Output, notes: bool = False) -> None:
+    """One sync's outcome: a line (or a JSON object) of counts and what changed; with ``notes``
+    (the first sync), what the walk left out too."""
     if out.as_json:
         sys.stdout.write(json.dumps({k: v for k, v in res.model_dump().items() if k != "documents"}
-                                    | {"changed": [d for d in res.model_dump()["documents"] if d["status"] != "unchanged"]},
+                                    | {"changed": [d for d in res.model_dump()["documents"]
+                                                   if d["status"] not in ("unchanged", "skipped")]},
                                     ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
-    changed = [d for d in res.documents if d.status != "unchanged"]
+    changed = [d for d in res.documents if d.status not in ("unchanged", "skipped")]
     out.line(f"{res.collection}: added {res.added}, updated {res.updated}, unchanged {res.unchanged}, "
-             f"deleted {res.deleted}, failed {res.failed}"
+             f"deleted {res.deleted}, " + (f"skipped {res.skipped}, " if res.skipped else "") + f"failed {res.failed}"
              + (": " + ", ".join(f"{d.status} {d.id}" for d in changed[:10]) if changed else ""))
+    for note in res.notes if notes else ():
+        out.line(f"note: {note}")
     sys.stdout.flush()

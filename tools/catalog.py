@@ -285,7 +285,8 @@ INGEST = ToolSpec(
     description=(
         "Add documents and/or files to a collection (created on first use). documents: [{id?, text, metadata?}]; "
         "re-ingesting an id replaces it, unchanged content is skipped. paths: files (.txt .md .html .pdf .docx, "
-        "code) or folders (recursive, .gitignore honoured, glob narrows), under the server's allowed roots. sync: "
+        "config, code) or folders (recursive, .gitignore honoured, glob narrows; empty files skipped, other types "
+        "listed in notes), under the server's allowed roots. sync: "
         "mirror the folders (changed files re-embedded, documents of deleted files removed). Any invalid input "
         "fails the whole call and stores nothing, unless skip_invalid."
     ),

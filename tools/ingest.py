@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rerank_mcp.errors import DataDirError, InvalidInput, LimitExceeded, RerankMCPError
+from rerank_mcp.errors import DataDirError, InvalidInput, LimitExceeded, NoText, RerankMCPError
 from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE, chunk_document
 from rerank_mcp.index.contract import DocumentWrite, Index, NewChunk, Progress, check_collection_name
 from rerank_mcp.index.lines import lines_of_chunks
-from rerank_mcp.index.loaders import WalkProblem, expand_paths, load_file
+from rerank_mcp.index.loaders import WalkProblem, WalkReport, expand_paths, load_file
 from rerank_mcp.tools.cancel import CancelCheck, check
 from rerank_mcp.tools.models import DocOutcome, DocumentIn, IngestResult
 
@@ -132,8 +132,14 @@ def ingest(
     progress: Progress | None = None,
     on_commit: Callable[[list[str]], None] | None = None,
     cancelled: CancelCheck | None = None,
+    walked: bool = False,
 ) -> IngestResult:
     """Ingest ``documents`` and files under ``paths`` into ``collection``.
+
+    A file a folder walk found that holds no text (empty, only whitespace) is ``skipped`` and
+    reported, not an error; one named in ``paths`` that holds none is an error (``walked``: the
+    paths are files a walk found, as :func:`~rerank_mcp.tools.sync.sync_folders` passes them).
+    Files a walk leaves out for their type are counted and named in ``notes``.
 
     ``on_commit`` is called with the ids of each batch right after its transaction commits:
     from then on those documents survive any crash. ``cancelled`` (default: the thread's check)
@@ -162,6 +168,8 @@ def ingest(
         )
 
     failed: list[DocOutcome] = []
+    skipped: list[DocOutcome] = []
+    notes: list[str] = []
     pending: list[_Pending] = []
 
     def fail(doc_id: str | None, source: str | None, exc: Exception) -> None:
@@ -193,9 +201,11 @@ def ingest(
         if isinstance(paths, str):
             paths = [paths]
         problems: list[WalkProblem] | None = [] if skip_invalid else None
-        files = expand_paths(paths, list(roots), glob, problems)
+        report = WalkReport()
+        files = expand_paths(paths, list(roots), glob, problems, report)
         for wp in problems or []:  # what the walk could not take: reported, the rest ingested
             failed.append(walk_outcome(wp))
+        notes += walk_notes(report, glob, found_any=bool(files or problems))
         if len(files) + len(pending) > limits.max_documents:
             raise LimitExceeded(
                 f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents} "
@@ -220,6 +230,12 @@ def ingest(
                 if lf.language:
                     meta["language"] = lf.language
                 pending.append(_Pending(str(f), lf.text, meta, str(f), kind=lf.kind))
+            except NoText as exc:
+                if walked or f not in report.named:  # found by a walk: an empty file is no error
+                    skipped.append(DocOutcome(id=name, source=name, status="skipped",
+                                              reason=f"{_printable(str(exc))}: skipped"))
+                else:
+                    fail(name, name, exc)
             except RerankMCPError as exc:
                 fail(name, name, exc)
             if progress and n % 20 == 0:
@@ -293,6 +309,7 @@ def ingest(
         if progress:
             progress(min(b + WRITE_BATCH, total_docs), total_docs, f"stored {min(b + WRITE_BATCH, total_docs)} of {total_docs} documents")
     outcomes.extend(failed)
+    outcomes.extend(skipped)
     elapsed = time.perf_counter() - t0
     return IngestResult(
         collection=collection,
@@ -301,6 +318,8 @@ def ingest(
         updated=sum(o.status == "updated" for o in outcomes),
         unchanged=sum(o.status == "unchanged" for o in outcomes),
         failed=len(failed),
+        skipped=len(skipped),
+        notes=notes,
         chunks_written=chunks_written,
         elapsed_ms=elapsed * 1000,
         chunks_per_s=(chunks_written / elapsed) if chunks_written and elapsed > 0 else None,
@@ -312,6 +331,32 @@ def walk_outcome(wp: WalkProblem) -> DocOutcome:
     """A folder walk's problem as a failed outcome (a folder has no document id)."""
     name, reason = _printable(str(wp.path)), _printable(wp.message)
     return DocOutcome(id=None if wp.folder else name, source=name, status="failed", reason=reason)
+
+
+def walk_notes(report: WalkReport, glob: str | None, found_any: bool) -> list[str]:
+    """What folder walks left out, for a result's ``notes``: files of unsupported types (counted,
+    the first 10 named) and, when the walks found nothing to read (``found_any`` false), why."""
+    notes = []
+    n = len(report.unsupported)
+    if n:
+        names = ", ".join(_printable(report.shown(p)) for p in report.unsupported[:10])
+        notes.append(f"skipped {n} file{'s' if n != 1 else ''} of unsupported types: {names}"
+                     + (" (first 10)" if n > 10 else "")
+                     + "; to read one as text, name it in paths or give a glob that matches it")
+    if report.folders and not found_any:
+        why = []
+        if n:
+            why.append(f"{n} file{'s are' if n != 1 else ' is'} of unsupported types")
+        if report.not_matched:
+            why.append(f"{report.not_matched} file(s) do not match the glob {glob!r}")
+        if report.ignored:
+            why.append(f"{report.ignored} file(s) or folder(s) are ignored by .gitignore / .rerankignore rules")
+        if report.hidden:
+            why.append(f"{report.hidden} hidden file(s) or folder(s) are left out")
+        folders = ", ".join(_printable(str(f)) for f in report.folders)
+        notes.append(f"no file to read was found in {folders}: "
+                     + ("; ".join(why) if why else "the folder holds no files"))
+    return notes
 
 
 def _printable(s: str) -> str:

@@ -31,7 +31,7 @@ class DocumentIn(BaseModel):
 class DocOutcome(Frozen):
     id: str | None
     source: str | None = None
-    status: Literal["added", "updated", "unchanged", "deleted", "failed"]
+    status: Literal["added", "updated", "unchanged", "deleted", "failed", "skipped"]
     chunks: int = 0
     reason: str | None = None
 
@@ -46,6 +46,9 @@ class IngestResult(Frozen):
     chunks_written: int
     elapsed_ms: float
     chunks_per_s: float | None = None
+    skipped: int = Field(0, description="files a folder walk found that hold no text (empty): not stored, not an error")
+    notes: list[str] = Field(default_factory=list, description="what folder walks left out (files of unsupported "
+                             "types) and, when nothing was read, why")
     deleted: int = Field(0, description="with sync: documents whose files are gone from the synced folders")
     synced: list[str] | None = Field(None, description="with sync: the folders kept in sync")
     analyzer: str | None = Field(None, description="the collection's BM25 analyzer ('legacy': re-analyze with "

@@ -48,7 +48,7 @@ def _empty(v: Any) -> bool:
 
 
 def _said_by_path(h: dict[str, Any]) -> dict[str, Any]:
-    """The metadata a file's hit need not repeat: what its path's suffix gives (index.loaders.kind_of),
+    """The metadata a file's hit need not repeat: what its path's name gives (index.loaders.kind_of),
     where the hit is a file's (its source is its path)."""
     meta = h.get("metadata") or {}
     path = meta.get("source") or h.get("source")

@@ -177,6 +177,26 @@ async def test_file_ingest_within_roots(settings, tmp_path):
         assert r.structured_content["hits"][0]["metadata"]["type"] == "markdown"
 
 
+async def test_folder_ingest_skips_empty_files_and_names_a_missing_relative_path(settings):
+    root = settings.allowed_roots[0]
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_bytes(b"")
+    (root / "pkg" / "math_utils.py").write_text("def add(a,b):\n    return a+b\n")
+    (root / "pkg" / "logo.png").write_bytes(b"\x89PNG\x00")
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
+        r = await c.call_tool("ingest", {"collection": "code", "paths": [str(root / "pkg")]})
+        assert not r.is_error, r.content
+        res = r.structured_content
+        assert (res["added"], res["skipped"], res["failed"]) == (1, 1, 0)
+        skipped = next(d for d in res["documents"] if d["status"] == "skipped")
+        assert skipped["id"] == str(root / "pkg" / "__init__.py") and "holds no text" in skipped["reason"]
+        assert res["notes"] == ["skipped 1 file of unsupported types: logo.png; to read one as text, name it in "
+                                "paths or give a glob that matches it"]
+        r = await c.call_tool("ingest", {"collection": "code", "paths": ["relative.txt"]})
+        assert r.is_error
+        assert r.content[0].text.endswith(f"no such file or folder: relative.txt (taken as {root.resolve() / 'relative.txt'})")
+
+
 BAD_CALLS = [
     ("search", {"query": "", "collection": "kb"}, "query is empty"),
     ("search", {"query": "x", "collection": "kb", "k": 0}, "k must be a positive integer"),

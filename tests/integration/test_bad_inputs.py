@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,69 @@ def test_delete_bad_inputs(eng, kwargs, exc, needle):
     coll = kwargs.pop("collection", "bio")
     unchanged(eng, lambda: delete(eng, coll, **kwargs), exc, needle)
     assert len(search(eng, None, "mitochondria", "bio", k=10, mode="dense").hits) == 3
+
+
+def pyproj(tmp_path):
+    """A Python package whose ``__init__.py`` is empty, and a file of only whitespace."""
+    root = tmp_path / "root"
+    (root / "pyproj" / "pkg").mkdir(parents=True)
+    (root / "pyproj" / "pkg" / "__init__.py").write_bytes(b"")
+    (root / "pyproj" / "pkg" / "math_utils.py").write_text("def add(a,b):\n    return a+b\n")
+    (root / "pyproj" / "blank.md").write_text(" \n\t\n")
+    return root, root / "pyproj"
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_folder_ingest_skips_files_that_hold_no_text(fresh_eng, tmp_path, skip_invalid):
+    eng = fresh_eng
+    root, proj = pyproj(tmp_path)
+    r = ingest(eng, "code", paths=[str(proj)], roots=[root], skip_invalid=skip_invalid)
+    assert (r.added, r.skipped, r.failed) == (1, 2, 0)
+    out = {o.id: o for o in r.documents}
+    assert out[str(proj / "pkg" / "math_utils.py")].status == "added"
+    for name in ("pkg/__init__.py", "blank.md"):
+        o = out[str(proj / name)]
+        assert o.status == "skipped" and o.chunks == 0 and "holds no text" in o.reason, o
+    assert {d.id for d in eng.documents("code")} == {str(proj / "pkg" / "math_utils.py")}
+
+
+def test_an_empty_file_named_in_paths_is_still_an_error(eng, tmp_path):
+    root, proj = pyproj(tmp_path)
+    empty = str(proj / "pkg" / "__init__.py")
+    for paths in ([empty], [str(proj), empty]):  # named, even beside a folder that holds it
+        unchanged(eng, lambda paths=paths: ingest(eng, "bio", paths=paths, roots=[root]), InvalidInput,
+                  f"{empty} holds no text")
+
+
+def test_folder_ingest_notes_what_it_leaves_out(fresh_eng, tmp_path):
+    eng = fresh_eng
+    root = tmp_path / "root"
+    proj = root / "proj"
+    (proj / "img").mkdir(parents=True)
+    for name, text in {"README": "Project readme.", "Makefile": "all:\n\techo build\n",
+                       "config.yaml": "retries: 3\n", "pyproject.toml": "[project]\nname = 'p'\n",
+                       "notes.txt": "Some notes."}.items():
+        (proj / name).write_text(text)
+    (proj / "blob.bin").write_bytes(b"\x00\x01")
+    for i in range(11):
+        (proj / "img" / f"p{i:02d}.png").write_bytes(b"\x89PNG")
+    r = ingest(eng, "proj", paths=[str(proj)], roots=[root])
+    assert sorted(Path(o.id).name for o in r.documents if o.status == "added") == [
+        "Makefile", "README", "config.yaml", "notes.txt", "pyproject.toml"]
+    assert r.failed == 0 and len(r.notes) == 1
+    assert r.notes[0].startswith("skipped 12 files of unsupported types: blob.bin, img/p00.png, ")
+    assert "img/p08.png (first 10)" in r.notes[0] and "p09" not in r.notes[0]
+
+    only = root / "only"
+    only.mkdir()
+    (only / "blob.bin").write_bytes(b"\x00\x01")
+    (only / ".hidden.md").write_text("hidden")
+    r = ingest(eng, "proj", paths=[str(only)], roots=[root])
+    assert r.documents == [] and r.notes == [
+        "skipped 1 file of unsupported types: blob.bin; to read one as text, name it in paths or give a glob "
+        "that matches it",
+        f"no file to read was found in {only}: 1 file is of unsupported types; 1 hidden file(s) or folder(s) are "
+        "left out"]
+    r = ingest(eng, "proj", paths=[str(proj)], roots=[root], glob="*.rst")
+    assert r.documents == [] and r.notes == [f"no file to read was found in {proj}: 17 file(s) do not match the "
+                                             "glob '*.rst'"]

@@ -1,6 +1,7 @@
 """Folders kept in sync, on real files in a temporary folder, on every engine: add, modify,
-delete, rename, .gitignore / .rerankignore, a symlink out of the root, .docx and source code;
-and hits that cite the exact lines of their files (CRLF included)."""
+delete, rename, .gitignore / .rerankignore, a symlink out of the root, .docx and source code,
+empty files, files ingested by naming them; and hits that cite the exact lines of their files
+(CRLF included)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,46 @@ def test_sync_with_a_glob_only_deletes_what_the_glob_selects(any_engine, tree):
     assert sorted(Path(d.id).name for d in res.documents) == ["a.md", "c.md"]
 
 
+def test_sync_keeps_documents_of_existing_files_the_walk_does_not_select(any_engine, tree):
+    """A file ingested by naming it (a type or a hidden name a walk leaves out) stays while it
+    exists; it goes once it is removed, or once an ignore file matches it."""
+    root, docs = tree
+    (docs / "app.log.1").write_text("Rotated log: the cache warmed up in 3 seconds.\n", encoding="utf-8")
+    (docs / ".todo.md").write_text("Hidden to-do list: renew the certificate.\n", encoding="utf-8")
+    sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    r = ingest(any_engine, "kb", paths=[str(docs / "app.log.1"), str(docs / ".todo.md")], roots=[root])
+    assert r.added == 2
+    named = {str((docs / "app.log.1").resolve()), str((docs / ".todo.md").resolve())}
+
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    assert res.deleted == 0 and res.unchanged == 4, res.documents
+    assert named <= {d.id for d in any_engine.documents("kb")}
+
+    (docs / "app.log.1").unlink()
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    assert ids(res, "deleted") == ["app.log.1"]
+    (docs / ".gitignore").write_text("*.log\nsecret/\n.todo.md\n", encoding="utf-8")
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    assert ids(res, "deleted") == [".todo.md"]
+    assert not named & {d.id for d in any_engine.documents("kb")}
+
+
+def test_sync_skips_empty_files_and_deletes_documents_of_emptied_ones(any_engine, tree):
+    root, docs = tree
+    (docs / "__init__.py").write_bytes(b"")
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root])  # without skip_invalid: no error
+    assert (res.added, res.skipped, res.failed) == (4, 1, 0)
+    assert ids(res, "skipped") == ["__init__.py"]
+
+    (docs / "a.md").write_text("  \n", encoding="utf-8")
+    res = sync_folders(any_engine, "kb", [str(docs)], roots=[root])
+    assert ids(res, "deleted") == ["a.md"] and ids(res, "skipped") == ["__init__.py"]
+    gone = next(d for d in res.documents if d.status == "deleted")
+    assert gone.reason == "the file holds no text now"
+    assert (res.deleted, res.skipped, res.unchanged) == (1, 1, 3)
+    assert "a.md" not in {Path(d.id).name for d in any_engine.documents("kb")}
+
+
 def test_sync_refuses_files_and_paths_outside_the_roots(any_engine, tree, tmp_path):
     root, docs = tree
     with pytest.raises(InvalidInput, match="not a folder"):
@@ -197,3 +238,38 @@ def test_cli_ingest_sync_and_shaped_search(tree, tmp_path, capsys, monkeypatch):
     assert len({h["doc_id"] for h in out["hits"]}) == len(out["hits"])
     assert run([*base, "search", "x", "-c", "kb", "--max-tokens", "-3"]) == 1
     assert "max_tokens" in capsys.readouterr().err
+
+
+def test_cli_folder_ingest_skips_empty_files_notes_other_types_and_sync_keeps_named_files(tmp_path, capsys):
+    from rerank_mcp.server.cli import run
+
+    root = tmp_path / "root"
+    pkg = root / "pyproj" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_bytes(b"")
+    (pkg / "math_utils.py").write_text("def add(a,b):\n    return a+b\n", encoding="utf-8")
+    base = ["--data-dir", str(tmp_path / "data"), "--allowed-root", str(root)]
+    assert run([*base, "ingest", str(root / "pyproj"), "-c", "pyproj"]) == 0
+    out = capsys.readouterr().out
+    assert "added 1, updated 0, unchanged 0, skipped 1, failed 0" in out and "holds no text" in out
+    assert run([*base, "ingest", str(pkg / "__init__.py"), "-c", "pyproj"]) == 1  # named: an error
+    assert "__init__.py holds no text" in capsys.readouterr().err
+
+    proj = root / "proj"
+    proj.mkdir()
+    for name in ("README", "Makefile", "config.yaml", "pyproject.toml", "notes.txt", "CHANGES.rtf"):
+        (proj / name).write_text(f"The {name} of the project.\n", encoding="utf-8")
+    (proj / "blob.bin").write_bytes(b"\x00\x01")
+    assert run([*base, "--json", "ingest", str(proj), "-c", "proj"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(Path(d["id"]).name for d in res["documents"]) == [
+        "Makefile", "README", "config.yaml", "notes.txt", "pyproject.toml"]
+    assert res["notes"] == ["skipped 2 files of unsupported types: CHANGES.rtf, blob.bin; to read one as text, "
+                            "name it in paths or give a glob that matches it"]
+    assert run([*base, "ingest", str(proj / "CHANGES.rtf"), "-c", "proj"]) == 0
+    assert "note: " not in capsys.readouterr().out
+    assert run([*base, "--json", "ingest", "--sync", str(proj), "-c", "proj"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["deleted"] == 0 and res["unchanged"] == 5
+    assert run([*base, "ingest", "--sync", str(proj), "-c", "proj"]) == 0
+    assert "note: skipped 2 files of unsupported types: CHANGES.rtf, blob.bin" in capsys.readouterr().out

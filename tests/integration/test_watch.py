@@ -119,8 +119,17 @@ def _reader(stream, q):
     q.put(None)
 
 
+def test_events_of_files_read_by_name_count(folder):
+    w = FolderWatcher([folder / "notes"], lambda: None)
+    notes = folder / "notes"
+    assert w.relevant(str(notes / "Makefile"), False) and w.relevant(str(notes / "config.yaml"), False)
+    assert not w.relevant(str(notes / "blob.bin"), False) and not w.relevant(str(notes / ".env"), False)
+
+
 def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
     notes = folder / "notes"
+    (notes / "__init__.py").write_bytes(b"")  # holds no text: skipped, not a failure
+    (notes / "Makefile").write_text("all:\n\techo build\n", encoding="utf-8")
     env = offline_env(PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fixtures.hash_cli", "--data-dir", str(tmp_path / "data"), "--allowed-root",
@@ -137,7 +146,8 @@ def test_watch_cli_reports_syncs_and_stops_on_sigterm(tmp_path, folder):
 
     try:
         first = next_report()
-        assert first["added"] == 1 and first["collection"] == "kb"
+        assert (first["added"], first["skipped"], first["failed"]) == (2, 1, 0) and first["collection"] == "kb"
+        assert sorted(Path(c["id"]).name for c in first["changed"]) == ["Makefile", "a.md"]
         time.sleep(0.5)  # the observer is running once the first report is out; give it a moment
         (notes / "new.md").write_text("Written while watching.\n", encoding="utf-8")
         rep = next_report()

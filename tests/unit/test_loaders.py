@@ -1,11 +1,21 @@
-"""File loading: txt/md/html/pdf, refusals, allowed roots (symlinks and '..'), folder walks."""
+"""File loading: txt/md/html/pdf, refusals, allowed roots (symlinks and '..'), folder walks and
+what they leave out."""
 
 from __future__ import annotations
 
 import pytest
 
-from rerank_mcp.errors import InvalidInput, LimitExceeded, PathNotAllowed
-from rerank_mcp.index.loaders import expand_paths, load_file, resolve_allowed
+from rerank_mcp.errors import InvalidInput, LimitExceeded, NoText, PathNotAllowed
+from rerank_mcp.index.loaders import (
+    READ_TYPES,
+    WalkReport,
+    expand_paths,
+    ignored_by_rules,
+    kind_of,
+    load_file,
+    resolve_allowed,
+    selected,
+)
 
 MAX = 1_000_000
 
@@ -91,6 +101,17 @@ def test_binary_refused(root):
         load_file(root / "sub" / "e.bin", MAX)
 
 
+def test_binary_refusal_lists_what_is_read(root):
+    """The message names every group of the loader table (Word and source code too), with suffixes."""
+    with pytest.raises(InvalidInput) as ei:
+        load_file(root / "sub" / "e.bin", MAX)
+    msg = str(ei.value)
+    for what, suffixes in READ_TYPES:
+        assert f"{what} ({suffixes[0]} " in msg or f"{what} ({suffixes[0]})" in msg, (what, msg)
+    for needle in (".docx", ".pdf", ".html", ".py", ".yaml", ".txt", "README", "Makefile"):
+        assert needle in msg, (needle, msg)
+
+
 def test_invalid_utf8_refused(tmp_path):
     p = tmp_path / "latin1.txt"
     p.write_bytes("caf\xe9 au lait".encode("latin-1"))
@@ -101,8 +122,11 @@ def test_invalid_utf8_refused(tmp_path):
 def test_empty_file_refused(tmp_path):
     p = tmp_path / "empty.txt"
     p.write_text("  \n ")
-    with pytest.raises(InvalidInput, match="holds no text"):
+    with pytest.raises(NoText, match=r"empty.txt holds no text \(it is empty or only whitespace\)"):
         load_file(p, MAX)
+    (tmp_path / "zero.py").write_bytes(b"")
+    with pytest.raises(NoText, match="zero.py holds no text"):
+        load_file(tmp_path / "zero.py", MAX)
 
 
 def test_size_limit(root):
@@ -153,6 +177,12 @@ def test_missing_file(root):
         resolve_allowed(root / "nope.txt", [root])
 
 
+def test_missing_relative_path_names_the_path_it_was_taken_as(root):
+    with pytest.raises(InvalidInput) as ei:
+        resolve_allowed("sub/nope.txt", [root])
+    assert str(ei.value) == f"no such file or folder: sub/nope.txt (taken as {root / 'sub' / 'nope.txt'})"
+
+
 def test_folder_walk(root, tmp_path):
     outside = tmp_path / "out.txt"
     outside.write_text("o")
@@ -166,3 +196,60 @@ def test_folder_walk(root, tmp_path):
     assert [p.name for p in both] == ["c.html", "d.pdf"]
     with pytest.raises(PathNotAllowed):
         expand_paths([str(tmp_path)], [root])
+
+
+@pytest.fixture
+def proj(tmp_path):
+    """A project folder: docs, config and build files (some without a suffix), binaries, a secret."""
+    p = tmp_path / "proj"
+    (p / "src").mkdir(parents=True)
+    for name, text in {
+        "README": "A project.", "LICENSE": "MIT License", "Makefile": "all:\n\tpython -m build\n",
+        "Dockerfile": "FROM python:3.12\n", "config.yaml": "retries: 3\n", "pyproject.toml": "[project]\nname = 'p'\n",
+        "setup.cfg": "[metadata]\nname = p\n", "settings.ini": "[a]\nb = 1\n", "pom.xml": "<project/>\n",
+        "notes.txt": "Notes.", "config.yaml.example": "retries: 1\n", "src/schema.sql": "CREATE TABLE t (x int);\n",
+        "src/run.sh": "echo hi\n", ".env": "TOKEN=secret\n",
+    }.items():
+        (p / name).write_text(text, encoding="utf-8")
+    (p / "blob.bin").write_bytes(b"\x00\x01")
+    (p / "src" / "logo.png").write_bytes(b"\x89PNG\x00")
+    return p
+
+
+def test_walk_reads_config_build_and_well_known_files(proj):
+    names = [f.relative_to(proj).as_posix() for f in expand_paths([str(proj)], [proj])]
+    assert names == ["Dockerfile", "LICENSE", "Makefile", "README", "config.yaml", "config.yaml.example",
+                     "notes.txt", "pom.xml", "pyproject.toml", "settings.ini", "setup.cfg", "src/run.sh",
+                     "src/schema.sql"]  # not .env (hidden: never a secret), not the binaries
+    assert kind_of("Makefile") == ("code", "make") and kind_of("Dockerfile") == ("code", "dockerfile")
+    assert kind_of("README") == ("text", None) and kind_of("config.yaml") == ("text", None)
+    assert kind_of("Makefile.in") == ("code", "make") and kind_of("blob.bin") == ("text", None)  # named: text
+    assert load_file(proj / "README", MAX).text == "A project."
+    assert selected("readme") and selected("CHANGELOG") and selected("x.toml")
+    assert not selected("blob.bin") and not selected(".env") and not selected("x.in") and not selected("data")
+
+
+def test_walk_reports_what_it_leaves_out(proj):
+    (proj / ".gitignore").write_text("*.ini\nbuild/\n", encoding="utf-8")
+    (proj / "build").mkdir()
+    (proj / "build" / "out.txt").write_text("built", encoding="utf-8")
+    (proj / ".cache").mkdir()
+    report = WalkReport()
+    files = expand_paths([str(proj), str(proj / "blob.bin")], [proj], report=report)
+    assert [report.shown(p) for p in report.unsupported] == ["blob.bin", "src/logo.png"]
+    assert report.named == {proj / "blob.bin"} and proj / "blob.bin" in files  # named: taken, whatever its type
+    assert report.folders == [proj]
+    assert (report.hidden, report.ignored, report.not_matched) == (2, 2, 0)  # .env, .cache; settings.ini, build/
+    report = WalkReport()
+    assert [f.name for f in expand_paths([str(proj)], [proj], glob="*.sql", report=report)] == ["schema.sql"]
+    assert report.unsupported == [] and report.not_matched == 13
+
+
+def test_ignored_by_rules(proj):
+    (proj / "src" / "deep").mkdir()
+    (proj / ".gitignore").write_text("*.sql\nsrc/deep/\n", encoding="utf-8")
+    (proj / "src" / ".rerankignore").write_text("run.sh\n", encoding="utf-8")
+    paths = [proj / "src" / "schema.sql", proj / "src" / "run.sh", proj / "src" / "deep" / "x.md",
+             proj / "notes.txt", proj / "src" / "logo.png"]
+    assert ignored_by_rules(paths, proj, [proj]) == set(paths[:3])
+    assert ignored_by_rules(paths, proj / "src", [proj]) == set(paths[:3])  # rules above the folder count
