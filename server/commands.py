@@ -112,6 +112,10 @@ def search(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         out.line(f"{len(res.hits)} hits in {res.timings_ms.get('total_ms', 0):.1f} ms"
                  + (f"; {res.tokens} tokens" if res.tokens is not None else "")
                  + (f" of {res.max_tokens}" if res.max_tokens is not None else ""))
+        if res.rerank_fallback:
+            out.line(f"fallback: {res.rerank_fallback}")
+        for note in res.notes:
+            out.line(f"note: {note}")
     return 0
 
 
@@ -182,6 +186,10 @@ def compare(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                    for a in res.agreement])
     if res.input_ndcg_at_k is not None:
         out.line(f"input order nDCG@{res.k}: {res.input_ndcg_at_k:.3f}")
+    for r in res.rerankers:  # each reranker's own advice (blend not applied, what auto picked); the model is in the table
+        for note in r.notes:
+            if not note.startswith("bi-encoder: "):
+                out.line(f"{r.label}: {note}")
     for note in res.notes:
         out.line(note)
     return 0 if ok else 1
@@ -209,8 +217,8 @@ def rerankers(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     else:
         out.table("rerankers", ["name", "status", "default model", "why not / summary"],
                   [[i.name, i.status, i.default_model,
-                    "; ".join(x for x in (i.reason or i.summary, i.note,
-                                          i.download and i.download.state != "downloading" and i.download.command) if x)]
+                    "; ".join(x.rstrip(".") for x in (i.reason or i.summary, i.note, i.download and
+                                                      i.download.state != "downloading" and i.download.command) if x)]
                    for i in infos])
     return 0
 

@@ -29,6 +29,7 @@ DEFAULT_FUSION = fusions.DEFAULT
 # English-only model and a Chinese, Japanese or Korean query): its dense arm is far weaker than a
 # CJK-aware BM25 there, and equal weights drag hybrid below BM25 alone (docs/eval/languages).
 UNCOVERED_WEIGHTS = {"dense": 0.0, "bm25": 1.0}
+UNCOVERED = "was not trained on this query's language (Chinese, Japanese or Korean)"  # notes say this
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,57 @@ def check_unicode(text: str, where: str) -> str:
     return text
 
 
+def _kind(v: Any) -> str | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    return "number" if isinstance(v, (int, float)) else "string" if isinstance(v, str) else None
+
+
+def filter_type_note(index: Index, collection: str, flt: Any, sample: int = 200) -> str | None:
+    """Why a filtered search found nothing, when the filter compares a field to a string and the
+    collection's documents (the first ``sample``) hold numbers there, or the other way round
+    (``{"year": "2024"}`` against ``"year": 2024``); None when no such mismatch shows."""
+    from rerank_mcp.index.filters import And, Cond, Not, Or
+
+    conds: list[Cond] = []
+
+    def walk(f: Any) -> None:
+        if isinstance(f, Cond):
+            conds.append(f)
+        elif isinstance(f, (And, Or)):
+            for x in f.items:
+                walk(x)
+        elif isinstance(f, Not):
+            walk(f.item)
+
+    walk(flt)
+    conds = [c for c in conds if c.op != "$exists"]
+    if not conds:
+        return None
+    docs = index.documents(collection, limit=sample)
+
+    def held(field: str) -> set[str]:
+        kinds: set[str] = set()
+        for d in docs:
+            v: Any = d.metadata
+            for part in field.split("."):
+                v = v.get(part) if isinstance(v, dict) else None
+            for x in v if isinstance(v, list) else [v]:
+                if _kind(x):
+                    kinds.add(_kind(x))  # type: ignore[arg-type]
+        return kinds
+
+    for c in conds:
+        given = {_kind(v) for v in (c.value if isinstance(c.value, tuple) else (c.value,))} - {None}
+        have = held(c.field)
+        if len(given) == 1 and len(have) == 1 and given != have:
+            (g,), (h,) = given, have
+            example = "a number, without quotes" if h == "number" else "a string, in quotes"
+            return (f"no hits: the filter compares {c.field!r} to a {g}, but the collection's documents hold "
+                    f"{h}s in {c.field!r}; give {example}")
+    return None
+
+
 def citation(row: Any) -> dict[str, Any]:
     """Where a chunk comes from: its file (``source``) and its first and last lines."""
     src = row.metadata.get("source") if isinstance(row.metadata, dict) else None
@@ -136,6 +188,9 @@ def search(
                 f"weights must map 'dense' and/or 'bm25' to numbers from 0 to {MAX_WEIGHT:g} (they are relative, "
                 "e.g. {\"dense\": 0.7, \"bm25\": 0.3})"
             )
+        if not any(weights.get(arm, 1.0) > 0 for arm in ("dense", "bm25")):  # an arm not named weighs 1
+            raise InvalidInput("weights: at least one arm must have a positive weight (both are 0 here); "
+                               "e.g. {\"dense\": 0.7, \"bm25\": 0.3}, or mode 'dense' or 'bm25' for one arm alone")
     step = None
     if rerank is not None:
         step = rerank if isinstance(rerank, RerankStep) else RerankStep.model_validate(rerank)
@@ -161,16 +216,21 @@ def search(
     info = index.open_collection(collection)  # NotFound, or ModelMismatch with the way out
 
     n_first = max(k, step.candidates if step else 0)
-    arm_depth = depth or max(n_first, 100 if mode == "hybrid" else n_first)
+    arm_depth = depth or max(n_first, fusions.ARM_DEPTH if mode == "hybrid" else n_first)
     arm_depth = min(arm_depth, limits.max_k * 2)
 
     notes: list[str] = []
     if mode == "hybrid" and weights is None and not index.embedding_covers(info, query):
         weights = dict(UNCOVERED_WEIGHTS)
         notes.append(
-            f"the embedding model {split_identity(info.embedding_model)[0]} was not trained on this query's language "
-            f"(Chinese, Japanese or Korean): hybrid weighted dense {weights['dense']:g}, bm25 {weights['bm25']:g}. "
+            f"the embedding model {split_identity(info.embedding_model)[0]} {UNCOVERED}: "
+            f"hybrid weighted dense {weights['dense']:g}, bm25 {weights['bm25']:g}. "
             "Pass weights to choose, or build the collection with a multilingual embedding model"
+        )
+    elif mode == "dense" and not index.embedding_covers(info, query):
+        notes.append(
+            f"the embedding model {split_identity(info.embedding_model)[0]} {UNCOVERED}: dense results may be poor. "
+            "Use mode 'hybrid' or 'bm25' (CJK-aware), or build the collection with a multilingual embedding model"
         )
 
     qv = None
@@ -268,7 +328,11 @@ def search(
     if rr is not None and step is not None and step.reranker == "auto" and rr.notes:
         notes.append(rr.notes[0])  # what auto picked, and why
     if rr is not None:
-        notes.extend(n for n in rr.notes if n.startswith("min_score "))
+        notes.extend(n for n in rr.notes if (n.startswith("min_score ") or UNCOVERED in n) and n not in notes)
+    if not hits and flt is not None:
+        mismatch = filter_type_note(index, collection, flt)
+        if mismatch:
+            notes.append(mismatch)
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return SearchResult(
         query=query, collection=collection, mode=mode, fusion=fusion if mode == "hybrid" else None,  # type: ignore[arg-type]

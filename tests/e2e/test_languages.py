@@ -111,6 +111,34 @@ async def test_hybrid_never_falls_below_bm25_when_the_model_does_not_cover_the_q
         assert r.structured_content["hits"][0]["doc_id"] == "fox"
 
 
+async def test_dense_and_the_embedding_reranker_say_when_the_model_does_not_cover_the_query(settings):
+    """A Chinese query searched densely, or reranked by the embedding reranker, with the English-only
+    default model carries a note saying so (as hybrid's does); an English query carries none."""
+    async with Client(build_server(settings, embedder_factory=shared_embedder(settings))) as c:
+        r = await c.call_tool("ingest", {"collection": "zh", "documents": DOCS})
+        assert not r.is_error, r.content
+        r = await c.call_tool("search", {"query": "倒排索引", "collection": "zh", "k": 3, "mode": "dense"})
+        assert not r.is_error, r.content
+        notes = r.structured_content.get("notes", [])
+        assert any("was not trained on this query's language" in n and "dense results may be poor" in n
+                   for n in notes), notes
+        r = await c.call_tool("search", {"query": "lazy dog", "collection": "zh", "k": 3, "mode": "dense"})
+        assert not any("not trained" in n for n in r.structured_content.get("notes", []))
+        for mode in ("bm25", "hybrid"):
+            r = await c.call_tool("search", {"query": "倒排索引", "collection": "zh", "k": 3, "mode": mode,
+                                             "rerank": {"reranker": "embedding"}})
+            assert not r.is_error, r.content
+            notes = r.structured_content.get("notes", [])
+            assert sum("the embedding reranker's model" in n and "was not trained on this query's language" in n
+                       for n in notes) == 1, (mode, notes)
+        r = await c.call_tool("rerank", {"query": "倒排索引", "passages": [d["text"] for d in DOCS],
+                                         "reranker": "embedding"})
+        assert any("the embedding reranker's model" in n for n in r.structured_content["notes"])
+        r = await c.call_tool("rerank", {"query": "lazy dog", "passages": [d["text"] for d in DOCS],
+                                         "reranker": "embedding"})
+        assert not any("not trained" in n for n in r.structured_content["notes"])
+
+
 async def test_auto_ranks_chinese_passages_with_bm25_when_the_embedding_model_is_english_only(settings):
     """Offline, auto's fallback for unordered passages is the embedding reranker; its default model
     covers English only, so for Chinese text auto takes bm25 (the CJK-aware analyzer) and says so."""

@@ -7,6 +7,7 @@ import pytest
 
 from rerank_mcp.tools.collections import delete, list_collections
 from rerank_mcp.tools.ingest import ingest
+from rerank_mcp.tools.rerank.registry import RerankerRegistry
 from rerank_mcp.tools.search import search
 
 pytestmark = pytest.mark.slow  # a SciFact slice embedded and indexed on both engines
@@ -181,3 +182,43 @@ def test_restart_gives_identical_hits(built, open_copy):
             base = built.baseline[(mode, qid)]
             assert [h.chunk_id for h in res.hits] == [h.chunk_id for h in base.hits], (mode, qid)
             assert [h.score for h in res.hits] == pytest.approx([h.score for h in base.hits], rel=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_asking_for_more_hits_never_reorders_the_first(built, open_copy, fusion):
+    """k (and rerank.candidates) over 100 search the arms deeper; the first hits stay as they were
+    (the normalisation statistics come from each arm's first 100 chunks, whatever the depth)."""
+    eng = open_copy()
+    assert eng.count_chunks(COLLECTION) >= 300  # arms deeper than 100 reach chunks they would not
+    for q in list(built.queries.values())[:12]:
+        top = {k: [h.chunk_id for h in search(eng, None, q, COLLECTION, k=k, fusion=fusion).hits] for k in (3, 100, 150)}
+        deep = search(eng, None, q, COLLECTION, k=1000, fusion=fusion).hits
+        assert len(deep) > 150
+        ids = [h.chunk_id for h in deep]
+        for k, got in top.items():
+            assert got == ids[:k], (q, k)
+        # more rerank candidates search the arms deeper too: each hit keeps its first-stage rank and score
+        wide = search(eng, RerankerRegistry(), q, COLLECTION, k=10, fusion=fusion,
+                      rerank={"reranker": "bm25", "candidates": 400})
+        first = {h.chunk_id: (r, h.score) for r, h in enumerate(deep, start=1)}
+        for h in wide.hits:
+            assert (h.provenance.fused_rank, h.provenance.fused_score) == (
+                first[h.chunk_id][0], pytest.approx(first[h.chunk_id][1])), q
+
+
+def test_a_filter_of_the_wrong_value_type_says_so(built, open_copy):
+    """Metadata 'n' holds numbers and 'parity' strings: a filter comparing them to the other type finds
+    nothing, and the result says why; a filter of the right type, or one that simply matches nothing, says nothing."""
+    eng = open_copy()
+    q = next(iter(built.queries.values()))
+    for flt, field, given, held in (({"n": "5"}, "n", "string", "number"),
+                                    ({"n": {"$in": ["5", "6"]}}, "n", "string", "number"),
+                                    ({"$and": [{"parity": 1}]}, "parity", "number", "string")):
+        res = search(eng, None, q, COLLECTION, k=5, filter=flt)
+        assert res.hits == []
+        assert any(f"compares '{field}' to a {given}" in n and f"hold {held}s in '{field}'" in n for n in res.notes), (
+            flt, res.notes)
+    res = search(eng, None, q, COLLECTION, k=5, filter={"n": 5})
+    assert [h.metadata["n"] for h in res.hits] and not any("compares" in n for n in res.notes)
+    res = search(eng, None, q, COLLECTION, k=5, filter={"n": 10**9})
+    assert res.hits == [] and not any("compares" in n for n in res.notes)

@@ -130,4 +130,21 @@ class EmbeddingReranker(Reranker):
         name = getattr(enc, "name", None)
         if name:
             notes.append(f"bi-encoder: {name}")
+            uncovered = uncovered_note(name, query)
+            if uncovered:
+                notes.append(uncovered)
         return Scored([float(s) for s in scores], truncated=list(truncated), notes=notes)
+
+
+def uncovered_note(model: str, query: str) -> str | None:
+    """A note when ``model`` is known to be English-only and the query is mostly Chinese, Japanese
+    or Korean (the test a collection's embedding model gets: Index.embedding_covers); else None."""
+    from rerank_mcp.index.analyzers import cjk_share
+    from rerank_mcp.index.contract import CJK_QUERY_SHARE
+    from rerank_mcp.index.model_names import model_covers_cjk, split_identity
+
+    if cjk_share(query) < CJK_QUERY_SHARE or model_covers_cjk(model) is not False:
+        return None
+    return (f"the embedding reranker's model {split_identity(model)[0]} was not trained on this query's language "
+            "(Chinese, Japanese or Korean): its ranking may be poor. Use the bm25 reranker (CJK-aware), 'auto', "
+            "or a multilingual model in options.model")

@@ -1,5 +1,6 @@
 """Arm depth: each arm searched DEPTH chunks deep (the default is 100) before the z-score fusion
-(index/fusion.py), whose statistics then come from DEPTH chunks; documents take their best chunk's
+(index/fusion.py), whose statistics then come from DEPTH chunks (depth=None; search itself takes them
+from each arm's first 100 whatever the depth, so that a larger k never reorders the first hits); documents take their best chunk's
 rank among the first 100 fused chunks, as in eval. Usage:
 python arm_depth.py DATA_DIR COLLECTION DATASET_DIR"""
 
@@ -28,7 +29,7 @@ for qid, q in ds.queries.items():
     arms = eng.search_arms(coll, q, qv, max(DEPTHS), None, ("dense", "bm25"))
     for d in DEPTHS:
         out: dict[str, None] = {}
-        for c, _ in fuse({a: r[:d] for a, r in arms.items()}, "zscore")[:100]:
+        for c, _ in fuse({a: r[:d] for a, r in arms.items()}, "zscore", depth=None)[:100]:
             out.setdefault(doc_of[c], None)
         runs[d][qid] = list(out)
 qs = sorted(ds.qrels)

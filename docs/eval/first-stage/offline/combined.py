@@ -50,7 +50,7 @@ def chunk_runs(d, weights_of=None, depth=100):
     for qid, (_q, _qv, dense, bm25) in d["queries"].items():
         arms = {"dense": dense[:depth], "bm25": bm25[:depth]}
         out: dict[str, None] = {}
-        for cid, _ in fuse(arms, "zscore", weights_of(arms) if weights_of else None)[:200]:
+        for cid, _ in fuse(arms, "zscore", weights_of(arms) if weights_of else None, depth=None)[:200]:
             out.setdefault(d["doc_of"][cid], None)
         runs[qid] = list(out)[:100]
     return runs
@@ -63,7 +63,7 @@ def doc_runs(d, depth=100, dense_w=1.0, doc_vec_w=0.0, feedback=False):
         vq = qv
         if feedback:
             cv = {c: d["vec_of"][c] for c in dict.fromkeys([c for c, _ in dense] + [c for c, _ in bm25])}
-            moved = feedback_vector(qv, fuse({"dense": dense, "bm25": bm25}, "zscore"), cv)
+            moved = feedback_vector(qv, fuse({"dense": dense, "bm25": bm25}, "zscore", depth=None), cv)
             if moved is not None:
                 vq, dense = moved, rescore(moved, cv, depth)
         arms = {"dense": to_docs(d["doc_of"], dense), "bm25": to_docs(d["doc_of"], bm25)}
@@ -73,7 +73,7 @@ def doc_runs(d, depth=100, dense_w=1.0, doc_vec_w=0.0, feedback=False):
             scores = np.stack([d["doc_vec"][x] for x in docs]) @ vq
             arms["doc_vec"] = sorted(zip(docs, scores.tolist()), key=lambda t: -t[1])[:depth]
             weights["doc_vec"] = doc_vec_w
-        runs[qid] = [x for x, _ in fuse(arms, "zscore", weights)][:100]
+        runs[qid] = [x for x, _ in fuse(arms, "zscore", weights, depth=None)][:100]
     return runs
 
 
@@ -145,11 +145,11 @@ def chunk_runs_feedback(d, depth=100):
     for qid, (_q, qv, dense, bm25) in d["queries"].items():
         dense, bm25 = dense[:depth], bm25[:depth]
         cv = {c: d["vec_of"][c] for c in dict.fromkeys([c for c, _ in dense] + [c for c, _ in bm25])}
-        moved = feedback_vector(qv, fuse({"dense": dense, "bm25": bm25}, "zscore"), cv)
+        moved = feedback_vector(qv, fuse({"dense": dense, "bm25": bm25}, "zscore", depth=None), cv)
         if moved is not None:
             dense = rescore(moved, cv, depth)
         out: dict[str, None] = {}
-        for cid, _ in fuse({"dense": dense, "bm25": bm25}, "zscore")[:200]:
+        for cid, _ in fuse({"dense": dense, "bm25": bm25}, "zscore", depth=None)[:200]:
             out.setdefault(d["doc_of"][cid], None)
         runs[qid] = list(out)[:100]
     return runs

@@ -64,13 +64,13 @@ for qid, q in ds.queries.items():
     # search's feedback (tools/feedback.py): the query vector moved toward the fused top 5 chunks,
     # every candidate chunk scored again; the document vectors scored with the moved vector too
     cv = eng.chunk_vectors(coll, list(dict.fromkeys(c for r in arms.values() for c, _ in r)))
-    nv = feedback_vector(qv, fuse(arms, "zscore"), cv)
+    nv = feedback_vector(qv, fuse(arms, "zscore", depth=None), cv)
     nv = np.asarray(qv if nv is None else nv, dtype=np.float32).ravel()
     d["fdense"] = to_docs(rescore(nv, cv, DEPTH))
     d["fcentroid"] = sorted(zip(cands, (np.stack([centroid[x] for x in cands]) @ nv).tolist()),
                             key=lambda t: -t[1])[:100]
     for v, w in V.items():
-        runs[v][qid] = [x for x, _ in fuse({a: d[a] for a in w}, "zscore", w)][:100]
+        runs[v][qid] = [x for x, _ in fuse({a: d[a] for a in w}, "zscore", w, depth=None)][:100]
     out: dict[str, None] = {}
     for i, _ in fuse({a: r[:100] for a, r in arms.items()}, "zscore")[:100]:
         out.setdefault(doc_of[i], None)
