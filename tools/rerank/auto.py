@@ -29,10 +29,14 @@ Without one, where it would rank Chinese, Japanese or Korean text with an Englis
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
+from rerank_mcp.errors import DependencyMissing, NotFound, UpstreamError
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored, download_text
+
+log = logging.getLogger(__name__)
 
 KEEP_ORDER = "none"  # what auto reports as `used` when it keeps a ranked input's order
 EVIDENCE = "docs/eval/auto/report.md"
@@ -78,6 +82,9 @@ class AutoReranker(Reranker):
                 if d is not None and d.state == "downloading":
                     why.append(f"{fam}'s model {ref.name} is downloading ({_pct(d)})")
                     download = download or d
+                elif d is not None and d.state == "failed":
+                    why.append(f"{fam}'s model {ref.name} is not here: {download_text(d, models, ref)}")
+                    download = download or d
                 else:
                     why.append(f"{fam}'s model {ref.name} is not here (`{ref.command}`)")
                     if fam == order[0][0] and d is not None:
@@ -104,7 +111,19 @@ class AutoReranker(Reranker):
         if name == KEEP_ORDER:  # the input order, a ranking, kept: scores are 1/rank
             keep = [1.0 / (i + 1) for i in range(len(texts))]
             return Scored(keep, notes=notes, used=KEEP_ORDER, download=download, unit=list(keep))
-        scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
+        try:
+            scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
+        except (DependencyMissing, UpstreamError, NotFound) as exc:
+            if name == "bm25":
+                raise
+            # the pick's model cannot be loaded here (the embedding model missing and not
+            # downloadable, say): auto never fails for want of a model, so BM25 ranks instead
+            log.warning("auto: %s could not rank (%s); bm25 ranks instead", name, exc)
+            _, _, was = notes[0].partition(": ") if notes else ("", "", "")
+            notes = [f"auto picked bm25: {name} could not load its model ({exc})"
+                     + (f"; {was}" if was and was != "the first choice" else "")]
+            name = "bm25"
+            scored = self.registry.get(name, {}, trusted=True).score(query, texts, corpus, ordered)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
         scored.download = scored.download or download
@@ -193,4 +212,6 @@ def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: s
 def _pct(d: Any) -> str:
     if d.total_bytes:
         return f"{d.percent or 0:.0f}% of {d.total_bytes / 1e6:.1f} MB"
+    if not d.done_bytes:
+        return "started just now, nothing received yet"
     return f"{d.done_bytes / 1e6:.1f} MB so far"
