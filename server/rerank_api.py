@@ -15,7 +15,10 @@ Other applications use the server's rerankers through the APIs they already spea
 ``embedding``, ``cascade``), a FlashRank model name, a Hugging Face cross-encoder id (in the
 local HF cache), ``family:model``, or a name configured in ``RERANK_MCP_HTTP_MODELS``; none ->
 the server's default reranker. Local paths are refused (only the operator's settings may name
-files), and so are the network families (cohere, rankllm): this API is not a proxy.
+files), and so are the network families (cohere, rankllm): this API is not a proxy. Nor does it
+download what a request names: a model that is neither the operator's (a configured default, an
+alias of ``RERANK_MCP_HTTP_MODELS``, which download on first use) nor on this machine is a 404
+naming ``rerank-mcp models pull``.
 
 Scores: ``relevance_score`` (Cohere, Jina) and TEI's ``score`` without ``raw_scores`` are the
 score of the reranker that actually ranked, mapped monotonically into [0, 1] as those APIs
@@ -30,8 +33,9 @@ reranker's own).
 What ran is always said: every response carries ``x-rerank-used`` (the family that ranked:
 ``auto``'s pick, say) and, when the input order was blended in, ``x-rerank-blend``; Cohere and
 Jina responses also list it in ``meta.warnings`` when another family than the one named ranked.
-A named model that is not on this machine yet is a 503 saying so (nothing is ranked); the
-default, ``auto``, answers with the best reranker present and names it.
+A configured model that is not on this machine yet (for ``cascade``, a stage's) is a 503 saying
+whether it is downloading or failed, or how to fetch it (nothing is ranked); the default,
+``auto``, answers with the best reranker present and names it.
 
 Every request passes the same bearer token, Host / Origin checks and body-size limit as
 ``/mcp``; errors come in each API's own shape with its status codes, never a traceback.

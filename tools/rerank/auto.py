@@ -16,7 +16,9 @@ docs/eval/auto/report.md, per case:
   which first stage ranked, and keeping the order never scores below it. The
 result names the pick (``used``) and why. Where model downloads are allowed and the first
 choice's model is missing, its download starts in the background and later calls pick it once
-it is complete; the result reports the download's progress.
+it is complete; the result reports the download's progress (or that it failed, why, and when it
+is tried again). When the pick cannot load its model (the embedding model missing and not to be
+downloaded, say), ``bm25``, which needs none, ranks instead and the first note says why.
 
 For a query or passages in another language than English (CJK text, or mostly letters of
 another script), when the pick's model covers English only, ``auto`` takes a multilingual
