@@ -558,7 +558,10 @@ class RerankAPI:
         infos = await anyio.to_thread.run_sync(describe)
         from rerank_mcp.tools.rerank.registry import FAMILIES
 
-        available = {i.name for i in infos if i.available and FAMILIES[i.name].local}
+        # a cascade whose stages' models are missing runs with stand-ins, which a request naming it
+        # is refused (503), like any configured model not here: not listed either
+        available = {i.name for i in infos if i.available and FAMILIES[i.name].local
+                     and not (i.name == "cascade" and i.note)}
         rows: list[dict[str, Any]] = []
 
         def add(name: str, family: str) -> None:
