@@ -661,7 +661,10 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
     the store allows downloads (blocking: nothing can be embedded without it; progress is logged
     to stderr). None for a local folder, the packaged default, or a name that is not a Hugging Face
     repository (:func:`embedding_hub_ref`): those load as before. Downloads off and the model
-    missing: a clear error naming ``rerank-mcp models pull``."""
+    missing: a clear error naming ``rerank-mcp models pull``. A download that failed is not tried
+    again for FAILED_RETRY_S: until then every load answers at once with its error and when it is
+    tried again (an unreachable hub would otherwise hold up each call that needs the model)."""
+    failed: dict[str, tuple[float, type[Exception], str]] = {}
 
     def fetch(name: str) -> Path | None:
         ref = embedding_hub_ref(name)
@@ -683,7 +686,15 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
                 last[0] = time.monotonic()
                 log.info("downloading %s: %.0f%% of %.1f MB", name, 100.0 * done / total, total / 1e6)
 
-        return store.pull(ref, progress)
+        seen = failed.get(name)
+        if seen is not None and time.monotonic() - seen[0] < FAILED_RETRY_S:
+            left = FAILED_RETRY_S - (time.monotonic() - seen[0])
+            raise seen[1](f"{seen[2]}; it is tried again in {left:.0f} s, or fetch it with `{ref.command}`")
+        try:
+            return store.pull(ref, progress)
+        except (UpstreamError, NotFound) as exc:
+            failed[name] = (time.monotonic(), type(exc), str(exc))
+            raise
 
     return fetch
 

@@ -319,6 +319,9 @@ async def test_auto_ranks_with_bm25_when_the_embedding_model_cannot_be_fetched(t
         assert not r.is_error, r.content
         res = r.structured_content
         assert res["used"] == "bm25" and "embedding could not load its model" in res["fallback"]
+        # the failed download is not tried again on every call for a minute, and the note says when it is
+        assert re.search(r"ConnectError.*; it is tried again in (59|60) s, or fetch it with "
+                         rf"`rerank-mcp models pull {E5}`", res["fallback"]), res["fallback"]
         assert "so bm25 ranked instead" in res["fallback"]
 
 
