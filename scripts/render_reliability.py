@@ -23,7 +23,8 @@ Who may call what:
   bearer token (without it any local process may call, and a warning is logged when the server listens
   beyond loopback); Host and Origin are checked against DNS rebinding. A token holder calls every MCP
   tool and the rerank API, whose models are the operator's (RERANK_MCP_HTTP_MODELS, local families, no
-  paths, no URLs).
+  paths, no URLs): the rerank API downloads only the configured models; one a request names that is not
+  on the machine is a 404 naming `rerank-mcp models pull`, and nothing is fetched.
 - **CLI**: the operator, with the same checks on reranker options as a client.
 
 What a client, or an agent steered by injected text, can and cannot reach:
@@ -48,9 +49,10 @@ What a client, or an agent steered by injected text, can and cannot reach:
   within pypdf's limits (75 MB per inflated stream); the rerank API answers JSON nested too deeply
   with a 400; every tool call ends at RERANK_MCP_TOOL_TIMEOUT_S (work already committed stays); at
   most RERANK_MCP_HTTP_MAX_INFLIGHT rerank API requests run at once. What remains: a client can keep the CPU busy within those bounds, fill
-  the disk by ingesting large allowed folders, and name any Hugging Face model id, which the server
-  downloads in the background while RERANK_MCP_DOWNLOAD_MODELS is on (switch it off, and pull models
-  with `rerank-mcp models pull`, where clients are not trusted with network and disk).
+  the disk by ingesting large allowed folders, and name any Hugging Face model id in a tool call's
+  reranker options (MCP, not the rerank API), which the server downloads in the background while
+  RERANK_MCP_DOWNLOAD_MODELS is on (switch it off, and pull models with `rerank-mcp models pull`, where
+  clients are not trusted with network and disk).
 """.splitlines() + [""]
 
 

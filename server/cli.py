@@ -243,7 +243,11 @@ def run(argv: list[str], extra_verbs: Sequence[AddVerb] = ()) -> int:
         return _serve(args, settings)
     # A one-shot command never starts a background download: it would outlive the result (or be
     # cut off by the exit); a missing model is named with its `rerank-mcp models pull` command.
-    settings = settings.model_copy(update={"download_models": False})
+    if settings.download_models:
+        settings = settings.model_copy(update={"download_models": False})
+        settings._downloads_off_reason = (
+            "a one-shot command downloads no model: `rerank-mcp serve` downloads on first use while "
+            "RERANK_MCP_DOWNLOAD_MODELS is on, its default")
     from rerank_mcp.server.output import Output
 
     out = Output(as_json=args.json)

@@ -15,7 +15,10 @@ Other applications use the server's rerankers through the APIs they already spea
 ``embedding``, ``cascade``), a FlashRank model name, a Hugging Face cross-encoder id (in the
 local HF cache), ``family:model``, or a name configured in ``RERANK_MCP_HTTP_MODELS``; none ->
 the server's default reranker. Local paths are refused (only the operator's settings may name
-files), and so are the network families (cohere, rankllm): this API is not a proxy.
+files), and so are the network families (cohere, rankllm): this API is not a proxy. Nor does it
+download what a request names: a model that is neither the operator's (a configured default, an
+alias of ``RERANK_MCP_HTTP_MODELS``, which download on first use) nor on this machine is a 404
+naming ``rerank-mcp models pull``.
 
 Scores: ``relevance_score`` (Cohere, Jina) and TEI's ``score`` without ``raw_scores`` are the
 score of the reranker that actually ranked, mapped monotonically into [0, 1] as those APIs
@@ -30,8 +33,9 @@ reranker's own).
 What ran is always said: every response carries ``x-rerank-used`` (the family that ranked:
 ``auto``'s pick, say) and, when the input order was blended in, ``x-rerank-blend``; Cohere and
 Jina responses also list it in ``meta.warnings`` when another family than the one named ranked.
-A named model that is not on this machine yet is a 503 saying so (nothing is ranked); the
-default, ``auto``, answers with the best reranker present and names it.
+A configured model that is not on this machine yet (for ``cascade``, a stage's) is a 503 saying
+whether it is downloading or failed, or how to fetch it (nothing is ranked); the default,
+``auto``, answers with the best reranker present and names it.
 
 Every request passes the same bearer token, Host / Origin checks and body-size limit as
 ``/mcp``; errors come in each API's own shape with its status codes, never a traceback.
@@ -97,6 +101,9 @@ class Target:
     name: str
     family: str
     options: dict[str, Any]
+    # the request named the model (not an alias of RERANK_MCP_HTTP_MODELS, not a configured default):
+    # it must be on this machine already, since the API starts no download a client asks for
+    client_model: bool = False
 
 
 def _is_pathlike(name: str) -> bool:
@@ -120,19 +127,45 @@ def resolve_model(name: str | None, settings: Settings, families: dict[str, Any]
         return _family_target(name, name, {}, families)
     family, sep, model = name.partition(":")
     if sep and family in families and model:
-        return _family_target(name, family, _model_option(family, model, settings), families)
+        return _family_target(name, family, _model_option(family, model, settings), families, client=True)
     known = family_of_model(name)
     if known is not None:
-        return _family_target(name, known, {"model": name}, families)
+        return _family_target(name, known, _model_option(known, name, settings), families, client=True)
     if name == settings.cross_encoder_model:  # the operator's default, whatever it names
         return _family_target(name, "cross-encoder", {}, families)
-    return _family_target(name, "cross-encoder", _model_option("cross-encoder", name, settings), families)
+    return _family_target(name, "cross-encoder", _model_option("cross-encoder", name, settings), families,
+                          client=True)
+
+
+def _ref(model: str) -> Any:
+    from rerank_mcp.tools.models_store import model_ref
+
+    try:
+        return model_ref(model)
+    except Exception:
+        return None
+
+
+def _refuse_download(state: Any, target: Target, reranker: Any) -> None:
+    """A model a request names (not the operator's) must be on this machine: the API starts no
+    download for it (a client could otherwise fill the disk with any repository). 404 naming the
+    command that fetches it."""
+    ref = reranker.required_model()
+    models = getattr(state.registry.context, "models", None)
+    if ref is None or models is None or models.present(ref):
+        return
+    raise ApiError(404, f"model {target.name!r} is not on this machine, and the rerank API downloads no model a "
+                        f"request names: the operator can fetch it with `{ref.command}`, or name it in "
+                        "RERANK_MCP_HTTP_MODELS (configured models download on first use)")
 
 
 def _model_option(family: str, model: str, settings: Settings) -> dict[str, Any]:
+    """The options that make ``family`` use ``model``: none for the operator's configured model."""
     if family == "cross-encoder" and model == settings.cross_encoder_model:
         return {}
     if family == "flashrank" and model == settings.flashrank_model:
+        return {}
+    if family == "embedding" and model == settings.embedding_model:
         return {}
     if _is_pathlike(model):
         raise NotFound(f"model {model!r} looks like a local path: files are not served over HTTP; "
@@ -143,13 +176,14 @@ def _model_option(family: str, model: str, settings: Settings) -> dict[str, Any]
     return {"model": model}
 
 
-def _family_target(name: str, family: str, options: dict[str, Any], families: dict[str, Any]) -> Target:
+def _family_target(name: str, family: str, options: dict[str, Any], families: dict[str, Any],
+                   client: bool = False) -> Target:
     fam = families.get(family)
     if fam is None:
         raise NotFound(f"unknown model {name!r}: name a reranker (GET /v1/models)")
     if not fam.local:
         raise NotFound(f"model {name!r} is the network reranker {family!r}, which is not served over HTTP")
-    return Target(name, family, options)
+    return Target(name, family, options, client_model=client and "model" in options)
 
 
 # ----------------------------------------------------------------------------- request parsing
@@ -399,6 +433,8 @@ class RerankAPI:
         try:
             # t.options are the operator's (RERANK_MCP_HTTP_MODELS) or a model id checked by resolve_model
             reranker = await anyio.to_thread.run_sync(partial(state.registry.get, t.family, dict(t.options), trusted=True))
+            if t.client_model:
+                await anyio.to_thread.run_sync(partial(_refuse_download, state, t, reranker))
             job = await self.batchers.get((t.family, json.dumps(t.options, sort_keys=True, default=str)),
                                           reranker).score_job(call.query, call.texts, call.ordered)
         except LimitExceeded as exc:
@@ -415,11 +451,15 @@ class RerankAPI:
             raise ApiError(500, str(exc)) from None
         call.batch_size = job.batch_size
         if job.scored.used and job.scored.download is not None and t.family != "auto":
-            # the named model is not here yet: refuse rather than answer for it with another reranker
-            d = job.scored.download
-            how = (f"it is downloading in the background ({d.percent or 0:.0f}%)" if d.state == "downloading"
-                   else f"fetch it with `{d.command}`")
-            raise ApiError(503, f"model {t.name!r} is not on this machine yet: {how}; nothing was ranked. Name no "
+            # the named model (for cascade, a stage's) is not here yet: refuse rather than answer for it
+            # with another reranker
+            from rerank_mcp.tools.rerank.base import download_text
+
+            models = getattr(state.registry.context, "models", None)
+            waits = job.scored.downloads or [job.scored.download]
+            how = "; ".join(f"{d.model}: {download_text(d, models, _ref(d.model))}" for d in waits)
+            what = f"model {t.name!r}" + (" needs models that are" if t.family == "cascade" else " is")
+            raise ApiError(503, f"{what} not on this machine yet ({how}); nothing was ranked. Name no "
                                 "model (the default, auto) to be ranked by the best reranker present, which the "
                                 "response names")
         scores = [float(s) for s in job.scored.scores]
@@ -518,7 +558,10 @@ class RerankAPI:
         infos = await anyio.to_thread.run_sync(describe)
         from rerank_mcp.tools.rerank.registry import FAMILIES
 
-        available = {i.name for i in infos if i.available and FAMILIES[i.name].local}
+        # a cascade whose stages' models are missing runs with stand-ins, which a request naming it
+        # is refused (503), like any configured model not here: not listed either
+        available = {i.name for i in infos if i.available and FAMILIES[i.name].local
+                     and not (i.name == "cascade" and i.note)}
         rows: list[dict[str, Any]] = []
 
         def add(name: str, family: str) -> None:

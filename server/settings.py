@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rerank_mcp.index.chunking import CHUNK_OVERLAP, CHUNK_SIZE
@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         True, description="download a missing model on first use: a reranker's in the background, the embedding "
         "model's before the first text is embedded (off when HF_HUB_OFFLINE=1)"
     )
+    # why download_models was switched off by the program rather than the operator (a one-shot
+    # command), for messages; None: the setting as configured
+    _downloads_off_reason: str | None = PrivateAttr(None)
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None
     cohere_model: str = defaults.COHERE_MODEL

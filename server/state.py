@@ -84,8 +84,11 @@ def model_store(settings: Settings):
     """Where the rerankers' models live, and their downloads (tools/models_store.py)."""
     from rerank_mcp.tools.models_store import ModelStore, hub_offline
 
+    off = getattr(settings, "_downloads_off_reason", None) or (
+        None if settings.download_models else "RERANK_MCP_DOWNLOAD_MODELS is false")
     return ModelStore(flashrank_dir(settings), settings.flashrank_base_url,
-                      downloads=settings.download_models and not hub_offline(), timeout_s=settings.reranker_timeout_s)
+                      downloads=settings.download_models and not hub_offline(), timeout_s=settings.reranker_timeout_s,
+                      off_reason=off)
 
 
 def model_dirs(settings: Settings) -> tuple[str, ...]:

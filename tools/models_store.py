@@ -232,6 +232,7 @@ class ModelStore:
         hf_endpoint: str | None = None,
         downloads: bool = True,
         timeout_s: float = 60.0,
+        off_reason: str | None = None,
     ) -> None:
         self.flashrank_dir = Path(flashrank_dir).expanduser()
         self.flashrank_base_url = (flashrank_base_url or FLASHRANK_BASE_URL).rstrip("/")
@@ -239,10 +240,29 @@ class ModelStore:
         self.hf_endpoint = (hf_endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
         self.downloads = bool(downloads)
         self.timeout_s = float(timeout_s)
+        # why downloads on first use are off, in words naming the setting (for messages)
+        self._off_reason = off_reason
         self._downloads: dict[ModelRef, _Download] = {}
         self._present: set[ModelRef] = set()
         self._guard = threading.Lock()
         self._ref_locks: dict[ModelRef, threading.Lock] = {}
+
+    def off_reason(self) -> str | None:
+        """Why a missing model is not downloaded on first use here (naming the setting), or None
+        when it is."""
+        if hub_offline():
+            return "HF_HUB_OFFLINE is set"
+        if not self.downloads:
+            return self._off_reason or "RERANK_MCP_DOWNLOAD_MODELS is false"
+        return None
+
+    def retry_in(self, ref: ModelRef) -> float | None:
+        """Seconds until a failed background download of ``ref`` is tried again (0: on the next
+        call that needs it); None when none failed or downloads are off."""
+        d = self._downloads.get(ref)
+        if d is None or d.state != "failed" or self.off_reason() is not None:
+            return None
+        return max(0.0, FAILED_RETRY_S - (time.time() - (d.finished_at or 0.0)))
 
     # ------------------------------------------------------------------ where things are
     def hf_cache(self) -> Path:
@@ -641,7 +661,10 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
     the store allows downloads (blocking: nothing can be embedded without it; progress is logged
     to stderr). None for a local folder, the packaged default, or a name that is not a Hugging Face
     repository (:func:`embedding_hub_ref`): those load as before. Downloads off and the model
-    missing: a clear error naming ``rerank-mcp models pull``."""
+    missing: a clear error naming ``rerank-mcp models pull``. A download that failed is not tried
+    again for FAILED_RETRY_S: until then every load answers at once with its error and when it is
+    tried again (an unreachable hub would otherwise hold up each call that needs the model)."""
+    failed: dict[str, tuple[float, type[Exception], str]] = {}
 
     def fetch(name: str) -> Path | None:
         ref = embedding_hub_ref(name)
@@ -651,8 +674,8 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
         folder = store.path(ref)
         if folder is not None:
             return folder
-        if not store.downloads or hub_offline():
-            why = "HF_HUB_OFFLINE is set" if hub_offline() else "downloads on first use are off (download_models)"
+        why = store.off_reason()
+        if why is not None:
             raise DependencyMissing(f"embedding model {name!r} is not on this machine and {why}: fetch it with "
                                     f"`{ref.command}` (or give a local folder)")
         log.info("downloading embedding model %s (first use; `%s` fetches it ahead of time)", name, ref.command)
@@ -663,7 +686,15 @@ def embedding_fetcher(store: ModelStore) -> Callable[[str], Path | None]:
                 last[0] = time.monotonic()
                 log.info("downloading %s: %.0f%% of %.1f MB", name, 100.0 * done / total, total / 1e6)
 
-        return store.pull(ref, progress)
+        seen = failed.get(name)
+        if seen is not None and time.monotonic() - seen[0] < FAILED_RETRY_S:
+            left = FAILED_RETRY_S - (time.monotonic() - seen[0])
+            raise seen[1](f"{seen[2]}; it is tried again in {left:.0f} s, or fetch it with `{ref.command}`")
+        try:
+            return store.pull(ref, progress)
+        except (UpstreamError, NotFound) as exc:
+            failed[name] = (time.monotonic(), type(exc), str(exc))
+            raise
 
     return fetch
 

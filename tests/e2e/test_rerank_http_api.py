@@ -141,6 +141,8 @@ def test_models_list(api):
     assert {"bm25", "embedding", "flashrank", FLASHRANK_MODEL, "rerank-v3.5", "fr-small"} <= ids
     assert all(m["object"] == "model" and m["owned_by"] for m in out["data"])
     assert "cohere" not in ids and "rankllm" not in ids  # network rerankers are not served
+    # not here: the default cross-encoder's model, so neither it nor the cascade that needs it (a 503 when named)
+    assert "cross-encoder" not in ids and "cascade" not in ids
 
 
 def test_own_cohere_family_matches_local_bm25(api):

@@ -10,6 +10,7 @@ call uses the model. With downloads off: the same stand-in, and the pull command
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import numpy as np
@@ -101,7 +102,9 @@ def test_downloads_off_same_stand_in_with_the_pull_command(tmp_path, hub):
     reg, store = registry(tmp_path, hub, downloads=False)
     res = reg.get("cross-encoder").rerank(QUERY, TEXTS)
     assert res.used == "embedding"
-    assert f"downloads are off here: fetch it with `rerank-mcp models pull {CE}`" in res.fallback
+    # the reason names the setting that switched downloads off
+    assert (f"downloads are off here (RERANK_MCP_DOWNLOAD_MODELS is false): fetch it with "
+            f"`rerank-mcp models pull {CE}`") in res.fallback
     assert res.download.state == "missing"
     info = infos(reg)["cross-encoder"]
     assert info.status == "missing" and info.download.command == f"rerank-mcp models pull {CE}"
@@ -116,8 +119,28 @@ def test_failed_background_download_is_reported(tmp_path, online):
         store.wait(model_ref(CE), 60)
         res = reg.get("cross-encoder").rerank(QUERY, TEXTS)
         assert "the download failed" in res.fallback and "no model" in res.fallback
+        # ... and when it is tried again (a minute after it failed)
+        assert re.search(r"it is tried again in (59|60) s \(on the next call after that\), or fetch it with "
+                         rf"`rerank-mcp models pull {CE}`", res.fallback), res.fallback
         info = infos(reg)["cross-encoder"]
         assert info.status == "missing" and info.download.state == "failed" and "no model" in info.download.error
+        # auto says the download failed, not that the model is downloading
+        res = reg.get("auto").rerank(QUERY, TEXTS)
+        assert res.notes[0].startswith(f"auto picked embedding: cross-encoder's model {CE} is not here: the download "
+                                       "failed (no model"), res.notes[0]
+        assert "downloading" not in res.notes[0]
+
+
+def test_a_download_that_has_received_nothing_says_it_just_started():
+    """Not '0.0 MB so far' (as if bytes were arriving) while the first attempt may be failing."""
+    from rerank_mcp.tools.rerank.auto import _pct
+    from rerank_mcp.tools.rerank.base import ModelDownload, download_text
+
+    d = ModelDownload(model=CE, state="downloading", command=f"rerank-mcp models pull {CE}")
+    assert download_text(d) == "downloading in the background (started just now, nothing received yet)"
+    assert _pct(d) == "started just now, nothing received yet"
+    d = ModelDownload(model=CE, state="downloading", done_bytes=2_000_000, command="x")
+    assert _pct(d) == "2.0 MB so far"
 
 
 def test_auto_picks_the_best_present_and_moves_up_when_a_download_completes(tmp_path, hub, host):

@@ -75,3 +75,61 @@ def test_bad_stages(registry):
         registry.get("cascade", {"stages": []})
     with pytest.raises(InvalidInput, match="cascade"):
         registry.get("cascade", {"stages": [{"reranker": "cascade"}]})
+
+
+def _store_registry(tmp_path, flashrank_dir, hash_embedder):
+    """The server's wiring: a model store (downloads off) whose missing models are stood in for."""
+    from rerank_mcp.tools.models_store import ModelStore
+
+    store = ModelStore(flashrank_dir, "http://127.0.0.1:9", hf_cache_dir=tmp_path / "hf", downloads=False)
+    ctx = RerankContext(configs={"flashrank": {"cache_dir": store.flashrank_dir}}, models=store,
+                        fallback_when_missing=True, embedder=lambda model: hash_embedder)
+    return RerankerRegistry(ctx)
+
+
+class _Words:
+    """A bi-encoder stand-in for the embedding family's collaborator: hashed bag of words."""
+
+    name = "hash-words"
+
+    def encode(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        out = np.zeros((len(texts), 64), np.float32)
+        for r, t in enumerate(texts):
+            for w in t.lower().split():
+                out[r, int(hashlib.md5(w.encode()).hexdigest(), 16) % 64] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_stand_ins_are_named_in_used_and_in_the_stage_notes(tmp_path):
+    """Neither stage's model is here: the stand-in ranked every stage, and the result says so
+    (it used to leave `used` empty and note 'stage 1: flashrank (...) ranked 3, kept 3')."""
+    reg = _store_registry(tmp_path, tmp_path / "no-flashrank", _Words())
+    res = reg.get("cascade").rerank(QUERY, TEXTS)
+    assert res.used == "embedding"
+    assert res.notes[0].startswith("cascade ran with stand-ins: ranked by embedding")
+    assert any(n.startswith("stage 1: embedding, standing in for flashrank (ms-marco-TinyBERT-L-2-v2, not here)")
+               for n in res.notes), res.notes
+    assert any(n.startswith("stage 2: embedding, standing in for cross-encoder") for n in res.notes), res.notes
+    assert not any(n.startswith(("stage 1: flashrank", "stage 2: cross-encoder")) for n in res.notes)
+    assert "stage 1: flashrank model" in res.fallback and "stage 2: cross-encoder model" in res.fallback
+    # the embedding family's own order: the cascade ranked the passages as embedding alone does
+    alone = reg.get("embedding").rerank(QUERY, TEXTS)
+    assert [p.index for p in res.passages][:5] == [p.index for p in alone.passages][:5]
+
+
+def test_a_stage_that_runs_as_named_is_named_and_the_other_stand_in_too(tmp_path, flashrank_cache):
+    reg = _store_registry(tmp_path, flashrank_cache, _Words())  # FlashRank's model here, the cross-encoder's not
+    res = reg.get("cascade").rerank(QUERY, TEXTS)
+    assert any(n.startswith("stage 1: flashrank (ms-marco-TinyBERT-L-2-v2) ranked 15, kept 15") for n in res.notes)
+    assert any(n.startswith("stage 2: flashrank, standing in for cross-encoder") for n in res.notes), res.notes
+    assert res.used == "flashrank" and "stage 2: cross-encoder model" in res.fallback
+    mixed = reg.get("cascade", {"stages": [{"reranker": "bm25", "top_k": 5}, {"reranker": "cross-encoder"}]})
+    res = mixed.rerank(QUERY, TEXTS)
+    assert res.used == "bm25 then flashrank"
+    # every stage as named: nothing to report
+    res = reg.get("cascade", {"stages": [{"reranker": "bm25", "top_k": 5}, {"reranker": "flashrank"}]}).rerank(QUERY, TEXTS)
+    assert res.used is None and res.fallback is None

@@ -16,7 +16,9 @@ docs/eval/auto/report.md, per case:
   which first stage ranked, and keeping the order never scores below it. The
 result names the pick (``used``) and why. Where model downloads are allowed and the first
 choice's model is missing, its download starts in the background and later calls pick it once
-it is complete; the result reports the download's progress.
+it is complete; the result reports the download's progress (or that it failed, why, and when it
+is tried again). When the pick cannot load its model (the embedding model missing and not to be
+downloaded, say), ``bm25``, which needs none, ranks instead and the first note says why.
 
 For a query or passages in another language than English (CJK text, or mostly letters of
 another script), when the pick's model covers English only, ``auto`` takes a multilingual
@@ -29,10 +31,14 @@ Without one, where it would rank Chinese, Japanese or Korean text with an Englis
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored
+from rerank_mcp.errors import DependencyMissing, NotFound, UpstreamError
+from rerank_mcp.tools.rerank.base import CorpusStats, Reranker, RerankOptions, Scored, download_text
+
+log = logging.getLogger(__name__)
 
 KEEP_ORDER = "none"  # what auto reports as `used` when it keeps a ranked input's order
 EVIDENCE = "docs/eval/auto/report.md"
@@ -78,6 +84,9 @@ class AutoReranker(Reranker):
                 if d is not None and d.state == "downloading":
                     why.append(f"{fam}'s model {ref.name} is downloading ({_pct(d)})")
                     download = download or d
+                elif d is not None and d.state == "failed":
+                    why.append(f"{fam}'s model {ref.name} is not here: {download_text(d, models, ref)}")
+                    download = download or d
                 else:
                     why.append(f"{fam}'s model {ref.name} is not here (`{ref.command}`)")
                     if fam == order[0][0] and d is not None:
@@ -104,7 +113,19 @@ class AutoReranker(Reranker):
         if name == KEEP_ORDER:  # the input order, a ranking, kept: scores are 1/rank
             keep = [1.0 / (i + 1) for i in range(len(texts))]
             return Scored(keep, notes=notes, used=KEEP_ORDER, download=download, unit=list(keep))
-        scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
+        try:
+            scored = self.registry.get(name, options, trusted=True).score(query, texts, corpus, ordered)
+        except (DependencyMissing, UpstreamError, NotFound) as exc:
+            if name == "bm25":
+                raise
+            # the pick's model cannot be loaded here (the embedding model missing and not
+            # downloadable, say): auto never fails for want of a model, so BM25 ranks instead
+            log.warning("auto: %s could not rank (%s); bm25 ranks instead", name, exc)
+            _, _, was = notes[0].partition(": ") if notes else ("", "", "")
+            notes = [f"auto picked bm25: {name} could not load its model ({exc})"
+                     + (f"; {was}" if was and was != "the first choice" else "")]
+            name = "bm25"
+            scored = self.registry.get(name, {}, trusted=True).score(query, texts, corpus, ordered)
         scored.notes = notes + list(scored.notes)
         scored.used = scored.used or name
         scored.download = scored.download or download
@@ -193,4 +214,6 @@ def multilingual_pick(registry: Any, query: str, texts: Sequence[str], family: s
 def _pct(d: Any) -> str:
     if d.total_bytes:
         return f"{d.percent or 0:.0f}% of {d.total_bytes / 1e6:.1f} MB"
+    if not d.done_bytes:
+        return "started just now, nothing received yet"
     return f"{d.done_bytes / 1e6:.1f} MB so far"

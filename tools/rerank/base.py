@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from rerank_mcp.errors import DependencyMissing, InvalidInput, UpstreamError
+from rerank_mcp.errors import DependencyMissing, InvalidInput, NotFound, UpstreamError
 from rerank_mcp.index.fusion import RRF_K, rrf_term
 from rerank_mcp.tools.cancel import check
 from rerank_mcp.tools.schema import compact_nullable
@@ -126,6 +126,7 @@ class Scored:
     raw: list[float] | None = None  # the ranking reranker's own scores, kept when ``scores`` are fused
     unit: list[float] | None = None  # the ranking reranker's own scores mapped into [0, 1] (unit_scores)
     by_position: bool = False  # the blend was position-aware
+    downloads: list[ModelDownload] = field(default_factory=list)  # every missing model awaited (cascade's stages)
 
 
 # ------------------------------------------------------------------------------ options
@@ -398,12 +399,7 @@ class Reranker(ABC):
         download = models.ensure(ref)  # starts a background download where downloads are allowed
         name, options = self.registry.best_present(exclude={self.family}, ordered=ordered)
         sub = self.registry.get(name, options, trusted=True)
-        if download.state == "downloading":
-            how = f"downloading in the background ({_progress_text(download)})"
-        elif download.state == "failed":
-            how = f"the download failed ({download.error}); fetch it with `{download.command}`"
-        else:
-            how = f"downloads are off here: fetch it with `{download.command}`"
+        how = download_text(download, models, ref)
         why = (f"{self.family} model {ref.name!r} is not on this machine yet: {how}; "
                f"ranked by {name} instead until it is")
         return sub, why, download, name
@@ -442,7 +438,18 @@ class Reranker(ABC):
         sub = self._substitute(ordered)
         if sub is not None:
             other, why, download, name = sub
-            scored = other.score(query, texts, corpus, ordered)
+            try:
+                scored = other.score(query, texts, corpus, ordered)
+            except (DependencyMissing, UpstreamError, NotFound) as exc:
+                if name == "bm25" or self.registry is None:
+                    raise
+                # the stand-in's own model cannot be loaded either (the embedding model missing
+                # and not downloadable, say): BM25 needs none
+                log.warning("%s stand-in %s could not rank (%s); bm25 ranks instead", self.family, name, exc)
+                why = why.removesuffix(f"ranked by {name} instead until it is") + (
+                    f"{name} could not load its model ({exc}), so bm25 ranked instead until it is")
+                name = "bm25"
+                scored = self.registry.get(name, {}, trusted=True).score(query, texts, corpus, ordered)
             scored.fallback = why if not scored.fallback else f"{why}; {scored.fallback}"
             scored.used = scored.used or name
             scored.download = download
@@ -561,7 +568,26 @@ def _progress_text(d: ModelDownload) -> str:
     mb = d.done_bytes / 1e6
     if d.total_bytes:
         return f"{d.percent or 0:.0f}%, {mb:.1f} of {d.total_bytes / 1e6:.1f} MB"
+    if not d.done_bytes:
+        return "started just now, nothing received yet"
     return f"{mb:.1f} MB so far"
+
+
+def download_text(d: ModelDownload, models: Any = None, ref: Any = None) -> str:
+    """Where a missing model's download stands, in words that stay true: in progress (how far),
+    failed (why, and when it is tried again), or not started (why downloads are off, naming the
+    setting); each with the command that fetches it. ``models``: the model store, ``ref`` the
+    model (a ModelRef), for when a failed download is retried and why downloads are off."""
+    if d.state == "downloading":
+        return f"downloading in the background ({_progress_text(d)})"
+    if d.state == "failed":
+        retry = models.retry_in(ref) if models is not None and ref is not None else None
+        when = (f"it is tried again in {retry:.0f} s (on the next call after that), or fetch it with `{d.command}`"
+                if retry is not None else f"fetch it with `{d.command}`")
+        return f"the download failed ({d.error}); {when}"
+    off = models.off_reason() if models is not None else None
+    return f"downloads are off here ({off}): fetch it with `{d.command}`" if off else \
+        f"downloads are off here: fetch it with `{d.command}`"
 
 
 def check_local_fallback(registry: Any, family: str, fallback: str) -> None:

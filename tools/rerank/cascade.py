@@ -5,7 +5,11 @@ every candidate and keeps its ``top_k``; stage 2 ranks those and keeps its ``top
 on. The final order is the last stage's order of the survivors, followed by the passages
 each earlier stage dropped, in that stage's order (those dropped later first). Scores from
 different stages are not comparable, so cascade scores are ``1 / rank`` of the final order;
-truncation is the union over stages; each stage adds a note.
+truncation is the union over stages; each stage adds a note naming the reranker that ranked it.
+A stage whose model is not here is answered by the best reranker present (the base class's
+stand-in); the result's ``used`` then names the rerankers that actually ranked (one name when
+one family ranked every stage), its ``fallback`` says why, and the HTTP API refuses the request
+as it does for any named model that is not here.
 """
 
 from __future__ import annotations
@@ -121,6 +125,9 @@ class CascadeReranker(Reranker):
         fallbacks: list[str] = []
         final: list[int] = []
         download = None
+        downloads: list[Any] = []
+        ranked_by: list[str] = []  # the family that ranked each stage
+        stood_in = False
         for s, st in enumerate(self.stages, start=1):
             # the stages' options were checked with the cascade's own (tools/rerank/client_options.py)
             rr = self.registry.get(st["reranker"], st["options"], trusted=True)
@@ -135,14 +142,22 @@ class CascadeReranker(Reranker):
                     truncated[survivors[k]] = True
             last = s == len(self.stages)
             keep = len(ranked) if last or st["top_k"] is None else min(st["top_k"], len(ranked))
-            notes.append(
-                f"stage {s}: {st['reranker']}" + (f" ({rr.model})" if rr.model else "")
-                + f" ranked {len(survivors)}" + ("" if last else f", kept {keep}")
-            )
+            ran = scored.used or st["reranker"]
+            ranked_by.append(ran)
+            if ran == st["reranker"]:
+                who = st["reranker"] + (f" ({rr.model})" if rr.model else "")
+            elif scored.fallback:  # the stage's model is missing: another reranker stood in
+                stood_in = True
+                who = f"{ran}, standing in for {st['reranker']}" + (f" ({rr.model}, not here)" if rr.model else "") + ","
+            else:  # a stage that picks (auto)
+                who = f"{ran} (picked by {st['reranker']})"
+            notes.append(f"stage {s}: {who} ranked {len(survivors)}" + ("" if last else f", kept {keep}"))
             notes.extend(f"stage {s}: {m}" for m in scored.notes)
             if scored.fallback:
                 fallbacks.append(f"stage {s}: {scored.fallback}")
                 download = download or scored.download
+                if scored.download is not None:
+                    downloads.append(scored.download)
             if last:
                 final = ranked
             else:
@@ -152,5 +167,13 @@ class CascadeReranker(Reranker):
         scores = [0.0] * n
         for rank, i in enumerate(order, start=1):
             scores[i] = 1.0 / rank
+        # what ranked, when not the stages as named: the stand-ins (one name when one family ran every stage)
+        used = None
+        if ranked_by != [st["reranker"] for st in self.stages]:
+            distinct = list(dict.fromkeys(ranked_by))
+            used = distinct[0] if len(distinct) == 1 else " then ".join(ranked_by)
+        if stood_in:
+            notes.insert(0, f"cascade ran with stand-ins: ranked by {used}, not its stages' own models "
+                            "(see fallback)")
         return Scored(scores, truncated=truncated, notes=notes, fallback="; ".join(fallbacks) or None,
-                      download=download)
+                      download=download, used=used, downloads=downloads)
