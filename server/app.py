@@ -18,12 +18,13 @@ from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from rerank_mcp.errors import PathNotAllowed, RerankMCPError
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
+from rerank_mcp.tools.arguments import problems
 from rerank_mcp.tools.cancel import Cancelled
 from rerank_mcp.tools.catalog import CATALOG, DeleteRequest, EvaluateRequest, IngestRequest, SearchRequest, ToolSpec
 from rerank_mcp.tools.documents import read_lines
@@ -422,7 +423,8 @@ def _integer_field(annotation: Any) -> bool:
 
 
 class _StrictArguments:
-    """Mixed into a tool's argument model: validation in pydantic's strict mode, with one
+    """Mixed into a tool's argument model: validation in pydantic's strict mode, unknown
+    arguments refused (``extra="forbid"``, published as ``additionalProperties: false``), with one
     exception: a top-level integer argument may come as the decimal string of an integer
     (``"3"``), which is how command-line clients (the MCP Inspector's ``--tool-arg k=3``) send
     every value. ``true``, ``3.0``, ``"3.5"`` or ``"three"`` stay type errors."""
@@ -438,11 +440,31 @@ class _StrictArguments:
 
 def _strict_tool_arguments(server: MCPServer) -> None:
     """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: 3.5`` is a type
-    error naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
-    ``documents``...) are strict too. The published input schemas are unchanged."""
-    for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
+    error naming ``k``, not 1 or 3 (the SDK validates in lax mode), and an unknown argument
+    (``top_k``) is an error naming it, not ignored. Nested objects (``rerank``, ``documents``...)
+    are strict too. The published input schemas say ``additionalProperties: false``. A call whose
+    arguments fail gets one readable line per problem (tools/arguments.py), not pydantic's text."""
+    manager = server._tool_manager  # the SDK exposes no hook for its validation
+    for tool in manager._tools.values():
         lax = tool.fn_metadata.arg_model
-        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {"__module__": lax.__module__})
+        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {
+            "__module__": lax.__module__, "model_config": ConfigDict(extra="forbid")})
+        tool.parameters["additionalProperties"] = False
+    call = manager.call_tool
+
+    async def call_tool(name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(name, arguments, *args, **kwargs)
+        except ToolError as exc:
+            cause = exc.__cause__
+            tool = manager.get_tool(name)
+            if not isinstance(cause, ValidationError) or tool is None:
+                raise
+            lines = problems(cause, tool.fn_metadata.arg_model)
+            said = f"invalid arguments: {lines[0]}" if len(lines) == 1 else "invalid arguments:\n" + "\n".join(lines)
+            raise ToolError(f"Error executing tool {name}: {said}") from cause  # the SDK logs the cause's fields
+
+    manager.call_tool = call_tool  # type: ignore[method-assign]
 
 
 def _version() -> str:
