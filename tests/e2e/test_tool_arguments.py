@@ -150,3 +150,26 @@ async def test_over_stdio(tmp_path):
         assert r.is_error and "unknown argument 'top_k' (did you mean 'k'?)" in text(r)
         r = await c.call_tool("search", {"query": "pasta", "k": 3.5, "mode": "bm25"})
         assert text(r) == "Error executing tool search: invalid arguments: k: must be an integer (got 3.5)"
+
+
+async def test_a_catalog_cli_verb_says_the_same(settings):
+    """A verb derived from a catalog declaration (``cli``) validates what it builds with the same
+    formatter: its JSON options' problems are lines with their paths, nothing is opened."""
+    import argparse
+
+    from rerank_mcp.errors import InvalidInput
+    from rerank_mcp.server.commands import tool_verb
+    from rerank_mcp.tools.catalog import Request, ToolSpec
+    from rerank_mcp.tools.models import RerankStep
+
+    class Probe(Request):
+        collection: str
+        rerank: RerankStep | None = None
+
+    spec = ToolSpec(name="probe", description="", request=Probe, result=dict, cli="probe", run=lambda _s, _r: {})
+    args = argparse.Namespace(collection="kb", rerank='{"candidates": 5000, "top_n": 3}', json_fields=["rerank"])
+    with pytest.raises(InvalidInput) as info:
+        tool_verb(spec)(args, settings, None)
+    assert str(info.value) == ("probe: rerank.candidates: must be at most 1000 (got 5000); rerank: unknown field "
+                               "'top_n'; accepted: reranker, options, candidates, min_score")
+    assert not settings.data_dir.exists()  # nothing opened, nothing created
