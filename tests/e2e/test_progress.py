@@ -3,7 +3,8 @@ and never past it, over real in-memory MCP client sessions:
 
 - an ingest of files that waits for the embedding model (reading, waiting, embedding, storing);
 - a folder sync that deletes documents whose files are gone (its ingest, then the deletions);
-- an evaluate over several pipelines (each pipeline's queries).
+- an evaluate over several pipelines (each pipeline's queries);
+- the same over stdio, from a real ``rerank-mcp serve`` (whose first ingest loads its model).
 
 The slow model is a fake (a hashing embedder that takes 3 s to build, standing for the ONNX export
 that tests/e2e/test_first_run.py runs for real); the server, session and index are real.
@@ -11,15 +12,19 @@ that tests/e2e/test_first_run.py runs for real); the server, session and index a
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 from rerank_mcp.server.app import build_server
 from rerank_mcp.server.state import build_state
 from tests.conftest import shared_embedder
+from tests.fixtures.env import model_caches
 from tests.fixtures.fakes import HashEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -113,3 +118,25 @@ async def test_an_evaluate_over_several_pipelines(settings):
     said = notes.messages()
     assert [m for m in said if m.startswith("[1/3]")] and [m for m in said if m.startswith("[3/3]")], said
     assert notes.seen[-1][0] == 1.0  # the last query of the last pipeline
+
+
+@pytest.mark.slow  # a stdio server subprocess
+async def test_over_stdio(tmp_path):
+    root = tmp_path / "files"
+    root.mkdir()
+    folder = _files(root, 45)
+    env = {**model_caches(), "RERANK_MCP_DATA_DIR": str(tmp_path / "data"),
+           "RERANK_MCP_ALLOWED_ROOTS": json.dumps([str(root)]), "HF_HUB_OFFLINE": "1",
+           "HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")}
+    exe = str(Path(sys.executable).with_name("rerank-mcp"))
+    ingest, evaluate = Notes(), Notes()
+    async with Client(StdioServerParameters(command=exe, args=["serve"], env=env)) as c:
+        r = await c.call_tool("ingest", {"collection": "kb", "paths": [str(folder)]}, progress_callback=ingest)
+        assert not r.is_error and r.structured_content["added"] == 45, r.content
+        judgments = [{"query": t, "relevant": [str(folder / f"note{i:03}.md")]} for i, t in enumerate(TOPICS)]
+        r = await c.call_tool("evaluate", {"collection": "kb", "judgments": judgments, "pipelines": ["bm25", "dense"]},
+                              progress_callback=evaluate)
+        assert not r.is_error, r.content
+    ingest.assert_well_formed()
+    evaluate.assert_well_formed()
+    assert ingest.messages()[-1] == "stored 45 of 45 documents"
