@@ -97,9 +97,9 @@ def ingest_dataset(engine: Any, collection: str, ds: BeirDataset, chunk_size: in
     for b in range(0, total, batch):
         part = [{"id": d, "text": t} for d, t in items[b : b + batch]]
 
-        def sub(done: float, _total: float, _msg: str, b: int = b) -> None:
-            if progress:
-                progress(b + done, total, f"{ds.name}: ingesting documents")
+        def sub(done: float, of: float, _msg: str, b: int = b, n: int = len(part)) -> None:
+            if progress:  # the ingest's own scale is the share of its part done
+                progress(b + n * done / of, total, f"{ds.name}: ingesting documents")
 
         res = ingest(engine, collection, part, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
                      limits=IngestLimits(max_documents=max(batch, 1)), progress=sub)

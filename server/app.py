@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,12 +19,13 @@ from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from rerank_mcp.errors import PathNotAllowed, RerankMCPError
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
+from rerank_mcp.tools.arguments import problems
 from rerank_mcp.tools.cancel import Cancelled
 from rerank_mcp.tools.catalog import CATALOG, DeleteRequest, EvaluateRequest, IngestRequest, SearchRequest, ToolSpec
 from rerank_mcp.tools.documents import read_lines
@@ -76,18 +78,22 @@ def _client(ctx: Context) -> Any:
 
 
 async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = False, embeds: bool = False,
-               **kwargs: Any) -> T:
+               reports: bool = False, **kwargs: Any) -> T:
     """Run blocking work in a worker thread with the per-call timeout; map errors for the client.
 
     A call the client cancels, or that times out, is told to stop (server/workers.py): its
     thread ends at the next batch boundary; every batch it wrote is one atomic transaction.
     ``embeds``: the call needs the embedding model; while that is still being prepared, the
-    client gets progress notifications saying so (:func:`_model_wait_notes`)."""
+    client gets progress notifications saying so (:func:`_model_wait_notes`). ``reports``: ``fn``
+    takes a ``progress`` callback. Both send through one :class:`_Progress` for the call."""
     st = _state(ctx)
+    notes = _Progress(ctx)
+    if reports:
+        kwargs["progress"] = notes.from_thread
     if embeds and not st.engine.embedding.loaded:
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_model_wait_notes, ctx, st)
+            tg.start_soon(_model_wait_notes, ctx, st, notes)
             try:
                 result = await _work(ctx, st, fn, *args, light=light, **kwargs)
             except Exception as exc:  # raised below, outside the task group (which would wrap it in a group)
@@ -103,7 +109,7 @@ async def _run(ctx: Context, fn: Callable[..., T], *args: Any, light: bool = Fal
 MODEL_NOTE_S = 0.5  # how often a call waiting for the embedding model says so (at most 2 s apart)
 
 
-async def _model_wait_notes(ctx: Context, st: AppState) -> None:
+async def _model_wait_notes(ctx: Context, st: AppState, notes: _Progress) -> None:
     """Progress notifications while the embedding model is prepared (the one-time ONNX export)
     or loaded, until it is ready: what the call waits for and for how long already."""
     emb = st.engine.embedding
@@ -126,9 +132,7 @@ async def _model_wait_notes(ctx: Context, st: AppState) -> None:
         return "loading"
 
     start = anyio.current_time()
-    n = 0
     while not emb.loaded:
-        n += 1
         try:
             doing = await anyio.to_thread.run_sync(what)
         except Exception:
@@ -136,11 +140,7 @@ async def _model_wait_notes(ctx: Context, st: AppState) -> None:
         if emb.loaded:
             break
         waited = anyio.current_time() - start
-        try:
-            await ctx.report_progress(n, None, f"waiting for the embedding model {emb.model_name}: {doing} "
-                                               f"({waited:.0f} s so far)")
-        except Exception:  # no progress token, or the client went away
-            pass
+        await notes.send(None, f"waiting for the embedding model {emb.model_name}: {doing} ({waited:.0f} s so far)")
         await anyio.sleep(MODEL_NOTE_S)
 
 
@@ -165,16 +165,47 @@ async def _work(ctx: Context, st: AppState, fn: Callable[..., T], *args: Any, li
         raise ToolError(f"internal error ({type(exc).__name__}); see the server log") from None
 
 
-def _progress(ctx: Context) -> Callable[[float, float, str], None]:
-    """A progress callback for worker threads: sends MCP progress notifications (best effort)."""
+class _Progress:
+    """One call's MCP progress notifications (best effort: none without a progress token).
 
-    def report(done: float, total: float, message: str) -> None:
+    MCP requires a request's progress to increase with every notification. What is sent is the
+    fraction of the call done, ``total`` 1 in every notification: the work reports ``(done, total,
+    message)`` on one scale for the whole call (tools/ingest.py, sync.py, evaluate.py), sent as
+    ``done / total``; a note with no measure (waiting for the embedding model) moves a small step past
+    the last value, and a value that would not increase (a report after such notes) is sent just past
+    the last one. One that cannot increase any more (past 1) is not sent."""
+
+    STEP = 1e-4  # of what is left, per note without a measure: a 10-minute wait takes a twentieth of it
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.last: float | None = None
+
+    async def send(self, fraction: float | None, message: str) -> None:
+        # On the event loop: the value is chosen and kept with no await in between, so notes sent at
+        # the same moment (the model wait's, the worker's) still get increasing values. (No lock: a
+        # call cancelled while a worker waited on one left the worker blocked.)
+        last = self.last
+        if fraction is None:
+            value = 0.0 if last is None else last + (1.0 - last) * self.STEP
+        else:
+            value = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
+        if last is not None and value <= last:
+            value = math.nextafter(last, math.inf)
+        if value > 1.0:
+            return
+        self.last = value
         try:
-            anyio.from_thread.run(ctx.report_progress, done, total, message)
-        except Exception:  # the client went away or sent no progress token
+            await self.ctx.report_progress(value, 1.0, message)
+        except Exception:  # no progress token, or the client went away
             pass
 
-    return report
+    def from_thread(self, done: float, total: float | None, message: str) -> None:
+        """The ``progress`` callback of work in a worker thread."""
+        try:
+            anyio.from_thread.run(self.send, done / total if total else None, message)
+        except Exception:  # the call is over, or the event loop is shutting down
+            pass
 
 
 def _client_roots(ctx: Context) -> ListRoots | ListRootsResult:
@@ -259,8 +290,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
     async def evaluate(r: EvaluateRequest, ctx: Context) -> CollectionEvalResult:
         st = _state(ctx)
         return await _run(ctx, evaluate_collection, st.engine, st.registry, r.collection, r.judgments, r.pipelines,
-                          limits=st.search_limits, progress=_progress(ctx), allow_stand_in=r.allow_stand_in,
-                          embeds=True)
+                          limits=st.search_limits, allow_stand_in=r.allow_stand_in, embeds=True, reports=True)
 
     async def ingest(r: IngestRequest, ctx: Context,
                      roots: Annotated[ListRootsResult, Resolve(_client_roots)]) -> IngestResult:
@@ -296,8 +326,7 @@ def build_server(settings: Settings, state: AppState | None = None, config_error
             ctx, do_sync if r.sync else do_ingest, st.engine, r.collection, *(() if r.sync else (r.documents or [],)),
             paths or [], roots=allowed, glob=r.glob, chunk_size=r.chunk_size or st.settings.chunk_size,
             chunk_overlap=r.chunk_overlap if r.chunk_overlap is not None else st.settings.chunk_overlap,
-            skip_invalid=r.skip_invalid, analyzer=r.analyzer, limits=st.ingest_limits, progress=_progress(ctx),
-            embeds=True,
+            skip_invalid=r.skip_invalid, analyzer=r.analyzer, limits=st.ingest_limits, embeds=True, reports=True,
         )
         if not existed:
             await _resources_changed(ctx)  # a new collection: a new collections:// resource
@@ -422,7 +451,8 @@ def _integer_field(annotation: Any) -> bool:
 
 
 class _StrictArguments:
-    """Mixed into a tool's argument model: validation in pydantic's strict mode, with one
+    """Mixed into a tool's argument model: validation in pydantic's strict mode, unknown
+    arguments refused (``extra="forbid"``, published as ``additionalProperties: false``), with one
     exception: a top-level integer argument may come as the decimal string of an integer
     (``"3"``), which is how command-line clients (the MCP Inspector's ``--tool-arg k=3``) send
     every value. ``true``, ``3.0``, ``"3.5"`` or ``"three"`` stay type errors."""
@@ -438,11 +468,31 @@ class _StrictArguments:
 
 def _strict_tool_arguments(server: MCPServer) -> None:
     """Validate tool arguments in pydantic's strict mode: ``k: true`` or ``k: 3.5`` is a type
-    error naming ``k``, not 1 or 3 (the SDK validates in lax mode). Nested objects (``rerank``,
-    ``documents``...) are strict too. The published input schemas are unchanged."""
-    for tool in server._tool_manager._tools.values():  # the SDK exposes no hook for its validation
+    error naming ``k``, not 1 or 3 (the SDK validates in lax mode), and an unknown argument
+    (``top_k``) is an error naming it, not ignored. Nested objects (``rerank``, ``documents``...)
+    are strict too. The published input schemas say ``additionalProperties: false``. A call whose
+    arguments fail gets one readable line per problem (tools/arguments.py), not pydantic's text."""
+    manager = server._tool_manager  # the SDK exposes no hook for its validation
+    for tool in manager._tools.values():
         lax = tool.fn_metadata.arg_model
-        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {"__module__": lax.__module__})
+        tool.fn_metadata.arg_model = type(lax.__name__, (_StrictArguments, lax), {
+            "__module__": lax.__module__, "model_config": ConfigDict(extra="forbid")})
+        tool.parameters["additionalProperties"] = False
+    call = manager.call_tool
+
+    async def call_tool(name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(name, arguments, *args, **kwargs)
+        except ToolError as exc:
+            cause = exc.__cause__
+            tool = manager.get_tool(name)
+            if not isinstance(cause, ValidationError) or tool is None:
+                raise
+            lines = problems(cause, tool.fn_metadata.arg_model)
+            said = f"invalid arguments: {lines[0]}" if len(lines) == 1 else "invalid arguments:\n" + "\n".join(lines)
+            raise ToolError(f"Error executing tool {name}: {said}") from cause  # the SDK logs the cause's fields
+
+    manager.call_tool = call_tool  # type: ignore[method-assign]
 
 
 def _version() -> str:

@@ -290,6 +290,7 @@ def tool_verb(spec: Any) -> Callable[[argparse.Namespace, Settings, Output], int
         from pydantic import ValidationError
 
         from rerank_mcp.errors import InvalidInput
+        from rerank_mcp.tools.arguments import problems
 
         given: dict[str, Any] = {}
         for name in spec.request.model_fields:
@@ -303,8 +304,7 @@ def tool_verb(spec: Any) -> Callable[[argparse.Namespace, Settings, Output], int
         try:
             request = spec.request.model_validate(given)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise InvalidInput(f"{spec.cli}: {problems}") from None
+            raise InvalidInput(f"{spec.cli}: {'; '.join(problems(exc, spec.request))}") from None
         with _opened(settings) as state:
             res = spec.run(state, request)
         out.json(res)

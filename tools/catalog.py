@@ -118,10 +118,9 @@ SEARCH = ToolSpec(
         f"hybrid: {fusions.describe()}; weights favour an arm. filter: metadata conditions, e.g. "
         "{\"year\": {\"$gte\": 2020}}. rerank: {reranker, options, candidates} reranks the top candidates "
         "(list_rerankers: the rerankers and their options). max_tokens bounds the whole result, in the embedding "
-        "model's word-piece tokens, best hits first; group_by 'document': one entry per document; expand N: N "
-        "neighbouring chunks each side; near-duplicates in other documents are folded into one entry. A file's "
-        "hits give the lines to cite (documents://{collection}/{doc_id}?lines=10-20 reads them). No hits is an "
-        "empty list, not an error."
+        "model's word-piece tokens, best hits first; near-duplicates in other documents "
+        "are folded into one entry. A file's hits give the lines to cite "
+        "(documents://{collection}/{doc_id}?lines=10-20 reads them). No hits is an empty list, not an error."
     ),
     request=SearchRequest,
     result=SearchResult,

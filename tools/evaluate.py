@@ -521,7 +521,10 @@ def evaluate_collection(
     with cancellable(cancelled):
         for n, name in enumerate(all_names):
             runs[name] = run_pipeline(engine, registry, collection, queries, qrels, name, k=k, candidates=candidates,
-                                      limits=limits, progress=progress, label=f"[{n + 1}/{len(all_names)}] ")
+                                      limits=limits, label=f"[{n + 1}/{len(all_names)}] ",
+                                      # one scale for the call: the queries of every pipeline
+                                      progress=(lambda d, t, m, n=n: progress(n * t + d, len(all_names) * t, m))
+                                      if progress else None)
     findings = compare(collection, runs)
     per_query = [
         QueryOutcome(

@@ -171,6 +171,13 @@ def ingest(
     skipped: list[DocOutcome] = []
     notes: list[str] = []
     pending: list[_Pending] = []
+    units = [len(documents)]  # the call's work: a unit per document stored, and per file read too
+
+    def report(done: float, message: str) -> None:
+        """Progress on one scale for the whole call, in percent (it never goes back): reading the
+        files takes the first units, embedding and storing the documents the rest."""
+        if progress:
+            progress(100 * done / max(1, units[0]), 100, message)
 
     def fail(doc_id: str | None, source: str | None, exc: Exception) -> None:
         if not skip_invalid:
@@ -211,6 +218,7 @@ def ingest(
                 f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents} "
                 "(RERANK_MCP_MAX_DOCUMENTS_PER_INGEST); narrow the paths or the glob"
             )
+        units[0] += 2 * len(files)
         for n, f in enumerate(files):
             check(cancelled)
             name = str(f)
@@ -238,8 +246,8 @@ def ingest(
                     fail(name, name, exc)
             except RerankMCPError as exc:
                 fail(name, name, exc)
-            if progress and n % 20 == 0:
-                progress(n, len(files), f"reading files ({n}/{len(files)})")
+            if n % 20 == 0:
+                report(n, f"reading files ({n}/{len(files)})")
     seen: dict[str, int] = {}
     for p in pending:
         seen[p.doc_id] = seen.get(p.doc_id, 0) + 1
@@ -265,6 +273,7 @@ def ingest(
     # 3. chunk, embed, write in batches
     emb = index.embedding
     total_docs = len(todo)
+    base = units[0] - total_docs  # the files read, and the documents unchanged or failed
     chunks_written = 0
     for b in range(0, total_docs, WRITE_BATCH):
         batch = todo[b : b + WRITE_BATCH]
@@ -274,9 +283,9 @@ def ingest(
         for e in range(0, len(flat), EMBED_BATCH):
             check(cancelled)
             vecs.append(emb.documents(flat[e : e + EMBED_BATCH], info))  # the collection's own backend
-            if progress:
-                progress(b + len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))), total_docs,
-                         f"embedding chunks of documents {b + 1}-{b + len(batch)} of {total_docs}")
+            # up to 0.9 of the batch: storing it is the rest
+            report(base + b + 0.9 * len(batch) * min(1.0, (e + EMBED_BATCH) / max(1, len(flat))),
+                   f"embedding chunks of documents {b + 1}-{b + len(batch)} of {total_docs}")
         import numpy as np
 
         allv = np.concatenate(vecs) if vecs else np.zeros((0, info.dim), np.float32)
@@ -306,8 +315,7 @@ def ingest(
                            chunks=len(cs))
             )
             chunks_written += len(cs)
-        if progress:
-            progress(min(b + WRITE_BATCH, total_docs), total_docs, f"stored {min(b + WRITE_BATCH, total_docs)} of {total_docs} documents")
+        report(base + min(b + WRITE_BATCH, total_docs), f"stored {min(b + WRITE_BATCH, total_docs)} of {total_docs} documents")
     outcomes.extend(failed)
     outcomes.extend(skipped)
     elapsed = time.perf_counter() - t0

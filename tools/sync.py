@@ -33,6 +33,7 @@ from rerank_mcp.tools.models import DocOutcome, IngestResult
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 500
+INGEST_SHARE = 90  # percent of a sync's progress scale for its ingest; the deletions take the rest
 
 
 def sync_folders(
@@ -76,7 +77,8 @@ def sync_folders(
     if files:
         res = ingest(index, collection, paths=[str(f) for f in files], roots=roots, chunk_size=chunk_size,
                      chunk_overlap=chunk_overlap, skip_invalid=skip_invalid, analyzer=analyzer, limits=limits,
-                     progress=progress, walked=True)
+                     progress=(lambda d, t, m: progress(INGEST_SHARE * d / t, 100, m)) if progress else None,
+                     walked=True)
         outcomes = list(res.documents) + walk_failed
         written = res.chunks_written
     else:
@@ -105,8 +107,8 @@ def sync_folders(
     deleted: list[str] = []
     for i in range(0, len(doomed), DELETE_BATCH):
         deleted += index.delete(collection, ids=doomed[i : i + DELETE_BATCH])
-        if progress:
-            progress(min(i + DELETE_BATCH, len(doomed)), len(doomed),
+        if progress:  # one scale for the call, in percent: the ingest's share, then the deletions
+            progress(INGEST_SHARE + (100 - INGEST_SHARE) * min(i + DELETE_BATCH, len(doomed)) / len(doomed), 100,
                      f"deleted {min(i + DELETE_BATCH, len(doomed))} of {len(doomed)} documents whose files are gone")
     gone_empty = empty & set(deleted)
     outcomes = [o for o in outcomes if not (o.status == "skipped" and o.id in gone_empty)]

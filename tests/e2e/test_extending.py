@@ -70,6 +70,9 @@ async def test_the_tool_example_is_listed_callable_and_a_cli_verb(stats_tool, se
         assert r.is_error and "unknown collection 'nope'" in r.content[0].text
         r = await c.call_tool("collection_stats", {"collection": 3})  # strict: no number for a string
         assert r.is_error and "collection" in r.content[0].text and "string" in r.content[0].text
+        r = await c.call_tool("collection_stats", {"collection": "kb", "colection": "kb"})  # no argument ignored
+        assert r.is_error and "unknown argument 'colection' (did you mean 'collection'?)" in r.content[0].text
+        assert t.input_schema["additionalProperties"] is False
     from rerank_mcp.server.cli import run
 
     capsys.readouterr()

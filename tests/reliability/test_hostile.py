@@ -98,7 +98,7 @@ class Mcp(BaseMcp):
             self.collections()
             return None
         TRIED["n"] += 1
-        kind = "ok" if not r.is_error else "rejected by schema" if "validation error" in _text(r) else "refused by tool"
+        kind = "ok" if not r.is_error else "rejected by schema" if "invalid arguments" in _text(r) else "refused by tool"
         OUTCOMES.setdefault(tool, {}).setdefault(kind, 0)
         OUTCOMES[tool][kind] += 1
         after = self.collections()  # also: the server still answers
