@@ -171,6 +171,8 @@ def build(name: str, fp32: Path, out: Path, cal, tok) -> Path:
         return _dynamic(fp32, dst, None)
     if name == "l0":
         return _dynamic(fp32, dst, L0)
+    if name == "mixed":  # onnx-mixed: every FFN output projection fp32
+        return _dynamic(fp32, dst, r"layer\.\d+/output/dense/MatMul")
     if name == "l01":
         return _dynamic(fp32, dst, L01)
     if name == "l0-rr":
