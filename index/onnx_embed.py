@@ -41,10 +41,13 @@ SMOOTH = "smooth:"
 # ``onnx-smooth-l0``: ``onnx-mixed-l0`` with the Q/K/V and FFN input projections' inputs smoothed
 # (SmoothQuant): vectors closer to fp32 (docs/eval/int8-smooth).
 SMOOTH_FIRST_FFN_OUTPUT = SMOOTH + FIRST_FFN_OUTPUT
+# ``onnx-smooth-l01``: the same with the first two layers' FFN output projections in fp32: closer
+# still, for about the cost of one more fp32 MatMul (a few percent).
+SMOOTH_FIRST_TWO_FFN_OUTPUTS = SMOOTH + r"layer\.[01]/output/dense/MatMul"
 # The ONNX embedding backends and their recipes: the MatMuls each keeps in fp32 (a regular
 # expression; None: all int8), after the SMOOTH prefix where the graph is smoothed first.
 ONNX_BACKENDS = {"onnx": None, "onnx-mixed": FFN_OUTPUT, "onnx-mixed-l0": FIRST_FFN_OUTPUT,
-                 "onnx-smooth-l0": SMOOTH_FIRST_FFN_OUTPUT}
+                 "onnx-smooth-l0": SMOOTH_FIRST_FFN_OUTPUT, "onnx-smooth-l01": SMOOTH_FIRST_TWO_FFN_OUTPUTS}
 
 
 class ExportFailed(Exception):
