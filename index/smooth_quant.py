@@ -1,4 +1,4 @@
-"""SmoothQuant (Xiao et al. 2023) for the ``onnx-smooth-l0`` embedding backend.
+"""SmoothQuant (Xiao et al. 2023) for the ``onnx-smooth-l0`` and ``onnx-smooth-l01`` embedding backends.
 
 Dynamic int8 quantisation gives each MatMul input one scale for the whole tensor. The inputs of
 each layer's Q/K/V projections and FFN input projection are LayerNorm outputs, in which a few
@@ -12,7 +12,8 @@ fp32 graph on :data:`CALIBRATION`, a few sentences of ordinary English (a few do
 same result as a few hundred, docs/eval/int8-smooth).
 
 The FFN output projections (GELU outputs) are not smoothed: there it lowered the cosine to fp32
-instead of raising it; the first layer's stays fp32 as in ``onnx-mixed-l0``. Node names are those
+instead of raising it; the first layer's stays fp32 as in ``onnx-mixed-l0`` (and the second's too
+in ``onnx-smooth-l01``). Node names are those
 ``index.bert_graph`` writes (and ``torch.onnx.export`` produces) for BERT-family encoders.
 """
 
