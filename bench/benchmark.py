@@ -66,7 +66,9 @@ class TimedEmbedder:
 
 BACKEND_LABELS = {"torch": "torch fp32", "onnx": "onnx: all int8",
                   "onnx-mixed": "onnx-mixed: int8, the six FFN output projections fp32",
-                  "onnx-mixed-l0": "onnx-mixed-l0: int8, the first layer's FFN output projection fp32"}
+                  "onnx-mixed-l0": "onnx-mixed-l0: int8, the first layer's FFN output projection fp32",
+                  "onnx-smooth-l0": "onnx-smooth-l0: onnx-mixed-l0 with the Q/K/V and FFN inputs smoothed (SmoothQuant)",
+                  "onnx-smooth-l01": "onnx-smooth-l01: onnx-smooth-l0 with layer 1's FFN output projection fp32 too"}
 
 
 def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path, log: Callable[[str], None]) -> Section:
@@ -74,7 +76,7 @@ def bench_embedding(docs: list[tuple[str, str]], n_chunks: int, cache_dir: Path,
     torch_e = Embedder("all-MiniLM-L6-v2")
     chunks = [c.text for _, t in docs for c in chunk_text(t, 128, 0, torch_e.count_tokens)][:n_chunks]
     backends = [(BACKEND_LABELS["torch"] + " (baseline)", torch_e)]
-    for b in ("onnx", "onnx-mixed", "onnx-mixed-l0"):
+    for b in ("onnx", "onnx-mixed", "onnx-mixed-l0", "onnx-smooth-l0", "onnx-smooth-l01"):
         label = BACKEND_LABELS[b] + (" (the default)" if b == DEFAULT_EMBEDDING_BACKEND else "")
         backends.append((label, load_embedder("all-MiniLM-L6-v2", b, cache_dir=cache_dir)))
     for _, e in backends:

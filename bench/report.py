@@ -13,7 +13,11 @@ from rerank_mcp.tools.evaluate import parse_pipeline
 _BACKEND_LABEL = {"torch": "", "onnx": " on the ONNX Runtime int8 backend",
                   "onnx-mixed": " on the ONNX Runtime int8 backend with the FFN output projections in fp32 (onnx-mixed)",
                   "onnx-mixed-l0": " on the ONNX Runtime int8 backend with the first layer's FFN output projection in "
-                                   "fp32 (onnx-mixed-l0)"}
+                                   "fp32 (onnx-mixed-l0)",
+                  "onnx-smooth-l0": " on the ONNX Runtime int8 backend with the first layer's FFN output projection in "
+                                    "fp32 and the Q/K/V and FFN inputs smoothed (onnx-smooth-l0)",
+                  "onnx-smooth-l01": " on the ONNX Runtime int8 backend with the first two layers' FFN output projections "
+                                     "in fp32 and the Q/K/V and FFN inputs smoothed (onnx-smooth-l01)"}
 
 # Published nDCG@10 on the test split, for the report (see ../shared/datasets/README.md).
 PUBLISHED = {

@@ -36,8 +36,18 @@ FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
 FIRST_FFN_OUTPUT = r"layer\.0/output/dense/MatMul"
 # How the ONNX path pools token vectors into a text's vector (sentence-transformers' pooling modes).
 ONNX_POOLING = ("mean", "cls")
-# The ONNX embedding backends and the MatMuls each keeps in fp32 (None: all int8).
-ONNX_BACKENDS = {"onnx": None, "onnx-mixed": FFN_OUTPUT, "onnx-mixed-l0": FIRST_FFN_OUTPUT}
+# Prefix of a recipe whose graph is smoothed (index.smooth_quant) before it is quantised.
+SMOOTH = "smooth:"
+# ``onnx-smooth-l0``: ``onnx-mixed-l0`` with the Q/K/V and FFN input projections' inputs smoothed
+# (SmoothQuant): vectors closer to fp32 (docs/eval/int8-smooth).
+SMOOTH_FIRST_FFN_OUTPUT = SMOOTH + FIRST_FFN_OUTPUT
+# ``onnx-smooth-l01``: the same with the first two layers' FFN output projections in fp32: closer
+# still, for about the cost of one more fp32 MatMul (a few percent).
+SMOOTH_FIRST_TWO_FFN_OUTPUTS = SMOOTH + r"layer\.[01]/output/dense/MatMul"
+# The ONNX embedding backends and their recipes: the MatMuls each keeps in fp32 (a regular
+# expression; None: all int8), after the SMOOTH prefix where the graph is smoothed first.
+ONNX_BACKENDS = {"onnx": None, "onnx-mixed": FFN_OUTPUT, "onnx-mixed-l0": FIRST_FFN_OUTPUT,
+                 "onnx-smooth-l0": SMOOTH_FIRST_FFN_OUTPUT, "onnx-smooth-l01": SMOOTH_FIRST_TWO_FFN_OUTPUTS}
 
 
 class ExportFailed(Exception):
@@ -104,7 +114,8 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
     which ran faster on 2 cores (docs/adr/0005). Encoders are not: there the fused graph gained
     less and lowered the worst chunk's cosine to fp32. ``keep_fp32``: a regular
     expression; MatMul nodes whose names match stay in fp32 (a precision / speed trade-off the
-    benchmark measures). Cached: a second call with the same model files returns the existing
+    benchmark measures); after a ``smooth:`` prefix (:data:`SMOOTH`), the fp32 graph is first
+    smoothed (:func:`index.smooth_quant.smooth`). Cached: a second call with the same model files returns the existing
     file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,11 +136,17 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
     else:
         _torch_export(model_dir, fp32, kind, fuse, unsupported)
     source = fp32
+    smoothed = None
     try:
         if fuse:
             source = _fuse(fp32, config) or fp32
         import onnx
 
+        if keep_fp32 and keep_fp32.startswith(SMOOTH):
+            from rerank_mcp.index import smooth_quant
+
+            keep_fp32 = keep_fp32[len(SMOOTH):] or None
+            smoothed = source = smooth_quant.smooth(source, out_dir / f".{target.stem}-smooth.onnx", model_dir)
         exclude = []
         if keep_fp32:
             import re
@@ -147,7 +164,7 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
         finally:
             root.setLevel(level)
     finally:
-        for leftover in {fp32, source}:
+        for leftover in {fp32, source, smoothed} - {None}:
             leftover.unlink(missing_ok=True)
             leftover.with_name(leftover.name + ".data").unlink(missing_ok=True)
     log.info("exported %s to %s", model_dir, target)

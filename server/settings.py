@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # onnx-mixed-l0 (default): ONNX Runtime int8 with the first layer's FFN output projection in
     # fp32; onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
     # sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
-    embedding_backend: Literal["torch", "onnx", "onnx-mixed", "onnx-mixed-l0"] = DEFAULT_EMBEDDING_BACKEND
+    embedding_backend: Literal["torch", "onnx", "onnx-mixed", "onnx-mixed-l0", "onnx-smooth-l0", "onnx-smooth-l01"] = DEFAULT_EMBEDDING_BACKEND
     embedding_batch_size: int | None = Field(
         None, ge=1, le=1024,
         description="texts per model run (default: 4 on the ONNX backends, whose small batches pad less and stay "

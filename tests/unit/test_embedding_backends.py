@@ -142,7 +142,9 @@ def test_settings_select_the_backend(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("backend,keep", [("onnx", None), ("onnx-mixed", "FFN_OUTPUT"),
-                                          ("onnx-mixed-l0", "FIRST_FFN_OUTPUT")])
+                                          ("onnx-mixed-l0", "FIRST_FFN_OUTPUT"),
+                                          ("onnx-smooth-l0", "SMOOTH_FIRST_FFN_OUTPUT"),
+                                          ("onnx-smooth-l01", "SMOOTH_FIRST_TWO_FFN_OUTPUTS")])
 def test_load_embedder_builds_the_onnx_variant(monkeypatch, tmp_path, backend, keep):
     from rerank_mcp.index import embedding, onnx_embed
 
