@@ -256,8 +256,8 @@ EVALUATE = ToolSpec(
         "Measure retrieval quality on a collection against your own judgments, to choose a pipeline. judgments: "
         "[{query, relevant: [doc ids] or {doc_id: grade}}]. pipelines: e.g. ['bm25', 'dense', 'hybrid-rrf', "
         "'hybrid-zscore+embedding'] ('+name' reranks the top candidates). Returns nDCG@10, Recall@100, MRR@10 and "
-        "latency per pipeline, the reranker that actually ran (`ran`), findings (a reranker that significantly "
-        "lowers quality) and per-query results."
+        "latency per pipeline, the reranker that ran (`ran`), findings (a reranker that significantly lowers "
+        "quality), per-query results."
     ),
     request=EvaluateRequest,
     result=CollectionEvalResult,
@@ -285,9 +285,9 @@ INGEST = ToolSpec(
         "Add documents and/or files to a collection (created on first use). documents: [{id?, text, metadata?}]; "
         "re-ingesting an id replaces it, unchanged content is skipped. paths: files (.txt .md .html .pdf .docx, "
         "config, code) or folders (recursive, .gitignore honoured, glob narrows; empty files skipped, other types "
-        "listed in notes), under the server's allowed roots. sync: "
-        "mirror the folders (changed files re-embedded, documents of deleted files removed). Any invalid input "
-        "fails the whole call and stores nothing, unless skip_invalid."
+        "listed in notes), under the allowed roots. sync: mirror the folders (changed files re-embedded, "
+        "documents of deleted files removed). Any invalid input fails the call and stores nothing, unless "
+        "skip_invalid."
     ),
     request=IngestRequest,
     result=IngestResult,

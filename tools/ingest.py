@@ -208,11 +208,11 @@ def ingest(
         if isinstance(paths, str):
             paths = [paths]
         problems: list[WalkProblem] | None = [] if skip_invalid else None
-        report = WalkReport()
-        files = expand_paths(paths, list(roots), glob, problems, report)
+        walk = WalkReport()
+        files = expand_paths(paths, list(roots), glob, problems, walk)
         for wp in problems or []:  # what the walk could not take: reported, the rest ingested
             failed.append(walk_outcome(wp))
-        notes += walk_notes(report, glob, found_any=bool(files or problems))
+        notes += walk_notes(walk, glob, found_any=bool(files or problems))
         if len(files) + len(pending) > limits.max_documents:
             raise LimitExceeded(
                 f"{len(files) + len(pending)} documents in one call, over the limit of {limits.max_documents} "
@@ -239,7 +239,7 @@ def ingest(
                     meta["language"] = lf.language
                 pending.append(_Pending(str(f), lf.text, meta, str(f), kind=lf.kind))
             except NoText as exc:
-                if walked or f not in report.named:  # found by a walk: an empty file is no error
+                if walked or f not in walk.named:  # found by a walk: an empty file is no error
                     skipped.append(DocOutcome(id=name, source=name, status="skipped",
                                               reason=f"{_printable(str(exc))}: skipped"))
                 else:

@@ -251,7 +251,10 @@ def test_cli_folder_ingest_skips_empty_files_notes_other_types_and_sync_keeps_na
     base = ["--data-dir", str(tmp_path / "data"), "--allowed-root", str(root)]
     assert run([*base, "ingest", str(root / "pyproj"), "-c", "pyproj"]) == 0
     out = capsys.readouterr().out
-    assert "added 1, updated 0, unchanged 0, skipped 1, failed 0" in out and "holds no text" in out
+    assert "added 1, updated 0, unchanged 0, skipped 1, failed 0" in out
+    assert run([*base, "--json", "ingest", str(root / "pyproj"), "-c", "pyproj-json"]) == 0  # the reason, whole
+    skipped = [d for d in json.loads(capsys.readouterr().out)["documents"] if d["status"] == "skipped"]
+    assert [Path(d["id"]).name for d in skipped] == ["__init__.py"] and "holds no text" in skipped[0]["reason"]
     assert run([*base, "ingest", str(pkg / "__init__.py"), "-c", "pyproj"]) == 1  # named: an error
     assert "__init__.py holds no text" in capsys.readouterr().err
 
