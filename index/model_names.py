@@ -19,10 +19,10 @@ CANONICAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 # the backend it was built with in its model identity: ``<model>#<backend>``, except for torch,
 # whose identity is the bare model name (as it always was).
 EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-mixed", "onnx-mixed-l0", "onnx-smooth-l0", "onnx-smooth-l01")
-# The fastest backend whose retrieval quality stays within 0.01 nDCG@10 of torch fp32 on SciFact,
-# Cranfield and NPL, dense and hybrid (docs/eval/onnx-mixed-l0/report.md, docs/performance.md,
-# docs/adr/0009-first-layer-fp32.md).
-DEFAULT_EMBEDDING_BACKEND = "onnx-mixed-l0"
+# The fastest backend whose dense nDCG@10 stays within 0.005 of torch fp32 on SciFact, Cranfield and
+# NPL (docs/eval/int8-smooth, docs/adr/0012-smoothquant-default.md; before it, onnx-mixed-l0, within
+# 0.01: docs/adr/0009-first-layer-fp32.md).
+DEFAULT_EMBEDDING_BACKEND = "onnx-smooth-l0"
 _SEP = "#"
 
 

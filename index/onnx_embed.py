@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # MatMuls of the FFN output projections (intermediate -> hidden) in the exported BERT graph: the
 # ``onnx-mixed`` embedding backend keeps these in fp32 and quantises the rest to int8.
 FFN_OUTPUT = r"layer\.\d+/output/dense/MatMul"
-# Only the first layer's FFN output projection: ``onnx-mixed-l0``, the default. Its input (GELU
+# Only the first layer's FFN output projection: ``onnx-mixed-l0`` (and the default, onnx-smooth-l0). Its input (GELU
 # outputs with a few large channels) quantises worst of all, and an error made there travels
 # through every later layer. Kept in fp32, this one MatMul brings retrieval quality as close to
 # fp32 as keeping all six does (closer, on SciFact, Cranfield and NPL) for a sixth of their cost
@@ -38,8 +38,8 @@ FIRST_FFN_OUTPUT = r"layer\.0/output/dense/MatMul"
 ONNX_POOLING = ("mean", "cls")
 # Prefix of a recipe whose graph is smoothed (index.smooth_quant) before it is quantised.
 SMOOTH = "smooth:"
-# ``onnx-smooth-l0``: ``onnx-mixed-l0`` with the Q/K/V and FFN input projections' inputs smoothed
-# (SmoothQuant): vectors closer to fp32 (docs/eval/int8-smooth).
+# ``onnx-smooth-l0``, the default: ``onnx-mixed-l0`` with the Q/K/V and FFN input projections' inputs
+# smoothed (SmoothQuant): vectors closer to fp32 at the same speed (docs/eval/int8-smooth, docs/adr/0012).
 SMOOTH_FIRST_FFN_OUTPUT = SMOOTH + FIRST_FFN_OUTPUT
 # ``onnx-smooth-l01``: the same with the first two layers' FFN output projections in fp32: closer
 # still, for about the cost of one more fp32 MatMul (a few percent).
@@ -146,7 +146,12 @@ def _export_int8(model_dir: Path, out_dir: Path, kind: str = "encoder", keep_fp3
             from rerank_mcp.index import smooth_quant
 
             keep_fp32 = keep_fp32[len(SMOOTH):] or None
-            smoothed = source = smooth_quant.smooth(source, out_dir / f".{target.stem}-smooth.onnx", model_dir)
+            try:
+                smoothed = source = smooth_quant.smooth(source, out_dir / f".{target.stem}-smooth.onnx",
+                                                        calibration_feeds(model_dir, smooth_quant.CALIBRATION))
+            except Exception as exc:  # a graph it does not know, one over 2 GB, calibration that cannot run
+                # the same recipe without the smoothing: still a working file, the same one every time
+                log.warning("%s: quantised without SmoothQuant (%s)", model_dir.name, exc)
         exclude = []
         if keep_fp32:
             import re
@@ -394,6 +399,22 @@ def _pad_id(model_dir: Path, tok) -> int:
         if i is not None:
             return int(i)
     return 0
+
+
+def calibration_feeds(model_dir: Path, texts: Sequence[str], batch_size: int = 4):
+    """The model's inputs for ``texts`` as the embedder feeds them: length-sorted batches of
+    ``batch_size`` (:func:`plan_batches`), padded to each batch's longest text (what the smoothing's
+    calibration runs the fp32 graph on)."""
+    tok = WordPieces(model_dir, 256)
+    enc = tok.ids(list(texts), special=True)
+    for idx in plan_batches([len(e) for e in enc], batch_size):
+        width = max(len(enc[i]) for i in idx)
+        ids = np.full((len(idx), width), tok.pad_id, np.int64)
+        mask = np.zeros((len(idx), width), np.int64)
+        for r, i in enumerate(idx):
+            ids[r, : len(enc[i])] = enc[i]
+            mask[r, : len(enc[i])] = 1
+        yield {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, workers: int = 1) -> list[np.ndarray]:

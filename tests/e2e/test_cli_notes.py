@@ -22,6 +22,7 @@ def cli(capsys, *argv: str) -> str:
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "1000")  # tables one row a line: their cells' text not wrapped
     return str(tmp_path / "data")
 
 

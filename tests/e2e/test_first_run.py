@@ -146,7 +146,7 @@ def test_models_pull_prepares_the_default_model_ahead(tmp_path):
     p = subprocess.run([EXE, "models", "pull", "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
-    assert info["state"] == "ready" and info["backend"] == "onnx-mixed-l0"
+    assert info["state"] == "ready" and info["backend"] == "onnx-smooth-l0"
     assert [str(x) for x in _exports(cache)] == [info["location"]] and info["size_bytes"] > 1_000_000
     assert "exporting to ONNX" in p.stderr
     # a server started afterwards has nothing to prepare: no export process, the first ingest is quick

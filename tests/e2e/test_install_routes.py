@@ -142,7 +142,7 @@ async def test_route_installs_no_torch_and_serves_the_default_model(route, wheel
         assert hits[0]["doc_id"] == "panda"
         r = await c.call_tool("list_collections", {})
         (coll,) = r.structured_content["collections"]
-    assert coll["embedding_model"] == f"{DEFAULT}#onnx-mixed-l0"
+    assert coll["embedding_model"] == f"{DEFAULT}#onnx-smooth-l0"
     assert hub.gets("model.safetensors"), "the model came from the hub"
     assert not hub.gets("pytorch_model.bin") and not hub.gets(".onnx")
     assert any("embedding model" in n for n in notes), notes  # the first ingest said what it waited for

@@ -100,7 +100,7 @@ async def _ingest_and_search(settings):
 async def test_e5_model_is_fetched_on_first_use_recorded_and_prefixed_on_both_sides(settings, hub, e5_folder):
     coll, hits = await _ingest_and_search(_settings(settings, E5))
     assert hub.gets(f"/{E5}/resolve/"), "the model came from the hub on first use"
-    assert coll["embedding_model"] == f"{E5}#onnx-mixed-l0" and coll["dim"] == 32
+    assert coll["embedding_model"] == f"{E5}#onnx-smooth-l0" and coll["dim"] == 32
     assert set(hits) == {d["id"] for d in DOCS}
     want = _fp32(e5_folder, "query: ", "passage: ")
     bare = _fp32(e5_folder, "", "")
@@ -122,14 +122,14 @@ async def test_e5_model_is_fetched_on_first_use_recorded_and_prefixed_on_both_si
 async def test_the_qdrant_engine_records_and_uses_the_model_too(settings, hub, e5_folder):
     s = _settings(settings, E5, backend="qdrant", qdrant_path=str(settings.data_dir / "qdrant"))
     coll, hits = await _ingest_and_search(s)
-    assert coll["embedding_model"] == f"{E5}#onnx-mixed-l0" and coll["dim"] == 32
+    assert coll["embedding_model"] == f"{E5}#onnx-smooth-l0" and coll["dim"] == 32
     want = _fp32(e5_folder, "query: ", "passage: ")
     assert np.mean([abs(hits[k] - want[k]) for k in hits]) < 0.008
 
 
 async def test_bge_m3_pools_the_first_token(settings, hub, m3_folder):
     coll, hits = await _ingest_and_search(_settings(settings, M3))
-    assert coll["embedding_model"] == f"{M3}#onnx-mixed-l0"
+    assert coll["embedding_model"] == f"{M3}#onnx-smooth-l0"
     want = _fp32(m3_folder, "", "")  # CLS pooling, no prefixes
     assert np.mean([abs(hits[k] - want[k]) for k in hits]) < 0.008
     assert _cached(settings, [d["text"] for d in DOCS]) == len(DOCS)
@@ -152,5 +152,5 @@ async def test_downloads_off_names_models_pull_and_stores_nothing_then_pull_work
 
     model_store(settings.model_copy(update={"download_models": True})).pull(model_ref(E5))
     coll, hits = await _ingest_and_search(s)
-    assert coll["embedding_model"] == f"{E5}#onnx-mixed-l0" and len(hits) == len(DOCS)
+    assert coll["embedding_model"] == f"{E5}#onnx-smooth-l0" and len(hits) == len(DOCS)
     assert np.isfinite(list(hits.values())).all()

@@ -103,7 +103,7 @@ def _convert_without_torch(tmp_path, script: str) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_default_model_converts_and_embeds_without_torch(tmp_path):
-    """The default backend's file (onnx-mixed-l0) for the packaged all-MiniLM-L6-v2, made where
+    """The default backend's file (onnx-smooth-l0) for the packaged all-MiniLM-L6-v2, made where
     torch, transformers and sentence-transformers cannot be imported, gives the vectors
     sentence-transformers gives in fp32 (within int8 rounding)."""
     from sentence_transformers import SentenceTransformer
@@ -117,13 +117,14 @@ def test_default_model_converts_and_embeds_without_torch(tmp_path):
         import numpy as np
         from pathlib import Path
         from rerank_mcp.index.embedding import load_embedder
-        emb = load_embedder("all-MiniLM-L6-v2", "onnx-mixed-l0", cache_dir=Path({str(tmp_path / 'onnx')!r}))
-        assert emb.backend == "onnx-mixed-l0", emb.backend
+        emb = load_embedder("all-MiniLM-L6-v2", "onnx-smooth-l0", cache_dir=Path({str(tmp_path / 'onnx')!r}))
+        assert emb.backend == "onnx-smooth-l0", emb.backend
         np.save({str(out)!r}, emb.encode({TEXTS!r}))
         print(emb.path.name)
         assert "torch" not in sys.modules or sys.modules["torch"] is None
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "without SmoothQuant" not in proc.stderr  # smoothed, not the fallback
     got = np.load(out)
     want = SentenceTransformer(str(folder)).encode(TEXTS, normalize_embeddings=True)
     assert np.min(np.sum(got * want, axis=1)) > 0.99

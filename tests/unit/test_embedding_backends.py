@@ -130,8 +130,8 @@ def test_settings_select_the_backend(monkeypatch, tmp_path):
     from rerank_mcp.server.state import index_config
 
     monkeypatch.delenv("RERANK_MCP_EMBEDDING_BACKEND", raising=False)
-    assert load_settings(data_dir=tmp_path).embedding_backend == "onnx-mixed-l0"  # the default
-    assert index_config(load_settings(data_dir=tmp_path)).embedding_backend == "onnx-mixed-l0"
+    assert load_settings(data_dir=tmp_path).embedding_backend == "onnx-smooth-l0"  # the default
+    assert index_config(load_settings(data_dir=tmp_path)).embedding_backend == "onnx-smooth-l0"
     monkeypatch.setenv("RERANK_MCP_EMBEDDING_BACKEND", "onnx-mixed")
     s = load_settings(data_dir=tmp_path)
     assert s.embedding_backend == "onnx-mixed"

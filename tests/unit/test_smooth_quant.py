@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rerank_mcp.index import bert_graph, smooth_quant
-from rerank_mcp.index.onnx_embed import WordPieces, ort_session
+from rerank_mcp.index.onnx_embed import WordPieces, calibration_feeds, ort_session
 
 TEXTS = ["what do pandas eat", "Giant pandas eat bamboo shoots and leaves for most of the day.",
          "The stock market closed higher on Friday after a volatile week of trading.",
@@ -50,7 +50,7 @@ def test_smoothing_moves_scale_into_weights_and_keeps_the_outputs(tmp_path):
 
     folder = _default_model()
     fp32 = bert_graph.write(folder, tmp_path / "fp32.onnx")
-    smoothed = smooth_quant.smooth(fp32, tmp_path / "smooth.onnx", folder)
+    smoothed = smooth_quant.smooth(fp32, tmp_path / "smooth.onnx", calibration_feeds(folder, smooth_quant.CALIBRATION))
     before = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32)).graph.initializer}
     graph = onnx.load(str(smoothed)).graph
     after = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -78,7 +78,7 @@ def test_a_graph_without_encoder_layers_is_refused(tmp_path):
     src = tmp_path / "g.onnx"
     onnx.save_model(helper.make_model(graph), str(src))
     with pytest.raises(ValueError, match="no /encoder/layer"):
-        smooth_quant.smooth(src, tmp_path / "s.onnx", _default_model())
+        smooth_quant.smooth(src, tmp_path / "s.onnx", calibration_feeds(_default_model(), smooth_quant.CALIBRATION))
     assert not (tmp_path / "s.onnx").exists()
 
 
@@ -123,3 +123,29 @@ def test_smooth_backends_are_closer_to_fp32_than_the_default(tmp_path):
     cos_two = np.sum(two.encode(TEXTS) * ref, axis=1)
     assert cos_smooth.mean() > cos_default.mean(), (cos_smooth, cos_default)
     assert cos_two.mean() > cos_smooth.mean(), (cos_two, cos_smooth)
+
+
+@pytest.mark.slow
+def test_a_graph_smoothing_cannot_take_is_quantised_without_it(tmp_path, monkeypatch, caplog):
+    """The default backend must not fail for a model smoothing does not know (another graph layout,
+    a graph over 2 GB): the same recipe without the smoothing, and a warning saying so."""
+    import logging
+
+    import onnx
+
+    from rerank_mcp.index import onnx_embed
+
+    folder = _default_model()
+
+    def refuse(*_args, **_kw):
+        raise ValueError("cannot smooth this graph: no /encoder/layer.N/ MatMuls")
+
+    monkeypatch.setattr(smooth_quant, "smooth", refuse)
+    with caplog.at_level(logging.WARNING, logger="rerank_mcp.index.onnx_embed"):
+        path = onnx_embed.export_int8(folder, tmp_path, "encoder", onnx_embed.SMOOTH_FIRST_FFN_OUTPUT)
+    assert path.exists()
+    assert "quantised without SmoothQuant (cannot smooth this graph" in caplog.text
+    nodes = onnx.load(str(path)).graph.node
+    assert not [n for n in nodes if "/smooth_" in n.name]
+    assert [n for n in nodes if n.op_type == "MatMul" and n.name.endswith("layer.0/output/dense/MatMul")]  # fp32 kept
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [path.name]  # no leftovers
