@@ -16,12 +16,12 @@ from urllib.parse import unquote, urlparse
 
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field, ValidationError
 
-from rerank_mcp.errors import PathNotAllowed, RerankMCPError
+from rerank_mcp.errors import NotFound, PathNotAllowed, RerankMCPError
 from rerank_mcp.server.settings import Settings
 from rerank_mcp.server.state import AppState, build_state
 from rerank_mcp.tools import collections as coll_tools
@@ -541,5 +541,7 @@ async def _resource(st: AppState, fn: Callable[..., T], *args: Any) -> T:
     """A resource read, on the light threads (server/workers.py)."""
     try:
         return await st.workers.light(fn, *args)
+    except NotFound as exc:  # an unknown collection or document: the SDK's not-found answer (-32602)
+        raise ResourceNotFoundError(str(exc)) from None
     except RerankMCPError as exc:
         raise ResourceError(str(exc)) from None

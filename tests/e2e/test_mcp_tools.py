@@ -11,6 +11,8 @@ import json
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from rerank_mcp.server.app import build_server
 from tests.conftest import ENGINES, shared_embedder
@@ -151,6 +153,12 @@ async def test_ingest_search_rerank_delete_roundtrip(settings):
         assert json.loads(rr.contents[0].text)["chunks"][0]["text"].startswith("The quick brown fox")
         rr = await c.read_resource("collections://list")
         assert json.loads(rr.contents[0].text)["collections"][0]["documents"] == 1
+        # what does not exist is the SDK's not-found answer (invalid params, SEP-2164), naming it
+        for uri, name in (("documents://kb/vitd", "vitd"), ("collections://nope", "nope"),
+                          ("documents://nope/fox", "nope")):
+            with pytest.raises(MCPError) as err:
+                await c.read_resource(uri)
+            assert err.value.error.code == INVALID_PARAMS and name in err.value.error.message, (uri, err.value.error)
 
         r = await c.call_tool("delete", {"collection": "kb", "drop_collection": True})
         assert r.structured_content["collection_dropped"] is True
