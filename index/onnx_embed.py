@@ -408,13 +408,19 @@ def calibration_feeds(model_dir: Path, texts: Sequence[str], batch_size: int = 4
     tok = WordPieces(model_dir, 256)
     enc = tok.ids(list(texts), special=True)
     for idx in plan_batches([len(e) for e in enc], batch_size):
-        width = max(len(enc[i]) for i in idx)
-        ids = np.full((len(idx), width), tok.pad_id, np.int64)
-        mask = np.zeros((len(idx), width), np.int64)
-        for r, i in enumerate(idx):
-            ids[r, : len(enc[i])] = enc[i]
-            mask[r, : len(enc[i])] = 1
-        yield {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        yield padded_batch(enc, idx, tok.pad_id)
+
+
+def padded_batch(enc: Sequence[Sequence[int]], idx: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+    """The model's inputs for the encodings ``enc[i]``, ``i`` in ``idx``: padded with ``pad_id`` to
+    the batch's longest, with the attention mask and zero token types."""
+    width = max(len(enc[i]) for i in idx)
+    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for r, i in enumerate(idx):
+        ids[r, : len(enc[i])] = enc[i]
+        mask[r, : len(enc[i])] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, workers: int = 1) -> list[np.ndarray]:
@@ -476,14 +482,9 @@ class OnnxEmbedder(Prompted):
         batches = plan_batches([len(e) for e in enc], self.batch_size, self._workers if self._pool else 1)
 
         def run(idx: np.ndarray) -> np.ndarray:
-            width = max(len(enc[i]) for i in idx)
-            ids = np.full((len(idx), width), self._tok.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                ids[r, : len(enc[i])] = enc[i]
-                mask[r, : len(enc[i])] = 1
-            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                             "token_type_ids": np.zeros_like(ids)})[0]
+            feed = padded_batch(enc, idx, self._tok.pad_id)
+            mask = feed["attention_mask"]
+            hidden = self.session.run(None, feed)[0]
             if self.pooling == "cls":
                 pooled = hidden[:, 0, :]
             else:

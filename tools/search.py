@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rerank_mcp.errors import InvalidInput, LimitExceeded
 from rerank_mcp.index import fusion as fusions
 from rerank_mcp.index.contract import Index
-from rerank_mcp.index.filters import parse_filter
+from rerank_mcp.index.filters import Cond, FilterCompiler, parse_filter
 from rerank_mcp.index.fusion import fuse
 from rerank_mcp.index.lines import end_line
 from rerank_mcp.index.model_names import split_identity
@@ -95,25 +95,26 @@ def _kind(v: Any) -> str | None:
     return "number" if isinstance(v, (int, float)) else "string" if isinstance(v, str) else None
 
 
+class _Conditions(FilterCompiler[list[Cond]]):
+    """Every condition of a filter tree, in order (the engines' walk, collecting)."""
+
+    def all_of(self, items: Sequence[list[Cond]]) -> list[Cond]:
+        return [c for item in items for c in item]
+
+    any_of = all_of
+
+    def negate(self, item: list[Cond]) -> list[Cond]:
+        return item
+
+    def cond(self, c: Cond) -> list[Cond]:
+        return [c]
+
+
 def filter_type_note(index: Index, collection: str, flt: Any, sample: int = 200) -> str | None:
     """Why a filtered search found nothing, when the filter compares a field to a string and the
     collection's documents (the first ``sample``) hold numbers there, or the other way round
     (``{"year": "2024"}`` against ``"year": 2024``); None when no such mismatch shows."""
-    from rerank_mcp.index.filters import And, Cond, Not, Or
-
-    conds: list[Cond] = []
-
-    def walk(f: Any) -> None:
-        if isinstance(f, Cond):
-            conds.append(f)
-        elif isinstance(f, (And, Or)):
-            for x in f.items:
-                walk(x)
-        elif isinstance(f, Not):
-            walk(f.item)
-
-    walk(flt)
-    conds = [c for c in conds if c.op != "$exists"]
+    conds = [c for c in _Conditions().compile(flt) if c.op != "$exists"]
     if not conds:
         return None
     docs = index.documents(collection, limit=sample)
